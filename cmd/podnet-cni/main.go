@@ -1,0 +1,15 @@
+// Command podnet-cni is podnet's CNI plugin: a container runtime executes it
+// once per pod to create the pod's routed veth pair and hand out its
+// addresses. See internal/cni and docs/cni.md.
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/podnet/podnet/internal/cni"
+	"github.com/podnet/podnet/internal/version"
+)
+
+func main() {
+	skel.PluginMainFuncs(cni.Funcs(), cni.SupportedVersions, "podnet-cni "+version.Version)
+}
