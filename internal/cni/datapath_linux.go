@@ -80,7 +80,6 @@ func setupVeth(podNS netns.NsHandle, pod *netlink.Handle, a attachment) (w wired
 	attrs.Name = w.hostName
 	attrs.MTU = a.mtu
 	attrs.HardwareAddr = w.hostMAC
-	attrs.Alias = hostAlias(a.network, a.containerID, a.ifName)
 	attrs.Flags = net.FlagUp
 	veth := netlink.NewVeth(attrs)
 	veth.PeerName = a.ifName
@@ -121,6 +120,11 @@ func configureHost(w wired, a attachment) error {
 	host, err := netlink.LinkByName(w.hostName)
 	if err != nil {
 		return err
+	}
+	// The kernel ignores IFLA_IFALIAS when it creates a link, so the alias
+	// that GC reads is set here.
+	if err := netlink.LinkSetAlias(host, hostAlias(a.network, a.containerID, a.ifName)); err != nil {
+		return fmt.Errorf("set alias: %w", err)
 	}
 	idx := host.Attrs().Index
 	has6 := false
