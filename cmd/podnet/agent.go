@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podnet/podnet/internal/agent"
+	"github.com/podnet/podnet/internal/routing"
+)
+
+func parsePrefixes(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR prefix", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func newAgentCommand() *cobra.Command {
+	var cfg agent.Config
+	var clusterCIDRs, serviceCIDRs []string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the podnet node agent (routing between nodes, masquerade, CNI config)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.ClusterCIDRs, err = parsePrefixes(clusterCIDRs); err != nil {
+				return fmt.Errorf("--cluster-cidr: %w", err)
+			}
+			if cfg.ServiceCIDRs, err = parsePrefixes(serviceCIDRs); err != nil {
+				return fmt.Errorf("--service-cidr: %w", err)
+			}
+			if cfg.NodeName == "" {
+				cfg.NodeName = os.Getenv("NODE_NAME")
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return agent.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster configuration)")
+	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")
+	f.StringVar(&cfg.RoutingMode, "routing-mode", routing.ModeDirect, "how nodes reach each other's pods: direct or vxlan")
+	f.StringSliceVar(&clusterCIDRs, "cluster-cidr", []string{"10.244.0.0/16"}, "the cluster's pod CIDRs")
+	f.StringSliceVar(&serviceCIDRs, "service-cidr", []string{"10.96.0.0/16"}, "the cluster's service CIDRs")
+	f.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "where to write the CNI conflist (empty: do not write)")
+	f.StringVar(&cfg.CNINetwork, "cni-network", "podnet", "network name in the CNI conflist")
+	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", "/var/lib/cni/podnet", "podnet-cni's IPAM directory")
+	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log every sync")
+	return cmd
+}

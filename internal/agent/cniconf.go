@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// CNIConfFile is the conflist the agent writes into the runtime's CNI
+// configuration directory.
+const CNIConfFile = "10-podnet.conflist"
+
+// CNIConf describes the node's pod network for podnet-cni.
+type CNIConf struct {
+	Network  string
+	PodCIDRs []netip.Prefix
+	DataDir  string
+	MTU      int
+}
+
+// Render returns the conflist JSON.
+func (c CNIConf) Render() ([]byte, error) {
+	if len(c.PodCIDRs) == 0 {
+		return nil, fmt.Errorf("no pod CIDR")
+	}
+	var ranges [][]map[string]string
+	for _, p := range c.PodCIDRs {
+		ranges = append(ranges, []map[string]string{{"subnet": p.Masked().String()}})
+	}
+	plugin := map[string]any{"type": "podnet-cni", "ranges": ranges}
+	if c.DataDir != "" {
+		plugin["dataDir"] = c.DataDir
+	}
+	if c.MTU > 0 {
+		plugin["mtu"] = c.MTU
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"cniVersion": "1.1.0",
+		"name":       c.Network,
+		"plugins":    []any{plugin},
+	}, "", "  ")
+	return append(b, '\n'), err
+}
+
+// WriteCNIConf writes the conflist into dir atomically (temporary file and
+// rename), only when its content changes. It reports whether it wrote.
+func WriteCNIConf(dir string, c CNIConf) (bool, error) {
+	b, err := c.Render()
+	if err != nil {
+		return false, err
+	}
+	path := filepath.Join(dir, CNIConfFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return false, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(dir, ".podnet-conflist-*")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return false, err
+	}
+	return true, os.Rename(tmp.Name(), path)
+}
