@@ -1,0 +1,53 @@
+package podruntime
+
+import (
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+)
+
+// Config configures the runtime of one node.
+type Config struct {
+	Kubeconfig string
+	NodeName   string
+	// NodeIP is the node's InternalIP.
+	NodeIP netip.Addr
+	// StateDir holds the node's pods: StateDir/pods/<ns>_<name>_<uid>/.
+	StateDir string
+	// CNIConfDir and CNIBinDir are where the CNI conflist and plugins are.
+	CNIConfDir string
+	CNIBinDir  string
+	// NetNSPrefix starts every pod namespace name ("<cluster>-pod-").
+	NetNSPrefix string
+	// Self is the podnet binary (for pod-exec and the built-in server).
+	Self string
+	// ClusterDNS and ClusterDomain go into pods' resolv.conf (ClusterFirst).
+	ClusterDNS    []netip.Addr
+	ClusterDomain string
+	// HostResolvConf is used for dnsPolicy Default.
+	HostResolvConf string
+	Log            *slog.Logger
+}
+
+func (c *Config) podDir(ns, name, uid string) string {
+	return filepath.Join(c.StateDir, "pods", ns+"_"+name+"_"+uid)
+}
+
+// PodDir is where the runtime of node stateDir keeps a pod's files.
+func PodDir(stateDir, ns, name, uid string) string {
+	return filepath.Join(stateDir, "pods", ns+"_"+name+"_"+uid)
+}
+
+// NetNSName is the network namespace name of a pod.
+func NetNSName(prefix, uid string) string {
+	u := ""
+	for _, c := range uid {
+		if c != '-' {
+			u += string(c)
+		}
+	}
+	if len(u) > 12 {
+		u = u[:12]
+	}
+	return prefix + u
+}

@@ -1,0 +1,171 @@
+package podruntime
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/podnet/podnet/internal/podexec"
+)
+
+// startProbes runs the container's readiness and liveness probes until the
+// container stops; results arrive as events.
+func (w *podWorker) startProbes(c *container, gen int) {
+	ctx, cancel := context.WithCancel(w.ctx)
+	c.stopProbes = cancel
+	name := c.spec.Name
+	if c.spec.ReadinessProbe == nil {
+		// Ready as soon as it runs.
+		w.send(event{kind: evReady, container: name, generation: gen, ok: true})
+	} else {
+		go w.probeLoop(ctx, c.spec.ReadinessProbe, func(ok bool) {
+			w.send(event{kind: evReady, container: name, generation: gen, ok: ok})
+		}, false)
+	}
+	if c.spec.LivenessProbe != nil {
+		go w.probeLoop(ctx, c.spec.LivenessProbe, func(ok bool) {
+			if !ok {
+				w.send(event{kind: evLivenessFailed, container: name, generation: gen})
+			}
+		}, true)
+	}
+}
+
+// probeLoop probes every period and reports each change of the thresholded
+// result (readiness) or each failure past the threshold (liveness).
+func (w *podWorker) probeLoop(ctx context.Context, p *v1.Probe, report func(bool), liveness bool) {
+	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
+	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+	failThreshold := int(max(p.FailureThreshold, 1))
+	successThreshold := int(max(p.SuccessThreshold, 1))
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Duration(p.InitialDelaySeconds) * time.Second):
+	}
+	state, known := false, false
+	fails, successes := 0, 0
+	for {
+		ok := w.probeOnce(ctx, p, timeout)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			successes, fails = successes+1, 0
+			if successes >= successThreshold && (!state || !known) {
+				state, known = true, true
+				report(true)
+			}
+		} else {
+			fails, successes = fails+1, 0
+			if fails >= failThreshold && (state || !known || liveness) {
+				state, known = false, true
+				report(false)
+				if liveness {
+					return // the container is restarted, with new probes
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(period):
+		}
+	}
+}
+
+func (w *podWorker) probeOnce(ctx context.Context, p *v1.Probe, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	host := ""
+	if len(w.sandbox.ips) > 0 {
+		host = w.sandbox.ips[0].String()
+	}
+	switch {
+	case p.HTTPGet != nil:
+		if p.HTTPGet.Host != "" {
+			host = p.HTTPGet.Host
+		}
+		port, err := w.resolvePort(p.HTTPGet.Port)
+		if err != nil {
+			return false
+		}
+		scheme := "http"
+		if p.HTTPGet.Scheme == v1.URISchemeHTTPS {
+			scheme = "https"
+		}
+		url := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, strconv.Itoa(port)), p.HTTPGet.Path)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false
+		}
+		for _, h := range p.HTTPGet.HTTPHeaders {
+			req.Header.Add(h.Name, h.Value)
+		}
+		req.Header.Set("User-Agent", "podnet-probe")
+		resp, err := w.r.probeClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode >= 200 && resp.StatusCode < 400
+	case p.TCPSocket != nil:
+		if p.TCPSocket.Host != "" {
+			host = p.TCPSocket.Host
+		}
+		port, err := w.resolvePort(p.TCPSocket.Port)
+		if err != nil {
+			return false
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	case p.Exec != nil:
+		opts := podexec.Options{NetNS: w.sandbox.nsPath, ResolvConf: w.sandbox.resolv, Hosts: w.sandbox.hosts}
+		cmd := podexec.Command(w.r.cfg.Self, opts, p.Exec.Command)
+		if err := cmd.Start(); err != nil {
+			return false
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			return err == nil
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-done
+			return false
+		}
+	}
+	return false // gRPC probes are not supported
+}
+
+// resolvePort turns a numeric or named port into a number, looking names up
+// in the pod's containerPorts.
+func (w *podWorker) resolvePort(p intstr.IntOrString) (int, error) {
+	if p.Type == intstr.Int {
+		return p.IntValue(), nil
+	}
+	for _, c := range w.pod.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == p.StrVal {
+				return int(cp.ContainerPort), nil
+			}
+		}
+	}
+	if n, err := strconv.Atoi(p.StrVal); err == nil {
+		return n, nil
+	}
+	return 0, fmt.Errorf("no container port named %q", p.StrVal)
+}
+

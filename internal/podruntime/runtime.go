@@ -1,0 +1,202 @@
+package podruntime
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podnet/podnet/internal/netns"
+)
+
+// Runtime runs the pods of one node.
+type Runtime struct {
+	// set at construction, read-only
+	cfg         Config
+	log         *slog.Logger
+	client      kubernetes.Interface
+	cni         *libcni.CNIConfig
+	svcLister   corelisters.ServiceLister
+	probeClient *http.Client
+
+	// mu guards workers.
+	mu      sync.Mutex
+	workers map[types.UID]*podWorker
+}
+
+// Run registers the node and runs its pods until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.NodeName == "" || !cfg.NodeIP.IsValid() || cfg.StateDir == "" || cfg.Self == "" {
+		return errors.New("podruntime: node name, node IP, state dir and the podnet binary are required")
+	}
+	if cfg.ClusterDomain == "" {
+		cfg.ClusterDomain = "cluster.local"
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("podruntime: %w", err)
+	}
+	rc.UserAgent = "podnet-runtime/" + cfg.NodeName
+	rc.QPS, rc.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	r := &Runtime{
+		cfg: cfg, log: cfg.Log, client: client,
+		cni:     libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.StateDir, "cni-cache"), nil),
+		workers: map[types.UID]*podWorker{},
+		probeClient: &http.Client{
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, //nolint:gosec // probes, as the kubelet's
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	r.cleanupStale(ctx)
+	for {
+		err := r.registerNode(ctx)
+		if err == nil {
+			break
+		}
+		r.log.Warn("node registration failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	_ = renewLease(ctx, client, cfg.NodeName)
+	go r.heartbeat(ctx)
+
+	svcFactory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	r.svcLister = svcFactory.Core().V1().Services().Lister()
+	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+		}))
+	podInformer := podFactory.Core().V1().Pods().Informer()
+	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { r.dispatch(ctx, o) },
+		UpdateFunc: func(_, o any) { r.dispatch(ctx, o) },
+		DeleteFunc: func(o any) { r.dispatchDelete(o) },
+	}); err != nil {
+		return err
+	}
+	svcFactory.Start(ctx.Done())
+	podFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.HasSynced, svcFactory.Core().V1().Services().Informer().HasSynced) {
+		return ctx.Err()
+	}
+	r.log.Info("pod runtime running", "node", cfg.NodeName, "ip", cfg.NodeIP)
+	<-ctx.Done()
+	r.mu.Lock()
+	workers := make([]*podWorker, 0, len(r.workers))
+	for _, w := range r.workers {
+		workers = append(workers, w)
+	}
+	r.mu.Unlock()
+	for _, w := range workers {
+		<-w.done
+	}
+	return nil
+}
+
+func (r *Runtime) dispatch(ctx context.Context, o any) {
+	pod, ok := o.(*v1.Pod)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	w := r.workers[pod.UID]
+	if w == nil {
+		if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+			if pod.DeletionTimestamp == nil {
+				r.mu.Unlock()
+				return // finished before this runtime started
+			}
+		}
+		w = &podWorker{r: r, ctx: ctx, updates: make(chan *v1.Pod, 1), events: make(chan event, 16),
+			pod: pod, containers: map[string]*container{}, done: make(chan struct{})}
+		r.workers[pod.UID] = w
+		go func() {
+			w.run()
+			r.mu.Lock()
+			delete(r.workers, pod.UID)
+			r.mu.Unlock()
+		}()
+	}
+	r.mu.Unlock()
+	w.update(pod)
+}
+
+func (r *Runtime) dispatchDelete(o any) {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	pod, ok := o.(*v1.Pod)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	w := r.workers[pod.UID]
+	r.mu.Unlock()
+	if w != nil {
+		w.update(nil)
+	}
+}
+
+// pokeAll wakes every worker (e.g. when the network became ready).
+func (r *Runtime) pokeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.workers {
+		select {
+		case w.events <- event{kind: evPoke}:
+		default:
+		}
+	}
+}
+
+// cleanupStale removes the sandboxes a previous runtime left: their
+// processes died with it (parent-death signal), so every pod is rebuilt.
+func (r *Runtime) cleanupStale(ctx context.Context) {
+	dirs, _ := filepath.Glob(filepath.Join(r.cfg.StateDir, "pods", "*"))
+	list, lerr := r.loadConflist()
+	for _, d := range dirs {
+		parts := strings.SplitN(filepath.Base(d), "_", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		uid := parts[2]
+		name := NetNSName(r.cfg.NetNSPrefix, uid)
+		if lerr == nil {
+			pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: parts[0], Name: parts[1], UID: types.UID(uid)}}
+			_ = r.cni.DelNetworkList(ctx, list, r.runtimeConf(pod, netns.Path(name)))
+		}
+		_ = netns.Delete(name)
+		_ = os.RemoveAll(d)
+	}
+	if lerr == nil {
+		_ = r.cni.GCNetworkList(ctx, list, &libcni.GCArgs{})
+	}
+}
