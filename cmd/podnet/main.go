@@ -27,7 +27,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSelfcheckCommand(), newAgentCommand(), &cobra.Command{
+	root.AddCommand(newSelfcheckCommand(), newAgentCommand(), newRuntimeCommand(), newServeCommand(), newPodExecCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print podnet's version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "podnet", version.Version) },
