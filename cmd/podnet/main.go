@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -15,6 +16,13 @@ import (
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			if !ee.quiet && ee.msg != "" {
+				fmt.Fprintln(os.Stderr, "podnet:", ee.msg)
+			}
+			os.Exit(ee.code)
+		}
 		fmt.Fprintln(os.Stderr, "podnet:", err)
 		os.Exit(1)
 	}
@@ -27,6 +35,9 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	cf := &clusterFlags{}
+	cf.register(root)
+	addClusterCommands(root, cf)
 	root.AddCommand(newSelfcheckCommand(), newAgentCommand(), newRuntimeCommand(), newServeCommand(), newPodExecCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print podnet's version",

@@ -1,0 +1,262 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/proc"
+)
+
+// UpOptions are the inputs of Up besides the Config.
+type UpOptions struct {
+	// ToolsBin holds etcd, kube-apiserver, kube-controller-manager,
+	// kube-scheduler and kubectl (make tools).
+	ToolsBin string
+	// Podnet is the podnet binary; CNIBin the directory with podnet-cni.
+	Podnet string
+	CNIBin string
+	// RoutingMode is direct or vxlan.
+	RoutingMode string
+	// Manifests are applied with kubectl once the nodes are Ready.
+	Manifests []string
+	Out       io.Writer
+	// ReadyTimeout bounds the wait for nodes to become Ready.
+	ReadyTimeout time.Duration
+}
+
+func (c *Config) procsDir() string { return filepath.Join(c.StateDir, "procs") }
+func (c *Config) logsDir() string  { return filepath.Join(c.StateDir, "logs") }
+
+// NodeDir is node i's state directory.
+func (c *Config) NodeDir(i int) string { return filepath.Join(c.StateDir, "nodes", c.NodeName(i)) }
+
+// Running reports whether any process recorded for the cluster is alive.
+func Running(stateDir string) bool {
+	recs, _ := proc.ReadAll(filepath.Join(stateDir, "procs"))
+	for _, r := range recs {
+		if proc.Alive(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// Up creates the cluster: topology, control plane, one pod runtime and one
+// agent per node; it waits until every node is Ready and applies the
+// manifests. On failure it removes everything it made.
+func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
+	say := func(format string, args ...any) {
+		if o.Out != nil {
+			fmt.Fprintf(o.Out, format+"\n", args...)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if Running(cfg.StateDir) {
+		return fmt.Errorf("cluster %q is already running (state in %s); run `podnet down --cluster %s` first", cfg.Name, cfg.StateDir, cfg.Name)
+	}
+	if err := checkUpBinaries(o); err != nil {
+		return err
+	}
+	start := time.Now()
+	// Leftovers of a crashed run of this cluster (processes are gone: the
+	// check above): remove them so the conflict check sees a clean host.
+	if _, serr := os.Stat(cfg.StateDir); serr == nil {
+		if old, lerr := Load(cfg.StateDir); lerr == nil {
+			_ = DeleteTopology(old)
+		}
+		_ = os.RemoveAll(cfg.StateDir)
+	}
+	_ = DeleteTopology(cfg)
+	if err := CheckHostConflicts(cfg); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			say("up failed; removing what was made")
+			if derr := Down(cfg); derr != nil {
+				err = errors.Join(err, fmt.Errorf("cleanup: %w", derr))
+			}
+		}
+	}()
+	if err := cfg.Save(); err != nil {
+		return err
+	}
+	say("creating the network: bridge %s, world namespace %s, %d node namespaces on %s", cfg.BridgeName(), cfg.WorldNSName(), cfg.Nodes, cfg.NodeNetwork)
+	if err := CreateTopology(cfg); err != nil {
+		return err
+	}
+	say("starting the control plane (etcd, kube-apiserver at %s, kube-controller-manager, kube-scheduler)", cfg.APIServerURL())
+	cp, err := StartControlPlane(ctx, ControlPlaneConfig{
+		ClusterName: cfg.Name, StateDir: cfg.StateDir, BinDir: o.ToolsBin,
+		APIAddress: cfg.RootIP, APIPort: cfg.APIServerPort,
+		ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, NodeCIDRMaskSize: cfg.NodeCIDRMaskSize,
+		Progress: func(s string) { say("  %s", s) },
+	})
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		if err := startNode(cfg, i, o); err != nil {
+			return fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
+		}
+	}
+	say("started a pod runtime and a podnet agent in each node namespace; waiting for %d nodes to be Ready", cfg.Nodes)
+	rc, err := cp.RESTConfig()
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	timeout := o.ReadyTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	if err := waitNodesReady(ctx, client, cfg.Nodes, timeout); err != nil {
+		return fmt.Errorf("%w (see %s)", err, cfg.logsDir())
+	}
+	say("all %d nodes Ready after %s", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
+	for _, m := range o.Manifests {
+		if err := Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m); err != nil {
+			return fmt.Errorf("apply %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+func checkUpBinaries(o UpOptions) error {
+	var missing []string
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(o.ToolsBin, b)); err != nil {
+			missing = append(missing, filepath.Join(o.ToolsBin, b))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing control-plane binaries %s (run `make tools`)", strings.Join(missing, ", "))
+	}
+	if _, err := os.Stat(filepath.Join(o.CNIBin, "podnet-cni")); err != nil {
+		return fmt.Errorf("missing %s (run `make build`)", filepath.Join(o.CNIBin, "podnet-cni"))
+	}
+	if _, err := os.Stat(o.Podnet); err != nil {
+		return fmt.Errorf("missing the podnet binary %s", o.Podnet)
+	}
+	return nil
+}
+
+// startNode issues node i's credentials and starts its agent and runtime in
+// its namespace.
+func startNode(cfg *Config, i int, o UpOptions) error {
+	node := cfg.NodeName(i)
+	runtimeKC, agentKC, err := IssueNodeCredentials(cfg.StateDir, node)
+	if err != nil {
+		return err
+	}
+	dir := cfg.NodeDir(i)
+	confDir, ipamDir := filepath.Join(dir, "cni", "net.d"), filepath.Join(dir, "cni", "ipam")
+	for _, d := range []string{confDir, ipamDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	mode := o.RoutingMode
+	if mode == "" {
+		mode = "direct"
+	}
+	nsPath := netns.Path(cfg.NodeNSName(i))
+	specs := []proc.Spec{
+		{Name: "agent-" + node, Argv: []string{o.Podnet, "agent", "--kubeconfig", agentKC, "--node-name", node,
+			"--routing-mode", mode, "--cluster-cidr", cfg.PodCIDR.String(), "--service-cidr", cfg.ServiceCIDR.String(),
+			"--cni-conf-dir", confDir, "--cni-network", "podnet", "--cni-data-dir", ipamDir}},
+		{Name: "runtime-" + node, Argv: []string{o.Podnet, "runtime", "--kubeconfig", runtimeKC, "--node-name", node,
+			"--node-ip", cfg.NodeIP(i).String(), "--state-dir", dir, "--cni-conf-dir", confDir, "--cni-bin-dir", o.CNIBin,
+			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String()}},
+	}
+	for _, s := range specs {
+		s.LogFile = filepath.Join(cfg.logsDir(), s.Name+".log")
+		s.Netns = nsPath
+		if _, err := proc.Start(cfg.procsDir(), s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	for {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			ready := 0
+			var notReady []string
+			for _, n := range nodes.Items {
+				ok := false
+				for _, cnd := range n.Status.Conditions {
+					if cnd.Type == v1.NodeReady && cnd.Status == v1.ConditionTrue {
+						ok = true
+					} else if cnd.Type == v1.NodeReady {
+						notReady = append(notReady, n.Name+": "+cnd.Message)
+					}
+				}
+				if ok {
+					ready++
+				}
+			}
+			if ready >= want {
+				return nil
+			}
+			last = fmt.Sprintf("%d of %d nodes Ready %v", ready, want, notReady)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nodes not Ready after %s: %s", timeout, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Down removes everything the cluster made: processes (by recorded pid and
+// start time only), namespaces, links, routes, and the state directory. It
+// works after a crash and when nothing is left.
+func Down(cfg *Config) error {
+	var errs []error
+	if err := proc.StopAll(cfg.procsDir(), 5*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if err := DeleteTopology(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(cfg.StateDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Kubectl runs the bundled kubectl with the cluster's admin kubeconfig.
+func Kubectl(cfg *Config, toolsBin string, stdout, stderr io.Writer, args ...string) error {
+	cmd := exec.Command(filepath.Join(toolsBin, "kubectl"), append([]string{"--kubeconfig", AdminKubeconfigPath(cfg.StateDir)}, args...)...)
+	cmd.Stdin = os.Stdin
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return cmd.Run()
+}
