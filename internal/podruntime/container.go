@@ -32,7 +32,7 @@ type container struct {
 	backoff    time.Duration
 	ready      bool
 	// finished: will not run again (restartPolicy says so).
-	finished bool
+	finished   bool
 	stopProbes func()
 }
 

@@ -168,4 +168,3 @@ func (w *podWorker) resolvePort(p intstr.IntOrString) (int, error) {
 	}
 	return 0, fmt.Errorf("no container port named %q", p.StrVal)
 }
-

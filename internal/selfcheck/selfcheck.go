@@ -174,4 +174,3 @@ func tcpEcho(serverNS, clientNS string, ip netip.Addr) (netip.Addr, error) {
 		return netip.Addr{}, errors.New("server never accepted")
 	}
 }
-
