@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 func newUpCommand(cf *clusterFlags) *cobra.Command {
 	var o localcluster.UpOptions
 	var nodes int
+	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: control plane, nodes and pods in network namespaces",
@@ -85,6 +87,9 @@ func newUpCommand(cf *clusterFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
 			cfg.Nodes = nodes
+			if err := applyAddressFlags(cfg, podCIDR, serviceCIDR, nodeNetwork, worldNetwork); err != nil {
+				return err
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return err
@@ -101,10 +106,60 @@ func newUpCommand(cf *clusterFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&nodes, "nodes", localcluster.DefaultNodes, "number of nodes")
+	cmd.Flags().StringVar(&podCIDR, "pod-cidr", "", "cluster pod CIDR (default 10.244.0.0/16; a /24 per node)")
+	cmd.Flags().StringVar(&serviceCIDR, "service-cidr", "", "service CIDR (default 10.96.0.0/16)")
+	cmd.Flags().StringVar(&nodeNetwork, "node-network", "", "node network, a /24 (default 172.30.0.0/24: API server .1, nodes from .11, world .254, LoadBalancer pool .200/29)")
+	cmd.Flags().StringVar(&worldNetwork, "world-network", "", "the outside world's addresses, a /24 (default 203.0.113.0/24)")
 	cmd.Flags().StringArrayVarP(&o.Manifests, "filename", "f", nil, "manifest file or directory to apply once the nodes are Ready (repeatable)")
 	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
 	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
 	return cmd
+}
+
+// applyAddressFlags overrides the default address plan.
+func applyAddressFlags(cfg *localcluster.Config, pod, svc, nodeNet, world string) error {
+	parse := func(flag, v string, dst *netip.Prefix) error {
+		if v == "" {
+			return nil
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return fmt.Errorf("--%s: %q is not a CIDR prefix", flag, v)
+		}
+		*dst = p.Masked()
+		return nil
+	}
+	if err := parse("pod-cidr", pod, &cfg.PodCIDR); err != nil {
+		return err
+	}
+	if err := parse("service-cidr", svc, &cfg.ServiceCIDR); err != nil {
+		return err
+	}
+	if err := parse("world-network", world, &cfg.WorldNetwork); err != nil {
+		return err
+	}
+	if world != "" {
+		cfg.WorldDNSIP = nth(cfg.WorldNetwork, 53)
+	}
+	if err := parse("node-network", nodeNet, &cfg.NodeNetwork); err != nil {
+		return err
+	}
+	if nodeNet != "" {
+		if !cfg.NodeNetwork.Addr().Is4() || cfg.NodeNetwork.Bits() != 24 {
+			return fmt.Errorf("--node-network must be an IPv4 /24, not %s", cfg.NodeNetwork)
+		}
+		cfg.RootIP, cfg.FirstNodeIP, cfg.WorldIP = nth(cfg.NodeNetwork, 1), nth(cfg.NodeNetwork, 11), nth(cfg.NodeNetwork, 254)
+		cfg.LBPool = netip.PrefixFrom(nth(cfg.NodeNetwork, 200), 29)
+	}
+	return nil
+}
+
+// nth returns the n-th address of an IPv4 prefix.
+func nth(p netip.Prefix, n int) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func printNext(cmd *cobra.Command, cfg *localcluster.Config) {

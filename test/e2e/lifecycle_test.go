@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/proc"
+)
+
+// TestKillEverythingThenDownThenUp: after every process of the cluster is
+// killed with SIGKILL, down still removes everything and up works again.
+func TestKillEverythingThenDownThenUp(t *testing.T) {
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	plan := []string{"--node-network", "172.28.88.0/24", "--pod-cidr", "10.166.0.0/16", "--service-cidr", "10.167.0.0/16", "--world-network", "198.18.0.0/24"}
+	c, err := up("e2e-crash-"+randHex(2), plan...)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	t.Cleanup(c.down)
+	cfg, err := localcluster.Load(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cfg.ID()
+	c.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: victim, labels: {app: victim}}
+spec:
+  containers: [{name: c, image: podnet/test, ports: [{containerPort: 80}]}]
+`)
+	c.runningPods(t, "default", "app=victim", 1, false)
+
+	recs, err := proc.ReadAll(filepath.Join(c.stateDir, "procs"))
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("process records: %v %v", recs, err)
+	}
+	for _, r := range recs {
+		if proc.Alive(r) {
+			_ = syscall.Kill(r.PID, syscall.SIGKILL)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	if out, err := c.podnet("down"); err != nil {
+		t.Fatalf("down after kill -9: %v\n%s", err, out)
+	}
+	assertNothingOf(t, c.name)
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	if strings.Contains(string(links), "pnbr"+id) || strings.Contains(string(links), "pnu"+id) {
+		t.Errorf("links of the cluster left behind:\n%s", links)
+	}
+	routes, _ := exec.Command("ip", "route", "show", "table", "all").Output()
+	for _, r := range []string{"10.166.0.0/16", "10.167.0.0/16", "172.28.88.0/24", "198.18.0.0/24"} {
+		if strings.Contains(string(routes), r) {
+			t.Errorf("route for %s left behind", r)
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), c.name+"-") {
+		t.Errorf("mounts of the cluster left behind")
+	}
+	if _, err := os.Stat(c.stateDir); !os.IsNotExist(err) {
+		t.Errorf("state directory %s left behind", c.stateDir)
+	}
+
+	c2, err := up(c.name, plan...)
+	if err != nil {
+		t.Fatalf("up after down: %v", err)
+	}
+	t.Cleanup(c2.down)
+	if out := c2.kubectl(t, "get", "nodes", "--no-headers"); strings.Count(out, " Ready ") != 2 {
+		t.Errorf("nodes after re-up:\n%s", out)
+	}
+	fmt.Fprintf(os.Stderr, "re-up took %s\n", c2.upTime.Round(100*time.Millisecond))
+}
