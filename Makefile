@@ -12,7 +12,7 @@ GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build vet test up selfcheck bench-cni tools clean
+.PHONY: all deps build vet test up down selfcheck bench-cni tools clean
 
 all: build
 
@@ -38,24 +38,25 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted" >&2; exit 1; fi
 
-## test: every test (unit, rendering, kernel tests as root)
-test: deps build vet
+## test: every test (unit, rendering, kernel tests and end-to-end as root)
+test: deps build tools vet
 	$(GO) test $(GOTEST_FLAGS) ./...
 
-## up: build and run the node self-check (the local cluster replaces this)
-up: deps build selfcheck
-	@echo
-	@echo "Next:"
-	@echo "  sudo ./bin/podnet selfcheck        # run the check again"
-	@echo "  less docs/cni.md                   # configure podnet-cni for containerd"
-	@echo "  make bench-cni                     # ADD+DEL latency vs ptp + host-local"
+## up: build everything and start the local cluster with the seed examples
+up: deps build tools
+	$(BIN)/podnet up -f examples/seed
 
-selfcheck:
+## down: remove the local cluster
+down:
+	$(BIN)/podnet down
+
+## selfcheck: wire two throwaway pods with podnet-cni on this machine
+selfcheck: build
 	$(BIN)/podnet selfcheck --cni-bin-dir $(BIN)
 
 ## tools: build the pinned control-plane binaries and reference plugins (tools/)
 tools:
-	$(MAKE) -C tools
+	@$(MAKE) --no-print-directory -C tools
 
 ## bench-cni: ADD+DEL latency of podnet-cni vs the reference ptp + host-local
 bench-cni: deps build

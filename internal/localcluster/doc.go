@@ -1,0 +1,36 @@
+// Package localcluster runs a Kubernetes cluster on one Linux machine, with
+// nodes and pods made of network namespaces (`podnet up`). DESIGN-NOTES.md
+// fixes the names, addresses and files its parts share.
+//
+// The network (topology*.go) is an underlay bridge pnbr<id> in the root
+// namespace; one namespace per node (<cluster>-node-<i>) and an
+// "outside world" namespace (<cluster>-world) hang off it by veth pairs.
+// Nodes route everything they do not know to the world namespace, which
+// has every address of its world network (TEST-NET-3 by default) local on
+// its lo and no default route, so it plays the internet and the external
+// clients without anything leaving the machine.
+//
+// Dangerous: this package changes the machine's root network namespace.
+// It adds a bridge with an address, veths, and blackhole routes for the pod
+// CIDR, the service CIDR and the world network (so a mistake is dropped
+// locally instead of leaving the machine), and it writes sysctls inside
+// the namespaces it creates. The only traffic the cluster may send goes to
+// loopback and to namespaces this package made. Therefore:
+//   - Config.Validate and CheckHostConflicts (safety.go) run before
+//     anything is created: a cluster whose ranges overlap an address or a
+//     route of the root namespace, or a nameserver of /etc/resolv.conf, is
+//     refused with one line per conflict;
+//   - CreateTopology is transactional and undoes what it made on failure;
+//   - DeleteTopology removes only objects whose names are derived from the
+//     cluster's name and ID (never by a loose prefix), and the blackhole
+//     routes carrying the cluster's own metric;
+//   - no route is added to the root namespace other than the blackholes and
+//     the bridge's connected route, and the root does not forward what
+//     arrives on the bridge (net.ipv4.conf.pnbr<id>.forwarding=0, IPv6
+//     disabled on it), even on a host that forwards; writing the global
+//     net.ipv4.ip_forward later resets the former.
+//
+// Tests that create a topology use random cluster names and a test-only
+// address plan that no real cluster uses, and remove everything in
+// t.Cleanup.
+package localcluster
