@@ -1,0 +1,210 @@
+package localcluster
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podnet/podnet/internal/pki"
+)
+
+// Identities of the control plane's clients (DESIGN-NOTES.md, "Identities").
+const (
+	AdminUser             = "kubernetes-admin"
+	AdminGroup            = "system:masters"
+	ControllerManagerUser = "system:kube-controller-manager"
+	SchedulerUser         = "system:kube-scheduler"
+	NodeUserPrefix        = "system:node:"
+	NodesGroup            = "system:nodes"
+	AgentUserPrefix       = "podnet-agent:"
+	AgentGroup            = "podnet:agents"
+)
+
+// ControlPlaneFiles are the paths StartControlPlane writes under StateDir.
+type ControlPlaneFiles struct {
+	PKIDir                       string // pki/
+	CACert, CAKey                string // pki/ca.{crt,key}
+	APIServerCert, APIServerKey  string // pki/apiserver.{crt,key}
+	SAKey, SAPub                 string // pki/sa.{key,pub}
+	AdminCert, AdminKey          string // pki/admin.{crt,key}
+	ControllerManagerServingCert string // pki/controller-manager-serving.crt (its /healthz)
+	ControllerManagerServingKey  string
+	SchedulerServingCert         string // pki/scheduler-serving.crt (its /readyz)
+	SchedulerServingKey          string
+
+	AdminKubeconfig             string // kubeconfig
+	ControllerManagerKubeconfig string // kubeconfigs/controller-manager.kubeconfig
+	SchedulerKubeconfig         string // kubeconfigs/scheduler.kubeconfig
+	SchedulerConfig             string // kube-scheduler.yaml (KubeSchedulerConfiguration)
+	EtcdDataDir                 string // etcd/
+}
+
+// cpPKIDir and cpKubeconfigDir are the contract's locations.
+func cpPKIDir(stateDir string) string        { return filepath.Join(stateDir, "pki") }
+func cpKubeconfigDir(stateDir string) string { return filepath.Join(stateDir, "kubeconfigs") }
+
+// AdminKubeconfigPath is the admin kubeconfig of the cluster in stateDir,
+// the one `podnet kubectl` uses.
+func AdminKubeconfigPath(stateDir string) string { return filepath.Join(stateDir, "kubeconfig") }
+
+// cpEnsurePKI makes (or reuses) the CA, every control-plane certificate,
+// the service-account key pair, the kubeconfigs and the scheduler's
+// configuration file.
+func cpEnsurePKI(cfg *ControlPlaneConfig) (*ControlPlaneFiles, error) {
+	dir := cpPKIDir(cfg.StateDir)
+	ca, err := pki.EnsureCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	f := &ControlPlaneFiles{
+		PKIDir:          dir,
+		CACert:          ca.CertFile(),
+		CAKey:           ca.KeyFile(),
+		AdminKubeconfig: AdminKubeconfigPath(cfg.StateDir),
+		SchedulerConfig: filepath.Join(cfg.StateDir, "kube-scheduler.yaml"),
+		EtcdDataDir:     filepath.Join(cfg.StateDir, "etcd"),
+	}
+
+	apiIPs := append([]netip.Addr{cfg.APIAddress}, cfg.ExtraAPIAddresses...)
+	apiIPs = append(apiIPs, netip.MustParseAddr("127.0.0.1"), cfg.ServiceCIDR.Masked().Addr().Next())
+	serving, err := ca.IssueServing("apiserver", "kube-apiserver", []string{
+		"kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc.cluster.local", "localhost",
+	}, cpUniqueAddrs(apiIPs))
+	if err != nil {
+		return nil, err
+	}
+	f.APIServerCert, f.APIServerKey = serving.CertFile, serving.KeyFile
+
+	local := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	kcmServing, err := ca.IssueServing("controller-manager-serving", "kube-controller-manager", []string{"localhost"}, local)
+	if err != nil {
+		return nil, err
+	}
+	f.ControllerManagerServingCert, f.ControllerManagerServingKey = kcmServing.CertFile, kcmServing.KeyFile
+	schedServing, err := ca.IssueServing("scheduler-serving", "kube-scheduler", []string{"localhost"}, local)
+	if err != nil {
+		return nil, err
+	}
+	f.SchedulerServingCert, f.SchedulerServingKey = schedServing.CertFile, schedServing.KeyFile
+
+	if f.SAKey, f.SAPub, err = pki.EnsureServiceAccountKey(dir); err != nil {
+		return nil, err
+	}
+
+	server := cfg.APIServerURL()
+	kubeconfigs := []struct {
+		name, cn string
+		orgs     []string
+		path     *string
+	}{
+		{"admin", AdminUser, []string{AdminGroup}, &f.AdminKubeconfig},
+		{"controller-manager", ControllerManagerUser, nil, &f.ControllerManagerKubeconfig},
+		{"scheduler", SchedulerUser, nil, &f.SchedulerKubeconfig},
+	}
+	for _, k := range kubeconfigs {
+		kp, err := ca.IssueClient(k.name, k.cn, k.orgs)
+		if err != nil {
+			return nil, err
+		}
+		if k.name == "admin" {
+			f.AdminCert, f.AdminKey = kp.CertFile, kp.KeyFile
+		} else {
+			*k.path = filepath.Join(cpKubeconfigDir(cfg.StateDir), k.name+".kubeconfig")
+		}
+		kc := pki.Kubeconfig{Cluster: cfg.ClusterName, User: k.name, Server: server,
+			CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
+		if err := kc.Write(*k.path); err != nil {
+			return nil, err
+		}
+	}
+	if err := cpWriteFile(f.SchedulerConfig, cpSchedulerConfig(f.SchedulerKubeconfig), 0o644); err != nil {
+		return nil, fmt.Errorf("scheduler config: %w", err)
+	}
+	return f, nil
+}
+
+// IssueNodeCredentials issues the client certificates of one node's pod
+// runtime (system:node:<node>, group system:nodes) and agent
+// (podnet-agent:<node>, group podnet:agents) from the cluster CA in
+// stateDir/pki, and writes their kubeconfigs, kubeconfigs/node-<node> and
+// kubeconfigs/agent-<node>.kubeconfig, pointing at the API server of the
+// admin kubeconfig. The control plane's PKI must exist (StartControlPlane
+// makes it). Calling it again reuses valid files.
+func IssueNodeCredentials(stateDir, nodeName string) (runtimeKubeconfig, agentKubeconfig string, err error) {
+	if errs := validation.IsDNS1123Subdomain(nodeName); len(errs) > 0 {
+		return "", "", fmt.Errorf("node credentials: node name %q: %s", nodeName, errs[0])
+	}
+	ca, err := pki.LoadCA(cpPKIDir(stateDir))
+	if err != nil {
+		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
+	}
+	admin, err := clientcmd.LoadFromFile(AdminKubeconfigPath(stateDir))
+	if err != nil {
+		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
+	}
+	ctx, ok := admin.Contexts[admin.CurrentContext]
+	if !ok || admin.Clusters[ctx.Cluster] == nil {
+		return "", "", fmt.Errorf("node credentials for %s: %s has no current cluster", nodeName, AdminKubeconfigPath(stateDir))
+	}
+	server := admin.Clusters[ctx.Cluster].Server
+
+	issue := func(file, cn, group string) (string, error) {
+		kp, err := ca.IssueClient(file, cn, []string{group})
+		if err != nil {
+			return "", err
+		}
+		path := filepath.Join(cpKubeconfigDir(stateDir), file+".kubeconfig")
+		kc := pki.Kubeconfig{Cluster: ctx.Cluster, User: file, Server: server,
+			CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
+		return path, kc.Write(path)
+	}
+	if runtimeKubeconfig, err = issue("node-"+nodeName, NodeUserPrefix+nodeName, NodesGroup); err != nil {
+		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
+	}
+	if agentKubeconfig, err = issue("agent-"+nodeName, AgentUserPrefix+nodeName, AgentGroup); err != nil {
+		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
+	}
+	return runtimeKubeconfig, agentKubeconfig, nil
+}
+
+// cpSchedulerConfig is kube-scheduler's configuration: its --kubeconfig
+// and --leader-elect flags are deprecated in favour of this file.
+func cpSchedulerConfig(kubeconfig string) []byte {
+	return fmt.Appendf(nil, `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: %q
+leaderElection:
+  leaderElect: false
+`, kubeconfig)
+}
+
+// cpWriteFile writes data to path through a rename, leaving an unchanged
+// file alone.
+func cpWriteFile(path string, data []byte, perm os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func cpUniqueAddrs(as []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, a := range as {
+		if a.IsValid() && !seen[a.Unmap()] {
+			seen[a.Unmap()] = true
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
