@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	v1 "k8s.io/api/core/v1"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,14 +15,16 @@ import (
 	"github.com/podnet/podnet/internal/proc"
 )
 
-// TestKillEverythingThenDownThenUp: after every process of the cluster is
-// killed with SIGKILL, down still removes everything and up works again.
+// TestKillEverythingThenDownThenUp runs a cluster in VXLAN routing mode,
+// checks pods reach each other across nodes through the tunnel, then kills
+// every process of the cluster with SIGKILL: down must still remove
+// everything, and up must work again.
 func TestKillEverythingThenDownThenUp(t *testing.T) {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
 	plan := []string{"--node-network", "172.28.88.0/24", "--pod-cidr", "10.166.0.0/16", "--service-cidr", "10.167.0.0/16", "--world-network", "198.18.0.0/24"}
-	c, err := up("e2e-crash-"+randHex(2), plan...)
+	c, err := up("e2e-crash-"+randHex(2), append(plan, "--routing-mode", "vxlan")...)
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -39,6 +42,27 @@ spec:
   containers: [{name: c, image: podnet/test, ports: [{containerPort: 80}]}]
 `)
 	c.runningPods(t, "default", "app=victim", 1, false)
+	c.apply(t, spreadDeployment)
+	pods := c.runningPods(t, "default", "app=spread", 4, false)
+	var a, b *v1.Pod
+	for i := range pods {
+		if a == nil {
+			a = &pods[i]
+		} else if pods[i].Spec.NodeName != a.Spec.NodeName {
+			b = &pods[i]
+		}
+	}
+	if b == nil {
+		t.Fatal("no two replicas on different nodes")
+	}
+	out, err := c.podnet("probe", a.Name, b.Status.PodIP+":80", "--timeout", "3s")
+	if err != nil || !strings.Contains(out, "which saw the client as "+a.Status.PodIP+":") {
+		t.Errorf("cross-node probe over VXLAN: %v %q", err, out)
+	}
+	nodeNS := "/run/netns/" + cfg.NodeNSName(1)
+	if route, _ := exec.Command("nsenter", "--net="+nodeNS, "ip", "route", "get", b.Status.PodIP).CombinedOutput(); a.Spec.NodeName == cfg.NodeName(1) && !strings.Contains(string(route), "dev pnvxlan") {
+		t.Errorf("route from node 1 to %s does not use the VXLAN device: %s", b.Status.PodIP, route)
+	}
 
 	recs, err := proc.ReadAll(filepath.Join(c.stateDir, "procs"))
 	if err != nil || len(recs) == 0 {
