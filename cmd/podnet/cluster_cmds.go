@@ -43,7 +43,9 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 func (f *clusterFlags) config() *localcluster.Config {
 	cfg := localcluster.DefaultConfig(f.name)
 	if f.stateDir != "" {
-		cfg.StateDir = f.stateDir
+		if abs, err := filepath.Abs(f.stateDir); err == nil {
+			cfg.StateDir = abs
+		}
 	}
 	return cfg
 }
@@ -94,9 +96,15 @@ func newUpCommand(cf *clusterFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o.Podnet, o.ToolsBin, o.Out = exe, cf.toolsBin, cmd.OutOrStdout()
+			if o.ToolsBin, err = filepath.Abs(cf.toolsBin); err != nil {
+				return err
+			}
+			o.Podnet, o.Out = exe, cmd.OutOrStdout()
 			if o.CNIBin == "" {
 				o.CNIBin = filepath.Dir(exe)
+			}
+			if o.CNIBin, err = filepath.Abs(o.CNIBin); err != nil {
+				return err
 			}
 			if err := localcluster.Up(cmd.Context(), cfg, o); err != nil {
 				return err
