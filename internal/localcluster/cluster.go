@@ -192,6 +192,7 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	for _, s := range specs {
 		s.LogFile = filepath.Join(cfg.logsDir(), s.Name+".log")
 		s.Netns = nsPath
+		s.Env = ProcessEnv()
 		if _, err := proc.Start(cfg.procsDir(), s); err != nil {
 			return err
 		}

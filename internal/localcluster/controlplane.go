@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,7 +227,28 @@ func (c *ControlPlaneConfig) RESTConfig(kubeconfig string) (*rest.Config, error)
 	if c.Netns != "" {
 		rc.Dial = cpDialer(c.Netns)
 	}
+	rc.Proxy = cpNoProxy // never send cluster traffic to an HTTP(S)_PROXY
 	return rc, nil
+}
+
+func cpNoProxy(*http.Request) (*url.URL, error) { return nil, nil }
+
+// ProcessEnv is the environment for the cluster's processes: the caller's,
+// without proxy settings. client-go (in kube-controller-manager,
+// kube-scheduler, and podnet's own runtime and agent) honours HTTPS_PROXY
+// for every address but loopback, which would send cluster traffic to a
+// non-loopback API address off the machine.
+func ProcessEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // Stop ends the control-plane processes this ControlPlane started, as
@@ -291,6 +314,7 @@ func cpStart(cp *ControlPlane, name string, args []string) (*proc.Record, error)
 	rec, err := proc.Start(filepath.Join(cp.Config.StateDir, "procs"), proc.Spec{
 		Name:    name,
 		Argv:    append([]string{filepath.Join(cp.Config.BinDir, name)}, args...),
+		Env:     ProcessEnv(),
 		Dir:     cp.Config.StateDir,
 		LogFile: filepath.Join(cp.Config.StateDir, "logs", name+".log"),
 		Netns:   cp.Config.Netns,

@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -241,6 +242,35 @@ func TestControlPlanePKIFollowsTheContract(t *testing.T) {
 	}
 	if _, _, err := IssueNodeCredentials(t.TempDir(), "pnt-node-1"); err == nil {
 		t.Error("node credentials issued without a control-plane PKI")
+	}
+}
+
+func TestControlPlaneNeverUsesAProxy(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://203.0.113.9:3128")
+	t.Setenv("http_proxy", "http://203.0.113.9:3128")
+	t.Setenv("PODNET_TEST_KEEP", "yes")
+	env := ProcessEnv()
+	for _, kv := range env {
+		if strings.Contains(strings.ToLower(kv), "proxy=") {
+			t.Errorf("process environment keeps %s", kv)
+		}
+	}
+	if !slices.Contains(env, "PODNET_TEST_KEEP=yes") {
+		t.Error("process environment lost an unrelated variable")
+	}
+	cfg := cpTestConfig(t)
+	cfg.Defaults()
+	f, err := cpEnsurePKI(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cfg.RESTConfig(f.AdminKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://172.30.0.1:6443/readyz", nil)
+	if u, err := rc.Proxy(req); u != nil || err != nil {
+		t.Errorf("admin client proxies through %v (%v)", u, err)
 	}
 }
 

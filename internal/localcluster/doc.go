@@ -19,7 +19,7 @@
 //   - Config.Validate and CheckHostConflicts (safety.go) run before
 //     anything is created: a cluster whose ranges overlap an address or a
 //     route of the root namespace, or a nameserver of /etc/resolv.conf, is
-//     refused with one line per conflict;
+//     refused in one line that lists every conflict;
 //   - CreateTopology is transactional and undoes what it made on failure;
 //   - DeleteTopology removes only objects whose names are derived from the
 //     cluster's name and ID (never by a loose prefix), and the blackhole
@@ -29,6 +29,18 @@
 //     arrives on the bridge (net.ipv4.conf.pnbr<id>.forwarding=0, IPv6
 //     disabled on it), even on a host that forwards; writing the global
 //     net.ipv4.ip_forward later resets the former.
+//
+// The control plane (controlplane*.go) runs in the root namespace: etcd on
+// loopback without TLS or authentication (the state directory is root-only),
+// kube-apiserver on the bridge address with the cluster's own CA. Dangerous:
+// the CA key in pki/ can issue any identity, including system:masters, and
+// the controller-manager holds it to sign certificate requests. Processes
+// are recorded with their pid and start time (package proc) and ended only
+// by those records, never by name.
+//
+// Up and Down (cluster.go) tie it together: the host check, the topology, the
+// control plane, then one pod runtime and one podnet agent per node, each
+// started inside its node's namespace.
 //
 // Tests that create a topology use random cluster names and a test-only
 // address plan that no real cluster uses, and remove everything in
