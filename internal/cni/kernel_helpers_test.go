@@ -285,50 +285,13 @@ func ping(t *testing.T, fromNS string, to netip.Addr) {
 	}
 }
 
-// tcpExchange listens in serverNS on ip:port and connects from clientNS; it
+// tcpExchange listens in serverNS on ip and connects from clientNS; it
 // returns the address the server saw the client at.
 func tcpExchange(t *testing.T, serverNS, clientNS string, ip netip.Addr) netip.Addr {
 	t.Helper()
-	var ln net.Listener
-	err := netns.Do(serverNS, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
-		return err
-	})
+	seen, err := netns.TCPSeen(serverNS, clientNS, ip, netip.Addr{}, 3*time.Second)
 	if err != nil {
-		t.Fatalf("listen in server namespace: %v", err)
+		t.Fatalf("connect to %s: %v", ip, err)
 	}
-	defer ln.Close()
-	seen := make(chan netip.Addr, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			seen <- netip.Addr{}
-			return
-		}
-		defer c.Close()
-		_, _ = c.Write([]byte("hello"))
-		seen <- c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-	}()
-	var conn net.Conn
-	err = netns.Do(clientNS, func() (err error) {
-		d := net.Dialer{Timeout: 3 * time.Second}
-		conn, err = d.Dial("tcp", ln.Addr().String())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("connect to %s: %v", ln.Addr(), err)
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	buf := make([]byte, 5)
-	if _, err := conn.Read(buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("read from server: %q %v", buf, err)
-	}
-	select {
-	case a := <-seen:
-		return a
-	case <-time.After(5 * time.Second):
-		t.Fatal("server never accepted")
-	}
-	return netip.Addr{}
+	return seen
 }

@@ -129,13 +129,7 @@ func (a *Allocator) allocateFrom(i int, set RangeSet, owner Owner, used map[neti
 		}
 		return Allocation{IP: ip, Set: i, Range: &set[ri]}, nil
 	}
-	inUse := 0
-	for ip := range used {
-		if set.Contains(ip) {
-			inUse++
-		}
-	}
-	return Allocation{}, &ExhaustedError{Set: i, Range: describe(set), InUse: inUse}
+	return Allocation{}, &ExhaustedError{Set: i, Range: describe(set), InUse: countIn(set, used)}
 }
 
 func describe(set RangeSet) string {
@@ -171,26 +165,11 @@ func (a *Allocator) Owned(owner Owner) ([]netip.Addr, error) {
 // Release frees every address owner holds and returns them. Releasing an
 // owner with no address is not an error.
 func (a *Allocator) Release(owner Owner) ([]netip.Addr, error) {
-	var out []netip.Addr
-	err := a.locked(func() error {
-		list, err := a.store.List()
-		if err != nil {
-			return fmt.Errorf("ipam: list reservations: %w", err)
-		}
-		var errs []error
-		for _, r := range list {
-			if r.Owner != owner {
-				continue
-			}
-			if err := a.store.Release(r.IP); err != nil {
-				errs = append(errs, fmt.Errorf("ipam: release %s: %w", r.IP, err))
-				continue
-			}
-			out = append(out, r.IP)
-		}
-		return errors.Join(errs...)
-	})
-	slices.SortFunc(out, netip.Addr.Compare)
+	released, err := a.releaseWhere(func(r Reservation) bool { return r.Owner == owner })
+	out := make([]netip.Addr, len(released))
+	for i, r := range released {
+		out[i] = r.IP
+	}
 	return out, err
 }
 
@@ -201,6 +180,12 @@ func (a *Allocator) GC(valid []Owner) ([]Reservation, error) {
 	for _, o := range valid {
 		keep[o] = true
 	}
+	return a.releaseWhere(func(r Reservation) bool { return !keep[r.Owner] })
+}
+
+// releaseWhere frees, under the lock, every reservation drop selects and
+// returns them sorted by address; it keeps going past errors and joins them.
+func (a *Allocator) releaseWhere(drop func(Reservation) bool) ([]Reservation, error) {
 	var out []Reservation
 	err := a.locked(func() error {
 		list, err := a.store.List()
@@ -209,7 +194,7 @@ func (a *Allocator) GC(valid []Owner) ([]Reservation, error) {
 		}
 		var errs []error
 		for _, r := range list {
-			if keep[r.Owner] {
+			if !drop(r) {
 				continue
 			}
 			if err := a.store.Release(r.IP); err != nil {
@@ -245,15 +230,20 @@ func (a *Allocator) CheckFree() error {
 				}
 			}
 			if !free {
-				inUse := 0
-				for ip := range used {
-					if set.Contains(ip) {
-						inUse++
-					}
-				}
-				return &ExhaustedError{Set: i, Range: describe(set), InUse: inUse}
+				return &ExhaustedError{Set: i, Range: describe(set), InUse: countIn(set, used)}
 			}
 		}
 		return nil
 	})
+}
+
+// countIn counts the used addresses that lie in set.
+func countIn(set RangeSet, used map[netip.Addr]bool) int {
+	n := 0
+	for ip := range used {
+		if set.Contains(ip) {
+			n++
+		}
+	}
+	return n
 }

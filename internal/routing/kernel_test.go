@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -118,46 +117,15 @@ func (f *kfix) sync(t *testing.T, mode string) {
 	}
 }
 
-// dialSeen connects from src (bound) in node 0 to dst:port served in node 1
-// and returns the client address node 1 saw.
+// dialSeen connects from src (bound) in node 0 to dst served in node 1 and
+// returns the client address node 1 saw.
 func (f *kfix) dialSeen(t *testing.T, src, dst netip.Addr) netip.Addr {
 	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(f.nodes[1], func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	seen := make(chan netip.Addr, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(seen)
-			return
-		}
-		seen <- c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		c.Close()
-	}()
-	err := netns.Do(f.nodes[0], func() error {
-		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-		c, err := d.Dial("tcp", ln.Addr().String())
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	seen, err := netns.TCPSeen(f.nodes[1], f.nodes[0], dst, src, 3*time.Second)
 	if err != nil {
-		t.Fatalf("dial %s from %s: %v", ln.Addr(), src, err)
+		t.Fatalf("connect %s -> %s: %v", src, dst, err)
 	}
-	select {
-	case a := <-seen:
-		return a
-	case <-time.After(5 * time.Second):
-		t.Fatal("never accepted")
-	}
-	return netip.Addr{}
+	return seen
 }
 
 func TestKernelRoutingConnectsPodCIDRs(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -124,7 +123,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		say("ping pod 0 -> pod 1 (%s): ok", pods[1].ip)
 	}
-	seen, err := tcpEcho(pods[1].path, pods[0].path, pods[1].ip)
+	seen, err := netns.TCPSeen(pods[1].path, pods[0].path, pods[1].ip, netip.Addr{}, 3*time.Second)
 	if err != nil {
 		return fmt.Errorf("TCP pod 0 -> pod 1: %w", err)
 	}
@@ -133,44 +132,4 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	say("TCP pod 0 -> pod 1 (%s): ok, server saw client %s (no NAT)", pods[1].ip, seen)
 	return nil
-}
-
-// tcpEcho listens in serverNS and connects from clientNS; it returns the
-// client address the server saw.
-func tcpEcho(serverNS, clientNS string, ip netip.Addr) (netip.Addr, error) {
-	var ln net.Listener
-	if err := netns.Do(serverNS, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
-		return err
-	}); err != nil {
-		return netip.Addr{}, err
-	}
-	defer ln.Close()
-	seen := make(chan netip.Addr, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(seen)
-			return
-		}
-		seen <- c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		c.Close()
-	}()
-	var c net.Conn
-	if err := netns.Do(clientNS, func() (err error) {
-		c, err = (&net.Dialer{Timeout: 3 * time.Second}).Dial("tcp", ln.Addr().String())
-		return err
-	}); err != nil {
-		return netip.Addr{}, err
-	}
-	c.Close()
-	select {
-	case a, ok := <-seen:
-		if !ok {
-			return netip.Addr{}, errors.New("accept failed")
-		}
-		return a, nil
-	case <-time.After(3 * time.Second):
-		return netip.Addr{}, errors.New("server never accepted")
-	}
 }
