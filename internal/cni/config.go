@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -47,12 +48,12 @@ type NetConf struct {
 	Excluded []netip.Prefix  `json:"-"`
 }
 
-// decodeConfig decodes the JSON and fills defaults; it validates only what
-// every verb needs (the network name and the data directory).
-func decodeConfig(data []byte) (*NetConf, *types.Error) {
+// decodeConfig decodes the JSON, fills defaults and returns the problems of
+// the fields every verb needs (the network name and the data directory).
+func decodeConfig(data []byte) (*NetConf, []error, *types.Error) {
 	conf := &NetConf{}
 	if err := json.Unmarshal(data, conf); err != nil {
-		return nil, newErr(types.ErrDecodingFailure, "podnet-cni: cannot decode network config: %v", err)
+		return nil, nil, newErr(types.ErrDecodingFailure, "podnet-cni: cannot decode network config: %v", err)
 	}
 	if conf.DataDir == "" {
 		conf.DataDir = DefaultDataDir
@@ -63,9 +64,24 @@ func decodeConfig(data []byte) (*NetConf, *types.Error) {
 	var errs []error
 	if conf.Name == "" {
 		errs = append(errs, errors.New("name is missing"))
+	} else if !validNetworkName.MatchString(conf.Name) {
+		errs = append(errs, fmt.Errorf("name %q is not a valid network name (letters, digits, '_', '.', '-')", conf.Name))
 	}
 	if !filepath.IsAbs(conf.DataDir) {
 		errs = append(errs, fmt.Errorf("dataDir %q must be an absolute path", conf.DataDir))
+	}
+	return conf, errs, nil
+}
+
+// validNetworkName is the CNI specification's network name pattern.
+var validNetworkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+// decodeBasic is decodeConfig for the verbs that need only the name and the
+// data directory (DEL, GC).
+func decodeBasic(data []byte) (*NetConf, *types.Error) {
+	conf, errs, terr := decodeConfig(data)
+	if terr != nil {
+		return nil, terr
 	}
 	if len(errs) > 0 {
 		return nil, invalidConfig(errs)
@@ -75,13 +91,13 @@ func decodeConfig(data []byte) (*NetConf, *types.Error) {
 
 // ParseConfig decodes and fully validates a network config. The returned
 // error is a *types.Error with code 6 (cannot decode) or 7 (invalid config)
-// whose message names every problem found.
+// whose message names every problem found, on one line.
 func ParseConfig(data []byte) (*NetConf, error) {
-	conf, terr := decodeConfig(data)
+	conf, errs, terr := decodeConfig(data)
 	if terr != nil {
 		return nil, terr
 	}
-	if errs := conf.validate(); len(errs) > 0 {
+	if errs = append(errs, conf.validate()...); len(errs) > 0 {
 		return nil, invalidConfig(errs)
 	}
 	return conf, nil
@@ -120,17 +136,6 @@ func (c *NetConf) validate() []error {
 		}
 		c.Sets = append(c.Sets, set)
 	}
-	for i := range c.Sets {
-		for j := range i {
-			for _, a := range c.Sets[i] {
-				for _, b := range c.Sets[j] {
-					if a.Subnet.Overlaps(b.Subnet) {
-						errs = append(errs, fmt.Errorf("subnet %s overlaps subnet %s", a.Subnet, b.Subnet))
-					}
-				}
-			}
-		}
-	}
 	c.Excluded = nil
 	for i, s := range c.Exclude {
 		p, err := parsePrefixOrAddr(s)
@@ -152,6 +157,8 @@ func parseRangeSet(rs []RangeConf) (ipam.RangeSet, error) {
 	for i, r := range rs {
 		var err error
 		if set[i], err = parseRange(r); err != nil {
+			errs = append(errs, fmt.Errorf("range %d: %w", i, err))
+		} else if err := set[i].Canonicalize(); err != nil {
 			errs = append(errs, fmt.Errorf("range %d: %w", i, err))
 		}
 	}
@@ -196,6 +203,12 @@ func parsePrefixOrAddr(s string) (netip.Prefix, error) {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return p, fmt.Errorf("%q is not an address or CIDR prefix", s)
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return p, fmt.Errorf("%q mixes IPv4 and IPv6: write the IPv4 prefix", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
 	}

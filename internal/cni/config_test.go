@@ -521,3 +521,30 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseConfigRegressions(t *testing.T) {
+	t.Run("problems of the basic fields are reported with the others", func(t *testing.T) {
+		_, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","type":"podnet-cni","mtu":10,` + v4Ranges + `}`))
+		if err == nil || !strings.Contains(err.Error(), "name is missing") || !strings.Contains(err.Error(), "mtu 10 is out of range") {
+			t.Errorf("err = %v, want both the missing name and the bad mtu", err)
+		}
+	})
+	t.Run("a range with host bits is reported next to an unparsable range", func(t *testing.T) {
+		_, err := ParseConfig([]byte(netConf(`"ranges": [[{"subnet": "10.244.1.5/24"}, {"subnet": "bogus"}]]`)))
+		if err == nil || !strings.Contains(err.Error(), "has host bits set") || !strings.Contains(err.Error(), `subnet "bogus"`) {
+			t.Errorf("err = %v, want both problems", err)
+		}
+	})
+	t.Run("an IPv4-mapped exclude prefix excludes the IPv4 addresses", func(t *testing.T) {
+		conf := mustParse(t, netConf(v4Ranges+`, "exclude": ["::ffff:10.244.1.0/120"]`))
+		if len(conf.Excluded) != 1 || conf.Excluded[0].String() != "10.244.1.0/24" {
+			t.Errorf("excluded = %v, want [10.244.1.0/24]", conf.Excluded)
+		}
+	})
+	t.Run("a network name with a colon is refused", func(t *testing.T) {
+		_, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"a:b","type":"podnet-cni",` + v4Ranges + `}`))
+		if err == nil || !strings.Contains(err.Error(), "not a valid network name") {
+			t.Errorf("err = %v, want an invalid network name", err)
+		}
+	})
+}

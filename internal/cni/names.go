@@ -33,22 +33,32 @@ func HostIfName(containerID, ifName string) string {
 // so GC can find interfaces left without a reservation.
 func aliasPrefix(network string) string { return "podnet:" + network + ":" }
 
+// maxAlias is the kernel's limit for an ifalias (IFALIASZ 256 with the NUL).
+const maxAlias = 255
+
+// hostAlias names the attachment; an alias that would not fit is cut, and
+// parseAlias then refuses it, so GC never acts on a cut name.
 func hostAlias(network, containerID, ifName string) string {
 	a := aliasPrefix(network) + ifName + "/" + containerID
-	if len(a) > 255 {
-		a = a[:255]
+	if len(a) > maxAlias {
+		a = a[:maxAlias]
 	}
 	return a
 }
 
 // parseAlias returns the attachment named by a host-side alias of network.
+// It refuses aliases that may have been cut, and interface names that no
+// interface can have (so network "a" never claims network "a:b"'s links).
 func parseAlias(network, alias string) (containerID, ifName string, ok bool) {
+	if len(alias) >= maxAlias {
+		return "", "", false
+	}
 	rest, ok := strings.CutPrefix(alias, aliasPrefix(network))
 	if !ok {
 		return "", "", false
 	}
 	ifName, containerID, ok = strings.Cut(rest, "/")
-	return containerID, ifName, ok && ifName != "" && containerID != ""
+	return containerID, ifName, ok && ifName != "" && containerID != "" && !strings.ContainsAny(ifName, ":/ ")
 }
 
 // randomMAC returns a locally administered unicast MAC address.

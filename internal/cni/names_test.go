@@ -120,6 +120,8 @@ func TestParseAliasRejects(t *testing.T) {
 		{"an alias without an interface name is not ours", "podnet", "podnet:podnet:/abc"},
 		{"an alias without a container ID is not ours", "podnet", "podnet:podnet:eth0/"},
 		{"an alias of someone else is not ours", "podnet", "uplink to the core switch"},
+		{"an alias of network a:b is not network a's", "a", hostAlias("a:b", "abc", "eth0")},
+		{"an alias cut at the kernel limit is not trusted", "podnet", hostAlias("podnet", strings.Repeat("x", 300), "eth0")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -98,7 +98,7 @@ func add(conf *NetConf, args *skel.CmdArgs) (_ *types100.Result, err error) {
 		case errors.As(err, &ex):
 			return nil, newErr(types.ErrTryAgainLater, "podnet-cni: %v", err)
 		}
-		return nil, newErr(types.ErrIOFailure, "podnet-cni: %v", err)
+		return nil, newErr(types.ErrIOFailure, "podnet-cni: %s", joinProblems([]error{err}))
 	}
 	defer func() {
 		if err != nil {
@@ -147,7 +147,7 @@ func buildResult(conf *NetConf, args *skel.CmdArgs, w wired, addrs []netip.Addr)
 // needs only the network name and dataDir, so it works even with a config
 // whose ranges have since become invalid.
 func Del(args *skel.CmdArgs) error {
-	conf, terr := decodeConfig(args.StdinData)
+	conf, terr := decodeBasic(args.StdinData)
 	if terr != nil {
 		return terr
 	}
@@ -167,8 +167,8 @@ func Del(args *skel.CmdArgs) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return newErr(types.ErrIOFailure, "podnet-cni: DEL %s/%s: %v", args.ContainerID, args.IfName, err)
+	if len(errs) > 0 {
+		return newErr(types.ErrIOFailure, "podnet-cni: DEL %s/%s: %s", args.ContainerID, args.IfName, joinProblems(errs))
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ func Del(args *skel.CmdArgs) error {
 // removes their host interfaces, and any host interface of this network
 // whose attachment is not valid.
 func GC(args *skel.CmdArgs) error {
-	conf, terr := decodeConfig(args.StdinData)
+	conf, terr := decodeBasic(args.StdinData)
 	if terr != nil {
 		return terr
 	}
@@ -219,8 +219,8 @@ func GC(args *skel.CmdArgs) error {
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return newErr(types.ErrIOFailure, "podnet-cni: GC: %v", err)
+	if len(errs) > 0 {
+		return newErr(types.ErrIOFailure, "podnet-cni: GC: %s", joinProblems(errs))
 	}
 	return nil
 }

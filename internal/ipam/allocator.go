@@ -92,11 +92,19 @@ func (a *Allocator) Allocate(owner Owner) ([]Allocation, error) {
 			slices.SortFunc(mine, netip.Addr.Compare)
 			return &DuplicateError{Owner: owner, IPs: mine}
 		}
+		var lastBefore []netip.Addr
 		for i, set := range a.sets {
+			prev, _ := a.store.LastReserved(i)
+			lastBefore = append(lastBefore, prev)
 			al, err := a.allocateFrom(i, set, owner, used)
 			if err != nil {
+				// All or nothing: give back the addresses and the
+				// round-robin positions of the sets already served.
 				for _, done := range out {
 					err = errors.Join(err, a.store.Release(done.IP))
+					if lastBefore[done.Set].IsValid() {
+						err = errors.Join(err, a.store.SetLastReserved(done.Set, lastBefore[done.Set]))
+					}
 				}
 				out = nil
 				return err

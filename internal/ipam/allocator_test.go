@@ -733,3 +733,25 @@ func TestAllocateStoreErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestFailedAllocateRestoresTheRoundRobinPosition(t *testing.T) {
+	v4 := RangeSet{{Subnet: netip.MustParsePrefix("10.244.1.0/24")}}
+	v6 := RangeSet{{Subnet: netip.MustParsePrefix("fd00::/64"), End: netip.MustParseAddr("fd00::2")}}
+	for _, s := range []RangeSet{v4, v6} {
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, store := newTestAllocator(t, nil, v4, v6)
+	if got := allocate(t, a, ownerOf("a")); got == "" {
+		t.Fatal("first allocation failed")
+	}
+	before, _ := store.LastReserved(0)
+	if _, err := a.Allocate(ownerOf("b")); err == nil {
+		t.Fatal("second allocation succeeded with the IPv6 set exhausted")
+	}
+	after, _ := store.LastReserved(0)
+	if after != before {
+		t.Errorf("round-robin position of set 0 moved from %s to %s by a failed allocation", before, after)
+	}
+}

@@ -246,6 +246,10 @@ func TestRangeSetValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "ranges listed in descending address order are valid",
+			set:  RangeSet{rangeOf(t, "10.244.2.0/24", "", "", ""), rangeOf(t, "10.244.1.0/24", "", "", "")},
+		},
+		{
 			name: "ranges of two IPv6 subnets are valid",
 			set:  RangeSet{rangeOf(t, "fd00:10:244:1::/64", "", "", ""), rangeOf(t, "fd00:10:244:ff::/126", "", "", "")},
 		},

@@ -136,11 +136,14 @@ func (d *DiskStore) List() ([]Reservation, error) {
 			_ = os.Remove(filepath.Join(d.dir, name))
 			continue
 		}
-		if e.Type()&fs.ModeSymlink == 0 {
-			continue
-		}
 		ip, err := netip.ParseAddr(name)
 		if err != nil {
+			continue
+		}
+		if e.Type()&fs.ModeSymlink == 0 {
+			// Something else named like an address: keep the address
+			// out of use, and let GC remove it.
+			out = append(out, Reservation{IP: ip, Owner: Owner{ContainerID: "(not a reservation: " + e.Type().String() + ")"}})
 			continue
 		}
 		target, err := os.Readlink(filepath.Join(d.dir, name))
@@ -167,11 +170,10 @@ func (d *DiskStore) lastPath(set int) string {
 
 func (d *DiskStore) LastReserved(set int) (netip.Addr, error) {
 	t, err := os.Readlink(d.lastPath(set))
-	if errors.Is(err, fs.ErrNotExist) {
-		return netip.Addr{}, nil
-	}
 	if err != nil {
-		return netip.Addr{}, err
+		// Missing, or damaged (say, a regular file): the position only
+		// says where the search starts, so start from the beginning.
+		return netip.Addr{}, nil
 	}
 	ip, err := netip.ParseAddr(t)
 	if err != nil {

@@ -310,8 +310,15 @@ func TestDiskStoreLock(t *testing.T) {
 	t.Run("locking twice from the same store is an error", func(t *testing.T) {
 		s := openDiskStore(t, t.TempDir())
 		lockStore(t, s)
-		if err := s.Lock(); err == nil {
-			t.Fatal("second Lock() = nil, want an error")
+		// Without the check, a second flock on a new descriptor would
+		// wait for the first forever: bound the wait.
+		select {
+		case err := <-waitLock(t, s):
+			if err == nil {
+				t.Fatal("second Lock() = nil, want an error")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("second Lock() from the same store blocked instead of failing")
 		}
 		// The first lock is still held and can be released.
 		unlockStore(t, s)
@@ -468,5 +475,34 @@ func TestDiskStoreAllocatorIsExclusiveAcrossStores(t *testing.T) {
 				t.Errorf("%s was not handed out; round robin left a hole", ip)
 			}
 		}
+	}
+}
+
+func TestDiskStoreSurvivesForeignFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openDiskStore(t, dir)
+	// A regular file where the round-robin position should be, and one
+	// named like an address.
+	if err := os.WriteFile(filepath.Join(dir, testNetwork, "last_reserved.0"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, testNetwork, "10.244.1.2"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := RangeSet{{Subnet: netip.MustParsePrefix("10.244.1.0/24")}}
+	if err := set.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := NewAllocator(s, []RangeSet{set}, nil)
+	got, err := a.Allocate(Owner{ContainerID: "c1", IfName: "eth0"})
+	if err != nil {
+		t.Fatalf("Allocate with a damaged position file: %v", err)
+	}
+	if got[0].IP.String() != "10.244.1.3" {
+		t.Errorf("got %s, want 10.244.1.3 (10.244.1.2 is taken by a foreign file)", got[0].IP)
+	}
+	released, err := a.GC([]Owner{{ContainerID: "c1", IfName: "eth0"}})
+	if err != nil || len(released) != 1 || released[0].IP.String() != "10.244.1.2" {
+		t.Errorf("GC = %v, %v; want the foreign file freed", released, err)
 	}
 }
