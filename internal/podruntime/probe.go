@@ -20,16 +20,17 @@ func (w *podWorker) startProbes(c *container, gen int) {
 	ctx, cancel := context.WithCancel(w.ctx)
 	c.stopProbes = cancel
 	name := c.spec.Name
+	env := containerEnv(w.pod, &c.spec, w.sandbox.ips, w.r.cfg.NodeIP, w.r.svcLister)
 	if c.spec.ReadinessProbe == nil {
 		// Ready as soon as it runs.
 		w.send(event{kind: evReady, container: name, generation: gen, ok: true})
 	} else {
-		go w.probeLoop(ctx, c.spec.ReadinessProbe, func(ok bool) {
+		go w.probeLoop(ctx, c.spec.ReadinessProbe, env, func(ok bool) {
 			w.send(event{kind: evReady, container: name, generation: gen, ok: ok})
 		}, false)
 	}
 	if c.spec.LivenessProbe != nil {
-		go w.probeLoop(ctx, c.spec.LivenessProbe, func(ok bool) {
+		go w.probeLoop(ctx, c.spec.LivenessProbe, env, func(ok bool) {
 			if !ok {
 				w.send(event{kind: evLivenessFailed, container: name, generation: gen})
 			}
@@ -39,7 +40,7 @@ func (w *podWorker) startProbes(c *container, gen int) {
 
 // probeLoop probes every period and reports each change of the thresholded
 // result (readiness) or each failure past the threshold (liveness).
-func (w *podWorker) probeLoop(ctx context.Context, p *v1.Probe, report func(bool), liveness bool) {
+func (w *podWorker) probeLoop(ctx context.Context, p *v1.Probe, env []string, report func(bool), liveness bool) {
 	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
 	failThreshold := int(max(p.FailureThreshold, 1))
@@ -52,7 +53,7 @@ func (w *podWorker) probeLoop(ctx context.Context, p *v1.Probe, report func(bool
 	state, known := false, false
 	fails, successes := 0, 0
 	for {
-		ok := w.probeOnce(ctx, p, timeout)
+		ok := w.probeOnce(ctx, p, env, timeout)
 		if ctx.Err() != nil {
 			return
 		}
@@ -80,7 +81,9 @@ func (w *podWorker) probeLoop(ctx context.Context, p *v1.Probe, report func(bool
 	}
 }
 
-func (w *podWorker) probeOnce(ctx context.Context, p *v1.Probe, timeout time.Duration) bool {
+// probeOnce runs one probe; exec probes run in the pod with the container's
+// environment.
+func (w *podWorker) probeOnce(ctx context.Context, p *v1.Probe, env []string, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	host := ""
@@ -133,6 +136,7 @@ func (w *podWorker) probeOnce(ctx context.Context, p *v1.Probe, timeout time.Dur
 	case p.Exec != nil:
 		opts := podexec.Options{NetNS: w.sandbox.nsPath, ResolvConf: w.sandbox.resolv, Hosts: w.sandbox.hosts}
 		cmd := podexec.Command(w.r.cfg.Self, opts, p.Exec.Command)
+		cmd.Env = env
 		if err := cmd.Start(); err != nil {
 			return false
 		}
