@@ -717,3 +717,24 @@ func readCalls(t *testing.T, path string) []call {
 	}
 	return out
 }
+
+func TestKernelASecondInterfaceLeavesTheDefaultRouteToTheFirst(t *testing.T) {
+	n := newNode(t)
+	p := n.newPod()
+	conf := n.conf("1.1.0")
+	n.add(p, conf)
+	out, code := n.run("ADD", p.id, p.path, "net1", conf)
+	if code != 0 {
+		t.Fatalf("ADD of a second interface: exit %d: %s", code, out)
+	}
+	res := parseResult(t, out)
+	if len(res.Routes) != 0 {
+		t.Errorf("second interface's result claims routes %v; the default route stays on eth0", res.Routes)
+	}
+	routes, err := inNS(p.path, "ip", "route", "show", "default")
+	if err != nil || !strings.Contains(string(routes), "dev eth0") || strings.Contains(string(routes), "net1") {
+		t.Errorf("default routes in the pod: %s %v", routes, err)
+	}
+	n.mustSucceed("CHECK", p.id, p.path, "net1", withPrev(t, conf, res))
+	n.mustSucceed("DEL", p.id, p.path, "net1", conf)
+}

@@ -136,7 +136,7 @@ func buildResult(conf *NetConf, args *skel.CmdArgs, w wired, addrs []netip.Addr)
 			Gateway:   gw.AsSlice(),
 		})
 	}
-	for _, gw := range gateways(addrs) {
+	for _, gw := range w.defaultVia {
 		res.Routes = append(res.Routes, &types.Route{Dst: *defaultRoute(0, gw).Dst, GW: gw.AsSlice()})
 	}
 	return res
@@ -320,9 +320,10 @@ func joinProblems(errs []error) string {
 
 // expected is what CHECK looks for, taken from prevResult.
 type expected struct {
-	hostName string
-	podMAC   string
-	addrs    []netip.Addr
+	hostName   string
+	podMAC     string
+	addrs      []netip.Addr
+	defaultVia []netip.Addr // gateways of prevResult's default routes
 }
 
 func expectedFromResult(prev *types100.Result, args *skel.CmdArgs, hostName string) (expected, error) {
@@ -356,6 +357,13 @@ func expectedFromResult(prev *types100.Result, args *skel.CmdArgs, hostName stri
 	}
 	if len(want.addrs) == 0 {
 		return want, fmt.Errorf("prevResult has no address on %q", args.IfName)
+	}
+	for _, r := range prev.Routes {
+		if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+			if gw, ok := netip.AddrFromSlice(r.GW); ok {
+				want.defaultVia = append(want.defaultVia, gw.Unmap())
+			}
+		}
 	}
 	return want, nil
 }
