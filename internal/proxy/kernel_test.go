@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/testserver"
+)
+
+// Kernel fixture: one namespace standing in for a node. Two "endpoints" are
+// addresses on its lo (10.244.1.2 and 10.244.1.3) served by the built-in
+// test server; the client connects from the node itself.
+func TestKernelTableLoadsAndBalances(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test: creating network namespaces needs root")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("kernel test: the nft binary is missing (Debian package nftables)")
+	}
+	name := netns.UniqueName("pnt-proxy-")
+	path, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.Delete(name) })
+	err = netns.Do(path, func() error {
+		lo, _ := netlink.LinkByName("lo")
+		for _, a := range []string{"10.244.1.2/32", "10.244.1.3/32", "172.30.0.11/32"} {
+			if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: prefixNet(netip.MustParsePrefix(a))}); err != nil {
+				return err
+			}
+		}
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: prefixNet(netip.MustParsePrefix("0.0.0.0/0"))})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, ep := range []struct{ name, host string }{{"ep-a", "10.244.1.2"}, {"ep-b", "10.244.1.3"}} {
+		// Serve binds its sockets while its goroutine's thread is in
+		// the namespace; accepted connections belong to it from then on.
+		go func() {
+			_ = netns.Do(path, func() error {
+				return testserver.Serve(ctx, testserver.Config{Pod: ep.name, TCPPorts: []int{8080}, Host: ep.host})
+			})
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	sps := BuildServicePorts("node-1", []*v1Service{svc("default", "web", "10.96.0.5", 80, 8080, 30080)}, []*v1Slice{
+		slice("default", "web", "", 8080, ep("10.244.1.2", "node-1", true, false), ep("10.244.1.3", "node-1", true, false)),
+	})
+	cfg := Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
+	var res SyncResult
+	err = netns.Do(path, func() error {
+		nft, err := NewNFT()
+		if err != nil {
+			return err
+		}
+		s := NewSyncer(nft)
+		if res, err = s.Sync(ctx, cfg, sps); err != nil {
+			return err
+		}
+		_, err = s.Sync(ctx, cfg, sps) // a second full sync replaces, not appends
+		return err
+	})
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	t.Logf("sync: %d operations in %s", res.Operations, res.Duration)
+	seen := map[string]bool{}
+	for i := 0; i < 20 && len(seen) < 2; i++ {
+		for _, target := range []string{"10.96.0.5:80", "172.30.0.11:30080"} {
+			out, err := exec.Command("nsenter", "--net="+path, "curl", "-s", "--max-time", "2", "http://"+target+"/").CombinedOutput()
+			if err != nil {
+				t.Fatalf("curl %s: %v %s", target, err, out)
+			}
+			pod, _, ok := testserver.ParseReply(string(out))
+			if !ok {
+				t.Fatalf("reply %q", out)
+			}
+			seen[pod] = true
+		}
+	}
+	if len(seen) != 2 {
+		t.Errorf("answers came from %v, want both endpoints", seen)
+	}
+	// A Service without endpoints is rejected at once, not timed out.
+	sps = BuildServicePorts("node-1", []*v1Service{svc("default", "empty", "10.96.0.6", 80, 8080, 0)}, nil)
+	err = netns.Do(path, func() error {
+		nft, _ := NewNFT()
+		_, err := NewSyncer(nft).Sync(ctx, cfg, sps)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, err := exec.Command("nsenter", "--net="+path, "curl", "-sS", "--max-time", "5", "http://10.96.0.6/").CombinedOutput()
+	if err == nil || time.Since(start) > 3*time.Second || !(strings.Contains(string(out), "refused") || strings.Contains(string(out), "Failed to connect")) {
+		t.Errorf("no-endpoint service: err=%v after %s: %s; want an immediate refusal", err, time.Since(start), out)
+	}
+}

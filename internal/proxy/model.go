@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// ProxyNameLabel lets a Service opt out of this proxy (as with kube-proxy):
+// a Service carrying it is left alone.
+const ProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+
+// Endpoint is one backend of a Service port.
+type Endpoint struct {
+	IP   netip.Addr
+	Port int32
+	// Node is the endpoint's node ("" when unknown).
+	Node string
+	// Local is true when the endpoint runs on this node.
+	Local bool
+}
+
+func (e Endpoint) String() string { return netip.AddrPortFrom(e.IP, uint16(e.Port)).String() }
+
+// ServicePort is what the proxy programs for one port of one Service.
+type ServicePort struct {
+	Namespace, Name string
+	// PortName is the Service port's name ("" for a single unnamed port).
+	PortName string
+	Protocol v1.Protocol
+	Port     int32
+	NodePort int32
+	// ClusterIPs are the Service's cluster IPs (both families possible).
+	ClusterIPs []netip.Addr
+	// ExternalAddrs are externalIPs and LoadBalancer ingress IPs (VIP mode).
+	ExternalAddrs []netip.Addr
+	// ExternalLocal is externalTrafficPolicy Local.
+	ExternalLocal bool
+	// InternalLocal is internalTrafficPolicy Local.
+	InternalLocal bool
+	// Endpoints are the chosen endpoints: the ready ones, or when none is
+	// ready the serving-and-terminating ones.
+	Endpoints []Endpoint
+}
+
+// Key is "namespace/name/protocol/port", unique per Service port.
+func (s *ServicePort) Key() string {
+	return fmt.Sprintf("%s/%s/%s/%d", s.Namespace, s.Name, strings.ToLower(string(s.Protocol)), s.Port)
+}
+
+// endpointsFor returns the endpoints used for cluster traffic.
+func (s *ServicePort) clusterEndpoints() []Endpoint {
+	if s.InternalLocal {
+		return localOnly(s.Endpoints)
+	}
+	return s.Endpoints
+}
+
+// externalEndpoints are the endpoints for NodePort/external traffic.
+func (s *ServicePort) externalEndpoints() []Endpoint {
+	if s.ExternalLocal {
+		return localOnly(s.Endpoints)
+	}
+	return s.Endpoints
+}
+
+func localOnly(eps []Endpoint) []Endpoint {
+	var out []Endpoint
+	for _, e := range eps {
+		if e.Local {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Proxied reports whether the proxy handles svc: not headless, not
+// ExternalName, and not claimed by another proxy.
+func Proxied(svc *v1.Service) bool {
+	if _, ok := svc.Labels[ProxyNameLabel]; ok {
+		return false
+	}
+	if svc.Spec.Type == v1.ServiceTypeExternalName {
+		return false
+	}
+	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
+}
+
+// BuildServicePorts computes what to program from the Services and their
+// EndpointSlices, as seen from node. The result is sorted by Key.
+func BuildServicePorts(node string, services []*v1.Service, slices_ []*discoveryv1.EndpointSlice) []*ServicePort {
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for _, sl := range slices_ {
+		name := sl.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		k := sl.Namespace + "/" + name
+		bySvc[k] = append(bySvc[k], sl)
+	}
+	var out []*ServicePort
+	for _, svc := range services {
+		if !Proxied(svc) {
+			continue
+		}
+		for _, p := range svc.Spec.Ports {
+			sp := &ServicePort{
+				Namespace: svc.Namespace, Name: svc.Name, PortName: p.Name,
+				Protocol: p.Protocol, Port: p.Port, NodePort: p.NodePort,
+				ExternalLocal: svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal &&
+					(svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer),
+				InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal,
+			}
+			if sp.Protocol == "" {
+				sp.Protocol = v1.ProtocolTCP
+			}
+			ips := svc.Spec.ClusterIPs
+			if len(ips) == 0 {
+				ips = []string{svc.Spec.ClusterIP}
+			}
+			for _, s := range ips {
+				if a, err := netip.ParseAddr(s); err == nil {
+					sp.ClusterIPs = append(sp.ClusterIPs, a.Unmap())
+				}
+			}
+			for _, s := range svc.Spec.ExternalIPs {
+				if a, err := netip.ParseAddr(s); err == nil {
+					sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
+				}
+			}
+			if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
+				for _, in := range svc.Status.LoadBalancer.Ingress {
+					if in.IPMode != nil && *in.IPMode == v1.LoadBalancerIPModeProxy {
+						continue // the load balancer proxies; nothing to do here
+					}
+					if a, err := netip.ParseAddr(in.IP); err == nil {
+						sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
+					}
+				}
+			}
+			if svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer {
+				sp.NodePort = 0
+			}
+			sp.Endpoints = pickEndpoints(node, p, bySvc[svc.Namespace+"/"+svc.Name])
+			out = append(out, sp)
+		}
+	}
+	slices.SortFunc(out, func(a, b *ServicePort) int { return strings.Compare(a.Key(), b.Key()) })
+	return out
+}
+
+// pickEndpoints resolves the Service port against the slices: the slice port
+// with the same name and protocol gives each endpoint's port (so named
+// targetPorts resolve per endpoint). Ready endpoints are used; when none is
+// ready, serving-and-terminating ones are.
+func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.EndpointSlice) []Endpoint {
+	proto := p.Protocol
+	if proto == "" {
+		proto = v1.ProtocolTCP
+	}
+	var ready, terminating []Endpoint
+	seen := map[string]bool{}
+	for _, sl := range slices_ {
+		var port *int32
+		for _, sp := range sl.Ports {
+			name, pr := "", v1.ProtocolTCP
+			if sp.Name != nil {
+				name = *sp.Name
+			}
+			if sp.Protocol != nil {
+				pr = *sp.Protocol
+			}
+			if name == p.Name && pr == proto && sp.Port != nil {
+				port = sp.Port
+			}
+		}
+		if port == nil {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			if len(ep.Addresses) == 0 {
+				continue
+			}
+			ip, err := netip.ParseAddr(ep.Addresses[0])
+			if err != nil {
+				continue
+			}
+			e := Endpoint{IP: ip.Unmap(), Port: *port}
+			if ep.NodeName != nil {
+				e.Node = *ep.NodeName
+				e.Local = e.Node == node
+			}
+			if seen[e.String()] {
+				continue // the same endpoint in two slices while they move
+			}
+			isReady := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			serving := ep.Conditions.Serving == nil || *ep.Conditions.Serving
+			terminatingNow := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+			switch {
+			case isReady && !terminatingNow:
+				ready = append(ready, e)
+				seen[e.String()] = true
+			case serving && terminatingNow:
+				terminating = append(terminating, e)
+				seen[e.String()] = true
+			}
+		}
+	}
+	out := ready
+	if len(out) == 0 {
+		out = terminating
+	}
+	slices.SortFunc(out, func(a, b Endpoint) int {
+		if c := a.IP.Compare(b.IP); c != 0 {
+			return c
+		}
+		return int(a.Port - b.Port)
+	})
+	return out
+}

@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// Table is the nftables table the proxy owns (family inet).
+const Table = "podnet-proxy"
+
+// MasqueradeMark is the packet-mark bit that asks postrouting to masquerade.
+// Other tables must not use it.
+const MasqueradeMark = 0x4000
+
+// Config is what the renderer needs besides the Services.
+type Config struct {
+	// PodCIDRs are the cluster's pod ranges: traffic from them keeps its
+	// source address; traffic from elsewhere to a cluster IP is
+	// masqueraded so replies come back through this node.
+	PodCIDRs []netip.Prefix
+	// NodeIPs are the addresses NodePorts answer on.
+	NodeIPs []netip.Addr
+}
+
+// Fixed chains, sets and maps.
+const (
+	chainNATPrerouting  = "nat-prerouting"
+	chainNATOutput      = "nat-output"
+	chainNATPostrouting = "nat-postrouting"
+	chainFilterInput    = "filter-input"
+	chainFilterForward  = "filter-forward"
+	chainFilterOutput   = "filter-output"
+	chainServices       = "services"
+	chainEndpointsCheck = "endpoints-check"
+	chainMarkMasq       = "mark-for-masquerade"
+	chainMasquerading   = "masquerading"
+	chainReject         = "reject-no-endpoints"
+	chainDrop           = "drop-no-local-endpoints"
+
+	mapServiceIPs4     = "service-ips-v4"
+	mapServiceIPs6     = "service-ips-v6"
+	mapNodePorts       = "service-nodeports-v4"
+	mapNoEndpoints4    = "no-endpoint-services-v4"
+	mapNoEndpoints6    = "no-endpoint-services-v6"
+	mapNoEndpointPorts = "no-endpoint-nodeports-v4"
+	mapSlots4          = "endpoint-slots-v4"
+	mapSlots6          = "endpoint-slots-v6"
+	setPodCIDRs4       = "pod-cidrs-v4"
+	setPodCIDRs6       = "pod-cidrs-v6"
+	setNodePortIPs4    = "nodeport-ips-v4"
+	setHairpin4        = "hairpin-v4"
+	setHairpin6        = "hairpin-v6"
+)
+
+// baseChain declares a chain attached to a hook.
+type baseChain struct {
+	name     string
+	typ      knftables.BaseChainType
+	hook     knftables.BaseChainHook
+	priority string
+	rules    []string
+}
+
+// The base chains, as data: each jumps into the regular chains below.
+var baseChains = []baseChain{
+	{chainNATPrerouting, knftables.NATType, knftables.PreroutingHook, "-100", []string{"jump " + chainServices}},
+	{chainNATOutput, knftables.NATType, knftables.OutputHook, "-100", []string{"jump " + chainServices}},
+	{chainNATPostrouting, knftables.NATType, knftables.PostroutingHook, "100", []string{"jump " + chainMasquerading}},
+	{chainFilterInput, knftables.FilterType, knftables.InputHook, "-10", []string{"ct state new jump " + chainEndpointsCheck}},
+	{chainFilterForward, knftables.FilterType, knftables.ForwardHook, "-10", []string{"ct state new jump " + chainEndpointsCheck}},
+	{chainFilterOutput, knftables.FilterType, knftables.OutputHook, "-10", []string{"ct state new jump " + chainEndpointsCheck}},
+}
+
+// chainName returns a deterministic, bounded, greppable chain name:
+// prefix-HASH-key, where HASH is 8 base32 characters of SHA-256(key) and
+// the key is cut so that the whole name stays within 64 bytes (nft allows
+// 256; short names keep `nft list` readable).
+func chainName(prefix, key string) string {
+	sum := sha256.Sum256([]byte(prefix + key))
+	h := strings.ToLower(base32.StdEncoding.EncodeToString(sum[:])[:8])
+	name := prefix + "-" + h + "-" + key
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return name
+}
+
+func proto(p v1.Protocol) string { return strings.ToLower(string(p)) }
+
+// Render writes the whole table into tx: declarations, a flush of every
+// rule and element, and the new content, plus the deletion of chains in
+// existing that are no longer wanted. Run as one transaction, it replaces
+// the table atomically.
+func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing []string) {
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("podnet service proxy; owned by the podnet agent")})
+	// Declare everything, then empty it: the new content below is the
+	// whole truth.
+	for _, bc := range baseChains {
+		tx.Add(&knftables.Chain{Name: bc.name, Type: knftables.PtrTo(bc.typ), Hook: knftables.PtrTo(bc.hook),
+			Priority: knftables.PtrTo(knftables.BaseChainPriority(bc.priority))})
+	}
+	for _, c := range []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainDrop} {
+		tx.Add(&knftables.Chain{Name: c})
+	}
+	for _, m := range []*knftables.Map{
+		{Name: mapServiceIPs4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
+		{Name: mapServiceIPs6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
+		{Name: mapNodePorts, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpoints4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpoints6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpointPorts, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapSlots4, TypeOf: "numgen random mod 1 : ip daddr . tcp dport"},
+		{Name: mapSlots6, TypeOf: "numgen random mod 1 : ip6 daddr . tcp dport"},
+	} {
+		tx.Add(m)
+		tx.Flush(m)
+	}
+	for _, s := range []*knftables.Set{
+		{Name: setPodCIDRs4, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
+		{Name: setPodCIDRs6, Type: "ipv6_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
+		{Name: setNodePortIPs4, Type: "ipv4_addr"},
+		{Name: setHairpin4, Type: "ipv4_addr . ipv4_addr"},
+		{Name: setHairpin6, Type: "ipv6_addr . ipv6_addr"},
+	} {
+		tx.Add(s)
+		tx.Flush(s)
+	}
+	// flush table empties every chain; sets and maps are flushed above.
+	tx.Flush(&knftables.Table{})
+
+	rule := func(chain string, parts ...any) {
+		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts...)})
+	}
+	for _, bc := range baseChains {
+		for _, r := range bc.rules {
+			rule(bc.name, r)
+		}
+	}
+	rule(chainServices, "ip daddr . meta l4proto . th dport vmap @"+mapServiceIPs4)
+	rule(chainServices, "ip6 daddr . meta l4proto . th dport vmap @"+mapServiceIPs6)
+	rule(chainServices, "ip daddr @"+setNodePortIPs4, "meta l4proto . th dport vmap @"+mapNodePorts)
+	rule(chainEndpointsCheck, "ip daddr . meta l4proto . th dport vmap @"+mapNoEndpoints4)
+	rule(chainEndpointsCheck, "ip6 daddr . meta l4proto . th dport vmap @"+mapNoEndpoints6)
+	rule(chainEndpointsCheck, "ip daddr @"+setNodePortIPs4, "meta l4proto . th dport vmap @"+mapNoEndpointPorts)
+	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark | %#x", MasqueradeMark))
+	rule(chainMasquerading, "ct status dnat ip saddr . ip daddr @"+setHairpin4, "masquerade fully-random")
+	rule(chainMasquerading, "ct status dnat ip6 saddr . ip6 daddr @"+setHairpin6, "masquerade fully-random")
+	rule(chainMasquerading, fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark))
+	rule(chainMasquerading, fmt.Sprintf("meta mark set meta mark ^ %#x", MasqueradeMark))
+	rule(chainMasquerading, "masquerade fully-random")
+	rule(chainReject, "meta l4proto tcp reject with tcp reset")
+	rule(chainReject, "reject")
+	rule(chainDrop, "drop")
+
+	for _, p := range cfg.PodCIDRs {
+		set := setPodCIDRs4
+		if p.Addr().Is6() {
+			set = setPodCIDRs6
+		}
+		tx.Add(&knftables.Element{Set: set, Key: []string{p.Masked().String()}})
+	}
+	for _, a := range cfg.NodeIPs {
+		if a.Is4() {
+			tx.Add(&knftables.Element{Set: setNodePortIPs4, Key: []string{a.String()}})
+		}
+	}
+
+	want := map[string]bool{}
+	slots := map[bool]int{true: 0, false: 0} // next slot per family (v4 = true)
+	for _, sp := range sps {
+		for _, v4 := range []bool{true, false} {
+			renderServicePort(tx, sp, v4, slots, want)
+		}
+	}
+	for _, c := range existing {
+		if (strings.HasPrefix(c, "svc") || strings.HasPrefix(c, "ext")) && !want[c] {
+			tx.Delete(&knftables.Chain{Name: c})
+		}
+	}
+}
+
+// family-specific names and selectors.
+type fam struct {
+	ip, suffix, svcIPs, noEPs, slots, hairpin, podCIDRs string
+}
+
+func famOf(v4 bool) fam {
+	if v4 {
+		return fam{"ip", "4", mapServiceIPs4, mapNoEndpoints4, mapSlots4, setHairpin4, setPodCIDRs4}
+	}
+	return fam{"ip6", "6", mapServiceIPs6, mapNoEndpoints6, mapSlots6, setHairpin6, setPodCIDRs6}
+}
+
+func ofFamily(addrs []netip.Addr, v4 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() == v4 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
+	var out []Endpoint
+	for _, e := range eps {
+		if e.IP.Is4() == v4 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// renderServicePort writes one Service port's chains and elements for one
+// address family.
+func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slots map[bool]int, want map[string]bool) {
+	f := famOf(v4)
+	clusterIPs := ofFamily(sp.ClusterIPs, v4)
+	external := ofFamily(sp.ExternalAddrs, v4)
+	nodePort := v4 && sp.NodePort != 0
+	if len(clusterIPs) == 0 && len(external) == 0 && !nodePort {
+		return
+	}
+	all := epsOfFamily(sp.Endpoints, v4)
+	pr := proto(sp.Protocol)
+	key := sp.Key()
+	reject := "goto " + chainReject
+	if len(all) == 0 {
+		// No endpoint at all: reject at once, from the filter chains.
+		for _, ip := range append(clusterIPs, external...) {
+			tx.Add(&knftables.Element{Map: f.noEPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{reject}})
+		}
+		if nodePort {
+			tx.Add(&knftables.Element{Map: mapNoEndpointPorts, Key: []string{pr, fmt.Sprint(sp.NodePort)}, Value: []string{reject}})
+		}
+		return
+	}
+	for _, e := range all {
+		tx.Add(&knftables.Element{Set: f.hairpin, Key: []string{e.IP.String(), e.IP.String()}})
+	}
+	// dnatTo adds the slots of eps and returns the rule that picks one.
+	dnatTo := func(eps []Endpoint) string {
+		base := slots[v4]
+		for i, e := range eps {
+			tx.Add(&knftables.Element{Map: f.slots, Key: []string{fmt.Sprint(base + i)}, Value: []string{e.IP.String(), fmt.Sprint(e.Port)}})
+		}
+		slots[v4] = base + len(eps)
+		return fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", pr, f.ip, len(eps), base, f.slots)
+	}
+
+	svcChain := chainName("svc"+f.suffix, key)
+	want[svcChain] = true
+	tx.Add(&knftables.Chain{Name: svcChain, Comment: knftables.PtrTo(key)})
+	tx.Flush(&knftables.Chain{Name: svcChain})
+	tx.Add(&knftables.Rule{Chain: svcChain, Rule: knftables.Concat(f.ip, "saddr", "!=", "@"+f.podCIDRs, "jump", chainMarkMasq)})
+	if eps := sp.clusterEndpoints(); len(epsOfFamily(eps, v4)) > 0 {
+		tx.Add(&knftables.Rule{Chain: svcChain, Rule: dnatTo(epsOfFamily(eps, v4))})
+	} else {
+		// internalTrafficPolicy Local and no endpoint on this node.
+		tx.Add(&knftables.Rule{Chain: svcChain, Rule: "goto " + chainDrop})
+	}
+	for _, ip := range clusterIPs {
+		tx.Add(&knftables.Element{Map: f.svcIPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{"goto " + svcChain}})
+	}
+	if len(external) == 0 && !nodePort {
+		return
+	}
+	extChain := chainName("ext"+f.suffix, key)
+	want[extChain] = true
+	tx.Add(&knftables.Chain{Name: extChain, Comment: knftables.PtrTo(key + " external")})
+	tx.Flush(&knftables.Chain{Name: extChain})
+	if sp.ExternalLocal {
+		// Keep the client's address: no masquerade, local endpoints only.
+		if local := epsOfFamily(sp.externalEndpoints(), v4); len(local) > 0 {
+			tx.Add(&knftables.Rule{Chain: extChain, Rule: dnatTo(local)})
+		} else {
+			tx.Add(&knftables.Rule{Chain: extChain, Rule: "goto " + chainDrop})
+		}
+	} else {
+		tx.Add(&knftables.Rule{Chain: extChain, Rule: "jump " + chainMarkMasq})
+		tx.Add(&knftables.Rule{Chain: extChain, Rule: "goto " + svcChain})
+	}
+	for _, ip := range external {
+		tx.Add(&knftables.Element{Map: f.svcIPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{"goto " + extChain}})
+	}
+	if nodePort {
+		tx.Add(&knftables.Element{Map: mapNodePorts, Key: []string{pr, fmt.Sprint(sp.NodePort)}, Value: []string{"goto " + extChain}})
+	}
+}
