@@ -65,6 +65,7 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.CNINetwork, "cni-network", "podnet", "network name in the CNI conflist")
 	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", "/var/lib/cni/podnet", "podnet-cni's IPAM directory")
 	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode)")
+	f.BoolVar(&cfg.DisableProxy, "disable-proxy", false, "do not run the service proxy (when kube-proxy runs instead)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every sync")
 	return cmd
 }

@@ -36,7 +36,9 @@ type Config struct {
 	// MTU of pod interfaces; 0 picks 1500, less the VXLAN overhead in
 	// vxlan mode.
 	MTU int
-	Log *slog.Logger
+	// DisableProxy turns the service proxy off (kube-proxy runs instead).
+	DisableProxy bool
+	Log          *slog.Logger
 }
 
 // RESTConfig builds the client configuration.
@@ -75,6 +77,12 @@ func Run(ctx context.Context, cfg Config) error {
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := factory.Core().V1().Nodes()
 	nodeLister := nodes.Lister()
+	var proxyRunner *runner.Runner
+	if !cfg.DisableProxy {
+		if proxyRunner, err = newProxyRunner(cfg, factory, nodeLister); err != nil {
+			return err
+		}
+	}
 
 	sync := func(ctx context.Context) error {
 		all, err := nodeLister.List(labels.Everything())
@@ -109,10 +117,15 @@ func Run(ctx context.Context, cfg Config) error {
 	r := runner.New("routing", sync, 200*time.Millisecond, time.Minute, func(err error) {
 		cfg.Log.Error("sync failed; will retry", "err", err)
 	})
-	poke := func(any) { r.Poke() }
+	poke := func(any) {
+		r.Poke()
+		if proxyRunner != nil {
+			proxyRunner.Poke() // node addresses feed NodePorts
+		}
+	}
 	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    poke,
-		UpdateFunc: func(_, _ any) { r.Poke() },
+		UpdateFunc: func(_, o any) { poke(o) },
 		DeleteFunc: poke,
 	}); err != nil {
 		return err
@@ -124,7 +137,10 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("agent: cache for %v never synced", typ)
 		}
 	}
-	cfg.Log.Info("agent running", "node", cfg.NodeName, "routing", cfg.RoutingMode)
+	cfg.Log.Info("agent running", "node", cfg.NodeName, "routing", cfg.RoutingMode, "proxy", !cfg.DisableProxy)
+	if proxyRunner != nil {
+		go proxyRunner.Run(ctx)
+	}
 	r.Run(ctx)
 	factory.Shutdown()
 	return nil

@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/podnet/podnet/internal/proxy"
+	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/runner"
+)
+
+// newProxyRunner wires Services and EndpointSlices to the service proxy:
+// handlers only poke the runner; the sync reads the listers.
+func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes corelisters.NodeLister) (*runner.Runner, error) {
+	nft, err := proxy.NewNFT()
+	if err != nil {
+		return nil, fmt.Errorf("agent: nftables for the proxy: %w", err)
+	}
+	syncer := proxy.NewSyncer(nft)
+	services := factory.Core().V1().Services()
+	slices := factory.Discovery().V1().EndpointSlices()
+	svcLister, sliceLister := services.Lister(), slices.Lister()
+	sync := func(ctx context.Context) error {
+		svcs, err := svcLister.List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		sls, err := sliceLister.List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		pc := proxy.Config{PodCIDRs: cfg.ClusterCIDRs}
+		if n, err := nodes.Get(cfg.NodeName); err == nil {
+			for _, fam := range []int{4, 6} {
+				if ip, ok := routing.NodeInternalIP(n, fam); ok {
+					pc.NodeIPs = append(pc.NodeIPs, ip)
+				}
+			}
+		}
+		res, err := syncer.Sync(ctx, pc, proxy.BuildServicePorts(cfg.NodeName, svcs, sls))
+		if err != nil {
+			return err
+		}
+		cfg.Log.Debug("proxy synced", "operations", res.Operations, "took", res.Duration)
+		return nil
+	}
+	r := runner.New("proxy", sync, 50*time.Millisecond, time.Minute, func(err error) {
+		cfg.Log.Error("proxy sync failed; the previous rules stay; will retry", "err", err)
+	})
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { r.Poke() },
+		UpdateFunc: func(_, _ any) { r.Poke() },
+		DeleteFunc: func(any) { r.Poke() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{services.Informer(), slices.Informer()} {
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
