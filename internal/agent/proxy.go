@@ -22,7 +22,7 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 	if err != nil {
 		return nil, fmt.Errorf("agent: nftables for the proxy: %w", err)
 	}
-	syncer := proxy.NewSyncer(nft)
+	syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
 	services := factory.Core().V1().Services()
 	slices := factory.Discovery().V1().EndpointSlices()
 	svcLister, sliceLister := services.Lister(), slices.Lister()
@@ -47,7 +47,7 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 		if err != nil {
 			return err
 		}
-		cfg.Log.Debug("proxy synced", "operations", res.Operations, "took", res.Duration)
+		cfg.Log.Debug("proxy synced", "operations", res.Operations, "took", res.Duration, "conntrackDeleted", res.ConntrackDeleted)
 		return nil
 	}
 	r := runner.New("proxy", sync, 50*time.Millisecond, time.Minute, func(err error) {

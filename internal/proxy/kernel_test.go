@@ -9,40 +9,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/testserver"
 )
 
-// Kernel fixture: one namespace standing in for a node. Two "endpoints" are
-// addresses on its lo (10.244.1.2 and 10.244.1.3) served by the built-in
-// test server; the client connects from the node itself.
-func TestKernelTableLoadsAndBalances(t *testing.T) {
+func needKernel(t *testing.T) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kernel test: creating network namespaces needs root")
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("kernel test: the nft binary is missing (Debian package nftables)")
 	}
-	name := netns.UniqueName("pnt-proxy-")
-	path, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Delete(name) })
-	err = netns.Do(path, func() error {
-		lo, _ := netlink.LinkByName("lo")
-		for _, a := range []string{"10.244.1.2/32", "10.244.1.3/32", "172.30.0.11/32"} {
-			if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: prefixNet(netip.MustParsePrefix(a))}); err != nil {
-				return err
-			}
-		}
-		return netlink.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: prefixNet(netip.MustParsePrefix("0.0.0.0/0"))})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// TestKernelTableLoadsAndBalances: one namespace stands in for a node; two
+// "endpoints" are addresses on its lo (10.244.1.2 and 10.244.1.3) served by
+// the built-in test server; the client connects from the node itself.
+func TestKernelTableLoadsAndBalances(t *testing.T) {
+	path := kernelNode(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, ep := range []struct{ name, host string }{{"ep-a", "10.244.1.2"}, {"ep-b", "10.244.1.3"}} {
@@ -60,12 +45,12 @@ func TestKernelTableLoadsAndBalances(t *testing.T) {
 	})
 	cfg := Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
 	var res SyncResult
-	err = netns.Do(path, func() error {
+	err := netns.Do(path, func() error {
 		nft, err := NewNFT()
 		if err != nil {
 			return err
 		}
-		s := NewSyncer(nft)
+		s := NewSyncer(nft, KernelConntrack{})
 		if res, err = s.Sync(ctx, cfg, sps); err != nil {
 			return err
 		}
@@ -97,7 +82,7 @@ func TestKernelTableLoadsAndBalances(t *testing.T) {
 	sps = BuildServicePorts("node-1", []*v1Service{svc("default", "empty", "10.96.0.6", 80, 8080, 0)}, nil)
 	err = netns.Do(path, func() error {
 		nft, _ := NewNFT()
-		_, err := NewSyncer(nft).Sync(ctx, cfg, sps)
+		_, err := NewSyncer(nft, KernelConntrack{}).Sync(ctx, cfg, sps)
 		return err
 	})
 	if err != nil {

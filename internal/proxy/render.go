@@ -49,8 +49,6 @@ const (
 	mapNoEndpoints4    = "no-endpoint-services-v4"
 	mapNoEndpoints6    = "no-endpoint-services-v6"
 	mapNoEndpointPorts = "no-endpoint-nodeports-v4"
-	mapSlots4          = "endpoint-slots-v4"
-	mapSlots6          = "endpoint-slots-v6"
 	setPodCIDRs4       = "pod-cidrs-v4"
 	setPodCIDRs6       = "pod-cidrs-v6"
 	setNodePortIPs4    = "nodeport-ips-v4"
@@ -115,11 +113,18 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing 
 		{Name: mapNoEndpoints4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
 		{Name: mapNoEndpoints6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
 		{Name: mapNoEndpointPorts, Type: "inet_proto . inet_service : verdict"},
-		{Name: mapSlots4, TypeOf: "numgen random mod 1 : ip daddr . tcp dport"},
-		{Name: mapSlots6, TypeOf: "numgen random mod 1 : ip6 daddr . tcp dport"},
 	} {
 		tx.Add(m)
 		tx.Flush(m)
+	}
+	// One endpoint-slot map per family and protocol: nft 1.0.6 cannot
+	// reload a map typed with the protocol-neutral "th dport".
+	for _, v4 := range []bool{true, false} {
+		for _, p := range protocols {
+			f := famOf(v4)
+			tx.Add(&knftables.Map{Name: slotMap(v4, p), TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . %s dport", f.ip, p)})
+			tx.Flush(&knftables.Map{Name: slotMap(v4, p)})
+		}
 	}
 	for _, s := range []*knftables.Set{
 		{Name: setPodCIDRs4, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
@@ -172,7 +177,7 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing 
 	}
 
 	want := map[string]bool{}
-	slots := map[bool]int{true: 0, false: 0} // next slot per family (v4 = true)
+	slots := map[string]int{} // next free slot per slot map
 	for _, sp := range sps {
 		for _, v4 := range []bool{true, false} {
 			renderServicePort(tx, sp, v4, slots, want)
@@ -185,16 +190,28 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing 
 	}
 }
 
+// protocols the proxy renders (SCTP too, though this kernel lacks it: the
+// rules load, they just never match).
+var protocols = []string{"tcp", "udp", "sctp"}
+
+// slotMap names the endpoint-slot map of a family and protocol.
+func slotMap(v4 bool, proto string) string {
+	if v4 {
+		return "endpoint-slots-v4-" + proto
+	}
+	return "endpoint-slots-v6-" + proto
+}
+
 // family-specific names and selectors.
 type fam struct {
-	ip, suffix, svcIPs, noEPs, slots, hairpin, podCIDRs string
+	ip, suffix, svcIPs, noEPs, hairpin, podCIDRs string
 }
 
 func famOf(v4 bool) fam {
 	if v4 {
-		return fam{"ip", "4", mapServiceIPs4, mapNoEndpoints4, mapSlots4, setHairpin4, setPodCIDRs4}
+		return fam{"ip", "4", mapServiceIPs4, mapNoEndpoints4, setHairpin4, setPodCIDRs4}
 	}
-	return fam{"ip6", "6", mapServiceIPs6, mapNoEndpoints6, mapSlots6, setHairpin6, setPodCIDRs6}
+	return fam{"ip6", "6", mapServiceIPs6, mapNoEndpoints6, setHairpin6, setPodCIDRs6}
 }
 
 func ofFamily(addrs []netip.Addr, v4 bool) []netip.Addr {
@@ -219,7 +236,7 @@ func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
 
 // renderServicePort writes one Service port's chains and elements for one
 // address family.
-func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slots map[bool]int, want map[string]bool) {
+func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slots map[string]int, want map[string]bool) {
 	f := famOf(v4)
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
@@ -245,13 +262,14 @@ func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slot
 		tx.Add(&knftables.Element{Set: f.hairpin, Key: []string{e.IP.String(), e.IP.String()}})
 	}
 	// dnatTo adds the slots of eps and returns the rule that picks one.
+	slotsMap := slotMap(v4, pr)
 	dnatTo := func(eps []Endpoint) string {
-		base := slots[v4]
+		base := slots[slotsMap]
 		for i, e := range eps {
-			tx.Add(&knftables.Element{Map: f.slots, Key: []string{fmt.Sprint(base + i)}, Value: []string{e.IP.String(), fmt.Sprint(e.Port)}})
+			tx.Add(&knftables.Element{Map: slotsMap, Key: []string{fmt.Sprint(base + i)}, Value: []string{e.IP.String(), fmt.Sprint(e.Port)}})
 		}
-		slots[v4] = base + len(eps)
-		return fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", pr, f.ip, len(eps), base, f.slots)
+		slots[slotsMap] = base + len(eps)
+		return fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", pr, f.ip, len(eps), base, slotsMap)
 	}
 
 	svcChain := chainName("svc"+f.suffix, key)

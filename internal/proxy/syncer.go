@@ -8,15 +8,22 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// Syncer applies rendered tables to one nftables interface.
+// Syncer applies rendered tables to one nftables interface. One runner
+// calls Sync at a time.
 type Syncer struct {
 	// set at construction, read-only
 	nft knftables.Interface
+	ct  Conntrack
+
+	// last is what the previous successful sync programmed; nil after a
+	// start, so a restart deletes no conntrack entry.
+	last []*ServicePort
 }
 
 // NewSyncer returns a syncer over nft (knftables.New for the kernel,
-// knftables.NewFake in tests).
-func NewSyncer(nft knftables.Interface) *Syncer { return &Syncer{nft: nft} }
+// knftables.NewFake in tests) that cleans stale UDP conntrack entries
+// through ct (nil: no cleaning).
+func NewSyncer(nft knftables.Interface, ct Conntrack) *Syncer { return &Syncer{nft: nft, ct: ct} }
 
 // NewNFT returns the real nftables interface for the proxy's table.
 func NewNFT() (knftables.Interface, error) {
@@ -27,6 +34,8 @@ func NewNFT() (knftables.Interface, error) {
 type SyncResult struct {
 	Operations int
 	Duration   time.Duration
+	// ConntrackDeleted counts stale UDP entries removed.
+	ConntrackDeleted int
 }
 
 // Sync replaces the table's content with the desired state in one
@@ -42,5 +51,19 @@ func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (Sync
 	if err := s.nft.Run(ctx, tx); err != nil {
 		return SyncResult{}, fmt.Errorf("nftables transaction (%d operations): %w", tx.NumOperations(), err)
 	}
-	return SyncResult{Operations: tx.NumOperations(), Duration: time.Since(start)}, nil
+	res := SyncResult{Operations: tx.NumOperations()}
+	// Only after the new rules are in: an entry deleted earlier could be
+	// recreated by a packet still matching the old rules.
+	dels := StaleUDP(s.last, sps)
+	s.last = sps
+	if s.ct != nil && len(dels) > 0 {
+		n, err := s.ct.DeleteUDP(dels)
+		res.ConntrackDeleted = n
+		if err != nil {
+			res.Duration = time.Since(start)
+			return res, fmt.Errorf("delete stale UDP conntrack entries: %w", err)
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
 }

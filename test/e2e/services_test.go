@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +56,9 @@ spec:
 func TestServicesClusterIPNodePortAndRejection(t *testing.T) {
 	c := sharedCluster(t)
 	c.apply(t, echoService)
-	t.Cleanup(func() { _, _ = c.podnet("kubectl", "--", "delete", "deployment/echo", "service/echo", "service/nobody", "pod/svc-client", "--wait=true") })
+	t.Cleanup(func() {
+		_, _ = c.podnet("kubectl", "--", "delete", "deployment/echo", "service/echo", "service/nobody", "pod/svc-client", "--wait=true")
+	})
 	backends := c.runningPods(t, "default", "app=echo", 2, true)
 	client := c.runningPods(t, "default", "app=svc-client", 1, false)[0]
 	svc, err := c.client(t).CoreV1().Services("default").Get(context.Background(), "echo", metav1.GetOptions{})
@@ -131,4 +135,16 @@ func TestServicesClusterIPNodePortAndRejection(t *testing.T) {
 		t.Errorf("kubernetes Service from a pod: %v %q", err, out)
 	}
 	_ = v1.ProtocolTCP
+	// No agent failed a sync along the way (a failed sync keeps the old
+	// rules, which could hide a rendering bug behind passing probes).
+	logs, _ := filepath.Glob(filepath.Join(c.stateDir, "logs", "agent-*.log"))
+	if len(logs) != 2 {
+		t.Errorf("found agent logs %v, want one per node", logs)
+	}
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if strings.Contains(string(b), "sync failed") {
+			t.Errorf("%s reports a failed sync:\n%s", l, b)
+		}
+	}
 }
