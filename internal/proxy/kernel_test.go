@@ -94,3 +94,54 @@ func TestKernelTableLoadsAndBalances(t *testing.T) {
 		t.Errorf("no-endpoint service: err=%v after %s: %s; want an immediate refusal", err, time.Since(start), out)
 	}
 }
+
+func TestKernelSessionAffinityKeepsAClientOnOneEndpoint(t *testing.T) {
+	path := kernelNode(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, ep := range []struct{ name, host string }{{"ep-a", "10.244.1.2"}, {"ep-b", "10.244.1.3"}} {
+		go func() {
+			_ = netns.Do(path, func() error {
+				return testserver.Serve(ctx, testserver.Config{Pod: ep.name, TCPPorts: []int{8080}, Host: ep.host})
+			})
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	s := svc("default", "sticky", "10.96.0.7", 80, 8080, 0)
+	s.Spec.SessionAffinity = "ClientIP"
+	sps := BuildServicePorts("node-1", []*v1Service{s}, []*v1Slice{
+		slice("default", "sticky", "", 8080, ep("10.244.1.2", "node-1", true, false), ep("10.244.1.3", "node-1", true, false))})
+	sync := func() {
+		t.Helper()
+		err := netns.Do(path, func() error {
+			nft, err := NewNFT()
+			if err != nil {
+				return err
+			}
+			_, err = NewSyncer(nft, nil).Sync(ctx, Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, sps)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	ask := func() string {
+		out, err := exec.Command("nsenter", "--net="+path, "curl", "-s", "--max-time", "2", "http://10.96.0.7/").CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl: %v %s", err, out)
+		}
+		pod, _, _ := testserver.ParseReply(string(out))
+		return pod
+	}
+	first := ask()
+	for i := 0; i < 15; i++ {
+		if got := ask(); got != first {
+			t.Fatalf("connection %d went to %s, the first to %s: no affinity", i+2, got, first)
+		}
+	}
+	sync() // a resync keeps the affinity state
+	if got := ask(); got != first {
+		t.Errorf("after a resync the client went to %s, before to %s", got, first)
+	}
+}

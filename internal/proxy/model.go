@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -42,6 +43,17 @@ type ServicePort struct {
 	ExternalLocal bool
 	// InternalLocal is internalTrafficPolicy Local.
 	InternalLocal bool
+	// AffinityTimeout is sessionAffinity ClientIP's timeout; 0 means no
+	// affinity.
+	AffinityTimeout time.Duration
+	// SourceRanges are loadBalancerSourceRanges: when set, traffic to the
+	// LoadBalancer IPs from elsewhere is dropped.
+	SourceRanges []netip.Prefix
+	// LBAddrs are the subset of ExternalAddrs that are LoadBalancer IPs.
+	LBAddrs []netip.Addr
+	// HealthCheckNodePort serves the local endpoint count for
+	// externalTrafficPolicy Local (0: none).
+	HealthCheckNodePort int32
 	// Endpoints are the chosen endpoints: the ready ones, or when none is
 	// ready the serving-and-terminating ones.
 	Endpoints []Endpoint
@@ -118,6 +130,15 @@ func BuildServicePorts(node string, services []*v1.Service, slices_ []*discovery
 			if sp.Protocol == "" {
 				sp.Protocol = v1.ProtocolTCP
 			}
+			if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
+				sp.AffinityTimeout = 3 * time.Hour // the API's default, 10800 s
+				if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+					sp.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+				}
+			}
+			if sp.ExternalLocal {
+				sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+			}
 			ips := svc.Spec.ClusterIPs
 			if len(ips) == 0 {
 				ips = []string{svc.Spec.ClusterIP}
@@ -139,7 +160,15 @@ func BuildServicePorts(node string, services []*v1.Service, slices_ []*discovery
 					}
 					if a, err := netip.ParseAddr(in.IP); err == nil {
 						sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
+						sp.LBAddrs = append(sp.LBAddrs, a.Unmap())
 					}
+				}
+			}
+			for _, r := range svc.Spec.LoadBalancerSourceRanges {
+				if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil {
+					sp.SourceRanges = append(sp.SourceRanges, p.Masked())
+				} else if a, err := netip.ParseAddr(strings.TrimSpace(r)); err == nil {
+					sp.SourceRanges = append(sp.SourceRanges, netip.PrefixFrom(a, a.BitLen()))
 				}
 			}
 			if svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer {

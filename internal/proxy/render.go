@@ -95,7 +95,7 @@ func proto(p v1.Protocol) string { return strings.ToLower(string(p)) }
 // rule and element, and the new content, plus the deletion of chains in
 // existing that are no longer wanted. Run as one transaction, it replaces
 // the table atomically.
-func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing []string) {
+func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing, existingSets []string) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("podnet service proxy; owned by the podnet agent")})
 	// Declare everything, then empty it: the new content below is the
 	// whole truth.
@@ -136,8 +136,15 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing 
 		tx.Add(s)
 		tx.Flush(s)
 	}
-	// flush table empties every chain; sets and maps are flushed above.
-	tx.Flush(&knftables.Table{})
+	// Empty every fixed chain (sets and maps are flushed above; Service
+	// chains are flushed as they are written). No "flush table": its
+	// semantics differ between nft and knftables' fake.
+	for _, bc := range baseChains {
+		tx.Flush(&knftables.Chain{Name: bc.name})
+	}
+	for _, c := range []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainDrop} {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
 
 	rule := func(chain string, parts ...any) {
 		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts...)})
@@ -176,16 +183,30 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing 
 		}
 	}
 
-	want := map[string]bool{}
+	want := map[string]bool{} // Service chains and affinity sets to keep
 	slots := map[string]int{} // next free slot per slot map
 	for _, sp := range sps {
 		for _, v4 := range []bool{true, false} {
 			renderServicePort(tx, sp, v4, slots, want)
 		}
 	}
+	// Chains of Services that are gone: nothing refers to them any more
+	// (the maps were flushed), so empty and delete them.
+	var stale []string
 	for _, c := range existing {
-		if (strings.HasPrefix(c, "svc") || strings.HasPrefix(c, "ext")) && !want[c] {
-			tx.Delete(&knftables.Chain{Name: c})
+		if isServiceChain(c) && !want[c] {
+			stale = append(stale, c)
+			tx.Flush(&knftables.Chain{Name: c})
+		}
+	}
+	for _, c := range stale {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	// Affinity sets of endpoints that are gone (their chains, the only
+	// users, were flushed above).
+	for _, set := range existingSets {
+		if strings.HasPrefix(set, "aff") && !want["set:"+set] {
+			tx.Delete(&knftables.Set{Name: set})
 		}
 	}
 }
@@ -200,6 +221,16 @@ func slotMap(v4 bool, proto string) string {
 		return "endpoint-slots-v4-" + proto
 	}
 	return "endpoint-slots-v6-" + proto
+}
+
+// isServiceChain reports whether a chain is one of the per-Service chains.
+func isServiceChain(c string) bool {
+	for _, p := range []string{"svc", "ext", "fw", "aff"} {
+		if strings.HasPrefix(c, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // family-specific names and selectors.
@@ -277,8 +308,10 @@ func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slot
 	tx.Add(&knftables.Chain{Name: svcChain, Comment: knftables.PtrTo(key)})
 	tx.Flush(&knftables.Chain{Name: svcChain})
 	tx.Add(&knftables.Rule{Chain: svcChain, Rule: knftables.Concat(f.ip, "saddr", "!=", "@"+f.podCIDRs, "jump", chainMarkMasq)})
-	if eps := sp.clusterEndpoints(); len(epsOfFamily(eps, v4)) > 0 {
-		tx.Add(&knftables.Rule{Chain: svcChain, Rule: dnatTo(epsOfFamily(eps, v4))})
+	if eps := epsOfFamily(sp.clusterEndpoints(), v4); len(eps) > 0 && sp.AffinityTimeout > 0 {
+		renderAffinity(tx, sp, f, svcChain, eps, want)
+	} else if len(eps) > 0 {
+		tx.Add(&knftables.Rule{Chain: svcChain, Rule: dnatTo(eps)})
 	} else {
 		// internalTrafficPolicy Local and no endpoint on this node.
 		tx.Add(&knftables.Rule{Chain: svcChain, Rule: "goto " + chainDrop})
@@ -304,10 +337,74 @@ func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slot
 		tx.Add(&knftables.Rule{Chain: extChain, Rule: "jump " + chainMarkMasq})
 		tx.Add(&knftables.Rule{Chain: extChain, Rule: "goto " + svcChain})
 	}
+	fwTarget := extChain
+	if ranges := prefixesOfFamily(sp.SourceRanges, v4); len(ranges) > 0 && len(ofFamily(sp.LBAddrs, v4)) > 0 {
+		// loadBalancerSourceRanges: only those sources reach the
+		// LoadBalancer IPs; NodePorts and externalIPs are not filtered.
+		fw := chainName("fw"+f.suffix, key)
+		want[fw] = true
+		tx.Add(&knftables.Chain{Name: fw, Comment: knftables.PtrTo(key + " loadBalancerSourceRanges")})
+		tx.Flush(&knftables.Chain{Name: fw})
+		var rs []string
+		for _, r := range ranges {
+			rs = append(rs, r.String())
+		}
+		tx.Add(&knftables.Rule{Chain: fw, Rule: fmt.Sprintf("%s saddr { %s } goto %s", f.ip, strings.Join(rs, ", "), extChain)})
+		tx.Add(&knftables.Rule{Chain: fw, Rule: "drop"})
+		fwTarget = fw
+	}
 	for _, ip := range external {
-		tx.Add(&knftables.Element{Map: f.svcIPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{"goto " + extChain}})
+		target := extChain
+		if slicesContains(sp.LBAddrs, ip) {
+			target = fwTarget
+		}
+		tx.Add(&knftables.Element{Map: f.svcIPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{"goto " + target}})
 	}
 	if nodePort {
 		tx.Add(&knftables.Element{Map: mapNodePorts, Key: []string{pr, fmt.Sprint(sp.NodePort)}, Value: []string{"goto " + extChain}})
 	}
+}
+
+func prefixesOfFamily(ps []netip.Prefix, v4 bool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p.Addr().Is4() == v4 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func slicesContains(as []netip.Addr, a netip.Addr) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// renderAffinity writes sessionAffinity ClientIP for one Service port: each
+// endpoint has a timeout set of the clients it served and a chain that
+// refreshes the client's entry and translates to it. The Service chain first
+// sends a known client to its endpoint's chain, else picks one at random.
+// The sets are never flushed by a sync: they are the affinity state.
+func renderAffinity(tx *knftables.Transaction, sp *ServicePort, f fam, svcChain string, eps []Endpoint, want map[string]bool) {
+	pr := proto(sp.Protocol)
+	timeout := sp.AffinityTimeout
+	var choices []string
+	for i, e := range eps {
+		// nft names allow no ':' (IPv6, ports): write them with '_'.
+		name := chainName("aff"+f.suffix, sp.Key()+"/"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(e.String()))
+		want[name], want["set:"+name] = true, true
+		tx.Add(&knftables.Set{Name: name, Type: "ipv" + f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
+			Timeout: &timeout, Comment: knftables.PtrTo(sp.Key() + " clients of " + e.String())})
+		tx.Add(&knftables.Chain{Name: name, Comment: knftables.PtrTo(sp.Key() + " -> " + e.String())})
+		tx.Flush(&knftables.Chain{Name: name})
+		tx.Add(&knftables.Rule{Chain: name, Rule: fmt.Sprintf("update @%s { %s saddr }", name, f.ip)})
+		tx.Add(&knftables.Rule{Chain: name, Rule: fmt.Sprintf("meta l4proto %s dnat %s to %s", pr, f.ip, netip.AddrPortFrom(e.IP, uint16(e.Port)))})
+		tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("%s saddr @%s goto %s", f.ip, name, name)})
+		choices = append(choices, fmt.Sprintf("%d : goto %s", i, name))
+	}
+	tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, ", "))})
 }

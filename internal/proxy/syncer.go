@@ -46,8 +46,12 @@ func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (Sync
 	if err != nil && !knftables.IsNotFound(err) {
 		return SyncResult{}, fmt.Errorf("list chains: %w", err)
 	}
+	existingSets, err := s.nft.List(ctx, "sets")
+	if err != nil && !knftables.IsNotFound(err) {
+		return SyncResult{}, fmt.Errorf("list sets: %w", err)
+	}
 	tx := s.nft.NewTransaction()
-	Render(tx, cfg, sps, existing)
+	Render(tx, cfg, sps, existing, existingSets)
 	if err := s.nft.Run(ctx, tx); err != nil {
 		return SyncResult{}, fmt.Errorf("nftables transaction (%d operations): %w", tx.NumOperations(), err)
 	}
