@@ -23,6 +23,7 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 		return nil, fmt.Errorf("agent: nftables for the proxy: %w", err)
 	}
 	syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
+	health := proxy.NewHealthServers("")
 	services := factory.Core().V1().Services()
 	slices := factory.Discovery().V1().EndpointSlices()
 	svcLister, sliceLister := services.Lister(), slices.Lister()
@@ -43,8 +44,12 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 				}
 			}
 		}
-		res, err := syncer.Sync(ctx, pc, proxy.BuildServicePorts(cfg.NodeName, svcs, sls))
+		sps := proxy.BuildServicePorts(cfg.NodeName, svcs, sls)
+		res, err := syncer.Sync(ctx, pc, sps)
 		if err != nil {
+			return err
+		}
+		if err := health.Sync(proxy.HealthFrom(sps)); err != nil {
 			return err
 		}
 		cfg.Log.Debug("proxy synced", "operations", res.Operations, "took", res.Duration, "conntrackDeleted", res.ConntrackDeleted)

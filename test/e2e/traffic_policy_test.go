@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestExternalTrafficPolicyLocalAndSessionAffinity(t *testing.T) {
+	c := sharedCluster(t)
+	c.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: local-backend, labels: {app: local-backend}}
+spec:
+  containers: [{name: srv, image: podnet/test, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local-svc}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: local-backend}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sticky}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: sticky}}
+  template:
+    metadata: {labels: {app: sticky}}
+    spec:
+      containers: [{name: srv, image: podnet/test, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: sticky}
+  sessionAffinity: ClientIP
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tp-client, labels: {app: tp-client}}
+spec:
+  containers: [{name: c, image: podnet/test, ports: [{containerPort: 80}]}]
+`)
+	t.Cleanup(func() {
+		_, _ = c.podnet("kubectl", "--", "delete", "pod/local-backend", "service/local-svc", "deployment/sticky", "service/sticky", "pod/tp-client", "--wait=true")
+	})
+	backend := c.runningPods(t, "default", "app=local-backend", 1, true)[0]
+	client := c.runningPods(t, "default", "app=tp-client", 1, false)[0]
+	c.runningPods(t, "default", "app=sticky", 3, true)
+	cs := c.client(t)
+	svc, err := cs.CoreV1().Services("default").Get(context.Background(), "local-svc", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeIP := map[string]string{c.name + "-node-1": "172.29.0.11", c.name + "-node-2": "172.29.0.12"}
+	local, remote := nodeIP[backend.Spec.NodeName], ""
+	for _, ip := range nodeIP {
+		if ip != local {
+			remote = ip
+		}
+	}
+	world := "/run/netns/" + c.name + "-world"
+	curl := func(url string) (string, error) {
+		out, err := exec.Command("nsenter", "--net="+world, "curl", "-s", "--max-time", "2", "-w", " status=%{http_code}", url).CombinedOutput()
+		return string(out), err
+	}
+	if svc.Spec.HealthCheckNodePort == 0 {
+		t.Fatal("the API server allocated no healthCheckNodePort")
+	}
+	// To the node with the endpoint: served, and the client's address is
+	// preserved (the world's underlay address, not a node's).
+	url := fmt.Sprintf("http://%s:%d/", local, svc.Spec.Ports[0].NodePort)
+	var out string
+	eventually(t, 20*time.Second, "NodePort with externalTrafficPolicy Local", func() error {
+		out, err = curl(url)
+		if err != nil || !strings.Contains(out, "pod=local-backend client=172.29.0.254:") {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
+	// To the other node: dropped (no local endpoint), so a load balancer
+	// must not send traffic there — which the health check says.
+	if out, err := curl(fmt.Sprintf("http://%s:%d/", remote, svc.Spec.Ports[0].NodePort)); err == nil && strings.Contains(out, "pod=") {
+		t.Errorf("the node without a local endpoint served: %q", out)
+	}
+	hc := svc.Spec.HealthCheckNodePort
+	if out, _ := curl(fmt.Sprintf("http://%s:%d/", local, hc)); !strings.Contains(out, `"localEndpoints":1`) || !strings.Contains(out, "status=200") {
+		t.Errorf("health check on the endpoint's node: %q, want 200 with 1 local endpoint", out)
+	}
+	if out, _ := curl(fmt.Sprintf("http://%s:%d/", remote, hc)); !strings.Contains(out, `"localEndpoints":0`) || !strings.Contains(out, "status=503") {
+		t.Errorf("health check on the other node: %q, want 503", out)
+	}
+	// Session affinity: one client always reaches the same replica.
+	sticky, err := cs.CoreV1().Services("default").Get(context.Background(), "sticky", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := ""
+	for i := 0; i < 10; i++ {
+		out, err := c.podnet("probe", client.Name, sticky.Spec.ClusterIP+":80", "--timeout", "2s")
+		if err != nil {
+			t.Fatalf("probe sticky: %v %q", err, out)
+		}
+		who := strings.Fields(strings.SplitAfter(out, "answered by pod ")[1])[0]
+		if first == "" {
+			first = who
+		} else if who != first {
+			t.Fatalf("request %d answered by %s, the first by %s: no session affinity", i+1, who, first)
+		}
+	}
+}
