@@ -406,5 +406,6 @@ func renderAffinity(tx *knftables.Transaction, sp *ServicePort, f fam, svcChain 
 		tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("%s saddr @%s goto %s", f.ip, name, name)})
 		choices = append(choices, fmt.Sprintf("%d : goto %s", i, name))
 	}
-	tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, ", "))})
+	// " , " rather than ", ": knftables' fake reads "X," as a chain name.
+	tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, " , "))})
 }

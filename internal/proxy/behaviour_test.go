@@ -1,0 +1,125 @@
+package proxy
+
+// Behaviour tests: the rendered table, walked by the tracer, for the first
+// packet of a connection. Fixture conventions as in helpers_test.go: this
+// node is node-1 at 172.30.0.11; pods 10.244.x; outside 203.0.113.x.
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/knftables"
+)
+
+type flow struct {
+	name string
+	p    packet
+	want []string
+}
+
+func runFlows(t *testing.T, svcs []*v1.Service, sls []*v1Slice, flows []flow) {
+	t.Helper()
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	if _, err := NewSyncer(fake, nil).Sync(context.Background(), testCfg, BuildServicePorts("node-1", svcs, sls)); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracer(t, fake, "172.30.0.11")
+	for _, f := range flows {
+		t.Run(f.name, func(t *testing.T) {
+			tr.t = t
+			got := tr.trace(f.p)
+			want := slices.Clone(f.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("outcomes %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func pkt(src, dst, proto string, port int, fromNode bool) packet {
+	return packet{src: netip.MustParseAddr(src), dst: netip.MustParseAddr(dst), proto: proto, dport: port, fromNode: fromNode}
+}
+
+func TestTracedBehaviour(t *testing.T) {
+	web := svc("default", "web", "10.96.0.5", 80, 8080, 30080)
+	web.Spec.ExternalIPs = []string{"192.0.2.50"}
+	webSlice := slice("default", "web", "", 8080, ep("10.244.1.2", "node-1", true, false), ep("10.244.2.2", "node-2", true, false))
+
+	local := svc("default", "local", "10.96.0.6", 80, 8080, 30081)
+	local.Spec.Type = v1.ServiceTypeLoadBalancer
+	local.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	local.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "172.30.0.200"}}
+	local.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/25"}
+	localSlice := slice("default", "local", "", 8080, ep("10.244.1.7", "node-1", true, false), ep("10.244.2.7", "node-2", true, false))
+
+	remoteOnly := svc("default", "remote-only", "10.96.0.8", 80, 8080, 30082)
+	remoteOnly.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	remoteSlice := slice("default", "remote-only", "", 8080, ep("10.244.2.9", "node-2", true, false))
+
+	itp := svc("default", "itp", "10.96.0.9", 80, 8080, 0)
+	itp.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	itpSlice := slice("default", "itp", "", 8080, ep("10.244.2.3", "node-2", true, false))
+
+	empty := svc("default", "empty", "10.96.0.10", 80, 8080, 30083)
+	proxyProxy := svc("default", "other-proxy", "10.96.0.11", 80, 8080, 0)
+	proxyProxy.Labels = map[string]string{ProxyNameLabel: "someone-else"}
+
+	svcs := []*v1.Service{web, local, remoteOnly, itp, empty, proxyProxy}
+	sls := []*v1Slice{webSlice, localSlice, remoteSlice, itpSlice, slice("default", "other-proxy", "", 8080, ep("10.244.1.2", "node-1", true, false))}
+	both := []string{"accept dnat 10.244.1.2:8080", "accept dnat 10.244.2.2:8080"}
+	bothMasq := []string{"accept dnat 10.244.1.2:8080 masquerade", "accept dnat 10.244.2.2:8080 masquerade"}
+	runFlows(t, svcs, sls, []flow{
+		{"pod to ClusterIP reaches either endpoint and keeps its source", pkt("10.244.1.5", "10.96.0.5", "tcp", 80, false), both},
+		{"node to ClusterIP is masqueraded", pkt("172.30.0.11", "10.96.0.5", "tcp", 80, true), bothMasq},
+		{"ClusterIP on another port is not translated", pkt("10.244.1.5", "10.96.0.5", "tcp", 81, false), []string{"accept"}},
+		{"UDP to a TCP Service is not translated", pkt("10.244.1.5", "10.96.0.5", "udp", 80, false), []string{"accept"}},
+		{"outside to NodePort (externalTrafficPolicy Cluster) is masqueraded", pkt("203.0.113.9", "172.30.0.11", "tcp", 30080, false), bothMasq},
+		{"outside to an externalIP is masqueraded", pkt("203.0.113.9", "192.0.2.50", "tcp", 80, false), bothMasq},
+		{"a pod reaching itself through its Service is masqueraded (hairpin)", pkt("10.244.1.2", "10.96.0.5", "tcp", 80, false),
+			[]string{"accept dnat 10.244.1.2:8080 masquerade", "accept dnat 10.244.2.2:8080"}},
+		{"externalTrafficPolicy Local: only the local endpoint, client IP kept", pkt("203.0.113.9", "172.30.0.11", "tcp", 30081, false), []string{"accept dnat 10.244.1.7:8080"}},
+		{"LoadBalancer IP from an allowed source range", pkt("203.0.113.9", "172.30.0.200", "tcp", 80, false), []string{"accept dnat 10.244.1.7:8080"}},
+		{"LoadBalancer IP from outside the source ranges is dropped", pkt("203.0.113.200", "172.30.0.200", "tcp", 80, false), []string{"drop"}},
+		{"ClusterIP of an eTP Local Service still reaches every endpoint", pkt("10.244.1.5", "10.96.0.6", "tcp", 80, false), []string{"accept dnat 10.244.1.7:8080", "accept dnat 10.244.2.7:8080"}},
+		{"externalTrafficPolicy Local without a local endpoint drops", pkt("203.0.113.9", "172.30.0.11", "tcp", 30082, false), []string{"drop"}},
+		{"internalTrafficPolicy Local without a local endpoint drops", pkt("10.244.1.5", "10.96.0.9", "tcp", 80, false), []string{"drop"}},
+		{"no endpoint at all: TCP is reset", pkt("10.244.1.5", "10.96.0.10", "tcp", 80, false), []string{"reject"}},
+		{"no endpoint at all: NodePort is reset too", pkt("203.0.113.9", "172.30.0.11", "tcp", 30083, false), []string{"reject"}},
+		{"a Service of another proxy is left alone", pkt("10.244.1.5", "10.96.0.11", "tcp", 80, false), []string{"accept"}},
+	})
+}
+
+func TestTracedSessionAffinity(t *testing.T) {
+	s := svc("default", "sticky", "10.96.0.7", 80, 8080, 0)
+	s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	sps := BuildServicePorts("node-1", []*v1.Service{s}, []*v1Slice{slice("default", "sticky", "", 8080,
+		ep("10.244.1.2", "node-1", true, false), ep("10.244.2.2", "node-2", true, false))})
+	if _, err := NewSyncer(fake, nil).Sync(context.Background(), testCfg, sps); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracer(t, fake, "172.30.0.11")
+	p := pkt("10.244.1.5", "10.96.0.7", "tcp", 80, false)
+	first := tr.trace(p)
+	if len(first) != 2 {
+		t.Fatalf("a new client: %v, want either endpoint", first)
+	}
+	// The tracer followed both branches, so both endpoints now remember
+	// the client; pin it to one as the kernel would after one connection.
+	for set := range tr.affinity {
+		delete(tr.affinity, set)
+		break
+	}
+	again := tr.trace(p)
+	if len(again) != 1 {
+		t.Errorf("a known client: %v, want exactly its endpoint", again)
+	}
+	if other := tr.trace(pkt("10.244.1.6", "10.96.0.7", "tcp", 80, false)); len(other) != 2 {
+		t.Errorf("another client: %v, want either endpoint", other)
+	}
+}
