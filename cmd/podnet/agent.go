@@ -66,6 +66,8 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", "/var/lib/cni/podnet", "podnet-cni's IPAM directory")
 	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode)")
 	f.BoolVar(&cfg.DisableProxy, "disable-proxy", false, "do not run the service proxy (when kube-proxy runs instead)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", ":10249", "address for Prometheus /metrics (empty: off)")
+	f.StringVar(&cfg.HealthzAddr, "healthz-addr", ":10256", "address for /healthz (empty: off)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every sync")
 	return cmd
 }

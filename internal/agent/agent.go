@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
 	"github.com/podnet/podnet/internal/runner"
 )
@@ -38,6 +40,8 @@ type Config struct {
 	MTU int
 	// DisableProxy turns the service proxy off (kube-proxy runs instead).
 	DisableProxy bool
+	// MetricsAddr serves /metrics and HealthzAddr /healthz ("" disables).
+	MetricsAddr, HealthzAddr string
 	Log          *slog.Logger
 }
 
@@ -78,10 +82,18 @@ func Run(ctx context.Context, cfg Config) error {
 	nodes := factory.Core().V1().Nodes()
 	nodeLister := nodes.Lister()
 	var proxyRunner *runner.Runner
+	health := &syncHealth{}
 	if !cfg.DisableProxy {
-		if proxyRunner, err = newProxyRunner(cfg, factory, nodeLister); err != nil {
+		metrics := proxy.NewMetrics()
+		if err := metrics.Register(prometheus.DefaultRegisterer); err != nil {
 			return err
 		}
+		if proxyRunner, err = newProxyRunner(cfg, factory, nodeLister, metrics, health); err != nil {
+			return err
+		}
+	}
+	if err := serveHTTP(ctx, cfg, health); err != nil {
+		return err
 	}
 
 	sync := func(ctx context.Context) error {

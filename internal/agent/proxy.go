@@ -17,13 +17,13 @@ import (
 
 // newProxyRunner wires Services and EndpointSlices to the service proxy:
 // handlers only poke the runner; the sync reads the listers.
-func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes corelisters.NodeLister) (*runner.Runner, error) {
+func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes corelisters.NodeLister, metrics *proxy.Metrics, health *syncHealth) (*runner.Runner, error) {
 	nft, err := proxy.NewNFT()
 	if err != nil {
 		return nil, fmt.Errorf("agent: nftables for the proxy: %w", err)
 	}
 	syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
-	health := proxy.NewHealthServers("")
+	hcServers := proxy.NewHealthServers("")
 	services := factory.Core().V1().Services()
 	slices := factory.Discovery().V1().EndpointSlices()
 	svcLister, sliceLister := services.Lister(), slices.Lister()
@@ -46,10 +46,12 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 		}
 		sps := proxy.BuildServicePorts(cfg.NodeName, svcs, sls)
 		res, err := syncer.Sync(ctx, pc, sps)
+		metrics.Observe(res, err, sps, sls, time.Now())
 		if err != nil {
 			return err
 		}
-		if err := health.Sync(proxy.HealthFrom(sps)); err != nil {
+		health.synced()
+		if err := hcServers.Sync(proxy.HealthFrom(sps)); err != nil {
 			return err
 		}
 		cfg.Log.Debug("proxy synced", "operations", res.Operations, "took", res.Duration, "conntrackDeleted", res.ConntrackDeleted)
@@ -58,10 +60,14 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 	r := runner.New("proxy", sync, 50*time.Millisecond, time.Minute, func(err error) {
 		cfg.Log.Error("proxy sync failed; the previous rules stay; will retry", "err", err)
 	})
+	poke := func() {
+		health.changed()
+		r.Poke()
+	}
 	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { r.Poke() },
-		UpdateFunc: func(_, _ any) { r.Poke() },
-		DeleteFunc: func(any) { r.Poke() },
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(_, _ any) { poke() },
+		DeleteFunc: func(any) { poke() },
 	}
 	for _, inf := range []cache.SharedIndexInformer{services.Informer(), slices.Informer()} {
 		if _, err := inf.AddEventHandler(h); err != nil {

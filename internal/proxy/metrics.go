@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the proxy's Prometheus metrics. Register them with Register.
+type Metrics struct {
+	SyncDuration       *prometheus.HistogramVec
+	SyncFailures       prometheus.Counter
+	LastSync           prometheus.Gauge
+	Operations         prometheus.Gauge
+	ServicePorts       prometheus.Gauge
+	Endpoints          prometheus.Gauge
+	ConntrackDeleted   prometheus.Counter
+	ProgrammingLatency prometheus.Histogram
+
+	// mu guards seen: the last EndpointSlice change already measured.
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// NewMetrics makes the metrics (unregistered).
+func NewMetrics() *Metrics {
+	buckets := prometheus.ExponentialBuckets(0.001, 2, 16) // 1 ms .. 32 s
+	return &Metrics{
+		SyncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "podnet_proxy_sync_duration_seconds",
+			Help: "Time to compute and apply the proxy's nftables table, by kind (full or partial).", Buckets: buckets}, []string{"kind"}),
+		SyncFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "podnet_proxy_sync_failures_total",
+			Help: "Syncs that failed (the previous rules stayed in place)."}),
+		LastSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_last_successful_sync_timestamp_seconds",
+			Help: "Unix time of the last successful sync."}),
+		Operations: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_transaction_operations",
+			Help: "Operations (rules, elements, chains) in the last transaction."}),
+		ServicePorts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_service_ports",
+			Help: "Service ports programmed."}),
+		Endpoints: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_endpoints",
+			Help: "Endpoints programmed, over all Service ports."}),
+		ConntrackDeleted: prometheus.NewCounter(prometheus.CounterOpts{Name: "podnet_proxy_conntrack_entries_deleted_total",
+			Help: "Stale UDP conntrack entries deleted."}),
+		ProgrammingLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "podnet_proxy_network_programming_duration_seconds",
+			Help:    "From an EndpointSlice change (its last-change-trigger-time) to the rules being in the kernel.",
+			Buckets: buckets}),
+		seen: map[string]time.Time{},
+	}
+}
+
+// Register adds the metrics to r.
+func (m *Metrics) Register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.SyncDuration, m.SyncFailures, m.LastSync, m.Operations, m.ServicePorts,
+		m.Endpoints, m.ConntrackDeleted, m.ProgrammingLatency} {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Observe records a sync; slices are the EndpointSlices it read, whose
+// trigger times give the network programming latency (each change once).
+func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices []*discoveryv1.EndpointSlice, now time.Time) {
+	if err != nil {
+		m.SyncFailures.Inc()
+		return
+	}
+	m.SyncDuration.WithLabelValues("full").Observe(res.Duration.Seconds())
+	m.LastSync.Set(float64(now.Unix()))
+	m.Operations.Set(float64(res.Operations))
+	m.ServicePorts.Set(float64(len(sps)))
+	n := 0
+	for _, sp := range sps {
+		n += len(sp.Endpoints)
+	}
+	m.Endpoints.Set(float64(n))
+	m.ConntrackDeleted.Add(float64(res.ConntrackDeleted))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live := map[string]bool{}
+	for _, sl := range slices {
+		key := sl.Namespace + "/" + sl.Name
+		live[key] = true
+		s, ok := sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"]
+		if !ok {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || !t.After(m.seen[key]) {
+			continue
+		}
+		m.seen[key] = t
+		if d := now.Sub(t); d >= 0 {
+			m.ProgrammingLatency.Observe(d.Seconds())
+		}
+	}
+	for k := range m.seen {
+		if !live[k] {
+			delete(m.seen, k)
+		}
+	}
+}
+
