@@ -42,7 +42,7 @@ type Config struct {
 	DisableProxy bool
 	// MetricsAddr serves /metrics and HealthzAddr /healthz ("" disables).
 	MetricsAddr, HealthzAddr string
-	Log          *slog.Logger
+	Log                      *slog.Logger
 }
 
 // RESTConfig builds the client configuration.

@@ -103,4 +103,3 @@ func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices 
 		}
 	}
 }
-
