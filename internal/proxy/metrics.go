@@ -68,7 +68,11 @@ func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices 
 		m.SyncFailures.Inc()
 		return
 	}
-	m.SyncDuration.WithLabelValues("full").Observe(res.Duration.Seconds())
+	kind := "partial"
+	if res.Full {
+		kind = "full"
+	}
+	m.SyncDuration.WithLabelValues(kind).Observe(res.Duration.Seconds())
 	m.LastSync.Set(float64(now.Unix()))
 	m.Operations.Set(float64(res.Operations))
 	m.ServicePorts.Set(float64(len(sps)))

@@ -18,6 +18,19 @@ const Table = "podnet-proxy"
 // Other tables must not use it.
 const MasqueradeMark = 0x4000
 
+// Endpoint slots live in the conntrack mark while the first packet of a
+// Service connection is translated: a Service port's chain sets
+// "ct mark = SlotBase + random slot of its own range" and jumps to one
+// shared chain per family and protocol whose single rule translates with
+// "dnat to ct mark map @endpoint-slots-…". One rule bound to each slot map
+// keeps loading linear: the kernel checks every element of a map against
+// every rule bound to it, so 10,000 per-Service rules bound to one map of
+// 100,000 slots took over a minute to load. Postrouting resets the mark.
+const (
+	SlotBase = 0x5a000000
+	slotMask = 0xff000000
+)
+
 // Config is what the renderer needs besides the Services.
 type Config struct {
 	// PodCIDRs are the cluster's pod ranges: traffic from them keeps its
@@ -92,66 +105,52 @@ func chainName(prefix, key string) string {
 func proto(p v1.Protocol) string { return strings.ToLower(string(p)) }
 
 // Render writes the whole table into tx: declarations, a flush of every
-// rule and element, and the new content, plus the deletion of chains in
-// existing that are no longer wanted. Run as one transaction, it replaces
-// the table atomically.
+// rule and element (but the affinity sets, which hold state), and the new
+// content, plus the deletion of Service chains and affinity sets in
+// existing/existingSets that are no longer wanted. Run as one transaction,
+// it replaces the table atomically.
 func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing, existingSets []string) {
+	emitFull(tx, Build(cfg, sps), existing, existingSets)
+}
+
+// declareFixed declares the table, its fixed chains, maps and sets, and
+// empties them (not the affinity sets).
+func declareFixed(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("podnet service proxy; owned by the podnet agent")})
-	// Declare everything, then empty it: the new content below is the
-	// whole truth.
 	for _, bc := range baseChains {
 		tx.Add(&knftables.Chain{Name: bc.name, Type: knftables.PtrTo(bc.typ), Hook: knftables.PtrTo(bc.hook),
 			Priority: knftables.PtrTo(knftables.BaseChainPriority(bc.priority))})
 	}
-	for _, c := range []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainDrop} {
+	for _, c := range fixedChains() {
 		tx.Add(&knftables.Chain{Name: c})
 	}
-	for _, m := range []*knftables.Map{
-		{Name: mapServiceIPs4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
-		{Name: mapServiceIPs6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
-		{Name: mapNodePorts, Type: "inet_proto . inet_service : verdict"},
-		{Name: mapNoEndpoints4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
-		{Name: mapNoEndpoints6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
-		{Name: mapNoEndpointPorts, Type: "inet_proto . inet_service : verdict"},
-	} {
+	for _, m := range fixedMaps() {
 		tx.Add(m)
 		tx.Flush(m)
 	}
-	// One endpoint-slot map per family and protocol: nft 1.0.6 cannot
-	// reload a map typed with the protocol-neutral "th dport".
-	for _, v4 := range []bool{true, false} {
-		for _, p := range protocols {
-			f := famOf(v4)
-			tx.Add(&knftables.Map{Name: slotMap(v4, p), TypeOf: fmt.Sprintf("numgen random mod 1 : %s daddr . %s dport", f.ip, p)})
-			tx.Flush(&knftables.Map{Name: slotMap(v4, p)})
-		}
+	for _, st := range fixedSets() {
+		tx.Add(st)
+		tx.Flush(st)
 	}
-	for _, s := range []*knftables.Set{
-		{Name: setPodCIDRs4, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
-		{Name: setPodCIDRs6, Type: "ipv6_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
-		{Name: setNodePortIPs4, Type: "ipv4_addr"},
-		{Name: setHairpin4, Type: "ipv4_addr . ipv4_addr"},
-		{Name: setHairpin6, Type: "ipv6_addr . ipv6_addr"},
-	} {
-		tx.Add(s)
-		tx.Flush(s)
-	}
-	// Empty every fixed chain (sets and maps are flushed above; Service
-	// chains are flushed as they are written). No "flush table": its
-	// semantics differ between nft and knftables' fake.
+	// Empty every fixed chain. No "flush table": its semantics differ
+	// between nft and knftables' fake.
 	for _, bc := range baseChains {
 		tx.Flush(&knftables.Chain{Name: bc.name})
 	}
-	for _, c := range []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainDrop} {
+	for _, c := range fixedChains() {
 		tx.Flush(&knftables.Chain{Name: c})
 	}
-
 	rule := func(chain string, parts ...any) {
 		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts...)})
 	}
 	for _, bc := range baseChains {
 		for _, r := range bc.rules {
 			rule(bc.name, r)
+		}
+	}
+	for _, v4 := range []bool{true, false} {
+		for _, p := range protocols {
+			rule(dnatChain(v4, p), fmt.Sprintf("meta l4proto %s dnat %s to ct mark map @%s", p, famOf(v4).ip, slotMap(v4, p)))
 		}
 	}
 	rule(chainServices, "ip daddr . meta l4proto . th dport vmap @"+mapServiceIPs4)
@@ -161,6 +160,7 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing,
 	rule(chainEndpointsCheck, "ip6 daddr . meta l4proto . th dport vmap @"+mapNoEndpoints6)
 	rule(chainEndpointsCheck, "ip daddr @"+setNodePortIPs4, "meta l4proto . th dport vmap @"+mapNoEndpointPorts)
 	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark | %#x", MasqueradeMark))
+	rule(chainMasquerading, fmt.Sprintf("ct mark & %#x == %#x ct mark set 0", slotMask, SlotBase))
 	rule(chainMasquerading, "ct status dnat ip saddr . ip daddr @"+setHairpin4, "masquerade fully-random")
 	rule(chainMasquerading, "ct status dnat ip6 saddr . ip6 daddr @"+setHairpin6, "masquerade fully-random")
 	rule(chainMasquerading, fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark))
@@ -169,32 +169,73 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing,
 	rule(chainReject, "meta l4proto tcp reject with tcp reset")
 	rule(chainReject, "reject")
 	rule(chainDrop, "drop")
+}
 
-	for _, p := range cfg.PodCIDRs {
-		set := setPodCIDRs4
-		if p.Addr().Is6() {
-			set = setPodCIDRs6
-		}
-		tx.Add(&knftables.Element{Set: set, Key: []string{p.Masked().String()}})
-	}
-	for _, a := range cfg.NodeIPs {
-		if a.Is4() {
-			tx.Add(&knftables.Element{Set: setNodePortIPs4, Key: []string{a.String()}})
+func fixedChains() []string {
+	out := []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainDrop}
+	for _, v4 := range []bool{true, false} {
+		for _, p := range protocols {
+			out = append(out, dnatChain(v4, p))
 		}
 	}
+	return out
+}
 
-	want := map[string]bool{} // Service chains and affinity sets to keep
-	slots := map[string]int{} // next free slot per slot map
-	for _, sp := range sps {
-		for _, v4 := range []bool{true, false} {
-			renderServicePort(tx, sp, v4, slots, want)
+func fixedMaps() []*knftables.Map {
+	out := []*knftables.Map{
+		{Name: mapServiceIPs4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
+		{Name: mapServiceIPs6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
+		{Name: mapNodePorts, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpoints4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpoints6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpointPorts, Type: "inet_proto . inet_service : verdict"},
+	}
+	// One endpoint-slot map per family and protocol: nft 1.0.6 cannot
+	// reload a map typed with the protocol-neutral "th dport".
+	for _, v4 := range []bool{true, false} {
+		for _, p := range protocols {
+			out = append(out, &knftables.Map{Name: slotMap(v4, p), TypeOf: fmt.Sprintf("ct mark : %s daddr . %s dport", famOf(v4).ip, p)})
+		}
+	}
+	return out
+}
+
+func fixedSets() []*knftables.Set {
+	return []*knftables.Set{
+		{Name: setPodCIDRs4, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
+		{Name: setPodCIDRs6, Type: "ipv6_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
+		{Name: setNodePortIPs4, Type: "ipv4_addr"},
+		{Name: setHairpin4, Type: "ipv4_addr . ipv4_addr"},
+		{Name: setHairpin6, Type: "ipv6_addr . ipv6_addr"},
+	}
+}
+
+// emitFull writes the whole table (see Render).
+func emitFull(tx *knftables.Transaction, b *State, existing, existingSets []string) {
+	declareFixed(tx)
+	for _, name := range sortedKeys(b.affinitySets) {
+		tx.Add(b.affinitySets[name])
+	}
+	// All chains first: rules and elements refer to them.
+	for _, name := range sortedKeys(b.chains) {
+		tx.Add(&knftables.Chain{Name: name, Comment: knftables.PtrTo(b.chains[name].comment)})
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	for _, name := range sortedKeys(b.chains) {
+		for _, r := range b.chains[name].rules {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	for _, set := range sortedKeys(b.elements) {
+		for _, k := range sortedKeys(b.elements[set]) {
+			tx.Add(b.elements[set][k].object(set))
 		}
 	}
 	// Chains of Services that are gone: nothing refers to them any more
 	// (the maps were flushed), so empty and delete them.
 	var stale []string
 	for _, c := range existing {
-		if isServiceChain(c) && !want[c] {
+		if isServiceChain(c) && b.chains[c] == nil {
 			stale = append(stale, c)
 			tx.Flush(&knftables.Chain{Name: c})
 		}
@@ -205,10 +246,36 @@ func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing,
 	// Affinity sets of endpoints that are gone (their chains, the only
 	// users, were flushed above).
 	for _, set := range existingSets {
-		if strings.HasPrefix(set, "aff") && !want["set:"+set] {
+		if strings.HasPrefix(set, "aff") && b.affinitySets[set] == nil {
 			tx.Delete(&knftables.Set{Name: set})
 		}
 	}
+}
+
+// Build computes the desired content of the table's dynamic part: the
+// Service chains with their rules, every set and map element, and the
+// affinity sets.
+func Build(cfg Config, sps []*ServicePort) *State {
+	b := newState()
+	for _, p := range cfg.PodCIDRs {
+		set := setPodCIDRs4
+		if p.Addr().Is6() {
+			set = setPodCIDRs6
+		}
+		b.elem(set, []string{p.Masked().String()}, nil)
+	}
+	for _, a := range cfg.NodeIPs {
+		if a.Is4() {
+			b.elem(setNodePortIPs4, []string{a.String()}, nil)
+		}
+	}
+	slots := map[string]int{} // next free slot per slot map
+	for _, sp := range sps {
+		for _, v4 := range []bool{true, false} {
+			renderServicePort(b, sp, v4, slots)
+		}
+	}
+	return b
 }
 
 // protocols the proxy renders (SCTP too, though this kernel lacks it: the
@@ -231,6 +298,14 @@ func isServiceChain(c string) bool {
 		}
 	}
 	return false
+}
+
+// dnatChain names the shared translating chain of a family and protocol.
+func dnatChain(v4 bool, proto string) string {
+	if v4 {
+		return "dnat-v4-" + proto
+	}
+	return "dnat-v6-" + proto
 }
 
 // family-specific names and selectors.
@@ -267,7 +342,7 @@ func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
 
 // renderServicePort writes one Service port's chains and elements for one
 // address family.
-func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slots map[string]int, want map[string]bool) {
+func renderServicePort(b *State, sp *ServicePort, v4 bool, slots map[string]int) {
 	f := famOf(v4)
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
@@ -282,75 +357,69 @@ func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slot
 	if len(all) == 0 {
 		// No endpoint at all: reject at once, from the filter chains.
 		for _, ip := range append(clusterIPs, external...) {
-			tx.Add(&knftables.Element{Map: f.noEPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{reject}})
+			b.elem(f.noEPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{reject})
 		}
 		if nodePort {
-			tx.Add(&knftables.Element{Map: mapNoEndpointPorts, Key: []string{pr, fmt.Sprint(sp.NodePort)}, Value: []string{reject}})
+			b.elem(mapNoEndpointPorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{reject})
 		}
 		return
 	}
 	for _, e := range all {
-		tx.Add(&knftables.Element{Set: f.hairpin, Key: []string{e.IP.String(), e.IP.String()}})
+		b.elem(f.hairpin, []string{e.IP.String(), e.IP.String()}, nil)
 	}
 	// dnatTo adds the slots of eps and returns the rule that picks one.
 	slotsMap := slotMap(v4, pr)
 	dnatTo := func(eps []Endpoint) string {
-		base := slots[slotsMap]
+		base := SlotBase + slots[slotsMap]
 		for i, e := range eps {
-			tx.Add(&knftables.Element{Map: slotsMap, Key: []string{fmt.Sprint(base + i)}, Value: []string{e.IP.String(), fmt.Sprint(e.Port)}})
+			b.elem(slotsMap, []string{fmt.Sprintf("%#x", base+i)}, []string{e.IP.String(), fmt.Sprint(e.Port)})
 		}
-		slots[slotsMap] = base + len(eps)
-		return fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", pr, f.ip, len(eps), base, slotsMap)
+		slots[slotsMap] += len(eps)
+		return fmt.Sprintf("ct mark set numgen random mod %d offset %#x goto %s", len(eps), base, dnatChain(v4, pr))
 	}
 
 	svcChain := chainName("svc"+f.suffix, key)
-	want[svcChain] = true
-	tx.Add(&knftables.Chain{Name: svcChain, Comment: knftables.PtrTo(key)})
-	tx.Flush(&knftables.Chain{Name: svcChain})
-	tx.Add(&knftables.Rule{Chain: svcChain, Rule: knftables.Concat(f.ip, "saddr", "!=", "@"+f.podCIDRs, "jump", chainMarkMasq)})
+	b.chain(svcChain, key)
+	b.rule(svcChain, knftables.Concat(f.ip, "saddr", "!=", "@"+f.podCIDRs, "jump", chainMarkMasq))
 	if eps := epsOfFamily(sp.clusterEndpoints(), v4); len(eps) > 0 && sp.AffinityTimeout > 0 {
-		renderAffinity(tx, sp, f, svcChain, eps, want)
+		renderAffinity(b, sp, f, svcChain, eps)
 	} else if len(eps) > 0 {
-		tx.Add(&knftables.Rule{Chain: svcChain, Rule: dnatTo(eps)})
+		b.rule(svcChain, dnatTo(eps))
 	} else {
 		// internalTrafficPolicy Local and no endpoint on this node.
-		tx.Add(&knftables.Rule{Chain: svcChain, Rule: "goto " + chainDrop})
+		b.rule(svcChain, "goto "+chainDrop)
 	}
 	for _, ip := range clusterIPs {
-		tx.Add(&knftables.Element{Map: f.svcIPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{"goto " + svcChain}})
+		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + svcChain})
 	}
 	if len(external) == 0 && !nodePort {
 		return
 	}
 	extChain := chainName("ext"+f.suffix, key)
-	want[extChain] = true
-	tx.Add(&knftables.Chain{Name: extChain, Comment: knftables.PtrTo(key + " external")})
-	tx.Flush(&knftables.Chain{Name: extChain})
+	b.chain(extChain, key+" external")
 	if sp.ExternalLocal {
 		// Keep the client's address: no masquerade, local endpoints only.
 		if local := epsOfFamily(sp.externalEndpoints(), v4); len(local) > 0 {
-			tx.Add(&knftables.Rule{Chain: extChain, Rule: dnatTo(local)})
+			b.rule(extChain, dnatTo(local))
 		} else {
-			tx.Add(&knftables.Rule{Chain: extChain, Rule: "goto " + chainDrop})
+			b.rule(extChain, "goto "+chainDrop)
 		}
 	} else {
-		tx.Add(&knftables.Rule{Chain: extChain, Rule: "jump " + chainMarkMasq})
-		tx.Add(&knftables.Rule{Chain: extChain, Rule: "goto " + svcChain})
+		b.rule(extChain, "jump "+chainMarkMasq)
+		b.rule(extChain, "goto "+svcChain)
 	}
 	fwTarget := extChain
 	if ranges := prefixesOfFamily(sp.SourceRanges, v4); len(ranges) > 0 && len(ofFamily(sp.LBAddrs, v4)) > 0 {
 		// loadBalancerSourceRanges: only those sources reach the
 		// LoadBalancer IPs; NodePorts and externalIPs are not filtered.
 		fw := chainName("fw"+f.suffix, key)
-		want[fw] = true
-		tx.Add(&knftables.Chain{Name: fw, Comment: knftables.PtrTo(key + " loadBalancerSourceRanges")})
-		tx.Flush(&knftables.Chain{Name: fw})
+		b.chain(fw, key+" loadBalancerSourceRanges")
 		var rs []string
 		for _, r := range ranges {
 			rs = append(rs, r.String())
 		}
-		tx.Add(&knftables.Rule{Chain: fw, Rule: fmt.Sprintf("%s saddr { %s } goto %s", f.ip, strings.Join(rs, ", "), extChain)})
-		tx.Add(&knftables.Rule{Chain: fw, Rule: "drop"})
+		b.rule(fw, fmt.Sprintf("%s saddr { %s } goto %s", f.ip, strings.Join(rs, ", "), extChain))
+		b.rule(fw, "drop")
 		fwTarget = fw
 	}
 	for _, ip := range external {
@@ -358,10 +427,10 @@ func renderServicePort(tx *knftables.Transaction, sp *ServicePort, v4 bool, slot
 		if slicesContains(sp.LBAddrs, ip) {
 			target = fwTarget
 		}
-		tx.Add(&knftables.Element{Map: f.svcIPs, Key: []string{ip.String(), pr, fmt.Sprint(sp.Port)}, Value: []string{"goto " + target}})
+		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + target})
 	}
 	if nodePort {
-		tx.Add(&knftables.Element{Map: mapNodePorts, Key: []string{pr, fmt.Sprint(sp.NodePort)}, Value: []string{"goto " + extChain}})
+		b.elem(mapNodePorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{"goto " + extChain})
 	}
 }
 
@@ -389,23 +458,21 @@ func slicesContains(as []netip.Addr, a netip.Addr) bool {
 // refreshes the client's entry and translates to it. The Service chain first
 // sends a known client to its endpoint's chain, else picks one at random.
 // The sets are never flushed by a sync: they are the affinity state.
-func renderAffinity(tx *knftables.Transaction, sp *ServicePort, f fam, svcChain string, eps []Endpoint, want map[string]bool) {
+func renderAffinity(b *State, sp *ServicePort, f fam, svcChain string, eps []Endpoint) {
 	pr := proto(sp.Protocol)
 	timeout := sp.AffinityTimeout
 	var choices []string
 	for i, e := range eps {
 		// nft names allow no ':' (IPv6, ports): write them with '_'.
 		name := chainName("aff"+f.suffix, sp.Key()+"/"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(e.String()))
-		want[name], want["set:"+name] = true, true
-		tx.Add(&knftables.Set{Name: name, Type: "ipv" + f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
-			Timeout: &timeout, Comment: knftables.PtrTo(sp.Key() + " clients of " + e.String())})
-		tx.Add(&knftables.Chain{Name: name, Comment: knftables.PtrTo(sp.Key() + " -> " + e.String())})
-		tx.Flush(&knftables.Chain{Name: name})
-		tx.Add(&knftables.Rule{Chain: name, Rule: fmt.Sprintf("update @%s { %s saddr }", name, f.ip)})
-		tx.Add(&knftables.Rule{Chain: name, Rule: fmt.Sprintf("meta l4proto %s dnat %s to %s", pr, f.ip, netip.AddrPortFrom(e.IP, uint16(e.Port)))})
-		tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("%s saddr @%s goto %s", f.ip, name, name)})
+		b.affinitySets[name] = &knftables.Set{Name: name, Type: "ipv" + f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
+			Timeout: &timeout, Comment: knftables.PtrTo(sp.Key() + " clients of " + e.String())}
+		b.chain(name, sp.Key()+" -> "+e.String())
+		b.rule(name, fmt.Sprintf("update @%s { %s saddr }", name, f.ip))
+		b.rule(name, fmt.Sprintf("meta l4proto %s dnat %s to %s", pr, f.ip, netip.AddrPortFrom(e.IP, uint16(e.Port))))
+		b.rule(svcChain, fmt.Sprintf("%s saddr @%s goto %s", f.ip, name, name))
 		choices = append(choices, fmt.Sprintf("%d : goto %s", i, name))
 	}
 	// " , " rather than ", ": knftables' fake reads "X," as a chain name.
-	tx.Add(&knftables.Rule{Chain: svcChain, Rule: fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, " , "))})
+	b.rule(svcChain, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, " , ")))
 }

@@ -18,6 +18,9 @@ type Syncer struct {
 	// last is what the previous successful sync programmed; nil after a
 	// start, so a restart deletes no conntrack entry.
 	last []*ServicePort
+	// written is the table content the previous successful sync left; nil
+	// forces a full sync (after a start or a failure).
+	written *State
 }
 
 // NewSyncer returns a syncer over nft (knftables.New for the kernel,
@@ -32,30 +35,46 @@ func NewNFT() (knftables.Interface, error) {
 
 // SyncResult says what a sync did.
 type SyncResult struct {
+	// Full is true when the whole table was rewritten, false when only the
+	// difference to the previous sync was written.
+	Full       bool
 	Operations int
 	Duration   time.Duration
 	// ConntrackDeleted counts stale UDP entries removed.
 	ConntrackDeleted int
 }
 
-// Sync replaces the table's content with the desired state in one
-// transaction. On error nothing changed in the kernel.
+// Sync makes the table hold the desired state. After a start or a failed
+// sync it rewrites the whole table in one transaction; otherwise it writes
+// only what changed since the last successful sync (element updates, the
+// chains of changed Services). On error nothing changed in the kernel and
+// the next sync is a full one.
 func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (SyncResult, error) {
 	start := time.Now()
-	existing, err := s.nft.List(ctx, "chains")
-	if err != nil && !knftables.IsNotFound(err) {
-		return SyncResult{}, fmt.Errorf("list chains: %w", err)
-	}
-	existingSets, err := s.nft.List(ctx, "sets")
-	if err != nil && !knftables.IsNotFound(err) {
-		return SyncResult{}, fmt.Errorf("list sets: %w", err)
-	}
+	cur := Build(cfg, sps)
 	tx := s.nft.NewTransaction()
-	Render(tx, cfg, sps, existing, existingSets)
-	if err := s.nft.Run(ctx, tx); err != nil {
-		return SyncResult{}, fmt.Errorf("nftables transaction (%d operations): %w", tx.NumOperations(), err)
+	full := s.written == nil
+	if full {
+		existing, err := s.nft.List(ctx, "chains")
+		if err != nil && !knftables.IsNotFound(err) {
+			return SyncResult{}, fmt.Errorf("list chains: %w", err)
+		}
+		existingSets, err := s.nft.List(ctx, "sets")
+		if err != nil && !knftables.IsNotFound(err) {
+			return SyncResult{}, fmt.Errorf("list sets: %w", err)
+		}
+		emitFull(tx, cur, existing, existingSets)
+	} else {
+		emitDiff(tx, s.written, cur)
 	}
-	res := SyncResult{Operations: tx.NumOperations()}
+	if tx.NumOperations() > 0 {
+		if err := s.nft.Run(ctx, tx); err != nil {
+			s.written = nil
+			return SyncResult{Full: full}, fmt.Errorf("nftables transaction (%d operations): %w", tx.NumOperations(), err)
+		}
+	}
+	s.written = cur
+	res := SyncResult{Full: full, Operations: tx.NumOperations()}
 	// Only after the new rules are in: an entry deleted earlier could be
 	// recreated by a packet still matching the old rules.
 	dels := StaleUDP(s.last, sps)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -54,6 +55,7 @@ func (o outcome) String() string {
 
 type state struct {
 	mark    uint32
+	ctmark  uint32
 	dnat    string
 	verdict string // set when a terminal verdict was reached
 	masq    bool
@@ -123,7 +125,9 @@ var (
 	reMarkRet    = regexp.MustCompile(`^meta mark & (0x[0-9a-f]+) == 0 return$`)
 	reHairpin    = regexp.MustCompile(`^ct status dnat (ip6?) saddr \. (ip6?) daddr @(\S+) masquerade fully-random$`)
 	reSaddrNot   = regexp.MustCompile(`^(ip6?) saddr != @(\S+) jump (\S+)$`)
-	reDnatSlots  = regexp.MustCompile(`^meta l4proto (\S+) dnat (ip6?) to numgen random mod (\d+) offset (\d+) map @(\S+)$`)
+	reSlotPick   = regexp.MustCompile(`^ct mark set numgen random mod (\d+) offset (0x[0-9a-f]+) goto (\S+)$`)
+	reDnatSlots  = regexp.MustCompile(`^meta l4proto (\S+) dnat (ip6?) to ct mark map @(\S+)$`)
+	reCtMarkZero = regexp.MustCompile(`^ct mark & (0x[0-9a-f]+) == (0x[0-9a-f]+) ct mark set 0$`)
 	reSaddrSet   = regexp.MustCompile(`^(ip6?) saddr @(\S+) goto (\S+)$`)
 	reUpdate     = regexp.MustCompile(`^update @(\S+) \{ (ip6?) saddr \}$`)
 	reDnatFixed  = regexp.MustCompile(`^meta l4proto (\S+) dnat (ip6?) to (\S+)$`)
@@ -195,24 +199,30 @@ func (tr *tracer) run(chain string, p packet, st state) []state {
 			if fam(m[1]) && !tr.inSet(m[2], p.src) {
 				return tr.continueAfter(chain, r, p, tr.run(m[3], p, st))
 			}
+		case match(reSlotPick, rule, &m):
+			n, base := atoi(tr.t, m[1]), hex(tr.t, m[2])
+			var out []state
+			for i := uint32(0); i < uint32(n); i++ {
+				s := st
+				s.ctmark = base + i
+				out = append(out, tr.run(m[3], p, s)...)
+			}
+			return out
 		case match(reDnatSlots, rule, &m):
 			if m[1] != p.proto || !fam(m[2]) {
 				continue
 			}
-			n, _ := strconv.Atoi(m[3])
-			base, _ := strconv.Atoi(m[4])
-			var out []state
-			for i := base; i < base+n; i++ {
-				e := tr.tbl.Maps[m[5]].FindElement(strconv.Itoa(i))
-				if e == nil {
-					tr.t.Fatalf("tracer: slot %d missing from %s", i, m[5])
-				}
-				s := st
-				s.dnat = netip.AddrPortFrom(netip.MustParseAddr(e.Value[0]), uint16(atoi(tr.t, e.Value[1]))).String()
-				s.verdict = "accept"
-				out = append(out, s)
+			e := tr.tbl.Maps[m[3]].FindElement(fmt.Sprintf("%#x", st.ctmark))
+			if e == nil {
+				tr.t.Fatalf("tracer: slot %#x missing from %s", st.ctmark, m[3])
 			}
-			return out
+			st.dnat = netip.AddrPortFrom(netip.MustParseAddr(e.Value[0]), uint16(atoi(tr.t, e.Value[1]))).String()
+			st.verdict = "accept"
+			return []state{st}
+		case match(reCtMarkZero, rule, &m):
+			if st.ctmark&hex(tr.t, m[1]) == hex(tr.t, m[2]) {
+				st.ctmark = 0
+			}
 		case match(reSaddrSet, rule, &m):
 			if fam(m[1]) && tr.affinity[m[2]][p.src] {
 				return tr.run(m[3], p, st)

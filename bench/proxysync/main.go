@@ -1,0 +1,91 @@
+// Command proxysync measures the service proxy's sync against the kernel:
+// the first (full) sync of N Services with E endpoints each, and then a sync
+// after one Service's endpoints changed, with Go's heap in use. Run it as
+// root inside a private network namespace, so the table it loads disappears
+// with it:
+//
+//	unshare --net -- go run ./bench/proxysync -services 1000,10000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podnet/podnet/internal/proxy"
+)
+
+func main() {
+	counts := flag.String("services", "1000,10000", "comma-separated Service counts")
+	eps := flag.Int("endpoints", 10, "endpoints per Service")
+	flag.Parse()
+	fmt.Println("| Services | endpoints each | full sync | one-Service change | operations | Go heap after |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, c := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			fail(err)
+		}
+		if err := run(n, *eps); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func run(n, e int) error {
+	nft, err := proxy.NewNFT()
+	if err != nil {
+		return err
+	}
+	s := proxy.NewSyncer(nft, nil)
+	cfg := proxy.Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
+	sps := make([]*proxy.ServicePort, n)
+	for i := range sps {
+		sp := &proxy.ServicePort{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i), Protocol: v1.ProtocolTCP, Port: 80,
+			ClusterIPs: []netip.Addr{addr(0x0a600000 + uint32(i) + 1)}}
+		for j := 0; j < e; j++ {
+			sp.Endpoints = append(sp.Endpoints, proxy.Endpoint{IP: addr(0x0af40000 + uint32(i*e+j) + 1), Port: 8080})
+		}
+		sps[i] = sp
+	}
+	ctx := context.Background()
+	full, err := s.Sync(ctx, cfg, sps)
+	if err != nil {
+		return err
+	}
+	// One Service loses an endpoint and gains another.
+	changed := *sps[n/2]
+	changed.Endpoints = append(append([]proxy.Endpoint{}, changed.Endpoints[1:]...), proxy.Endpoint{IP: addr(0x0afe0001), Port: 8080})
+	sps[n/2] = &changed
+	start := time.Now()
+	one, err := s.Sync(ctx, cfg, sps)
+	if err != nil {
+		return err
+	}
+	oneTime := time.Since(start)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("| %d | %d | %s | %s | %d | %d MiB |\n", n, e, full.Duration.Round(time.Millisecond), oneTime.Round(time.Millisecond),
+		one.Operations, ms.HeapInuse>>20)
+	// Leave an empty table for the next size.
+	_, err = s.Sync(ctx, cfg, nil)
+	return err
+}
+
+func addr(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "proxysync:", err)
+	os.Exit(1)
+}
