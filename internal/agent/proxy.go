@@ -37,14 +37,16 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 			return err
 		}
 		pc := proxy.Config{PodCIDRs: cfg.ClusterCIDRs}
+		topo := proxy.Topology{Node: cfg.NodeName}
 		if n, err := nodes.Get(cfg.NodeName); err == nil {
+			topo.Zone = n.Labels["topology.kubernetes.io/zone"]
 			for _, fam := range []int{4, 6} {
 				if ip, ok := routing.NodeInternalIP(n, fam); ok {
 					pc.NodeIPs = append(pc.NodeIPs, ip)
 				}
 			}
 		}
-		sps := proxy.BuildServicePorts(cfg.NodeName, svcs, sls)
+		sps := proxy.BuildServicePortsIn(topo, svcs, sls)
 		res, err := syncer.Sync(ctx, pc, sps)
 		metrics.Observe(res, err, sps, sls, time.Now())
 		if err != nil {

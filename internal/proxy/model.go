@@ -23,6 +23,11 @@ type Endpoint struct {
 	Node string
 	// Local is true when the endpoint runs on this node.
 	Local bool
+	// ForZones and ForNodes are the EndpointSlice controller's topology
+	// hints (set for Services with trafficDistribution).
+	ForZones, ForNodes []string
+	// Hinted is true when the endpoint carries zone hints.
+	Hinted bool
 }
 
 func (e Endpoint) String() string { return netip.AddrPortFrom(e.IP, uint16(e.Port)).String() }
@@ -54,6 +59,9 @@ type ServicePort struct {
 	// HealthCheckNodePort serves the local endpoint count for
 	// externalTrafficPolicy Local (0: none).
 	HealthCheckNodePort int32
+	// Topology holds the endpoints chosen by trafficDistribution for this
+	// node, when it narrows the choice (nil: all endpoints).
+	Topology []Endpoint
 	// Endpoints are the chosen endpoints: the ready ones, or when none is
 	// ready the serving-and-terminating ones.
 	Endpoints []Endpoint
@@ -64,10 +72,14 @@ func (s *ServicePort) Key() string {
 	return fmt.Sprintf("%s/%s/%s/%d", s.Namespace, s.Name, strings.ToLower(string(s.Protocol)), s.Port)
 }
 
-// endpointsFor returns the endpoints used for cluster traffic.
+// clusterEndpoints returns the endpoints used for cluster traffic:
+// internalTrafficPolicy Local first, then trafficDistribution's choice.
 func (s *ServicePort) clusterEndpoints() []Endpoint {
 	if s.InternalLocal {
 		return localOnly(s.Endpoints)
+	}
+	if s.Topology != nil {
+		return s.Topology
 	}
 	return s.Endpoints
 }
@@ -105,6 +117,19 @@ func Proxied(svc *v1.Service) bool {
 // BuildServicePorts computes what to program from the Services and their
 // EndpointSlices, as seen from node. The result is sorted by Key.
 func BuildServicePorts(node string, services []*v1.Service, slices_ []*discoveryv1.EndpointSlice) []*ServicePort {
+	return BuildServicePortsIn(Topology{Node: node}, services, slices_)
+}
+
+// Topology is where this proxy runs: its node and the node's zone (label
+// topology.kubernetes.io/zone).
+type Topology struct {
+	Node, Zone string
+}
+
+// BuildServicePortsIn is BuildServicePorts with the node's zone, for
+// trafficDistribution.
+func BuildServicePortsIn(topo Topology, services []*v1.Service, slices_ []*discoveryv1.EndpointSlice) []*ServicePort {
+	node := topo.Node
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, sl := range slices_ {
 		name := sl.Labels[discoveryv1.LabelServiceName]
@@ -175,6 +200,9 @@ func BuildServicePorts(node string, services []*v1.Service, slices_ []*discovery
 				sp.NodePort = 0
 			}
 			sp.Endpoints = pickEndpoints(node, p, bySvc[svc.Namespace+"/"+svc.Name])
+			if svc.Spec.TrafficDistribution != nil {
+				sp.Topology = topologyEndpoints(*svc.Spec.TrafficDistribution, topo, sp.Endpoints)
+			}
 			out = append(out, sp)
 		}
 	}
@@ -219,6 +247,15 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 				continue
 			}
 			e := Endpoint{IP: ip.Unmap(), Port: *port}
+			if h := ep.Hints; h != nil {
+				for _, z := range h.ForZones {
+					e.ForZones = append(e.ForZones, z.Name)
+				}
+				for _, n := range h.ForNodes {
+					e.ForNodes = append(e.ForNodes, n.Name)
+				}
+				e.Hinted = len(e.ForZones) > 0
+			}
 			if ep.NodeName != nil {
 				e.Node = *ep.NodeName
 				e.Local = e.Node == node
@@ -250,4 +287,48 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 		return int(a.Port - b.Port)
 	})
 	return out
+}
+
+// topologyEndpoints applies trafficDistribution the way kube-proxy reads the
+// EndpointSlice controller's hints: PreferSameNode uses the endpoints hinted
+// for this node when there are any; PreferSameZone (and its old name
+// PreferClose) uses those hinted for this node's zone. Hints are all or
+// nothing: if any endpoint lacks zone hints, or none fits, every endpoint is
+// used (nil).
+func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
+	if len(eps) == 0 {
+		return nil
+	}
+	for _, e := range eps {
+		if !e.Hinted {
+			return nil
+		}
+	}
+	if dist == v1.ServiceTrafficDistributionPreferSameNode {
+		var same []Endpoint
+		for _, e := range eps {
+			if slices.Contains(e.ForNodes, topo.Node) {
+				same = append(same, e)
+			}
+		}
+		if len(same) > 0 {
+			return same
+		}
+	}
+	if dist == v1.ServiceTrafficDistributionPreferSameNode || dist == v1.ServiceTrafficDistributionPreferSameZone ||
+		dist == v1.ServiceTrafficDistributionPreferClose {
+		if topo.Zone == "" {
+			return nil
+		}
+		var zone []Endpoint
+		for _, e := range eps {
+			if slices.Contains(e.ForZones, topo.Zone) {
+				zone = append(zone, e)
+			}
+		}
+		if len(zone) > 0 {
+			return zone
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
 )
 
@@ -125,5 +126,47 @@ func TestChainNamesAreBoundedAndStable(t *testing.T) {
 	}
 	if chainName("svc4", "a/b/tcp/80") == chainName("svc4", "a/b/udp/80") {
 		t.Error("two Service ports share a chain name")
+	}
+}
+
+func TestTrafficDistribution(t *testing.T) {
+	hinted := func(ip, node, zone string, forNodes ...string) discoveryv1.Endpoint {
+		e := ep(ip, node, true, false)
+		e.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}}
+		for _, n := range forNodes {
+			e.Hints.ForNodes = append(e.Hints.ForNodes, discoveryv1.ForNode{Name: n})
+		}
+		return e
+	}
+	a := hinted("10.244.1.2", "node-1", "zone-a", "node-1")
+	b := hinted("10.244.2.2", "node-2", "zone-a", "node-2")
+	c := hinted("10.244.3.2", "node-3", "zone-b", "node-3")
+	unhinted := ep("10.244.4.2", "node-4", true, false)
+	for _, tc := range []struct {
+		name string
+		dist string
+		topo Topology
+		eps  []discoveryv1.Endpoint
+		want string
+	}{
+		{"PreferSameNode uses this node's endpoint", v1.ServiceTrafficDistributionPreferSameNode, Topology{"node-1", "zone-a"}, []discoveryv1.Endpoint{a, b, c}, "10.244.1.2:8080"},
+		{"PreferSameNode falls back to the zone", v1.ServiceTrafficDistributionPreferSameNode, Topology{"node-9", "zone-a"}, []discoveryv1.Endpoint{a, b, c}, "10.244.1.2:8080,10.244.2.2:8080"},
+		{"PreferSameZone uses the zone's endpoints", v1.ServiceTrafficDistributionPreferSameZone, Topology{"node-3", "zone-b"}, []discoveryv1.Endpoint{a, b, c}, "10.244.3.2:8080"},
+		{"PreferClose is PreferSameZone", v1.ServiceTrafficDistributionPreferClose, Topology{"node-1", "zone-a"}, []discoveryv1.Endpoint{a, b, c}, "10.244.1.2:8080,10.244.2.2:8080"},
+		{"a zone without endpoints uses them all", v1.ServiceTrafficDistributionPreferSameZone, Topology{"node-7", "zone-z"}, []discoveryv1.Endpoint{a, b, c}, "10.244.1.2:8080,10.244.2.2:8080,10.244.3.2:8080"},
+		{"one endpoint without hints means all endpoints", v1.ServiceTrafficDistributionPreferSameZone, Topology{"node-1", "zone-a"}, []discoveryv1.Endpoint{a, b, unhinted}, "10.244.1.2:8080,10.244.2.2:8080,10.244.4.2:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := svc("default", "web", "10.96.0.5", 80, 8080, 0)
+			s.Spec.TrafficDistribution = &tc.dist
+			sps := BuildServicePortsIn(tc.topo, []*v1.Service{s}, []*v1Slice{slice("default", "web", "", 8080, tc.eps...)})
+			var got []string
+			for _, e := range sps[0].clusterEndpoints() {
+				got = append(got, e.String())
+			}
+			if g := strings.Join(got, ","); g != tc.want {
+				t.Errorf("endpoints %s, want %s", g, tc.want)
+			}
+		})
 	}
 }
