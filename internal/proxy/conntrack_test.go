@@ -73,14 +73,7 @@ func TestKernelUDPClientFollowsTheNewEndpoint(t *testing.T) {
 			path := kernelNode(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			for _, ep := range []struct{ name, host string }{{"old", "10.244.1.2"}, {"new", "10.244.1.3"}} {
-				go func() {
-					_ = netns.Do(path, func() error {
-						return testserver.Serve(ctx, testserver.Config{Pod: ep.name, UDPPorts: []int{5353}, Host: ep.host})
-					})
-				}()
-			}
-			time.Sleep(100 * time.Millisecond)
+			serveEndpoints(ctx, path, testserver.Config{UDPPorts: []int{5353}}) // ep-a is the old endpoint, ep-b the new
 			var ct Conntrack
 			if clean {
 				ct = KernelConntrack{}
@@ -128,15 +121,15 @@ func TestKernelUDPClientFollowsTheNewEndpoint(t *testing.T) {
 				}
 				return ""
 			}
-			if got := ask(); got != "old" {
-				t.Fatalf("first answer from %q, want old", got)
+			if got := ask(); got != "ep-a" {
+				t.Fatalf("first answer from %q, want ep-a", got)
 			}
 			sync("10.244.1.3")
 			got := ask()
-			if clean && got != "new" {
-				t.Errorf("after the endpoint changed, the same client socket reached %q, want new", got)
+			if clean && got != "ep-b" {
+				t.Errorf("after the endpoint changed, the same client socket reached %q, want ep-b", got)
 			}
-			if !clean && got != "old" {
+			if !clean && got != "ep-a" {
 				t.Errorf("without cleanup the client reached %q; the fixture no longer shows the problem", got)
 			}
 		})

@@ -30,16 +30,7 @@ func TestKernelTableLoadsAndBalances(t *testing.T) {
 	path := kernelNode(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, ep := range []struct{ name, host string }{{"ep-a", "10.244.1.2"}, {"ep-b", "10.244.1.3"}} {
-		// Serve binds its sockets while its goroutine's thread is in
-		// the namespace; accepted connections belong to it from then on.
-		go func() {
-			_ = netns.Do(path, func() error {
-				return testserver.Serve(ctx, testserver.Config{Pod: ep.name, TCPPorts: []int{8080}, Host: ep.host})
-			})
-		}()
-	}
-	time.Sleep(100 * time.Millisecond)
+	serveEndpoints(ctx, path, testserver.Config{TCPPorts: []int{8080}})
 	sps := BuildServicePorts("node-1", []*v1Service{svc("default", "web", "10.96.0.5", 80, 8080, 30080)}, []*v1Slice{
 		slice("default", "web", "", 8080, ep("10.244.1.2", "node-1", true, false), ep("10.244.1.3", "node-1", true, false)),
 	})
@@ -99,14 +90,7 @@ func TestKernelSessionAffinityKeepsAClientOnOneEndpoint(t *testing.T) {
 	path := kernelNode(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, ep := range []struct{ name, host string }{{"ep-a", "10.244.1.2"}, {"ep-b", "10.244.1.3"}} {
-		go func() {
-			_ = netns.Do(path, func() error {
-				return testserver.Serve(ctx, testserver.Config{Pod: ep.name, TCPPorts: []int{8080}, Host: ep.host})
-			})
-		}()
-	}
-	time.Sleep(100 * time.Millisecond)
+	serveEndpoints(ctx, path, testserver.Config{TCPPorts: []int{8080}})
 	s := svc("default", "sticky", "10.96.0.7", 80, 8080, 0)
 	s.Spec.SessionAffinity = "ClientIP"
 	sps := BuildServicePorts("node-1", []*v1Service{s}, []*v1Slice{
@@ -144,4 +128,17 @@ func TestKernelSessionAffinityKeepsAClientOnOneEndpoint(t *testing.T) {
 	if got := ask(); got != first {
 		t.Errorf("after a resync the client went to %s, before to %s", got, first)
 	}
+}
+
+// serveEndpoints runs the built-in test server as "ep-a" on 10.244.1.2 and
+// "ep-b" on 10.244.1.3 inside the namespace at path, until ctx ends. Serve
+// binds its sockets while its goroutine's thread is in the namespace;
+// accepted connections belong to it from then on.
+func serveEndpoints(ctx context.Context, path string, c testserver.Config) {
+	for _, ep := range []struct{ name, host string }{{"ep-a", "10.244.1.2"}, {"ep-b", "10.244.1.3"}} {
+		c := c
+		c.Pod, c.Host = ep.name, ep.host
+		go func() { _ = netns.Do(path, func() error { return testserver.Serve(ctx, c) }) }()
+	}
+	time.Sleep(100 * time.Millisecond)
 }
