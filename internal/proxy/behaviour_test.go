@@ -123,3 +123,16 @@ func TestTracedSessionAffinity(t *testing.T) {
 		t.Errorf("another client: %v, want either endpoint", other)
 	}
 }
+
+// SCTP is rendered like TCP and UDP (this kernel has no SCTP, so only the
+// rendering is tested).
+func TestTracedSCTP(t *testing.T) {
+	s := svc("default", "sig", "10.96.0.20", 3868, 3868, 0)
+	s.Spec.Ports[0].Protocol = v1.ProtocolSCTP
+	sl := slice("default", "sig", "", 3868, ep("10.244.1.2", "node-1", true, false))
+	sl.Ports[0].Protocol = ptr.To(v1.ProtocolSCTP)
+	runFlows(t, []*v1.Service{s}, []*v1Slice{sl}, []flow{
+		{"SCTP to the ClusterIP is translated", pkt("10.244.1.5", "10.96.0.20", "sctp", 3868, false), []string{"accept dnat 10.244.1.2:3868"}},
+		{"TCP to the same port is not", pkt("10.244.1.5", "10.96.0.20", "tcp", 3868, false), []string{"accept"}},
+	})
+}
