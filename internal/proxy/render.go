@@ -256,7 +256,16 @@ func emitFull(tx *knftables.Transaction, b *State, existing, existingSets []stri
 // Service chains with their rules, every set and map element, and the
 // affinity sets.
 func Build(cfg Config, sps []*ServicePort) *State {
+	return BuildWith(cfg, sps, NewSlotAllocator())
+}
+
+// BuildWith is Build with a slot allocator that keeps each Service port's
+// slots where they were, so that a change to one Service changes only its
+// own elements and rules.
+func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator) *State {
 	b := newState()
+	slots.begin()
+	defer slots.end()
 	for _, p := range cfg.PodCIDRs {
 		set := setPodCIDRs4
 		if p.Addr().Is6() {
@@ -269,7 +278,6 @@ func Build(cfg Config, sps []*ServicePort) *State {
 			b.elem(setNodePortIPs4, []string{a.String()}, nil)
 		}
 	}
-	slots := map[string]int{} // next free slot per slot map
 	for _, sp := range sps {
 		for _, v4 := range []bool{true, false} {
 			renderServicePort(b, sp, v4, slots)
@@ -342,7 +350,7 @@ func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
 
 // renderServicePort writes one Service port's chains and elements for one
 // address family.
-func renderServicePort(b *State, sp *ServicePort, v4 bool, slots map[string]int) {
+func renderServicePort(b *State, sp *ServicePort, v4 bool, slots *SlotAllocator) {
 	f := famOf(v4)
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
@@ -367,14 +375,14 @@ func renderServicePort(b *State, sp *ServicePort, v4 bool, slots map[string]int)
 	for _, e := range all {
 		b.elem(f.hairpin, []string{e.IP.String(), e.IP.String()}, nil)
 	}
-	// dnatTo adds the slots of eps and returns the rule that picks one.
+	// dnatTo adds the slots of eps and returns the rule that picks one;
+	// purpose tells the cluster and the local endpoint lists apart.
 	slotsMap := slotMap(v4, pr)
-	dnatTo := func(eps []Endpoint) string {
-		base := SlotBase + slots[slotsMap]
+	dnatTo := func(eps []Endpoint, purpose string) string {
+		base := SlotBase + slots.get(slotsMap, key+"/"+purpose, len(eps))
 		for i, e := range eps {
 			b.elem(slotsMap, []string{fmt.Sprintf("%#x", base+i)}, []string{e.IP.String(), fmt.Sprint(e.Port)})
 		}
-		slots[slotsMap] += len(eps)
 		return fmt.Sprintf("ct mark set numgen random mod %d offset %#x goto %s", len(eps), base, dnatChain(v4, pr))
 	}
 
@@ -384,7 +392,7 @@ func renderServicePort(b *State, sp *ServicePort, v4 bool, slots map[string]int)
 	if eps := epsOfFamily(sp.clusterEndpoints(), v4); len(eps) > 0 && sp.AffinityTimeout > 0 {
 		renderAffinity(b, sp, f, svcChain, eps)
 	} else if len(eps) > 0 {
-		b.rule(svcChain, dnatTo(eps))
+		b.rule(svcChain, dnatTo(eps, "cluster"))
 	} else {
 		// internalTrafficPolicy Local and no endpoint on this node.
 		b.rule(svcChain, "goto "+chainDrop)
@@ -400,7 +408,7 @@ func renderServicePort(b *State, sp *ServicePort, v4 bool, slots map[string]int)
 	if sp.ExternalLocal {
 		// Keep the client's address: no masquerade, local endpoints only.
 		if local := epsOfFamily(sp.externalEndpoints(), v4); len(local) > 0 {
-			b.rule(extChain, dnatTo(local))
+			b.rule(extChain, dnatTo(local, "local"))
 		} else {
 			b.rule(extChain, "goto "+chainDrop)
 		}

@@ -21,12 +21,16 @@ type Syncer struct {
 	// written is the table content the previous successful sync left; nil
 	// forces a full sync (after a start or a failure).
 	written *State
+	// slots keeps every Service port's endpoint slots in place.
+	slots *SlotAllocator
 }
 
 // NewSyncer returns a syncer over nft (knftables.New for the kernel,
 // knftables.NewFake in tests) that cleans stale UDP conntrack entries
 // through ct (nil: no cleaning).
-func NewSyncer(nft knftables.Interface, ct Conntrack) *Syncer { return &Syncer{nft: nft, ct: ct} }
+func NewSyncer(nft knftables.Interface, ct Conntrack) *Syncer {
+	return &Syncer{nft: nft, ct: ct, slots: NewSlotAllocator()}
+}
 
 // NewNFT returns the real nftables interface for the proxy's table.
 func NewNFT() (knftables.Interface, error) {
@@ -51,7 +55,10 @@ type SyncResult struct {
 // the next sync is a full one.
 func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (SyncResult, error) {
 	start := time.Now()
-	cur := Build(cfg, sps)
+	if s.written == nil {
+		s.slots = NewSlotAllocator() // a full sync starts from a clean slot map
+	}
+	cur := BuildWith(cfg, sps, s.slots)
 	tx := s.nft.NewTransaction()
 	full := s.written == nil
 	if full {
