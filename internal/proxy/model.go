@@ -332,3 +332,36 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 	}
 	return nil
 }
+
+// fingerprint is a string that changes whenever anything the renderer reads
+// from the Service port changes.
+func (s *ServicePort) fingerprint() string {
+	var b strings.Builder
+	b.Grow(64 + 32*len(s.Endpoints))
+	fmt.Fprintf(&b, "%s|%s|%d|%v|%v|%v|%v|%v|%d|%v|%d|", s.Key(), s.PortName, s.NodePort, s.ClusterIPs, s.ExternalAddrs,
+		s.ExternalLocal, s.InternalLocal, s.AffinityTimeout, len(s.SourceRanges), s.LBAddrs, s.HealthCheckNodePort)
+	for _, p := range s.SourceRanges {
+		b.WriteString(p.String())
+		b.WriteByte(',')
+	}
+	b.WriteByte('|')
+	for _, e := range s.Endpoints {
+		b.WriteString(e.IP.String())
+		b.WriteByte(':')
+		b.WriteString(fmt.Sprint(e.Port))
+		if e.Local {
+			b.WriteByte('L')
+		}
+		b.WriteByte(',')
+	}
+	b.WriteByte('|')
+	if s.Topology != nil {
+		for _, e := range s.Topology {
+			b.WriteString(e.String())
+			b.WriteByte(',')
+		}
+	} else {
+		b.WriteString("all")
+	}
+	return b.String()
+}

@@ -211,31 +211,32 @@ func fixedSets() []*knftables.Set {
 }
 
 // emitFull writes the whole table (see Render).
-func emitFull(tx *knftables.Transaction, b *State, existing, existingSets []string) {
+func emitFull(tx *knftables.Transaction, cur *State, existing, existingSets []string) {
+	chains, elements, affinitySets := cur.all()
 	declareFixed(tx)
-	for _, name := range sortedKeys(b.affinitySets) {
-		tx.Add(b.affinitySets[name])
+	for _, name := range sortedKeys(affinitySets) {
+		tx.Add(affinitySets[name])
 	}
 	// All chains first: rules and elements refer to them.
-	for _, name := range sortedKeys(b.chains) {
-		tx.Add(&knftables.Chain{Name: name, Comment: knftables.PtrTo(b.chains[name].comment)})
+	for _, name := range sortedKeys(chains) {
+		tx.Add(&knftables.Chain{Name: name, Comment: knftables.PtrTo(chains[name].comment)})
 		tx.Flush(&knftables.Chain{Name: name})
 	}
-	for _, name := range sortedKeys(b.chains) {
-		for _, r := range b.chains[name].rules {
+	for _, name := range sortedKeys(chains) {
+		for _, r := range chains[name].rules {
 			tx.Add(&knftables.Rule{Chain: name, Rule: r})
 		}
 	}
-	for _, set := range sortedKeys(b.elements) {
-		for _, k := range sortedKeys(b.elements[set]) {
-			tx.Add(b.elements[set][k].object(set))
+	for _, set := range sortedKeys(elements) {
+		for _, k := range sortedKeys(elements[set]) {
+			tx.Add(elements[set][k].object(set))
 		}
 	}
 	// Chains of Services that are gone: nothing refers to them any more
 	// (the maps were flushed), so empty and delete them.
 	var stale []string
 	for _, c := range existing {
-		if isServiceChain(c) && b.chains[c] == nil {
+		if isServiceChain(c) && chains[c] == nil {
 			stale = append(stale, c)
 			tx.Flush(&knftables.Chain{Name: c})
 		}
@@ -246,7 +247,7 @@ func emitFull(tx *knftables.Transaction, b *State, existing, existingSets []stri
 	// Affinity sets of endpoints that are gone (their chains, the only
 	// users, were flushed above).
 	for _, set := range existingSets {
-		if strings.HasPrefix(set, "aff") && b.affinitySets[set] == nil {
+		if strings.HasPrefix(set, "aff") && affinitySets[set] == nil {
 			tx.Delete(&knftables.Set{Name: set})
 		}
 	}
@@ -256,34 +257,64 @@ func emitFull(tx *knftables.Transaction, b *State, existing, existingSets []stri
 // Service chains with their rules, every set and map element, and the
 // affinity sets.
 func Build(cfg Config, sps []*ServicePort) *State {
-	return BuildWith(cfg, sps, NewSlotAllocator())
+	return BuildWith(cfg, sps, NewSlotAllocator(), nil)
 }
 
 // BuildWith is Build with a slot allocator that keeps each Service port's
-// slots where they were, so that a change to one Service changes only its
-// own elements and rules.
-func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator) *State {
-	b := newState()
+// slots where they were, and the previous state, whose fragments are reused
+// where their inputs did not change.
+func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State) *State {
+	cur := &State{frags: make(map[string]*fragment, len(sps)+1)}
 	slots.begin()
 	defer slots.end()
-	for _, p := range cfg.PodCIDRs {
-		set := setPodCIDRs4
-		if p.Addr().Is6() {
-			set = setPodCIDRs6
+	reuse := func(key, fp string) *fragment {
+		if prev == nil {
+			return nil
 		}
-		b.elem(set, []string{p.Masked().String()}, nil)
+		f := prev.frags[key]
+		if f == nil || f.fp != fp {
+			return nil
+		}
+		for _, u := range f.slotUses {
+			if slots.get(u.slotMap, u.owner, u.n) != u.base {
+				return nil
+			}
+		}
+		return f
 	}
-	for _, a := range cfg.NodeIPs {
-		if a.Is4() {
-			b.elem(setNodePortIPs4, []string{a.String()}, nil)
+	gfp := fmt.Sprint(cfg.PodCIDRs, cfg.NodeIPs)
+	if f := reuse("", gfp); f != nil {
+		cur.frags[""] = f
+	} else {
+		f := newFragment(gfp)
+		for _, p := range cfg.PodCIDRs {
+			set := setPodCIDRs4
+			if p.Addr().Is6() {
+				set = setPodCIDRs6
+			}
+			f.elem(set, []string{p.Masked().String()}, nil)
 		}
+		for _, a := range cfg.NodeIPs {
+			if a.Is4() {
+				f.elem(setNodePortIPs4, []string{a.String()}, nil)
+			}
+		}
+		cur.frags[""] = f
 	}
 	for _, sp := range sps {
-		for _, v4 := range []bool{true, false} {
-			renderServicePort(b, sp, v4, slots)
+		key := sp.Key()
+		fp := sp.fingerprint()
+		if f := reuse(key, fp); f != nil {
+			cur.frags[key] = f
+			continue
 		}
+		f := newFragment(fp)
+		for _, v4 := range []bool{true, false} {
+			renderServicePort(f, sp, v4, slots)
+		}
+		cur.frags[key] = f
 	}
-	return b
+	return cur
 }
 
 // protocols the proxy renders (SCTP too, though this kernel lacks it: the
@@ -350,7 +381,7 @@ func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
 
 // renderServicePort writes one Service port's chains and elements for one
 // address family.
-func renderServicePort(b *State, sp *ServicePort, v4 bool, slots *SlotAllocator) {
+func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocator) {
 	f := famOf(v4)
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
@@ -379,7 +410,9 @@ func renderServicePort(b *State, sp *ServicePort, v4 bool, slots *SlotAllocator)
 	// purpose tells the cluster and the local endpoint lists apart.
 	slotsMap := slotMap(v4, pr)
 	dnatTo := func(eps []Endpoint, purpose string) string {
-		base := SlotBase + slots.get(slotsMap, key+"/"+purpose, len(eps))
+		off := slots.get(slotsMap, key+"/"+purpose, len(eps))
+		b.slotUses = append(b.slotUses, slotUse{slotsMap, key + "/" + purpose, len(eps), off})
+		base := SlotBase + off
 		for i, e := range eps {
 			b.elem(slotsMap, []string{fmt.Sprintf("%#x", base+i)}, []string{e.IP.String(), fmt.Sprint(e.Port)})
 		}
@@ -466,7 +499,7 @@ func slicesContains(as []netip.Addr, a netip.Addr) bool {
 // refreshes the client's entry and translates to it. The Service chain first
 // sends a known client to its endpoint's chain, else picks one at random.
 // The sets are never flushed by a sync: they are the affinity state.
-func renderAffinity(b *State, sp *ServicePort, f fam, svcChain string, eps []Endpoint) {
+func renderAffinity(b *fragment, sp *ServicePort, f fam, svcChain string, eps []Endpoint) {
 	pr := proto(sp.Protocol)
 	timeout := sp.AffinityTimeout
 	var choices []string

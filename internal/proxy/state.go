@@ -7,13 +7,37 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// State is the desired dynamic content of the proxy's table: what Build
-// computes and what the syncer remembers between syncs, so that a sync can
-// write only the difference.
+// State is the desired dynamic content of the proxy's table, in fragments:
+// one per Service port (its chains, elements and affinity sets) and one for
+// the node-wide elements. The syncer keeps the State of its last successful
+// sync; a fragment whose inputs did not change is reused as it is, and only
+// changed fragments are compared, so the cost of a sync follows the change,
+// not the cluster.
 type State struct {
+	frags map[string]*fragment
+	// refs counts, per element, the fragments that hold it (an endpoint
+	// in two Services puts one hairpin element in both). It belongs to the
+	// syncer's running state: emitDiff updates it, emitFull rebuilds it.
+	refs map[string]map[string]*elementRef
+}
+
+type elementRef struct {
+	n int
+	e element
+}
+
+// fragment is what one Service port (or the node) puts in the table.
+type fragment struct {
+	fp           string
 	chains       map[string]*chainState
 	elements     map[string]map[string]element // set or map -> key -> element
 	affinitySets map[string]*knftables.Set
+	slotUses     []slotUse
+}
+
+type slotUse struct {
+	slotMap, owner string
+	n, base        int
 }
 
 type chainState struct {
@@ -33,33 +57,72 @@ func (e element) object(set string) *knftables.Element {
 	return &knftables.Element{Set: set, Key: e.key}
 }
 
-func newState() *State {
-	return &State{chains: map[string]*chainState{}, elements: map[string]map[string]element{}, affinitySets: map[string]*knftables.Set{}}
+func newFragment(fp string) *fragment {
+	return &fragment{fp: fp, chains: map[string]*chainState{}, elements: map[string]map[string]element{}, affinitySets: map[string]*knftables.Set{}}
 }
 
 // elem records an element of a set (value nil) or a map.
-func (s *State) elem(set string, key, value []string) {
-	if s.elements[set] == nil {
-		s.elements[set] = map[string]element{}
+func (f *fragment) elem(set string, key, value []string) {
+	if f.elements[set] == nil {
+		f.elements[set] = map[string]element{}
 	}
-	s.elements[set][strings.Join(key, " . ")] = element{key: key, value: value, isMap: value != nil}
+	f.elements[set][strings.Join(key, " . ")] = element{key: key, value: value, isMap: value != nil}
 }
 
 // chain records a Service chain (its rules follow with rule).
-func (s *State) chain(name, comment string) {
-	s.chains[name] = &chainState{comment: comment}
+func (f *fragment) chain(name, comment string) {
+	f.chains[name] = &chainState{comment: comment}
 }
 
-func (s *State) rule(chain, rule string) {
-	s.chains[chain].rules = append(s.chains[chain].rules, rule)
+func (f *fragment) rule(chain, rule string) {
+	f.chains[chain].rules = append(f.chains[chain].rules, rule)
 }
 
-// Counts returns how many chains and elements the state holds.
+// Counts returns how many Service chains and distinct elements the state
+// holds.
 func (s *State) Counts() (chains, elements int) {
-	for _, m := range s.elements {
-		elements += len(m)
+	seen := map[string]bool{}
+	for _, f := range s.frags {
+		chains += len(f.chains)
+		for set, m := range f.elements {
+			for k := range m {
+				seen[set+" "+k] = true
+			}
+		}
 	}
-	return len(s.chains), elements
+	return chains, len(seen)
+}
+
+// all merges the fragments: chains, elements and affinity sets of the whole
+// table, and fresh reference counts.
+func (s *State) all() (map[string]*chainState, map[string]map[string]element, map[string]*knftables.Set) {
+	chains := map[string]*chainState{}
+	elements := map[string]map[string]element{}
+	sets := map[string]*knftables.Set{}
+	s.refs = map[string]map[string]*elementRef{}
+	for _, f := range s.frags {
+		for n, c := range f.chains {
+			chains[n] = c
+		}
+		for n, st := range f.affinitySets {
+			sets[n] = st
+		}
+		for set, m := range f.elements {
+			if elements[set] == nil {
+				elements[set] = map[string]element{}
+				s.refs[set] = map[string]*elementRef{}
+			}
+			for k, e := range m {
+				elements[set][k] = e
+				if r := s.refs[set][k]; r != nil {
+					r.n++
+				} else {
+					s.refs[set][k] = &elementRef{n: 1, e: e}
+				}
+			}
+		}
+	}
+	return chains, elements, sets
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -71,73 +134,121 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// emitDiff writes into tx what turns the table from old into cur, in an
-// order the kernel accepts: new chains and sets first (so elements and rules
-// may refer to them), then element removals, element additions, the rules
-// of new and changed chains, and last the removal of chains and sets
-// nothing refers to any more.
+// emitDiff writes into tx what turns the table from old into cur, looking
+// only at fragments that changed, in an order the kernel accepts: new chains
+// and sets first (so elements and rules may refer to them), then element
+// removals, element additions, the rules of new and changed chains, and last
+// the removal of chains and sets nothing refers to any more. It moves old's
+// reference counts into cur.
 func emitDiff(tx *knftables.Transaction, old, cur *State) {
+	refs := old.refs
+	cur.refs = refs
 	type change struct {
 		set string
 		e   element
 	}
-	sortChanges := func(cs []change) {
-		slices.SortFunc(cs, func(a, b change) int {
-			if c := strings.Compare(a.set, b.set); c != 0 {
-				return c
-			}
-			return strings.Compare(strings.Join(a.e.key, " . "), strings.Join(b.e.key, " . "))
-		})
+	type namedChain struct {
+		name string
+		c    *chainState
 	}
-	var newSets, newChains, changedChains, goneChains, goneSets []string
-	for name := range cur.affinitySets {
-		if old.affinitySets[name] == nil {
-			newSets = append(newSets, name)
-		}
-	}
-	for name, c := range cur.chains {
-		if o := old.chains[name]; o == nil {
-			newChains = append(newChains, name)
-		} else if !slices.Equal(o.rules, c.rules) {
-			changedChains = append(changedChains, name)
-		}
-	}
-	for name := range old.chains {
-		if cur.chains[name] == nil {
-			goneChains = append(goneChains, name)
-		}
-	}
-	for name := range old.affinitySets {
-		if cur.affinitySets[name] == nil {
-			goneSets = append(goneSets, name)
-		}
-	}
+	var newChains, changedChains []namedChain
+	var newSets []*knftables.Set
+	var goneChains, goneSets []string
 	var removed, added []change
-	for set, elems := range old.elements {
-		for k, e := range elems {
-			if n, ok := cur.elements[set][k]; !ok || !slices.Equal(n.value, e.value) {
-				removed = append(removed, change{set, e})
+	empty := newFragment("")
+	diffFragment := func(o, n *fragment) {
+		for name, st := range n.affinitySets {
+			if o.affinitySets[name] == nil {
+				newSets = append(newSets, st)
 			}
 		}
-	}
-	for set, elems := range cur.elements {
-		for k, e := range elems {
-			if o, ok := old.elements[set][k]; !ok || !slices.Equal(o.value, e.value) {
+		for name := range o.affinitySets {
+			if n.affinitySets[name] == nil {
+				goneSets = append(goneSets, name)
+			}
+		}
+		for name, c := range n.chains {
+			if oc := o.chains[name]; oc == nil {
+				newChains = append(newChains, namedChain{name, c})
+			} else if !slices.Equal(oc.rules, c.rules) {
+				changedChains = append(changedChains, namedChain{name, c})
+			}
+		}
+		for name := range o.chains {
+			if n.chains[name] == nil {
+				goneChains = append(goneChains, name)
+			}
+		}
+		for set, elems := range o.elements {
+			for k, e := range elems {
+				if ne, ok := n.elements[set][k]; ok && slices.Equal(ne.value, e.value) {
+					continue
+				}
+				r := refs[set][k]
+				if r == nil {
+					continue
+				}
+				if r.n--; r.n == 0 {
+					delete(refs[set], k)
+					removed = append(removed, change{set, e})
+				}
+			}
+		}
+		for set, elems := range n.elements {
+			for k, e := range elems {
+				if oe, ok := o.elements[set][k]; ok && slices.Equal(oe.value, e.value) {
+					continue
+				}
+				if refs[set] == nil {
+					refs[set] = map[string]*elementRef{}
+				}
+				if r := refs[set][k]; r != nil {
+					r.n++
+					continue
+				}
+				refs[set][k] = &elementRef{n: 1, e: e}
 				added = append(added, change{set, e})
 			}
 		}
 	}
-	for _, l := range [][]string{newSets, newChains, changedChains, goneChains, goneSets} {
-		slices.Sort(l)
+	for key, n := range cur.frags {
+		o := old.frags[key]
+		if o == n {
+			continue // reused as it was
+		}
+		if o == nil {
+			o = empty
+		}
+		diffFragment(o, n)
 	}
-	sortChanges(removed)
-	sortChanges(added)
+	for key, o := range old.frags {
+		if cur.frags[key] == nil {
+			diffFragment(o, empty)
+		}
+	}
+	// An element removed by one fragment and added by another in the
+	// same sync (a value change, or moving between Services) is written
+	// as a delete then an add.
+	for _, l := range [][]namedChain{newChains, changedChains} {
+		slices.SortFunc(l, func(a, b namedChain) int { return strings.Compare(a.name, b.name) })
+	}
+	slices.SortFunc(newSets, func(a, b *knftables.Set) int { return strings.Compare(a.Name, b.Name) })
+	slices.Sort(goneChains)
+	slices.Sort(goneSets)
+	byKey := func(a, b change) int {
+		if c := strings.Compare(a.set, b.set); c != 0 {
+			return c
+		}
+		return strings.Compare(strings.Join(a.e.key, " . "), strings.Join(b.e.key, " . "))
+	}
+	slices.SortFunc(removed, byKey)
+	slices.SortFunc(added, byKey)
 
-	for _, name := range newSets {
-		tx.Add(cur.affinitySets[name])
+	for _, st := range newSets {
+		tx.Add(st)
 	}
-	for _, name := range newChains {
-		tx.Add(&knftables.Chain{Name: name, Comment: knftables.PtrTo(cur.chains[name].comment)})
+	for _, nc := range newChains {
+		tx.Add(&knftables.Chain{Name: nc.name, Comment: knftables.PtrTo(nc.c.comment)})
 	}
 	for _, c := range removed {
 		tx.Delete(c.e.object(c.set))
@@ -145,12 +256,12 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 	for _, c := range added {
 		tx.Add(c.e.object(c.set))
 	}
-	for _, name := range changedChains {
-		tx.Flush(&knftables.Chain{Name: name})
+	for _, nc := range changedChains {
+		tx.Flush(&knftables.Chain{Name: nc.name})
 	}
-	for _, name := range append(newChains, changedChains...) {
-		for _, r := range cur.chains[name].rules {
-			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+	for _, nc := range append(newChains, changedChains...) {
+		for _, r := range nc.c.rules {
+			tx.Add(&knftables.Rule{Chain: nc.name, Rule: r})
 		}
 	}
 	for _, name := range goneChains {

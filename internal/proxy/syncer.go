@@ -58,7 +58,7 @@ func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (Sync
 	if s.written == nil {
 		s.slots = NewSlotAllocator() // a full sync starts from a clean slot map
 	}
-	cur := BuildWith(cfg, sps, s.slots)
+	cur := BuildWith(cfg, sps, s.slots, s.written)
 	tx := s.nft.NewTransaction()
 	full := s.written == nil
 	if full {
