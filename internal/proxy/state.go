@@ -18,19 +18,20 @@ type State struct {
 	// refs counts, per element, the fragments that hold it (an endpoint
 	// in two Services puts one hairpin element in both). It belongs to the
 	// syncer's running state: emitDiff updates it, emitFull rebuilds it.
-	refs map[string]map[string]*elementRef
+	refs map[string]*elementRef // set + "\x00" + key
 }
 
 type elementRef struct {
-	n int
-	e element
+	n   int
+	set string
+	e   element
 }
 
 // fragment is what one Service port (or the node) puts in the table.
 type fragment struct {
 	fp           string
 	chains       map[string]*chainState
-	elements     map[string]map[string]element // set or map -> key -> element
+	elements     []setElement
 	affinitySets map[string]*knftables.Set
 	slotUses     []slotUse
 }
@@ -45,28 +46,34 @@ type chainState struct {
 	rules   []string
 }
 
+// element is kept compact: key and value joined with " . " (no part of a
+// key or value contains it), split again only when written.
 type element struct {
-	key, value []string
+	key, value string
 	isMap      bool
 }
 
+type setElement struct {
+	set string
+	element
+}
+
+func (e setElement) id() string { return e.set + "\x00" + e.key }
+
 func (e element) object(set string) *knftables.Element {
 	if e.isMap {
-		return &knftables.Element{Map: set, Key: e.key, Value: e.value}
+		return &knftables.Element{Map: set, Key: strings.Split(e.key, " . "), Value: strings.Split(e.value, " . ")}
 	}
-	return &knftables.Element{Set: set, Key: e.key}
+	return &knftables.Element{Set: set, Key: strings.Split(e.key, " . ")}
 }
 
 func newFragment(fp string) *fragment {
-	return &fragment{fp: fp, chains: map[string]*chainState{}, elements: map[string]map[string]element{}, affinitySets: map[string]*knftables.Set{}}
+	return &fragment{fp: fp, chains: map[string]*chainState{}, affinitySets: map[string]*knftables.Set{}}
 }
 
 // elem records an element of a set (value nil) or a map.
 func (f *fragment) elem(set string, key, value []string) {
-	if f.elements[set] == nil {
-		f.elements[set] = map[string]element{}
-	}
-	f.elements[set][strings.Join(key, " . ")] = element{key: key, value: value, isMap: value != nil}
+	f.elements = append(f.elements, setElement{set, element{key: strings.Join(key, " . "), value: strings.Join(value, " . "), isMap: value != nil}})
 }
 
 // chain records a Service chain (its rules follow with rule).
@@ -84,10 +91,8 @@ func (s *State) Counts() (chains, elements int) {
 	seen := map[string]bool{}
 	for _, f := range s.frags {
 		chains += len(f.chains)
-		for set, m := range f.elements {
-			for k := range m {
-				seen[set+" "+k] = true
-			}
+		for _, e := range f.elements {
+			seen[e.id()] = true
 		}
 	}
 	return chains, len(seen)
@@ -99,7 +104,7 @@ func (s *State) all() (map[string]*chainState, map[string]map[string]element, ma
 	chains := map[string]*chainState{}
 	elements := map[string]map[string]element{}
 	sets := map[string]*knftables.Set{}
-	s.refs = map[string]map[string]*elementRef{}
+	s.refs = map[string]*elementRef{}
 	for _, f := range s.frags {
 		for n, c := range f.chains {
 			chains[n] = c
@@ -107,18 +112,15 @@ func (s *State) all() (map[string]*chainState, map[string]map[string]element, ma
 		for n, st := range f.affinitySets {
 			sets[n] = st
 		}
-		for set, m := range f.elements {
-			if elements[set] == nil {
-				elements[set] = map[string]element{}
-				s.refs[set] = map[string]*elementRef{}
+		for _, e := range f.elements {
+			if elements[e.set] == nil {
+				elements[e.set] = map[string]element{}
 			}
-			for k, e := range m {
-				elements[set][k] = e
-				if r := s.refs[set][k]; r != nil {
-					r.n++
-				} else {
-					s.refs[set][k] = &elementRef{n: 1, e: e}
-				}
+			elements[e.set][e.key] = e.element
+			if r := s.refs[e.id()]; r != nil {
+				r.n++
+			} else {
+				s.refs[e.id()] = &elementRef{n: 1, set: e.set, e: e.element}
 			}
 		}
 	}
@@ -179,36 +181,37 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 				goneChains = append(goneChains, name)
 			}
 		}
-		for set, elems := range o.elements {
-			for k, e := range elems {
-				if ne, ok := n.elements[set][k]; ok && slices.Equal(ne.value, e.value) {
-					continue
-				}
-				r := refs[set][k]
-				if r == nil {
-					continue
-				}
-				if r.n--; r.n == 0 {
-					delete(refs[set], k)
-					removed = append(removed, change{set, e})
-				}
+		index := func(es []setElement) map[string]element {
+			m := make(map[string]element, len(es))
+			for _, e := range es {
+				m[e.id()] = e.element
+			}
+			return m
+		}
+		oi, ni := index(o.elements), index(n.elements)
+		for _, e := range o.elements {
+			if ne, ok := ni[e.id()]; ok && ne.value == e.value {
+				continue
+			}
+			r := refs[e.id()]
+			if r == nil {
+				continue
+			}
+			if r.n--; r.n == 0 {
+				delete(refs, e.id())
+				removed = append(removed, change{e.set, e.element})
 			}
 		}
-		for set, elems := range n.elements {
-			for k, e := range elems {
-				if oe, ok := o.elements[set][k]; ok && slices.Equal(oe.value, e.value) {
-					continue
-				}
-				if refs[set] == nil {
-					refs[set] = map[string]*elementRef{}
-				}
-				if r := refs[set][k]; r != nil {
-					r.n++
-					continue
-				}
-				refs[set][k] = &elementRef{n: 1, e: e}
-				added = append(added, change{set, e})
+		for _, e := range n.elements {
+			if oe, ok := oi[e.id()]; ok && oe.value == e.value {
+				continue
 			}
+			if r := refs[e.id()]; r != nil {
+				r.n++
+				continue
+			}
+			refs[e.id()] = &elementRef{n: 1, set: e.set, e: e.element}
+			added = append(added, change{e.set, e.element})
 		}
 	}
 	for key, n := range cur.frags {
@@ -239,7 +242,7 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 		if c := strings.Compare(a.set, b.set); c != 0 {
 			return c
 		}
-		return strings.Compare(strings.Join(a.e.key, " . "), strings.Join(b.e.key, " . "))
+		return strings.Compare(a.e.key, b.e.key)
 	}
 	slices.SortFunc(removed, byKey)
 	slices.SortFunc(added, byKey)
