@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -78,7 +79,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	// The caches keep every Service, EndpointSlice and Node of the
+	// cluster; their managedFields are often most of an object's size and
+	// nothing here reads them.
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(dropManagedFields))
 	nodes := factory.Core().V1().Nodes()
 	nodeLister := nodes.Lister()
 	var proxyRunner *runner.Runner
@@ -156,4 +160,12 @@ func Run(ctx context.Context, cfg Config) error {
 	r.Run(ctx)
 	factory.Shutdown()
 	return nil
+}
+
+// dropManagedFields is an informer transform that removes managedFields.
+func dropManagedFields(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
 }
