@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -53,6 +54,12 @@ func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes c
 			return err
 		}
 		health.synced()
+		if res.Full {
+			// A full sync of a large cluster leaves a large transaction
+			// behind as garbage; hand the memory back now rather than
+			// keep it as heap headroom.
+			debug.FreeOSMemory()
+		}
 		if err := hcServers.Sync(proxy.HealthFrom(sps)); err != nil {
 			return err
 		}
