@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := metrics.Register(prometheus.DefaultRegisterer); err != nil {
 			return err
 		}
-		if proxyRunner, err = newProxyRunner(cfg, factory, nodeLister, metrics, health); err != nil {
+		if proxyRunner, err = newProxyRunner(ctx, cfg, factory, nodeLister, metrics, health); err != nil {
 			return err
 		}
 	}

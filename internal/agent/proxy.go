@@ -18,13 +18,17 @@ import (
 
 // newProxyRunner wires Services and EndpointSlices to the service proxy:
 // handlers only poke the runner; the sync reads the listers.
-func newProxyRunner(cfg Config, factory informers.SharedInformerFactory, nodes corelisters.NodeLister, metrics *proxy.Metrics, health *syncHealth) (*runner.Runner, error) {
+func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInformerFactory, nodes corelisters.NodeLister, metrics *proxy.Metrics, health *syncHealth) (*runner.Runner, error) {
 	nft, err := proxy.NewNFT()
 	if err != nil {
 		return nil, fmt.Errorf("agent: nftables for the proxy: %w", err)
 	}
 	syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
 	hcServers := proxy.NewHealthServers("")
+	go func() {
+		<-ctx.Done()
+		hcServers.Close()
+	}()
 	services := factory.Core().V1().Services()
 	slices := factory.Discovery().V1().EndpointSlices()
 	svcLister, sliceLister := services.Lister(), slices.Lister()

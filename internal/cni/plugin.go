@@ -57,20 +57,6 @@ func Add(args *skel.CmdArgs) error {
 	return types.PrintResult(res, conf.CNIVersion)
 }
 
-// AddResult is Add without printing: it returns the result in the config's
-// CNI version.
-func AddResult(args *skel.CmdArgs) (types.Result, error) {
-	conf, err := ParseConfig(args.StdinData)
-	if err != nil {
-		return nil, err
-	}
-	res, err := add(conf, args)
-	if err != nil {
-		return nil, err
-	}
-	return res.GetAsVersion(conf.CNIVersion)
-}
-
 func add(conf *NetConf, args *skel.CmdArgs) (_ *types100.Result, err error) {
 	if err := checkIfName(args.IfName); err != nil {
 		return nil, err
