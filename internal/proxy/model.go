@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -334,34 +335,60 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 }
 
 // fingerprint is a string that changes whenever anything the renderer reads
-// from the Service port changes.
+// from the Service port changes. It runs for every Service port at every
+// sync, so it appends bytes instead of formatting.
 func (s *ServicePort) fingerprint() string {
-	var b strings.Builder
-	b.Grow(64 + 32*len(s.Endpoints))
-	fmt.Fprintf(&b, "%s|%s|%d|%v|%v|%v|%v|%v|%d|%v|%d|", s.Key(), s.PortName, s.NodePort, s.ClusterIPs, s.ExternalAddrs,
-		s.ExternalLocal, s.InternalLocal, s.AffinityTimeout, len(s.SourceRanges), s.LBAddrs, s.HealthCheckNodePort)
+	b := make([]byte, 0, 96+24*len(s.Endpoints))
+	sep := func() { b = append(b, '|') }
+	b = append(b, s.Namespace...)
+	b = append(b, '/')
+	b = append(b, s.Name...)
+	sep()
+	b = append(b, s.PortName...)
+	sep()
+	b = append(b, s.Protocol...)
+	b = strconv.AppendInt(b, int64(s.Port), 10)
+	sep()
+	b = strconv.AppendInt(b, int64(s.NodePort), 10)
+	sep()
+	addrs := func(as []netip.Addr) {
+		for _, a := range as {
+			b = a.AppendTo(b)
+			b = append(b, ',')
+		}
+		sep()
+	}
+	addrs(s.ClusterIPs)
+	addrs(s.ExternalAddrs)
+	addrs(s.LBAddrs)
+	b = strconv.AppendBool(b, s.ExternalLocal)
+	b = strconv.AppendBool(b, s.InternalLocal)
+	b = strconv.AppendInt(b, int64(s.AffinityTimeout), 10)
+	sep()
+	b = strconv.AppendInt(b, int64(s.HealthCheckNodePort), 10)
+	sep()
 	for _, p := range s.SourceRanges {
-		b.WriteString(p.String())
-		b.WriteByte(',')
+		b, _ = p.AppendText(b)
+		b = append(b, ',')
 	}
-	b.WriteByte('|')
-	for _, e := range s.Endpoints {
-		b.WriteString(e.IP.String())
-		b.WriteByte(':')
-		b.WriteString(fmt.Sprint(e.Port))
-		if e.Local {
-			b.WriteByte('L')
+	sep()
+	eps := func(es []Endpoint) {
+		for _, e := range es {
+			b = e.IP.AppendTo(b)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, int64(e.Port), 10)
+			if e.Local {
+				b = append(b, 'L')
+			}
+			b = append(b, ',')
 		}
-		b.WriteByte(',')
+		sep()
 	}
-	b.WriteByte('|')
+	eps(s.Endpoints)
 	if s.Topology != nil {
-		for _, e := range s.Topology {
-			b.WriteString(e.String())
-			b.WriteByte(',')
-		}
+		eps(s.Topology)
 	} else {
-		b.WriteString("all")
+		b = append(b, "all"...)
 	}
-	return b.String()
+	return string(b)
 }
