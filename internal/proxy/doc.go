@@ -1,30 +1,34 @@
 // Package proxy is podnet's service proxy, a replacement for kube-proxy on
 // nftables. It turns Services and EndpointSlices into one nftables table,
 // "podnet-proxy" (family inet), and keeps that table equal to the desired
-// state, replacing it atomically in one transaction per sync.
-//
-// The shape (see README.md in this folder for the table's contract):
+// state (see README.md in this folder for the table's contract):
 //   - one verdict map, keyed by destination address . protocol . port, sends
 //     the first packet of a connection to a Service port's chain; NodePorts
 //     use a second map keyed by protocol . port, consulted only for the
 //     node's own addresses;
-//   - each Service port's chain holds one rule that picks an endpoint with
-//     "numgen random mod N offset BASE" as the key of ONE global map of
-//     endpoint slots (slot -> address . port). There is no anonymous map per
-//     Service: adding a Service adds a chain and elements, which keeps large
-//     tables fast to load;
+//   - a Service port's chain picks an endpoint slot with "ct mark set numgen
+//     random mod N offset BASE" and jumps to one shared rule per family and
+//     protocol, "dnat to ct mark map @endpoint-slots-…". Only that one rule
+//     is bound to each slot map: the kernel checks every element of a map
+//     against every rule bound to it, so a rule per Service bound to one map
+//     made loading quadratic. Postrouting resets the conntrack mark;
 //   - Services without endpoints are rejected at once (TCP reset, ICMP port
 //     unreachable) from filter chains, never left to time out;
-//   - traffic that must be masqueraded (from outside the pod network, to a
-//     NodePort or LoadBalancer IP with externalTrafficPolicy Cluster, or a pod
-//     reaching itself through its Service) gets a packet mark that the
-//     postrouting chain turns into masquerade.
+//   - traffic that must be masqueraded gets a packet mark that postrouting
+//     turns into masquerade; a pod reaching itself through its Service is
+//     masqueraded by a set of (endpoint, endpoint) pairs.
 //
-// The model (model.go) and the renderer (render.go) are pure functions and are
-// tested against knftables' fake; syncer.go runs them against the kernel.
+// The model (model.go) and the renderer (render.go) are pure and are tested
+// against knftables' fake with a packet tracer. The syncer (syncer.go) keeps
+// the desired state in per-Service fragments (state.go): after a start or a
+// failure it rewrites the whole table in one transaction; otherwise it
+// writes only what changed, in one transaction. Each Service port keeps its
+// endpoint slots across syncs, so one Service's change never moves another's.
 //
 // Dangerous: the table sits on the nat and filter hooks of every packet the
-// node routes. The syncer only ever replaces the whole table content in one
-// transaction, so a failed sync leaves the previous rules in place; it never
-// flushes to an empty state on restart.
+// node routes. A failed transaction changes nothing in the kernel (and makes
+// the next sync a full one); a restart never empties the table before its
+// first full sync replaces it. The conntrack mark of a Service connection is
+// scratch space while its first packet is translated (values 0x5a000000 and
+// up), and is reset to 0 in postrouting.
 package proxy

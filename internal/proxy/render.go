@@ -104,15 +104,6 @@ func chainName(prefix, key string) string {
 
 func proto(p v1.Protocol) string { return strings.ToLower(string(p)) }
 
-// Render writes the whole table into tx: declarations, a flush of every
-// rule and element (but the affinity sets, which hold state), and the new
-// content, plus the deletion of Service chains and affinity sets in
-// existing/existingSets that are no longer wanted. Run as one transaction,
-// it replaces the table atomically.
-func Render(tx *knftables.Transaction, cfg Config, sps []*ServicePort, existing, existingSets []string) {
-	emitFull(tx, Build(cfg, sps), existing, existingSets)
-}
-
 // declareFixed declares the table, its fixed chains, maps and sets, and
 // empties them (not the affinity sets).
 func declareFixed(tx *knftables.Transaction) {
@@ -210,7 +201,11 @@ func fixedSets() []*knftables.Set {
 	}
 }
 
-// emitFull writes the whole table (see Render).
+// emitFull writes the whole table: declarations, a flush of every rule and
+// element (but the affinity sets, which hold state), the new content, and the
+// deletion of Service chains and affinity sets in existing/existingSets that
+// are no longer wanted. Run as one transaction, it replaces the table
+// atomically.
 func emitFull(tx *knftables.Transaction, cur *State, existing, existingSets []string) {
 	chains, elements, affinitySets := cur.all()
 	declareFixed(tx)

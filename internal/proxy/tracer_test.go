@@ -138,12 +138,18 @@ var (
 // run evaluates a chain and returns the states it can end in (a state with
 // verdict "" fell off the end or returned).
 func (tr *tracer) run(chain string, p packet, st state) []state {
+	return tr.runFrom(chain, 0, p, st)
+}
+
+// runFrom evaluates chain from its rule number from.
+func (tr *tracer) runFrom(chain string, from int, p packet, st state) []state {
 	tr.t.Helper()
 	c := tr.tbl.Chains[chain]
 	if c == nil {
 		tr.t.Fatalf("tracer: no chain %q", chain)
 	}
-	for _, r := range c.Rules {
+	for i := from; i < len(c.Rules); i++ {
+		r := c.Rules[i]
 		rule := r.Rule
 		v4 := p.dst.Is4()
 		fam := func(f string) bool { return (f == "ip") == v4 }
@@ -154,23 +160,23 @@ func (tr *tracer) run(chain string, p packet, st state) []state {
 			if m[1] == "goto" {
 				return res
 			}
-			return tr.continueAfter(chain, r, p, res)
+			return tr.continueAfter(chain, i, p, res)
 		case match(reVmap3, rule, &m):
 			if !fam(m[1]) {
 				continue
 			}
 			if v := tr.lookup(m[2], p.dst.String(), p.proto, strconv.Itoa(p.dport)); v != "" {
-				return tr.verdictElement(chain, r, v, p, st)
+				return tr.verdictElement(chain, i, v, p, st)
 			}
 		case match(reVmapNode, rule, &m):
 			if !fam(m[1]) || !tr.inSet(m[2], p.dst) {
 				continue
 			}
 			if v := tr.lookup(m[3], p.proto, strconv.Itoa(p.dport)); v != "" {
-				return tr.verdictElement(chain, r, v, p, st)
+				return tr.verdictElement(chain, i, v, p, st)
 			}
 		case match(reCtNew, rule, &m):
-			return tr.continueAfter(chain, r, p, tr.run(m[1], p, st))
+			return tr.continueAfter(chain, i, p, tr.run(m[1], p, st))
 		case match(reMarkOr, rule, &m):
 			st.mark |= hex(tr.t, m[1])
 		case match(reMarkXor, rule, &m):
@@ -197,7 +203,7 @@ func (tr *tracer) run(chain string, p packet, st state) []state {
 			return []state{st}
 		case match(reSaddrNot, rule, &m):
 			if fam(m[1]) && !tr.inSet(m[2], p.src) {
-				return tr.continueAfter(chain, r, p, tr.run(m[3], p, st))
+				return tr.continueAfter(chain, i, p, tr.run(m[3], p, st))
 			}
 		case match(reSlotPick, rule, &m):
 			n, base := atoi(tr.t, m[1]), hex(tr.t, m[2])
@@ -263,28 +269,22 @@ func (tr *tracer) run(chain string, p packet, st state) []state {
 	return []state{st}
 }
 
-// continueAfter resumes chain after rule r for every state that came back
+// continueAfter resumes chain after rule i for every state that came back
 // from a jump without a verdict.
-func (tr *tracer) continueAfter(chain string, r *knftables.Rule, p packet, res []state) []state {
+func (tr *tracer) continueAfter(chain string, i int, p packet, res []state) []state {
 	var out []state
-	c := tr.tbl.Chains[chain]
-	idx := slices.Index(c.Rules, r)
-	rest := &knftables.FakeChain{Chain: c.Chain, Rules: c.Rules[idx+1:]}
 	for _, s := range res {
 		if s.verdict != "" {
 			out = append(out, s)
 			continue
 		}
-		tmp := tr.tbl.Chains[chain]
-		tr.tbl.Chains[chain] = rest
-		out = append(out, tr.run(chain, p, s)...)
-		tr.tbl.Chains[chain] = tmp
+		out = append(out, tr.runFrom(chain, i+1, p, s)...)
 	}
 	return out
 }
 
 // verdictElement follows a map element's "goto X" (or "jump X").
-func (tr *tracer) verdictElement(chain string, r *knftables.Rule, v string, p packet, st state) []state {
+func (tr *tracer) verdictElement(chain string, i int, v string, p packet, st state) []state {
 	var m []string
 	if !match(reJump, v, &m) {
 		tr.t.Fatalf("tracer: verdict %q", v)
@@ -293,7 +293,7 @@ func (tr *tracer) verdictElement(chain string, r *knftables.Rule, v string, p pa
 	if m[1] == "goto" {
 		return res
 	}
-	return tr.continueAfter(chain, r, p, res)
+	return tr.continueAfter(chain, i, p, res)
 }
 
 func (tr *tracer) lookup(mapName string, key ...string) string {

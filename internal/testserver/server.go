@@ -18,7 +18,7 @@ import (
 )
 
 // Reply is the line the server answers with.
-func Reply(pod string, client net.Addr) string {
+func Reply(pod, client string) string {
 	return fmt.Sprintf("pod=%s client=%s\n", pod, client)
 }
 
@@ -59,7 +59,7 @@ func Serve(ctx context.Context, c Config) error {
 		srv := &http.Server{
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/plain")
-				fmt.Fprint(w, Reply(c.Pod, addrString(r.RemoteAddr)))
+				fmt.Fprint(w, Reply(c.Pod, r.RemoteAddr))
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
@@ -87,7 +87,7 @@ func Serve(ctx context.Context, c Config) error {
 				if err != nil {
 					return
 				}
-				_, _ = pc.WriteTo([]byte(Reply(c.Pod, from)), from)
+				_, _ = pc.WriteTo([]byte(Reply(c.Pod, from.String())), from)
 			}
 		}()
 	}
@@ -98,10 +98,3 @@ func Serve(ctx context.Context, c Config) error {
 		return err
 	}
 }
-
-type strAddr string
-
-func (s strAddr) Network() string { return "tcp" }
-func (s strAddr) String() string  { return string(s) }
-
-func addrString(s string) net.Addr { return strAddr(s) }
