@@ -6,6 +6,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -31,16 +34,21 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 	}()
 	services := factory.Core().V1().Services()
 	slices := factory.Discovery().V1().EndpointSlices()
-	svcLister, sliceLister := services.Lister(), slices.Lister()
+	if err := slices.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: func(obj any) ([]string, error) {
+		sl, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return nil, nil
+		}
+		if k := proxy.SliceServiceKey(sl); k != "" {
+			return []string{k}, nil
+		}
+		return nil, nil
+	}}); err != nil {
+		return nil, err
+	}
+	src := &serviceSource{services: services.Lister(), slices: slices.Informer().GetIndexer()}
+	ports := proxy.NewPortCache()
 	sync := func(ctx context.Context) error {
-		svcs, err := svcLister.List(labels.Everything())
-		if err != nil {
-			return err
-		}
-		sls, err := sliceLister.List(labels.Everything())
-		if err != nil {
-			return err
-		}
 		pc := proxy.Config{PodCIDRs: cfg.ClusterCIDRs}
 		topo := proxy.Topology{Node: cfg.NodeName}
 		if n, err := nodes.Get(cfg.NodeName); err == nil {
@@ -51,9 +59,13 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 				}
 			}
 		}
-		sps := proxy.BuildServicePortsIn(topo, svcs, sls)
+		src.read = src.read[:0]
+		sps, err := ports.Update(topo, src)
+		if err != nil {
+			return err
+		}
 		res, err := syncer.Sync(ctx, pc, sps)
-		metrics.Observe(res, err, sps, sls, time.Now())
+		metrics.Observe(res, err, sps, src.read, time.Now())
 		if err != nil {
 			return err
 		}
@@ -67,25 +79,96 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 		if err := hcServers.Sync(proxy.HealthFrom(sps)); err != nil {
 			return err
 		}
-		cfg.Log.Debug("proxy synced", "operations", res.Operations, "took", res.Duration, "conntrackDeleted", res.ConntrackDeleted)
+		cfg.Log.Debug("proxy synced", "services", len(ports.Changed()), "operations", res.Operations, "took", res.Duration, "conntrackDeleted", res.ConntrackDeleted)
 		return nil
 	}
 	r := runner.New("proxy", sync, 50*time.Millisecond, time.Minute, func(err error) {
 		cfg.Log.Error("proxy sync failed; the previous rules stay; will retry", "err", err)
 	})
-	poke := func() {
+	mark := func(key string) {
+		ports.Mark(key)
 		health.changed()
 		r.Poke()
 	}
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(_, _ any) { poke() },
-		DeleteFunc: func(any) { poke() },
+	serviceKey := func(obj any) string {
+		k, _ := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+		return k
 	}
-	for _, inf := range []cache.SharedIndexInformer{services.Informer(), slices.Informer()} {
-		if _, err := inf.AddEventHandler(h); err != nil {
+	sliceKey := func(obj any) string {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if sl, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			return proxy.SliceServiceKey(sl)
+		}
+		return ""
+	}
+	for _, h := range []struct {
+		inf cache.SharedIndexInformer
+		key func(any) string
+	}{{services.Informer(), serviceKey}, {slices.Informer(), sliceKey}} {
+		key := h.key
+		if _, err := h.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) { mark(key(obj)) },
+			UpdateFunc: func(old, obj any) {
+				// A slice may move to another Service: both change.
+				if k := key(old); k != key(obj) {
+					mark(k)
+				}
+				mark(key(obj))
+			},
+			DeleteFunc: func(obj any) { mark(key(obj)) },
+		}); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+const sliceServiceIndex = "service"
+
+// serviceSource reads one Service and its slices from the informers' caches
+// and remembers the slices it read (for the programming-latency metric).
+type serviceSource struct {
+	services corelisters.ServiceLister
+	slices   cache.Indexer
+	read     []*discoveryv1.EndpointSlice
+}
+
+func (s *serviceSource) ServiceKeys() ([]string, error) {
+	svcs, err := s.services.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(svcs))
+	for i, svc := range svcs {
+		keys[i] = svc.Namespace + "/" + svc.Name
+	}
+	return keys, nil
+}
+
+func (s *serviceSource) Service(key string) (*v1.Service, []*discoveryv1.EndpointSlice, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := s.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	objs, err := s.slices.ByIndex(sliceServiceIndex, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if sl, ok := o.(*discoveryv1.EndpointSlice); ok {
+			out = append(out, sl)
+		}
+	}
+	s.read = append(s.read, out...)
+	return svc, out, nil
 }

@@ -75,6 +75,9 @@ func StaleUDP(prev, cur []*ServicePort) []ConntrackDeletion {
 	var out []ConntrackDeletion
 	for key, p := range before {
 		c := after[key]
+		if c == p {
+			continue // the same pointer: unchanged (see PortCache)
+		}
 		kept := map[netip.Addr]bool{}
 		if c != nil {
 			for _, e := range c.Endpoints {
@@ -91,7 +94,7 @@ func StaleUDP(prev, cur []*ServicePort) []ConntrackDeletion {
 		}
 	}
 	for key, c := range after {
-		if len(c.Endpoints) == 0 {
+		if len(c.Endpoints) == 0 || before[key] == c {
 			continue
 		}
 		if p := before[key]; p != nil && len(p.Endpoints) > 0 {

@@ -21,6 +21,7 @@ func TestIncrementalSyncEqualsFullSync(t *testing.T) {
 	ctx := context.Background()
 	inc := knftables.NewFake(knftables.InetFamily, Table)
 	syncer := NewSyncer(inc, nil)
+	ports := NewPortCache()
 	type svcState struct {
 		svc *v1.Service
 		eps []string
@@ -68,7 +69,24 @@ func TestIncrementalSyncEqualsFullSync(t *testing.T) {
 			}
 		}
 		svcs, sls := render()
-		sps := BuildServicePorts("node-1", svcs, sls)
+		// Through the cache, as the agent does: unchanged Services keep
+		// their pointers, and the syncer reuses their fragments unseen.
+		src := &mapSource{svcs: map[string]*v1.Service{}, slices: map[string][]*v1Slice{}}
+		for _, s := range svcs {
+			src.svcs[s.Namespace+"/"+s.Name] = s
+		}
+		for _, sl := range sls {
+			k := SliceServiceKey(sl)
+			src.slices[k] = append(src.slices[k], sl)
+		}
+		ports.Mark("default/" + name)
+		sps, err := ports.Update(Topology{Node: "node-1"}, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := BuildServicePorts("node-1", svcs, sls); !slices.Equal(keysOf(sps), keysOf(want)) {
+			t.Fatalf("step %d: cache has %v, want %v", step, keysOf(sps), keysOf(want))
+		}
 		res, err := syncer.Sync(ctx, testCfg, sps)
 		if err != nil {
 			t.Fatalf("step %d: incremental sync: %v", step, err)

@@ -21,8 +21,9 @@ type Metrics struct {
 	ProgrammingLatency prometheus.Histogram
 
 	// mu guards seen: the last EndpointSlice change already measured.
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	swept time.Time
 }
 
 // NewMetrics makes the metrics (unregistered).
@@ -61,8 +62,10 @@ func (m *Metrics) Register(r prometheus.Registerer) error {
 	return nil
 }
 
-// Observe records a sync; slices are the EndpointSlices it read, whose
-// trigger times give the network programming latency (each change once).
+// Observe records a sync; slices are the EndpointSlices it read (at least
+// those of the Services that changed), whose trigger times give the network
+// programming latency, each change once. Changes older than
+// latencyHorizon are not measured (their bookkeeping is dropped).
 func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices []*discoveryv1.EndpointSlice, now time.Time) {
 	if err != nil {
 		m.SyncFailures.Inc()
@@ -84,16 +87,14 @@ func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices 
 	m.ConntrackDeleted.Add(float64(res.ConntrackDeleted))
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	live := map[string]bool{}
 	for _, sl := range slices {
 		key := sl.Namespace + "/" + sl.Name
-		live[key] = true
 		s, ok := sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"]
 		if !ok {
 			continue
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil || !t.After(m.seen[key]) {
+		if err != nil || !t.After(m.seen[key]) || now.Sub(t) > latencyHorizon {
 			continue
 		}
 		m.seen[key] = t
@@ -101,9 +102,16 @@ func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices 
 			m.ProgrammingLatency.Observe(d.Seconds())
 		}
 	}
-	for k := range m.seen {
-		if !live[k] {
-			delete(m.seen, k)
+	if now.Sub(m.swept) > latencyHorizon {
+		m.swept = now
+		for k, t := range m.seen {
+			if now.Sub(t) > latencyHorizon {
+				delete(m.seen, k)
+			}
 		}
 	}
 }
+
+// latencyHorizon bounds the programming latency measured, and how long a
+// measured change is remembered.
+const latencyHorizon = 15 * time.Minute

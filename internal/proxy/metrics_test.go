@@ -42,4 +42,16 @@ func TestMetricsObserve(t *testing.T) {
 	if sum := d.GetHistogram().GetSampleSum(); sum < 0.24 || sum > 0.26 {
 		t.Errorf("programming latency = %vs, want 0.25", sum)
 	}
+	// A slice read again long after its change (its Service changed) is
+	// not measured as an hour-long latency.
+	old := slice("default", "old", "", 8080, ep("10.244.1.3", "node-1", true, false))
+	old.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": now.Add(-time.Hour).Format(time.RFC3339Nano)}
+	m.Observe(SyncResult{}, nil, sps, []*v1Slice{old}, now.Add(2*time.Second))
+	d = dto.Metric{}
+	if err := m.ProgrammingLatency.(prometheus.Metric).Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.GetHistogram().GetSampleCount(); n != 1 {
+		t.Errorf("programming latency samples = %d after an hour-old change, want still 1", n)
+	}
 }

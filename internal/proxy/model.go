@@ -66,10 +66,16 @@ type ServicePort struct {
 	// Endpoints are the chosen endpoints: the ready ones, or when none is
 	// ready the serving-and-terminating ones.
 	Endpoints []Endpoint
+
+	// key caches Key, set by the builder.
+	key string
 }
 
 // Key is "namespace/name/protocol/port", unique per Service port.
 func (s *ServicePort) Key() string {
+	if s.key != "" {
+		return s.key
+	}
 	return fmt.Sprintf("%s/%s/%s/%d", s.Namespace, s.Name, strings.ToLower(string(s.Protocol)), s.Port)
 }
 
@@ -130,85 +136,104 @@ type Topology struct {
 // BuildServicePortsIn is BuildServicePorts with the node's zone, for
 // trafficDistribution.
 func BuildServicePortsIn(topo Topology, services []*v1.Service, slices_ []*discoveryv1.EndpointSlice) []*ServicePort {
-	node := topo.Node
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, sl := range slices_ {
-		name := sl.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			continue
+		if k := SliceServiceKey(sl); k != "" {
+			bySvc[k] = append(bySvc[k], sl)
 		}
-		k := sl.Namespace + "/" + name
-		bySvc[k] = append(bySvc[k], sl)
 	}
 	var out []*ServicePort
 	for _, svc := range services {
-		if !Proxied(svc) {
-			continue
-		}
-		for _, p := range svc.Spec.Ports {
-			sp := &ServicePort{
-				Namespace: svc.Namespace, Name: svc.Name, PortName: p.Name,
-				Protocol: p.Protocol, Port: p.Port, NodePort: p.NodePort,
-				ExternalLocal: svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal &&
-					(svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer),
-				InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal,
-			}
-			if sp.Protocol == "" {
-				sp.Protocol = v1.ProtocolTCP
-			}
-			if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
-				sp.AffinityTimeout = 3 * time.Hour // the API's default, 10800 s
-				if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-					sp.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
-				}
-			}
-			if sp.ExternalLocal {
-				sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
-			}
-			ips := svc.Spec.ClusterIPs
-			if len(ips) == 0 {
-				ips = []string{svc.Spec.ClusterIP}
-			}
-			for _, s := range ips {
-				if a, err := netip.ParseAddr(s); err == nil {
-					sp.ClusterIPs = append(sp.ClusterIPs, a.Unmap())
-				}
-			}
-			for _, s := range svc.Spec.ExternalIPs {
-				if a, err := netip.ParseAddr(s); err == nil {
-					sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
-				}
-			}
-			if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
-				for _, in := range svc.Status.LoadBalancer.Ingress {
-					if in.IPMode != nil && *in.IPMode == v1.LoadBalancerIPModeProxy {
-						continue // the load balancer proxies; nothing to do here
-					}
-					if a, err := netip.ParseAddr(in.IP); err == nil {
-						sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
-						sp.LBAddrs = append(sp.LBAddrs, a.Unmap())
-					}
-				}
-			}
-			for _, r := range svc.Spec.LoadBalancerSourceRanges {
-				if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil {
-					sp.SourceRanges = append(sp.SourceRanges, p.Masked())
-				} else if a, err := netip.ParseAddr(strings.TrimSpace(r)); err == nil {
-					sp.SourceRanges = append(sp.SourceRanges, netip.PrefixFrom(a, a.BitLen()))
-				}
-			}
-			if svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer {
-				sp.NodePort = 0
-			}
-			sp.Endpoints = pickEndpoints(node, p, bySvc[svc.Namespace+"/"+svc.Name])
-			if svc.Spec.TrafficDistribution != nil {
-				sp.Topology = topologyEndpoints(*svc.Spec.TrafficDistribution, topo, sp.Endpoints)
-			}
-			out = append(out, sp)
-		}
+		out = append(out, ServicePortsOf(topo, svc, bySvc[svc.Namespace+"/"+svc.Name])...)
 	}
 	slices.SortFunc(out, func(a, b *ServicePort) int { return strings.Compare(a.Key(), b.Key()) })
 	return out
+}
+
+// SliceServiceKey is "namespace/name" of the Service an EndpointSlice
+// belongs to ("" when it names none).
+func SliceServiceKey(sl *discoveryv1.EndpointSlice) string {
+	name := sl.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return ""
+	}
+	return sl.Namespace + "/" + name
+}
+
+// ServicePortsOf builds the ports of one Service from its EndpointSlices
+// (none when the Service is not proxied).
+func ServicePortsOf(topo Topology, svc *v1.Service, svcSlices []*discoveryv1.EndpointSlice) []*ServicePort {
+	if !Proxied(svc) {
+		return nil
+	}
+	var out []*ServicePort
+	for _, p := range svc.Spec.Ports {
+		out = append(out, servicePort(topo, svc, p, svcSlices))
+	}
+	return out
+}
+
+func servicePort(topo Topology, svc *v1.Service, p v1.ServicePort, svcSlices []*discoveryv1.EndpointSlice) *ServicePort {
+	sp := &ServicePort{
+		Namespace: svc.Namespace, Name: svc.Name, PortName: p.Name,
+		Protocol: p.Protocol, Port: p.Port, NodePort: p.NodePort,
+		ExternalLocal: svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal &&
+			(svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer),
+		InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal,
+	}
+	if sp.Protocol == "" {
+		sp.Protocol = v1.ProtocolTCP
+	}
+	sp.key = sp.Key()
+	if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
+		sp.AffinityTimeout = 3 * time.Hour // the API's default, 10800 s
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			sp.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+		}
+	}
+	if sp.ExternalLocal {
+		sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, s := range ips {
+		if a, err := netip.ParseAddr(s); err == nil {
+			sp.ClusterIPs = append(sp.ClusterIPs, a.Unmap())
+		}
+	}
+	for _, s := range svc.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
+		}
+	}
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IPMode != nil && *in.IPMode == v1.LoadBalancerIPModeProxy {
+				continue // the load balancer proxies; nothing to do here
+			}
+			if a, err := netip.ParseAddr(in.IP); err == nil {
+				sp.ExternalAddrs = append(sp.ExternalAddrs, a.Unmap())
+				sp.LBAddrs = append(sp.LBAddrs, a.Unmap())
+			}
+		}
+	}
+	for _, r := range svc.Spec.LoadBalancerSourceRanges {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil {
+			sp.SourceRanges = append(sp.SourceRanges, p.Masked())
+		} else if a, err := netip.ParseAddr(strings.TrimSpace(r)); err == nil {
+			sp.SourceRanges = append(sp.SourceRanges, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	if svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer {
+		sp.NodePort = 0
+	}
+	sp.Endpoints = pickEndpoints(topo.Node, p, svcSlices)
+	if svc.Spec.TrafficDistribution != nil {
+		sp.Topology = topologyEndpoints(*svc.Spec.TrafficDistribution, topo, sp.Endpoints)
+	}
+	return sp
 }
 
 // pickEndpoints resolves the Service port against the slices: the slice port

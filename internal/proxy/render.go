@@ -262,18 +262,21 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 	cur := &State{frags: make(map[string]*fragment, len(sps)+1)}
 	slots.begin()
 	defer slots.end()
+	slotsKept := func(f *fragment) bool {
+		for _, u := range f.slotUses {
+			if slots.get(u.slotMap, u.owner, u.n) != u.base {
+				return false
+			}
+		}
+		return true
+	}
 	reuse := func(key, fp string) *fragment {
 		if prev == nil {
 			return nil
 		}
 		f := prev.frags[key]
-		if f == nil || f.fp != fp {
+		if f == nil || f.fp != fp || !slotsKept(f) {
 			return nil
-		}
-		for _, u := range f.slotUses {
-			if slots.get(u.slotMap, u.owner, u.n) != u.base {
-				return nil
-			}
 		}
 		return f
 	}
@@ -298,12 +301,21 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 	}
 	for _, sp := range sps {
 		key := sp.Key()
+		if prev != nil {
+			// The same pointer as last time: unchanged by contract.
+			if f := prev.frags[key]; f != nil && f.sp == sp && slotsKept(f) {
+				cur.frags[key] = f
+				continue
+			}
+		}
 		fp := sp.fingerprint()
 		if f := reuse(key, fp); f != nil {
+			f.sp = sp
 			cur.frags[key] = f
 			continue
 		}
 		f := newFragment(fp)
+		f.sp = sp
 		for _, v4 := range []bool{true, false} {
 			renderServicePort(f, sp, v4, slots)
 		}

@@ -29,6 +29,10 @@ type elementRef struct {
 
 // fragment is what one Service port (or the node) puts in the table.
 type fragment struct {
+	// sp is the Service port the fragment was rendered from: a caller
+	// that passes the same pointer again promises it did not change, and
+	// the fragment is reused without computing its fingerprint.
+	sp           *ServicePort
 	fp           string
 	chains       map[string]*chainState
 	elements     []setElement
