@@ -64,5 +64,11 @@ bench-cni: deps build
 	$(GO) build -o $(BIN)/cnibench ./bench/cnibench
 	unshare --net -- $(BIN)/cnibench -podnet $(BIN)/podnet-cni -ptp tools/bin/ptp -host-local tools/bin/host-local
 
+## bench-datapath: pod→ClusterIP throughput and request/response with 10,000 Services, vs pod→pod direct
+.PHONY: bench-datapath
+bench-datapath: deps build
+	$(GO) build -o $(BIN)/datapathbench ./bench/datapath
+	unshare --net -- $(BIN)/datapathbench -cni-bin-dir $(BIN) $(DATAPATH_FLAGS)
+
 clean:
 	rm -rf $(BIN)

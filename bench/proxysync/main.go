@@ -1,6 +1,7 @@
 // Command proxysync measures the service proxy's sync against the kernel:
-// the first (full) sync of N Services with E endpoints each, and then a sync
-// after one Service's endpoints changed, with Go's heap in use. Run it as
+// the first (full) sync of N Services with E endpoints each, then the median
+// of syncs after one Service's endpoints changed (one endpoint replaced), with
+// Go's heap in use. Run it as
 // root inside a private network namespace, so the table it loads disappears
 // with it:
 //
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +25,16 @@ import (
 	"github.com/podnet/podnet/internal/proxy"
 )
 
+var (
+	viaNFT  = new(bool)
+	changes = new(int)
+)
+
 func main() {
 	counts := flag.String("services", "1000,10000", "comma-separated Service counts")
 	eps := flag.Int("endpoints", 10, "endpoints per Service")
+	flag.IntVar(changes, "changes", 21, "one-Service changes to time (the median is reported)")
+	flag.BoolVar(viaNFT, "nft-only", false, "write element changes through nft too, not over netlink")
 	flag.Parse()
 	fmt.Println("| Services | endpoints each | full sync | one-Service change | operations | Go heap after |")
 	fmt.Println("|---|---|---|---|---|---|")
@@ -46,6 +55,14 @@ func run(n, e int) error {
 		return err
 	}
 	s := proxy.NewSyncer(nft, nil)
+	if !*viaNFT {
+		w, err := proxy.NewNetlinkElements()
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		s.WithElementWriter(w)
+	}
 	cfg := proxy.Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
 	sps := make([]*proxy.ServicePort, n)
 	for i := range sps {
@@ -61,20 +78,31 @@ func run(n, e int) error {
 	if err != nil {
 		return err
 	}
-	// One Service loses an endpoint and gains another.
-	changed := *sps[n/2]
-	changed.Endpoints = append(append([]proxy.Endpoint{}, changed.Endpoints[1:]...), proxy.Endpoint{IP: addr(0x0afe0001), Port: 8080})
-	sps[n/2] = &changed
-	start := time.Now()
-	one, err := s.Sync(ctx, cfg, sps)
-	if err != nil {
-		return err
+	// One Service at a time loses an endpoint and gains another; the
+	// median of several such syncs.
+	var times []time.Duration
+	var one proxy.SyncResult
+	for k := 0; k < *changes; k++ {
+		i := (n/2 + k*7919) % n
+		changed := *sps[i]
+		changed.Endpoints = append(append([]proxy.Endpoint{}, changed.Endpoints[1:]...), proxy.Endpoint{IP: addr(0x0afe0001 + uint32(k)), Port: 8080})
+		sps[i] = &changed
+		start := time.Now()
+		if one, err = s.Sync(ctx, cfg, sps); err != nil {
+			return err
+		}
+		times = append(times, time.Since(start))
 	}
-	oneTime := time.Since(start)
+	slices.Sort(times)
+	oneTime, p90 := times[len(times)/2], times[len(times)*9/10]
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	fmt.Printf("| %d | %d | %s | %s | %d | %d MiB |\n", n, e, full.Duration.Round(time.Millisecond), oneTime.Round(time.Millisecond),
+	path := "nft"
+	if one.Netlink {
+		path = "netlink"
+	}
+	fmt.Printf("| %d | %d | %s | %s (p90 %s, %s) | %d | %d MiB |\n", n, e, full.Duration.Round(time.Millisecond), oneTime.Round(10*time.Microsecond), p90.Round(10*time.Microsecond), path,
 		one.Operations, ms.HeapInuse>>20)
 	// Leave an empty table for the next size.
 	_, err = s.Sync(ctx, cfg, nil)

@@ -26,7 +26,15 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 	if err != nil {
 		return nil, fmt.Errorf("agent: nftables for the proxy: %w", err)
 	}
-	syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
+	elems, err := proxy.NewNetlinkElements()
+	if err != nil {
+		return nil, fmt.Errorf("agent: nftables netlink for the proxy: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = elems.Close()
+	}()
+	syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{}).WithElementWriter(elems)
 	hcServers := proxy.NewHealthServers("")
 	go func() {
 		<-ctx.Done()
@@ -79,7 +87,7 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 		if err := hcServers.Sync(proxy.HealthFrom(sps)); err != nil {
 			return err
 		}
-		cfg.Log.Debug("proxy synced", "services", len(ports.Changed()), "operations", res.Operations, "took", res.Duration, "conntrackDeleted", res.ConntrackDeleted)
+		cfg.Log.Debug("proxy synced", "services", len(ports.Changed()), "operations", res.Operations, "took", res.Duration, "netlink", res.Netlink, "conntrackDeleted", res.ConntrackDeleted)
 		return nil
 	}
 	r := runner.New("proxy", sync, 50*time.Millisecond, time.Minute, func(err error) {

@@ -35,29 +35,31 @@ func BenchmarkBuild(b *testing.B) {
 }
 
 // BenchmarkOneServiceChange measures what a sync computes when one of
-// 10,000 Services lost an endpoint: the build (reusing every unchanged
-// Service's fragment) and the difference.
+// 10,000 Services lost or regained an endpoint: the build (every unchanged
+// Service port is passed as the same pointer, as PortCache does) and the
+// difference.
 func BenchmarkOneServiceChange(b *testing.B) {
 	sps := benchServicePorts(10000, 10)
 	cfg := Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	slots := NewSlotAllocator()
-	old := BuildWith(cfg, sps, slots, nil)
-	old.all()
-	changed := *sps[5000]
-	changed.Endpoints = changed.Endpoints[1:]
-	sps[5000] = &changed
+	st := BuildWith(cfg, sps, slots, nil)
+	st.all()
+	versions := []*ServicePort{sps[5000], nil}
+	smaller := *sps[5000]
+	smaller.Endpoints = smaller.Endpoints[1:]
+	versions[1] = &smaller
 	fake := knftables.NewFake(knftables.InetFamily, Table)
+	i := 0
 	for b.Loop() {
-		cur := BuildWith(cfg, sps, slots, old)
+		i++
+		sps[5000] = versions[i%2]
+		st = BuildWith(cfg, sps, slots, st)
 		tx := fake.NewTransaction()
-		emitDiff(tx, old, cur)
-		// 1 chain rewritten (mod 10 -> 9), 9 slots changed, 1 slot and 1
-		// hairpin element gone.
+		emitDiff(tx, st, st)
+		// 1 chain rewritten (mod 10 <-> 9), 9 slots changed, 1 slot and 1
+		// hairpin element gone or back.
 		if tx.NumOperations() == 0 || tx.NumOperations() > 30 {
 			b.Fatalf("%d operations", tx.NumOperations())
 		}
-		b.StopTimer()
-		old.all() // emitDiff moved the counts; restore them for the next round
-		b.StartTimer()
 	}
 }

@@ -20,7 +20,8 @@ func TestIncrementalSyncEqualsFullSync(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	ctx := context.Background()
 	inc := knftables.NewFake(knftables.InetFamily, Table)
-	syncer := NewSyncer(inc, nil)
+	elems := &fakeElements{t: t, fake: inc}
+	syncer := NewSyncer(inc, nil).WithElementWriter(elems)
 	ports := NewPortCache()
 	type svcState struct {
 		svc *v1.Service
@@ -104,6 +105,9 @@ func TestIncrementalSyncEqualsFullSync(t *testing.T) {
 	}
 	if partial < 140 {
 		t.Errorf("only %d of 150 syncs were partial", partial)
+	}
+	if elems.writes < 20 {
+		t.Errorf("only %d of 150 syncs went through the element writer", elems.writes)
 	}
 }
 
@@ -202,4 +206,45 @@ func canonicalTable(t *testing.T, f *knftables.Fake) string {
 		out = append(out, els...)
 	}
 	return strings.Join(out, "\n")
+}
+
+// fakeElements is an ElementWriter over the fake: it checks that every
+// change encodes as the netlink writer would encode it, and applies it
+// through a transaction (slot picks as rule replacements by handle).
+type fakeElements struct {
+	t      *testing.T
+	fake   *knftables.Fake
+	writes int
+}
+
+func (f *fakeElements) Supports(set string) bool {
+	_, _, ok, _ := encodeElement(set, nil, nil)
+	return ok
+}
+
+func (f *fakeElements) Write(ctx context.Context, removed, added []ElementChange, picks []SlotPick) error {
+	f.writes++
+	tx := f.fake.NewTransaction()
+	for _, l := range []struct {
+		changes []ElementChange
+		op      func(knftables.Object)
+	}{{removed, tx.Delete}, {added, tx.Add}} {
+		for _, c := range l.changes {
+			if _, _, _, err := encodeElement(c.Set, c.Key(), c.Value()); err != nil {
+				f.t.Errorf("element %+v does not encode: %v", c, err)
+			}
+			l.op(c.object(c.Set))
+		}
+	}
+	for _, p := range picks {
+		rules, err := f.fake.ListRules(ctx, p.Chain)
+		if err != nil {
+			return err
+		}
+		if _, ok := parseSlotPick(rules[p.Index].Rule); !ok {
+			f.t.Errorf("rule %d of %s is %q, not a slot pick", p.Index, p.Chain, rules[p.Index].Rule)
+		}
+		tx.Replace(&knftables.Rule{Chain: p.Chain, Handle: rules[p.Index].Handle, Rule: p.rule()})
+	}
+	return f.fake.Run(ctx, tx)
 }

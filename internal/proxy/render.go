@@ -256,33 +256,52 @@ func Build(cfg Config, sps []*ServicePort) *State {
 }
 
 // BuildWith is Build with a slot allocator that keeps each Service port's
-// slots where they were, and the previous state, whose fragments are reused
-// where their inputs did not change.
+// slots where they were, and the previous state (nil: build from scratch).
+// It updates prev in place and returns it, with the fragments that changed
+// recorded for diffStates: a Service port passed as the same pointer as
+// last time is unchanged by contract (PortCache keeps them) and costs a
+// pointer lookup; another pointer is fingerprinted, and rendered only when
+// its fingerprint changed. So the work follows the change, not the cluster.
+// A caller that must be able to go back to prev (none does: a failed sync
+// is followed by a full one) cannot use it after this.
 func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State) *State {
-	cur := &State{frags: make(map[string]*fragment, len(sps)+1)}
+	cur := prev
+	if cur == nil {
+		cur = &State{frags: make(map[string]*fragment, len(sps)+1), byPtr: make(map[*ServicePort]*fragment, len(sps))}
+	}
+	cur.gen++
+	cur.changes = cur.changes[:0]
+	gen := cur.gen
 	slots.begin()
 	defer slots.end()
 	slotsKept := func(f *fragment) bool {
 		for _, u := range f.slotUses {
-			if slots.get(u.slotMap, u.owner, u.n) != u.base {
+			if b := slots.get(u.slotMap, u.owner, u.n); b != u.blk || b.base != u.base {
 				return false
 			}
 		}
 		return true
 	}
-	reuse := func(key, fp string) *fragment {
-		if prev == nil {
-			return nil
+	set := func(key string, f *fragment) {
+		f.gen = gen
+		old := cur.frags[key]
+		if old == f {
+			return
 		}
-		f := prev.frags[key]
-		if f == nil || f.fp != fp || !slotsKept(f) {
-			return nil
+		if old != nil && old.sp != nil && cur.byPtr[old.sp] == old {
+			delete(cur.byPtr, old.sp)
 		}
-		return f
+		cur.frags[key] = f
+		if f.sp != nil {
+			cur.byPtr[f.sp] = f
+		}
+		if prev != nil {
+			cur.changes = append(cur.changes, fragChange{old, f})
+		}
 	}
 	gfp := fmt.Sprint(cfg.PodCIDRs, cfg.NodeIPs)
-	if f := reuse("", gfp); f != nil {
-		cur.frags[""] = f
+	if f := cur.frags[""]; f != nil && f.fp == gfp {
+		f.gen = gen
 	} else {
 		f := newFragment(gfp)
 		for _, p := range cfg.PodCIDRs {
@@ -297,21 +316,25 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 				f.elem(setNodePortIPs4, []string{a.String()}, nil)
 			}
 		}
-		cur.frags[""] = f
+		set("", f)
 	}
 	for _, sp := range sps {
-		key := sp.Key()
-		if prev != nil {
-			// The same pointer as last time: unchanged by contract.
-			if f := prev.frags[key]; f != nil && f.sp == sp && slotsKept(f) {
-				cur.frags[key] = f
-				continue
-			}
+		if f := cur.byPtr[sp]; f != nil {
+			// The same pointer as last time: unchanged, and so are
+			// its slot blocks (only its own re-rendering moves them).
+			f.gen = gen
+			slots.keep(f.slotUses)
+			continue
 		}
+		key := sp.Key()
 		fp := sp.fingerprint()
-		if f := reuse(key, fp); f != nil {
-			f.sp = sp
-			cur.frags[key] = f
+		if f := cur.frags[key]; f != nil && f.fp == fp && slotsKept(f) {
+			if f.sp != sp {
+				delete(cur.byPtr, f.sp)
+				f.sp = sp
+				cur.byPtr[sp] = f
+			}
+			f.gen = gen
 			continue
 		}
 		f := newFragment(fp)
@@ -319,7 +342,17 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 		for _, v4 := range []bool{true, false} {
 			renderServicePort(f, sp, v4, slots)
 		}
-		cur.frags[key] = f
+		set(key, f)
+	}
+	// Fragments no Service port asked for are gone.
+	for key, f := range cur.frags {
+		if f.gen != gen {
+			delete(cur.frags, key)
+			if f.sp != nil && cur.byPtr[f.sp] == f {
+				delete(cur.byPtr, f.sp)
+			}
+			cur.changes = append(cur.changes, fragChange{f, nil})
+		}
 	}
 	return cur
 }
@@ -417,13 +450,14 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	// purpose tells the cluster and the local endpoint lists apart.
 	slotsMap := slotMap(v4, pr)
 	dnatTo := func(eps []Endpoint, purpose string) string {
-		off := slots.get(slotsMap, key+"/"+purpose, len(eps))
-		b.slotUses = append(b.slotUses, slotUse{slotsMap, key + "/" + purpose, len(eps), off})
+		blk := slots.get(slotsMap, key+"/"+purpose, len(eps))
+		off := blk.base
+		b.slotUses = append(b.slotUses, slotUse{slotsMap, key + "/" + purpose, len(eps), off, blk})
 		base := SlotBase + off
 		for i, e := range eps {
 			b.elem(slotsMap, []string{fmt.Sprintf("%#x", base+i)}, []string{e.IP.String(), fmt.Sprint(e.Port)})
 		}
-		return fmt.Sprintf("ct mark set numgen random mod %d offset %#x goto %s", len(eps), base, dnatChain(v4, pr))
+		return SlotPick{N: uint32(len(eps)), Base: uint32(base), Target: dnatChain(v4, pr)}.rule()
 	}
 
 	svcChain := chainName("svc"+f.suffix, key)

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -15,11 +18,21 @@ import (
 // not the cluster.
 type State struct {
 	frags map[string]*fragment
+	// byPtr finds the fragment of an unchanged Service port by pointer.
+	byPtr map[*ServicePort]*fragment
+	// gen counts builds; a fragment carries the gen of the last build
+	// that wanted it.
+	gen uint64
+	// changes are the fragments the last build replaced, added (old nil)
+	// or removed (cur nil).
+	changes []fragChange
 	// refs counts, per element, the fragments that hold it (an endpoint
 	// in two Services puts one hairpin element in both). It belongs to the
 	// syncer's running state: emitDiff updates it, emitFull rebuilds it.
 	refs map[string]*elementRef // set + "\x00" + key
 }
+
+type fragChange struct{ old, cur *fragment }
 
 type elementRef struct {
 	n   int
@@ -33,6 +46,7 @@ type fragment struct {
 	// that passes the same pointer again promises it did not change, and
 	// the fragment is reused without computing its fingerprint.
 	sp           *ServicePort
+	gen          uint64
 	fp           string
 	chains       map[string]*chainState
 	elements     []setElement
@@ -43,6 +57,7 @@ type fragment struct {
 type slotUse struct {
 	slotMap, owner string
 	n, base        int
+	blk            *slotBlock // the allocator's block, to mark it in use cheaply
 }
 
 type chainState struct {
@@ -140,49 +155,128 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// emitDiff writes into tx what turns the table from old into cur, looking
-// only at fragments that changed, in an order the kernel accepts: new chains
-// and sets first (so elements and rules may refer to them), then element
-// removals, element additions, the rules of new and changed chains, and last
-// the removal of chains and sets nothing refers to any more. It moves old's
-// reference counts into cur.
+// emitDiff writes into tx what turns the table from old into cur (see
+// diffStates and diff.emit). It moves old's reference counts into cur.
 func emitDiff(tx *knftables.Transaction, old, cur *State) {
+	diffStates(old, cur).emit(tx)
+}
+
+// ElementChange is one element added to or removed from a set or map.
+type ElementChange struct {
+	Set string
+	element
+}
+
+// Key returns the element's key fields.
+func (c ElementChange) Key() []string { return strings.Split(c.key, " . ") }
+
+// Value returns a map element's value fields (nil for a set element).
+func (c ElementChange) Value() []string {
+	if !c.isMap {
+		return nil
+	}
+	return strings.Split(c.value, " . ")
+}
+
+type namedChain struct {
+	name string
+	c    *chainState
+	old  *chainState // the chain before, for a changed chain
+}
+
+// diff is what turns one State into another.
+type diff struct {
+	newChains, changedChains []namedChain
+	newSets                  []*knftables.Set
+	goneChains, goneSets     []string
+	removed, added           []ElementChange
+}
+
+// elementsOnly says whether the diff changes nothing but elements and, in
+// changed chains, the endpoint-slot picks (the count and offset of a
+// Service's slots), which it returns.
+func (d *diff) elementsOnly() ([]SlotPick, bool) {
+	if len(d.newChains)+len(d.newSets)+len(d.goneChains)+len(d.goneSets) != 0 {
+		return nil, false
+	}
+	var picks []SlotPick
+	for _, nc := range d.changedChains {
+		if len(nc.old.rules) != len(nc.c.rules) {
+			return nil, false
+		}
+		for i, r := range nc.c.rules {
+			if r == nc.old.rules[i] {
+				continue
+			}
+			p, ok := parseSlotPick(r)
+			if _, wasPick := parseSlotPick(nc.old.rules[i]); !ok || !wasPick {
+				return nil, false
+			}
+			p.Chain, p.Index = nc.name, i
+			picks = append(picks, p)
+		}
+	}
+	return picks, true
+}
+
+// SlotPick is the rule that picks one of a Service's endpoint slots:
+// "ct mark set numgen random mod N offset BASE goto TARGET", the Index-th
+// rule of Chain.
+type SlotPick struct {
+	Chain   string
+	Index   int
+	N, Base uint32
+	Target  string
+}
+
+func (p SlotPick) rule() string {
+	return fmt.Sprintf("ct mark set numgen random mod %d offset %#x goto %s", p.N, p.Base, p.Target)
+}
+
+var reSlotPickRule = regexp.MustCompile(`^ct mark set numgen random mod (\d+) offset (0x[0-9a-f]+) goto (\S+)$`)
+
+func parseSlotPick(rule string) (SlotPick, bool) {
+	m := reSlotPickRule.FindStringSubmatch(rule)
+	if m == nil {
+		return SlotPick{}, false
+	}
+	n, err1 := strconv.ParseUint(m[1], 10, 32)
+	base, err2 := strconv.ParseUint(m[2], 0, 32)
+	if err1 != nil || err2 != nil || n == 0 {
+		return SlotPick{}, false
+	}
+	return SlotPick{N: uint32(n), Base: uint32(base), Target: m[3]}, true
+}
+
+// diffStates compares only the fragments that changed: cur was built from
+// old by BuildWith (usually in place, so old == cur) and lists them. It
+// moves old's reference counts into cur.
+func diffStates(old, cur *State) *diff {
 	refs := old.refs
 	cur.refs = refs
-	type change struct {
-		set string
-		e   element
-	}
-	type namedChain struct {
-		name string
-		c    *chainState
-	}
-	var newChains, changedChains []namedChain
-	var newSets []*knftables.Set
-	var goneChains, goneSets []string
-	var removed, added []change
+	d := &diff{}
 	empty := newFragment("")
 	diffFragment := func(o, n *fragment) {
 		for name, st := range n.affinitySets {
 			if o.affinitySets[name] == nil {
-				newSets = append(newSets, st)
+				d.newSets = append(d.newSets, st)
 			}
 		}
 		for name := range o.affinitySets {
 			if n.affinitySets[name] == nil {
-				goneSets = append(goneSets, name)
+				d.goneSets = append(d.goneSets, name)
 			}
 		}
 		for name, c := range n.chains {
 			if oc := o.chains[name]; oc == nil {
-				newChains = append(newChains, namedChain{name, c})
+				d.newChains = append(d.newChains, namedChain{name: name, c: c})
 			} else if !slices.Equal(oc.rules, c.rules) {
-				changedChains = append(changedChains, namedChain{name, c})
+				d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
 			}
 		}
 		for name := range o.chains {
 			if n.chains[name] == nil {
-				goneChains = append(goneChains, name)
+				d.goneChains = append(d.goneChains, name)
 			}
 		}
 		index := func(es []setElement) map[string]element {
@@ -203,7 +297,7 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 			}
 			if r.n--; r.n == 0 {
 				delete(refs, e.id())
-				removed = append(removed, change{e.set, e.element})
+				d.removed = append(d.removed, ElementChange{e.set, e.element})
 			}
 		}
 		for _, e := range n.elements {
@@ -215,69 +309,70 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 				continue
 			}
 			refs[e.id()] = &elementRef{n: 1, set: e.set, e: e.element}
-			added = append(added, change{e.set, e.element})
+			d.added = append(d.added, ElementChange{e.set, e.element})
 		}
 	}
-	for key, n := range cur.frags {
-		o := old.frags[key]
-		if o == n {
-			continue // reused as it was
-		}
+	for _, c := range cur.changes {
+		o, n := c.old, c.cur
 		if o == nil {
 			o = empty
 		}
+		if n == nil {
+			n = empty
+		}
 		diffFragment(o, n)
 	}
-	for key, o := range old.frags {
-		if cur.frags[key] == nil {
-			diffFragment(o, empty)
-		}
-	}
-	// An element removed by one fragment and added by another in the
-	// same sync (a value change, or moving between Services) is written
-	// as a delete then an add.
-	for _, l := range [][]namedChain{newChains, changedChains} {
+	for _, l := range [][]namedChain{d.newChains, d.changedChains} {
 		slices.SortFunc(l, func(a, b namedChain) int { return strings.Compare(a.name, b.name) })
 	}
-	slices.SortFunc(newSets, func(a, b *knftables.Set) int { return strings.Compare(a.Name, b.Name) })
-	slices.Sort(goneChains)
-	slices.Sort(goneSets)
-	byKey := func(a, b change) int {
-		if c := strings.Compare(a.set, b.set); c != 0 {
+	slices.SortFunc(d.newSets, func(a, b *knftables.Set) int { return strings.Compare(a.Name, b.Name) })
+	slices.Sort(d.goneChains)
+	slices.Sort(d.goneSets)
+	byKey := func(a, b ElementChange) int {
+		if c := strings.Compare(a.Set, b.Set); c != 0 {
 			return c
 		}
-		return strings.Compare(a.e.key, b.e.key)
+		return strings.Compare(a.key, b.key)
 	}
-	slices.SortFunc(removed, byKey)
-	slices.SortFunc(added, byKey)
+	slices.SortFunc(d.removed, byKey)
+	slices.SortFunc(d.added, byKey)
+	return d
+}
 
-	for _, st := range newSets {
+// emit writes the diff into tx in an order the kernel accepts: new chains
+// and sets first (so elements and rules may refer to them), then element
+// removals, element additions (an element removed by one fragment and added
+// by another, a value change or a move between Services, is a delete then
+// an add), the rules of new and changed chains, and last the removal of
+// chains and sets nothing refers to any more.
+func (d *diff) emit(tx *knftables.Transaction) {
+	for _, st := range d.newSets {
 		tx.Add(st)
 	}
-	for _, nc := range newChains {
+	for _, nc := range d.newChains {
 		tx.Add(&knftables.Chain{Name: nc.name, Comment: knftables.PtrTo(nc.c.comment)})
 	}
-	for _, c := range removed {
-		tx.Delete(c.e.object(c.set))
+	for _, c := range d.removed {
+		tx.Delete(c.object(c.Set))
 	}
-	for _, c := range added {
-		tx.Add(c.e.object(c.set))
+	for _, c := range d.added {
+		tx.Add(c.object(c.Set))
 	}
-	for _, nc := range changedChains {
+	for _, nc := range d.changedChains {
 		tx.Flush(&knftables.Chain{Name: nc.name})
 	}
-	for _, nc := range append(newChains, changedChains...) {
+	for _, nc := range append(d.newChains, d.changedChains...) {
 		for _, r := range nc.c.rules {
 			tx.Add(&knftables.Rule{Chain: nc.name, Rule: r})
 		}
 	}
-	for _, name := range goneChains {
+	for _, name := range d.goneChains {
 		tx.Flush(&knftables.Chain{Name: name})
 	}
-	for _, name := range goneChains {
+	for _, name := range d.goneChains {
 		tx.Delete(&knftables.Chain{Name: name})
 	}
-	for _, name := range goneSets {
+	for _, name := range d.goneSets {
 		tx.Delete(&knftables.Set{Name: name})
 	}
 }
@@ -287,48 +382,54 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 // 4) and moves only when the endpoints outgrow it. Blocks of Service ports
 // that are gone return to a free list. One Syncer owns one allocator.
 type SlotAllocator struct {
-	blocks  map[string]map[string]slotBlock // slot map -> owner -> block
+	blocks  map[string]map[string]*slotBlock // slot map -> owner -> block
 	free    map[string][]slotBlock
 	next    map[string]int
-	touched map[string]map[string]bool // owners seen in the current build
+	gen     uint64 // counts builds; a block carries the gen of the last build that asked for it
 }
 
-type slotBlock struct{ base, size int }
+type slotBlock struct {
+	base, size int
+	gen        uint64
+}
 
 // NewSlotAllocator returns an empty allocator.
 func NewSlotAllocator() *SlotAllocator {
-	return &SlotAllocator{blocks: map[string]map[string]slotBlock{}, free: map[string][]slotBlock{}, next: map[string]int{}}
+	return &SlotAllocator{blocks: map[string]map[string]*slotBlock{}, free: map[string][]slotBlock{}, next: map[string]int{}}
 }
 
-func (a *SlotAllocator) begin() { a.touched = map[string]map[string]bool{} }
+func (a *SlotAllocator) begin() { a.gen++ }
 
 // end frees the blocks of owners the build did not ask for.
 func (a *SlotAllocator) end() {
 	for m, owners := range a.blocks {
 		for owner, b := range owners {
-			if !a.touched[m][owner] {
+			if b.gen != a.gen {
 				delete(owners, owner)
-				a.free[m] = append(a.free[m], b)
+				a.free[m] = append(a.free[m], slotBlock{base: b.base, size: b.size})
 			}
 		}
 	}
-	a.touched = nil
 }
 
-// get returns the first slot of owner's block in slot map m, with room for n.
-func (a *SlotAllocator) get(m, owner string, n int) int {
-	if a.touched[m] == nil {
-		a.touched[m] = map[string]bool{}
+// keep marks the blocks of an unchanged fragment in use by this build.
+func (a *SlotAllocator) keep(uses []slotUse) {
+	for _, u := range uses {
+		u.blk.gen = a.gen
 	}
-	a.touched[m][owner] = true
+}
+
+// get returns owner's block in slot map m, with room for n.
+func (a *SlotAllocator) get(m, owner string, n int) *slotBlock {
 	if a.blocks[m] == nil {
-		a.blocks[m] = map[string]slotBlock{}
+		a.blocks[m] = map[string]*slotBlock{}
 	}
 	if b, ok := a.blocks[m][owner]; ok {
 		if b.size >= n {
-			return b.base
+			b.gen = a.gen
+			return b
 		}
-		a.free[m] = append(a.free[m], b)
+		a.free[m] = append(a.free[m], slotBlock{base: b.base, size: b.size})
 	}
 	size := 4
 	for size < n {
@@ -347,6 +448,7 @@ func (a *SlotAllocator) get(m, owner string, n int) int {
 		b = slotBlock{base: a.next[m], size: size}
 		a.next[m] += size
 	}
-	a.blocks[m][owner] = b
-	return b.base
+	b.gen = a.gen
+	a.blocks[m][owner] = &b
+	return &b
 }

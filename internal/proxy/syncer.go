@@ -23,6 +23,14 @@ type Syncer struct {
 	written *State
 	// slots keeps every Service port's endpoint slots in place.
 	slots *SlotAllocator
+	// elems writes element-only changes without nft (nil: always nft).
+	elems ElementWriter
+}
+
+// WithElementWriter makes element-only syncs go through w.
+func (s *Syncer) WithElementWriter(w ElementWriter) *Syncer {
+	s.elems = w
+	return s
 }
 
 // NewSyncer returns a syncer over nft (knftables.New for the kernel,
@@ -41,7 +49,9 @@ func NewNFT() (knftables.Interface, error) {
 type SyncResult struct {
 	// Full is true when the whole table was rewritten, false when only the
 	// difference to the previous sync was written.
-	Full       bool
+	Full bool
+	// Netlink is true when the changes went through the ElementWriter.
+	Netlink    bool
 	Operations int
 	Duration   time.Duration
 	// ConntrackDeleted counts stale UDP entries removed.
@@ -72,7 +82,15 @@ func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (Sync
 		}
 		emitFull(tx, cur, existing, existingSets)
 	} else {
-		emitDiff(tx, s.written, cur)
+		d := diffStates(s.written, cur)
+		if picks, ok := s.elementWriterTakes(d); ok {
+			if err := s.elems.Write(ctx, d.removed, d.added, picks); err != nil {
+				s.written = nil
+				return SyncResult{}, fmt.Errorf("element update over netlink (%d changes): %w", len(d.removed)+len(d.added), err)
+			}
+			return s.finish(start, cur, sps, SyncResult{Netlink: true, Operations: len(d.removed) + len(d.added) + len(picks)})
+		}
+		d.emit(tx)
 	}
 	if tx.NumOperations() > 0 {
 		if err := s.nft.Run(ctx, tx); err != nil {
@@ -80,8 +98,32 @@ func (s *Syncer) Sync(ctx context.Context, cfg Config, sps []*ServicePort) (Sync
 			return SyncResult{Full: full}, fmt.Errorf("nftables transaction (%d operations): %w", tx.NumOperations(), err)
 		}
 	}
+	return s.finish(start, cur, sps, SyncResult{Full: full, Operations: tx.NumOperations()})
+}
+
+// elementWriterTakes says whether d goes through the element writer, and
+// with which slot picks.
+func (s *Syncer) elementWriterTakes(d *diff) ([]SlotPick, bool) {
+	if s.elems == nil {
+		return nil, false
+	}
+	picks, ok := d.elementsOnly()
+	if !ok || len(d.removed)+len(d.added)+len(picks) == 0 {
+		return nil, false
+	}
+	for _, l := range [][]ElementChange{d.removed, d.added} {
+		for _, c := range l {
+			if !s.elems.Supports(c.Set) {
+				return nil, false
+			}
+		}
+	}
+	return picks, true
+}
+
+// finish records a successful sync and cleans stale conntrack entries.
+func (s *Syncer) finish(start time.Time, cur *State, sps []*ServicePort, res SyncResult) (SyncResult, error) {
 	s.written = cur
-	res := SyncResult{Full: full, Operations: tx.NumOperations()}
 	// Only after the new rules are in: an entry deleted earlier could be
 	// recreated by a packet still matching the old rules.
 	dels := StaleUDP(s.last, sps)

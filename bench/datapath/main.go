@@ -1,0 +1,826 @@
+// Command datapathbench measures what the service proxy's nftables table costs
+// the packets of a pod: pod→ClusterIP versus pod→pod direct, in the same run,
+// with N Services (default 10,000, 10 endpoints each) loaded in the table.
+//
+// It builds a private topology of network namespaces it creates itself with
+// unique names: one "node" and two "pods" (client, server), wired by executing
+// the real CNI plugin (bin/podnet-cni) through libcni inside the node, the way
+// the local cluster's pod runtime does (routed veth pairs, pods from
+// 10.250.0.0/24). In the node it loads the table `inet podnet-proxy` through
+// proxy.Syncer with N unrelated Services (cluster IPs in 10.251.0.0/16,
+// endpoints in 10.252.0.0/14 that are never contacted) plus one target
+// Service, 10.251.255.1, whose only endpoint is the server pod. Packets go only
+// to the pods' addresses and to that cluster IP, which the node translates to
+// the server pod; the node has no default route.
+//
+// Measured, alternating direct and via-ClusterIP in every round (the order
+// flips each round), reported as medians over rounds and as the ratio
+// ClusterIP / direct (1.00 = the Service costs nothing):
+//
+//   - TCP throughput of one stream: iperf3 -c <target> -t 5 -J from the client
+//     pod against iperf3 -s in the server pod (end.sum_received).
+//   - Request/response: 1-byte ping-pong transactions per second over one
+//     persistent connection, from one single-threaded client using blocking
+//     system calls on a thread inside the client pod, against a server thread
+//     doing the same in the server pod.
+//   - New connections per second: connect, 1-byte request, 1-byte reply,
+//     close, one at a time. The server closes first, so TIME_WAIT stays in the
+//     server pod and client ports are reused freely; the direct path and the
+//     Service's endpoint use different server ports (7001 and 7002) so their
+//     4-tuples never collide in conntrack or in the server's TIME_WAIT table.
+//
+// Both sides are pinned (-cpus CLIENT,SERVER, default 0,0: the client thread
+// and iperf3 -c on the first number, the server thread and iperf3 -s on the
+// second). On the same CPU a transaction is pure CPU work, so the rates are
+// highest and most sensitive to what the table costs per packet; on two vCPUs
+// of a VM every transaction waits for a cross-CPU wake-up (about 5.7k/s here,
+// whatever the table), and unpinned the rates swing by 2x with where the
+// scheduler puts the two ends. -cpus none leaves placement to the scheduler.
+//
+// Every path crosses the same conntrack and nftables hooks of the node (the
+// table is loaded for both); only the ClusterIP path matches a Service and is
+// DNATed. Run it as root after `make build`, inside a private network
+// namespace so that the node's own side is private too:
+//
+//	make bench-datapath
+//	make bench-datapath DATAPATH_FLAGS="-services 0 -rounds 3"
+//	unshare --net -- go run ./bench/datapath -cni-bin-dir bin -services 10000 -rounds 5
+//
+// Everything it creates (namespaces, the iperf3 server it started, the IPAM
+// state in a temporary directory) is removed when it ends, also on error or
+// SIGINT/SIGTERM. Numbers on a shared 2-vCPU VM swing between runs: compare
+// the ratios, which come from one run.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/proxy"
+)
+
+const (
+	podCIDR     = "10.250.0.0/24"
+	network     = "podnet-datapath-bench"
+	iperfPort   = 5201
+	rrPort      = 7000 // persistent ping-pong, direct and via the Service
+	connPortDir = 7001 // connect+request+close, direct; also the Service's port
+	connPortSvc = 7002 // connect+request+close, the Service's endpoint port
+)
+
+var (
+	serviceBase  = netip.MustParseAddr("10.251.0.0")
+	targetIP     = netip.MustParseAddr("10.251.255.1")
+	endpointBase = netip.MustParseAddr("10.252.0.0")
+)
+
+type options struct {
+	cniBinDir string
+	iperf3    string
+	services  int
+	endpoints int
+	rounds    int
+	iperfTime time.Duration
+	rrTime    time.Duration
+	cpus      string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.cniBinDir, "cni-bin-dir", "bin", "directory holding podnet-cni (make build)")
+	flag.StringVar(&o.iperf3, "iperf3", "/usr/bin/iperf3", "iperf3 binary")
+	flag.IntVar(&o.services, "services", 10000, "unrelated Services loaded in the proxy table (besides the target)")
+	flag.IntVar(&o.endpoints, "endpoints", 10, "endpoints per unrelated Service")
+	flag.IntVar(&o.rounds, "rounds", 5, "alternating rounds (direct, ClusterIP; then reversed)")
+	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "duration of one iperf3 run")
+	flag.DurationVar(&o.rrTime, "rr-time", 3*time.Second, "duration of one request/response or connection-rate run")
+	flag.StringVar(&o.cpus, "cpus", "0,0", "CLIENT,SERVER: CPUs the client and server sides are pinned to, or none")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "datapathbench:", err)
+		os.Exit(1)
+	}
+}
+
+// topo is the namespaces and processes of one run.
+type topo struct {
+	node, client, server string // namespace paths
+	clientIP, serverIP   netip.Addr
+}
+
+func run(ctx context.Context, o options) (err error) {
+	if o.services < 0 || o.services > 65000 || o.endpoints < 1 || o.services*o.endpoints > 1<<18-2 || o.rounds < 1 {
+		return fmt.Errorf("need 0 <= services <= 65000, endpoints >= 1, services*endpoints < 262142, rounds >= 1")
+	}
+	cniBin, err := filepath.Abs(o.cniBinDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(cniBin, "podnet-cni")); err != nil {
+		return fmt.Errorf("podnet-cni not found in %s (run make build): %w", cniBin, err)
+	}
+	if _, err := exec.LookPath(o.iperf3); err != nil {
+		return fmt.Errorf("iperf3: %w", err)
+	}
+	work, err := os.MkdirTemp("", "datapathbench-")
+	if err != nil {
+		return err
+	}
+	// Cleanups run in reverse order, also when run fails or is interrupted.
+	var cleanups []func() error
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			if cerr := cleanups[i](); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+			}
+		}
+		err = errors.Join(err, os.RemoveAll(work))
+	}()
+	mkns := func(prefix string) (string, error) {
+		name := netns.UniqueName(prefix)
+		path, err := netns.Create(name)
+		if err == nil {
+			cleanups = append(cleanups, func() error { return netns.Delete(name) })
+		}
+		return path, err
+	}
+
+	var t topo
+	if t.node, err = mkns("pdpb-node-"); err != nil {
+		return err
+	}
+	list, err := libcni.NetworkConfFromBytes(fmt.Appendf(nil,
+		`{"cniVersion":"1.1.0","name":%q,"plugins":[{"type":"podnet-cni","dataDir":%q,"ranges":[[{"subnet":%q}]]}]}`,
+		network, filepath.Join(work, "ipam"), podCIDR))
+	if err != nil {
+		return err
+	}
+	cn := libcni.NewCNIConfigWithCacheDir([]string{cniBin}, filepath.Join(work, "cache"), nil)
+	addPod := func(prefix, id string) (string, netip.Addr, error) {
+		path, err := mkns(prefix)
+		if err != nil {
+			return "", netip.Addr{}, err
+		}
+		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: "eth0"}
+		var res *types100.Result
+		err = netns.Do(t.node, func() error {
+			// The plugin process inherits this thread's namespace: the node.
+			r, err := cn.AddNetworkList(ctx, list, rt)
+			if err != nil {
+				return err
+			}
+			res, err = types100.NewResultFromResult(r)
+			return err
+		})
+		if err != nil {
+			return "", netip.Addr{}, fmt.Errorf("CNI ADD %s: %w", id, err)
+		}
+		cleanups = append(cleanups, func() error {
+			return netns.Do(t.node, func() error { return cn.DelNetworkList(context.Background(), list, rt) })
+		})
+		if len(res.IPs) == 0 {
+			return "", netip.Addr{}, fmt.Errorf("CNI ADD %s: no address in result", id)
+		}
+		ip, _ := netip.AddrFromSlice(res.IPs[0].Address.IP)
+		return path, ip.Unmap(), nil
+	}
+	if t.client, t.clientIP, err = addPod("pdpb-client-", "datapath-client"); err != nil {
+		return err
+	}
+	if t.server, t.serverIP, err = addPod("pdpb-server-", "datapath-server"); err != nil {
+		return err
+	}
+	// The client pod's own port range, wide, so connection-rate runs rarely
+	// reuse a port (a per-namespace sysctl of a namespace we made).
+	if err := netns.Do(t.client, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("1024 65535"), 0o644)
+	}); err != nil {
+		return err
+	}
+
+	clientCPU, serverCPU := -1, -1
+	if o.cpus != "" && o.cpus != "none" {
+		if _, err := fmt.Sscanf(o.cpus, "%d,%d", &clientCPU, &serverCPU); err != nil || clientCPU < 0 || serverCPU < 0 ||
+			clientCPU >= runtime.NumCPU() || serverCPU >= runtime.NumCPU() {
+			return fmt.Errorf("-cpus %q: want CLIENT,SERVER CPU numbers below %d, or none", o.cpus, runtime.NumCPU())
+		}
+	}
+
+	// Servers in the server pod: echo threads and iperf3.
+	stopEcho, err := startEcho(t, serverCPU)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, stopEcho)
+	iperfPid, stopIperf, err := startIperfServer(ctx, o.iperf3, t)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, stopIperf)
+
+	// The proxy table in the node.
+	load, ops, err := loadTable(ctx, t, o.services, o.endpoints)
+	if err != nil {
+		return err
+	}
+
+	direct := target{name: "direct", iperf: t.serverIP.String(),
+		rr:   netip.AddrPortFrom(t.serverIP, rrPort),
+		conn: netip.AddrPortFrom(t.serverIP, connPortDir)}
+	viaSvc := target{name: "ClusterIP", iperf: targetIP.String(),
+		rr:   netip.AddrPortFrom(targetIP, rrPort),
+		conn: netip.AddrPortFrom(targetIP, connPortDir)}
+	// Sanity: both paths reach the server pod, which sees the client's own
+	// address (no source NAT), and a short warm-up of each.
+	for _, tg := range []target{direct, viaSvc} {
+		if err := checkPath(t, tg); err != nil {
+			return err
+		}
+		if _, err := pingPong(ctx, t.client, clientCPU, tg.rr, 500*time.Millisecond); err != nil {
+			return fmt.Errorf("warm-up %s: %w", tg.name, err)
+		}
+	}
+	if err := waitListening(ctx, iperfPid, iperfPort); err != nil {
+		return err
+	}
+
+	fmt.Printf("# Datapath: pod→ClusterIP vs pod→pod direct, same run\n\n")
+	fmt.Printf("kernel %s, %d CPUs; client pod %s, server pod %s, target Service %s (1 endpoint: the server pod)\n",
+		kernelRelease(), runtime.NumCPU(), t.clientIP, t.serverIP, targetIP)
+	fmt.Printf("proxy table: N = %d Services × %d endpoints + the target Service; full sync (load) %s, %d nft operations\n",
+		o.services, o.endpoints, load.Round(time.Millisecond), ops)
+	if clientCPU >= 0 {
+		fmt.Printf("client pinned to CPU %d, server to CPU %d\n", clientCPU, serverCPU)
+	}
+	fmt.Printf("%d rounds, each measuring direct and ClusterIP back to back (order flipped every round); medians\n", o.rounds)
+	fmt.Printf("load average at start: %s (other work on this machine skews absolute numbers; the ratios come from back-to-back runs)\n\n", loadAvg())
+
+	type series struct{ direct, svc []float64 }
+	var thr, rr, cr series
+	stalls := map[string]int{}
+	for r := range o.rounds {
+		order := []target{direct, viaSvc}
+		if r%2 == 1 {
+			order = []target{viaSvc, direct}
+		}
+		add := func(s *series, tg target, v float64) {
+			if tg.name == direct.name {
+				s.direct = append(s.direct, v)
+			} else {
+				s.svc = append(s.svc, v)
+			}
+		}
+		for _, tg := range order {
+			bps, err := iperfClient(ctx, o.iperf3, t.client, tg.iperf, o.iperfTime, clientCPU, serverCPU)
+			if err != nil {
+				return fmt.Errorf("round %d iperf3 %s: %w", r+1, tg.name, err)
+			}
+			add(&thr, tg, bps)
+		}
+		for _, tg := range order {
+			rate, err := pingPong(ctx, t.client, clientCPU, tg.rr, o.rrTime)
+			if err != nil {
+				return fmt.Errorf("round %d request/response %s: %w", r+1, tg.name, err)
+			}
+			add(&rr, tg, rate)
+		}
+		for _, tg := range order {
+			rate, slow, err := connRate(ctx, t.client, clientCPU, tg.conn, o.rrTime)
+			if err != nil {
+				return fmt.Errorf("round %d connection rate %s: %w", r+1, tg.name, err)
+			}
+			stalls[tg.name] += slow
+			add(&cr, tg, rate)
+		}
+		fmt.Fprintf(os.Stderr, "round %d/%d: throughput %.2f / %.2f Gbit/s, RR %.0f / %.0f /s, conn %.0f / %.0f /s (direct / ClusterIP)\n",
+			r+1, o.rounds, thr.direct[r]/1e9, thr.svc[r]/1e9, rr.direct[r], rr.svc[r], cr.direct[r], cr.svc[r])
+	}
+
+	svcCol := fmt.Sprintf("via ClusterIP (%d Services)", o.services)
+	fmt.Printf("| metric | direct pod→pod | %s | ratio |\n|---|---|---|---|\n", svcCol)
+	row := func(name string, s series, unit string, scale float64, prec int) {
+		d, v := median(s.direct), median(s.svc)
+		fmt.Printf("| %s | %.*f %s | %.*f %s | %.3f |\n", name, prec, d/scale, unit, prec, v/scale, unit, v/d)
+	}
+	row(fmt.Sprintf("TCP throughput, 1 stream (iperf3, %s)", o.iperfTime), thr, "Gbit/s", 1e9, 2)
+	row("request/response, 1 byte, persistent connection", rr, "trans/s", 1, 0)
+	row("new connections (connect + 1 request + close)", cr, "conn/s", 1, 0)
+	fmt.Printf("\nper round (direct / ClusterIP):\n\n| round | throughput Gbit/s | RR trans/s | conn/s |\n|---|---|---|---|\n")
+	for r := range o.rounds {
+		fmt.Printf("| %d | %.2f / %.2f | %.0f / %.0f | %.0f / %.0f |\n", r+1,
+			thr.direct[r]/1e9, thr.svc[r]/1e9, rr.direct[r], rr.svc[r], cr.direct[r], cr.svc[r])
+	}
+	fmt.Printf("\nload average at end: %s\n", loadAvg())
+	if stalls[direct.name]+stalls[viaSvc.name] > 0 {
+		fmt.Printf("\nwarning: connections slower than 100 ms: direct %d, ClusterIP %d (SYN retransmits?)\n",
+			stalls[direct.name], stalls[viaSvc.name])
+	}
+	return nil
+}
+
+type target struct {
+	name  string
+	iperf string
+	rr    netip.AddrPort
+	conn  netip.AddrPort
+}
+
+// loadTable writes N unrelated Services plus the target Service into the
+// node's proxy table in one full sync and returns how long it took.
+func loadTable(ctx context.Context, t topo, n, e int) (time.Duration, int, error) {
+	cfg := proxy.Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix(podCIDR), netip.MustParsePrefix("10.252.0.0/14")}}
+	sps := make([]*proxy.ServicePort, 0, n+3)
+	for i := range n {
+		sp := &proxy.ServicePort{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i), Protocol: v1.ProtocolTCP, Port: 80,
+			ClusterIPs: []netip.Addr{plus(serviceBase, i+1)}}
+		for j := range e {
+			sp.Endpoints = append(sp.Endpoints, proxy.Endpoint{IP: plus(endpointBase, i*e+j+1), Port: 8080})
+		}
+		sps = append(sps, sp)
+	}
+	for _, p := range []struct {
+		name       string
+		port, dest int32
+	}{{"iperf", iperfPort, iperfPort}, {"rr", rrPort, rrPort}, {"conn", connPortDir, connPortSvc}} {
+		sps = append(sps, &proxy.ServicePort{Namespace: "bench", Name: "target", PortName: p.name, Protocol: v1.ProtocolTCP,
+			Port: p.port, ClusterIPs: []netip.Addr{targetIP},
+			Endpoints: []proxy.Endpoint{{IP: t.serverIP, Port: p.dest, Local: true}}})
+	}
+	var res proxy.SyncResult
+	err := netns.Do(t.node, func() error {
+		// nft runs as a child process of this thread: in the node.
+		nft, err := proxy.NewNFT()
+		if err != nil {
+			return err
+		}
+		res, err = proxy.NewSyncer(nft, nil).Sync(ctx, cfg, sps)
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("load proxy table: %w", err)
+	}
+	return res.Duration, res.Operations, nil
+}
+
+func plus(a netip.Addr, n int) netip.Addr {
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) + uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// onThread runs fn on a fresh OS thread that has entered the namespace at
+// nsPath ("" : stay) and is pinned to cpu (-1: not pinned). The thread stays
+// locked and is discarded by the Go runtime when fn returns, so neither the
+// namespace nor the affinity leaks to other goroutines.
+func onThread(nsPath string, cpu int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
+		if nsPath != "" {
+			f, err := os.Open(nsPath)
+			if err != nil {
+				errc <- err
+				return
+			}
+			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+			f.Close()
+			if err != nil {
+				errc <- fmt.Errorf("enter %s: %w", nsPath, err)
+				return
+			}
+		}
+		if cpu >= 0 {
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errc <- fmt.Errorf("pin to CPU %d: %w", cpu, err)
+				return
+			}
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// startEcho opens listening sockets inside the server pod (a socket keeps
+// the namespace it was made in) and serves each from its own thread with
+// blocking system calls, one connection at a time (the client is sequential
+// too), pinned to cpu: rrPort echoes every byte; the connection-rate ports
+// answer one byte and close. A '?' is answered with "peer local\n".
+func startEcho(t topo, cpu int) (func() error, error) {
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	err := netns.Do(t.server, func() error {
+		for _, p := range []int{rrPort, connPortDir, connPortSvc} {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			// accept and read wake up every 200 ms to see whether to stop.
+			tv := unix.Timeval{Usec: 200000}
+			_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: p, Addr: t.serverIP.As4()}); err != nil {
+				return fmt.Errorf("bind %s:%d: %w", t.serverIP, p, err)
+			}
+			if err := unix.Listen(fd, 1024); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	var stopping atomic.Bool
+	var wg sync.WaitGroup
+	for i, lfd := range fds {
+		once := i > 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = onThread("", cpu, func() error {
+				for !stopping.Load() {
+					fd, sa, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+					if err != nil {
+						continue // timeout or EINTR: check stopping
+					}
+					serveConn(fd, sa, once, &stopping)
+					unix.Close(fd)
+				}
+				return nil
+			})
+		}()
+	}
+	return func() error {
+		stopping.Store(true)
+		wg.Wait()
+		closeAll()
+		return nil
+	}, nil
+}
+
+func serveConn(fd int, peer unix.Sockaddr, once bool, stopping *atomic.Bool) {
+	tv := unix.Timeval{Usec: 200000}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	b := make([]byte, 1)
+	for !stopping.Load() {
+		n, err := unix.Read(fd, b)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		if b[0] == '?' {
+			local, _ := unix.Getsockname(fd)
+			msg := fmt.Sprintf("%s %s\n", sockaddrString(peer), sockaddrString(local))
+			if _, err := unix.Write(fd, []byte(msg)); err != nil {
+				return
+			}
+			continue
+		}
+		if _, err := unix.Write(fd, b); err != nil || once {
+			return
+		}
+	}
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	if s, ok := sa.(*unix.SockaddrInet4); ok {
+		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
+	}
+	return "?"
+}
+
+// checkPath asks the server pod, through tg, which peer and local address it
+// saw: the client pod's own address and the server pod's address.
+func checkPath(t topo, tg target) error {
+	var c net.Conn
+	if err := netns.Do(t.client, func() (err error) {
+		c, err = net.DialTimeout("tcp", tg.rr.String(), 3*time.Second)
+		return err
+	}); err != nil {
+		return fmt.Errorf("%s path to %s: %w", tg.name, tg.rr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("?")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("%s path to %s: %w", tg.name, tg.rr, err)
+	}
+	f := strings.Fields(line)
+	want := []string{t.clientIP.String(), netip.AddrPortFrom(t.serverIP, rrPort).String()}
+	if len(f) != 2 || !strings.HasPrefix(f[0], want[0]+":") || f[1] != want[1] {
+		return fmt.Errorf("%s path to %s: server saw %q, want peer %s and local %s", tg.name, tg.rr, strings.TrimSpace(line), want[0], want[1])
+	}
+	return nil
+}
+
+// startIperfServer starts iperf3 -s in the server pod from a thread of its
+// own, which stays until iperf3 exits: the child inherits the namespace of
+// the thread that forks it, and its parent-death signal fires when that
+// thread ends, so iperf3 dies with this program even on SIGKILL. stop kills
+// only this process.
+func startIperfServer(ctx context.Context, bin string, t topo) (pid int, stop func() error, err error) {
+	cmd := exec.Command(bin, "-s", "-B", t.serverIP.String(), "-p", strconv.Itoa(iperfPort))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- onThread(t.server, -1, func() error {
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			close(started)
+			return cmd.Wait()
+		})
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		return 0, nil, fmt.Errorf("start iperf3 server: %w", err)
+	}
+	stop = func() error {
+		_ = cmd.Process.Kill()
+		<-done
+		return nil
+	}
+	if err := waitListening(ctx, cmd.Process.Pid, iperfPort); err != nil {
+		_ = stop()
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, stop, nil
+}
+
+// waitListening polls /proc/PID/net/tcp, which shows the namespace of that
+// process, until a socket listens on port.
+func waitListening(ctx context.Context, pid, port int) error {
+	want := fmt.Sprintf(":%04X", port)
+	for i := 0; i < 100; i++ {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+		if err != nil {
+			return fmt.Errorf("iperf3 server: %w", err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("iperf3 server is not listening on port %d after 5 s", port)
+}
+
+// iperfClient runs one iperf3 client in the client pod and returns the
+// receiver's bits per second.
+func iperfClient(ctx context.Context, bin, clientNS, dst string, d time.Duration, clientCPU, serverCPU int) (float64, error) {
+	secs := strconv.Itoa(int(max(d.Round(time.Second), time.Second) / time.Second))
+	args := []string{"-c", dst, "-p", strconv.Itoa(iperfPort), "-t", secs, "-J", "--connect-timeout", "3000"}
+	if clientCPU >= 0 {
+		args = append(args, "-A", fmt.Sprintf("%d,%d", clientCPU, serverCPU))
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := netns.Do(clientNS, cmd.Start); err != nil {
+		return 0, err
+	}
+	werr := cmd.Wait()
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	var res struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		return 0, fmt.Errorf("%v: cannot parse output (%v): %s%s", werr, err, out.String(), errOut.String())
+	}
+	if res.Error != "" || werr != nil {
+		return 0, fmt.Errorf("%v: %s %s", werr, res.Error, errOut.String())
+	}
+	if res.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, fmt.Errorf("no end.sum_received.bits_per_second in output")
+	}
+	return res.End.SumReceived.BitsPerSecond, nil
+}
+
+// dialRaw makes a blocking TCP socket on the calling thread (inside its
+// namespace) and connects it, with 2 s send/receive timeouts.
+func dialRaw(dst netip.AddrPort) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	tv := unix.Timeval{Sec: 2}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	for {
+		err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect %s: %w", dst, err)
+	}
+	return fd, nil
+}
+
+// exchange writes one byte and reads one byte back.
+func exchange(fd int, b []byte) error {
+	for {
+		n, err := unix.Write(fd, b[:1])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return io.ErrShortWrite
+		}
+		break
+	}
+	for {
+		n, err := unix.Read(fd, b[:1])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}
+}
+
+// pingPong runs 1-byte transactions over one connection for d from one
+// thread inside the client pod, with blocking system calls, and returns
+// transactions per second.
+func pingPong(ctx context.Context, clientNS string, cpu int, dst netip.AddrPort, d time.Duration) (float64, error) {
+	var rate float64
+	err := onThread(clientNS, cpu, func() error {
+		fd, err := dialRaw(dst)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		b := []byte{'x'}
+		n := 0
+		start := time.Now()
+		end := start.Add(d)
+		for {
+			if err := exchange(fd, b); err != nil {
+				return fmt.Errorf("after %d transactions: %w", n, err)
+			}
+			n++
+			if n%256 == 0 {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if time.Now().After(end) {
+					break
+				}
+			}
+		}
+		rate = float64(n) / time.Since(start).Seconds()
+		return nil
+	})
+	return rate, err
+}
+
+// connRate connects, exchanges one byte, waits for the server's close and
+// closes, one connection at a time for d, from one thread inside the client
+// pod. It returns connections per second and how many took over 100 ms.
+func connRate(ctx context.Context, clientNS string, cpu int, dst netip.AddrPort, d time.Duration) (float64, int, error) {
+	var rate float64
+	var slow int
+	err := onThread(clientNS, cpu, func() error {
+		b := []byte{'x'}
+		n := 0
+		start := time.Now()
+		end := start.Add(d)
+		for {
+			t0 := time.Now()
+			if t0.After(end) {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fd, err := dialRaw(dst)
+			if err != nil {
+				return fmt.Errorf("after %d connections: %w", n, err)
+			}
+			err = exchange(fd, b)
+			if err == nil {
+				// The server closes first: read its FIN.
+				var m int
+				for {
+					m, err = unix.Read(fd, b)
+					if err != unix.EINTR {
+						break
+					}
+				}
+				if err == nil && m != 0 {
+					err = errors.New("server sent more than one byte")
+				}
+			}
+			unix.Close(fd)
+			if err != nil {
+				return fmt.Errorf("after %d connections: %w", n, err)
+			}
+			n++
+			if time.Since(t0) > 100*time.Millisecond {
+				slow++
+			}
+		}
+		rate = float64(n) / time.Since(start).Seconds()
+		return nil
+	})
+	return rate, slow, err
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
