@@ -382,10 +382,10 @@ func (d *diff) emit(tx *knftables.Transaction) {
 // 4) and moves only when the endpoints outgrow it. Blocks of Service ports
 // that are gone return to a free list. One Syncer owns one allocator.
 type SlotAllocator struct {
-	blocks  map[string]map[string]*slotBlock // slot map -> owner -> block
-	free    map[string][]slotBlock
-	next    map[string]int
-	gen     uint64 // counts builds; a block carries the gen of the last build that asked for it
+	blocks map[string]map[string]*slotBlock // slot map -> owner -> block
+	free   map[string][]slotBlock
+	next   map[string]int
+	gen    uint64 // counts builds; a block carries the gen of the last build that asked for it
 }
 
 type slotBlock struct {
