@@ -26,19 +26,19 @@ type State struct {
 	// changes are the fragments the last build replaced, added (old nil)
 	// or removed (cur nil).
 	changes []fragChange
-	// refs counts, per element, the fragments that hold it (an endpoint
-	// in two Services puts one hairpin element in both). It belongs to the
-	// syncer's running state: emitDiff updates it, emitFull rebuilds it.
-	refs map[string]*elementRef // set + "\x00" + key
+	// refs counts, per element of a set that fragments may share (an
+	// endpoint in two Services puts one hairpin element in both), the
+	// fragments that hold it. Endpoint slots are never shared (each block
+	// has one owner) and are not counted. It belongs to the syncer's
+	// running state: emitDiff updates it, emitFull rebuilds it.
+	refs map[string]int32 // set + "\x00" + key
 }
+
+// shared says whether more than one fragment may hold the same element of
+// set.
+func shared(set string) bool { return !strings.HasPrefix(set, "endpoint-slots-") }
 
 type fragChange struct{ old, cur *fragment }
-
-type elementRef struct {
-	n   int
-	set string
-	e   element
-}
 
 // fragment is what one Service port (or the node) puts in the table.
 type fragment struct {
@@ -123,7 +123,7 @@ func (s *State) all() (map[string]*chainState, map[string]map[string]element, ma
 	chains := map[string]*chainState{}
 	elements := map[string]map[string]element{}
 	sets := map[string]*knftables.Set{}
-	s.refs = map[string]*elementRef{}
+	s.refs = map[string]int32{}
 	for _, f := range s.frags {
 		for n, c := range f.chains {
 			chains[n] = c
@@ -136,10 +136,8 @@ func (s *State) all() (map[string]*chainState, map[string]map[string]element, ma
 				elements[e.set] = map[string]element{}
 			}
 			elements[e.set][e.key] = e.element
-			if r := s.refs[e.id()]; r != nil {
-				r.n++
-			} else {
-				s.refs[e.id()] = &elementRef{n: 1, set: e.set, e: e.element}
+			if shared(e.set) {
+				s.refs[e.id()]++
 			}
 		}
 	}
@@ -291,25 +289,35 @@ func diffStates(old, cur *State) *diff {
 			if ne, ok := ni[e.id()]; ok && ne.value == e.value {
 				continue
 			}
-			r := refs[e.id()]
-			if r == nil {
+			if !shared(e.set) {
+				d.removed = append(d.removed, ElementChange{e.set, e.element})
 				continue
 			}
-			if r.n--; r.n == 0 {
-				delete(refs, e.id())
+			id := e.id()
+			n, ok := refs[id]
+			if !ok {
+				continue
+			}
+			if n <= 1 {
+				delete(refs, id)
 				d.removed = append(d.removed, ElementChange{e.set, e.element})
+			} else {
+				refs[id] = n - 1
 			}
 		}
 		for _, e := range n.elements {
 			if oe, ok := oi[e.id()]; ok && oe.value == e.value {
 				continue
 			}
-			if r := refs[e.id()]; r != nil {
-				r.n++
+			if !shared(e.set) {
+				d.added = append(d.added, ElementChange{e.set, e.element})
 				continue
 			}
-			refs[e.id()] = &elementRef{n: 1, set: e.set, e: e.element}
-			d.added = append(d.added, ElementChange{e.set, e.element})
+			id := e.id()
+			refs[id]++
+			if refs[id] == 1 {
+				d.added = append(d.added, ElementChange{e.set, e.element})
+			}
 		}
 	}
 	for _, c := range cur.changes {
