@@ -334,3 +334,9 @@ func (c *Compiled) RulesFor(pod *Pod, d Direction) []*Rule {
 	}
 	return out
 }
+
+// Validate reports what of np the compiler cannot use (nil: all of it).
+func Validate(np *networkingv1.NetworkPolicy) error {
+	_, err := compilePolicy(np, nil, nil)
+	return err
+}
