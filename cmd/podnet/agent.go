@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podnet/podnet/internal/agent"
+	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
 )
 
@@ -28,7 +29,7 @@ func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 
 func newAgentCommand() *cobra.Command {
 	var cfg agent.Config
-	var clusterCIDRs, serviceCIDRs []string
+	var clusterCIDRs, serviceCIDRs, nodePortAddresses []string
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -41,6 +42,9 @@ func newAgentCommand() *cobra.Command {
 			}
 			if cfg.ServiceCIDRs, err = parsePrefixes(serviceCIDRs); err != nil {
 				return fmt.Errorf("--service-cidr: %w", err)
+			}
+			if cfg.NodePortAddresses, err = proxy.ParseNodePortAddresses(nodePortAddresses); err != nil {
+				return fmt.Errorf("--nodeport-addresses: %w", err)
 			}
 			if cfg.NodeName == "" {
 				cfg.NodeName = os.Getenv("NODE_NAME")
@@ -66,6 +70,9 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", "/var/lib/cni/podnet", "podnet-cni's IPAM directory")
 	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode)")
 	f.BoolVar(&cfg.DisableProxy, "disable-proxy", false, "do not run the service proxy (when kube-proxy runs instead)")
+	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not enforce NetworkPolicy")
+	f.StringSliceVar(&nodePortAddresses, "nodeport-addresses", nil,
+		"CIDRs selecting this node's local addresses that NodePorts answer on, and the keywords primary (the node's InternalIPs) and all (0.0.0.0/0,::/0); a family without a CIDR gets none (default: the node's InternalIPs)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", ":10249", "address for Prometheus /metrics (empty: off)")
 	f.StringVar(&cfg.HealthzAddr, "healthz-addr", ":10256", "address for /healthz (empty: off)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every sync")

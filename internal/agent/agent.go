@@ -41,6 +41,11 @@ type Config struct {
 	MTU int
 	// DisableProxy turns the service proxy off (kube-proxy runs instead).
 	DisableProxy bool
+	// DisablePolicy turns NetworkPolicy enforcement off.
+	DisablePolicy bool
+	// NodePortAddresses selects the node addresses NodePorts answer on
+	// (zero: the node's InternalIPs).
+	NodePortAddresses proxy.NodePortAddresses
 	// MetricsAddr serves /metrics and HealthzAddr /healthz ("" disables).
 	MetricsAddr, HealthzAddr string
 	Log                      *slog.Logger
@@ -96,7 +101,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	if err := serveHTTP(ctx, cfg, health); err != nil {
+	var policyRunner *runner.Runner
+	policyHealth := &syncHealth{}
+	if !cfg.DisablePolicy {
+		if policyRunner, err = newPolicyRunner(ctx, cfg, client, factory, policyHealth); err != nil {
+			return err
+		}
+	}
+	if err := serveHTTP(ctx, cfg, health, policyHealth); err != nil {
 		return err
 	}
 
@@ -153,9 +165,12 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("agent: cache for %v never synced", typ)
 		}
 	}
-	cfg.Log.Info("agent running", "node", cfg.NodeName, "routing", cfg.RoutingMode, "proxy", !cfg.DisableProxy)
+	cfg.Log.Info("agent running", "node", cfg.NodeName, "routing", cfg.RoutingMode, "proxy", !cfg.DisableProxy, "policy", !cfg.DisablePolicy)
 	if proxyRunner != nil {
 		go proxyRunner.Run(ctx)
+	}
+	if policyRunner != nil {
+		go policyRunner.Run(ctx)
 	}
 	r.Run(ctx)
 	factory.Shutdown()

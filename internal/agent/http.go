@@ -50,22 +50,27 @@ func (h *syncHealth) healthy(now time.Time) (bool, string) {
 }
 
 // serveHTTP starts the metrics and healthz servers; they stop with ctx.
-func serveHTTP(ctx context.Context, cfg Config, health *syncHealth) error {
+// /healthz answers for the service proxy (as kube-proxy's does, for load
+// balancers), /healthz/policy for NetworkPolicy enforcement.
+func serveHTTP(ctx context.Context, cfg Config, health, policyHealth *syncHealth) error {
 	type srv struct {
 		addr string
 		h    http.Handler
 	}
-	healthz := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := health.healthy(time.Now())
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprintln(w, why)
-	})
+	handler := func(h *syncHealth) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			ok, why := h.healthy(time.Now())
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			fmt.Fprintln(w, why)
+		})
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
 	hz := http.NewServeMux()
-	hz.Handle("/healthz", healthz)
+	hz.Handle("/healthz", handler(health))
+	hz.Handle("/healthz/policy", handler(policyHealth))
 	for _, s := range []srv{{cfg.MetricsAddr, mux}, {cfg.HealthzAddr, hz}} {
 		if s.addr == "" {
 			continue

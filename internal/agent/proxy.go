@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"runtime/debug"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +16,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/podnet/podnet/internal/nldump"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
 	"github.com/podnet/podnet/internal/runner"
@@ -59,14 +62,27 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 	sync := func(ctx context.Context) error {
 		pc := proxy.Config{PodCIDRs: cfg.ClusterCIDRs}
 		topo := proxy.Topology{Node: cfg.NodeName}
+		var internalIPs, local []netip.Addr
 		if n, err := nodes.Get(cfg.NodeName); err == nil {
 			topo.Zone = n.Labels["topology.kubernetes.io/zone"]
 			for _, fam := range []int{4, 6} {
 				if ip, ok := routing.NodeInternalIP(n, fam); ok {
-					pc.NodeIPs = append(pc.NodeIPs, ip)
+					internalIPs = append(internalIPs, ip)
 				}
 			}
 		}
+		if cfg.NodePortAddresses.NeedsLocal() {
+			var err error
+			// Read again at every sync (one netlink dump): addresses
+			// come and go without an event here; the runner syncs at
+			// least once a minute.
+			if local, err = localAddrs(); err != nil {
+				err = fmt.Errorf("node addresses for --nodeport-addresses: %w", err)
+				metrics.Observe(proxy.SyncResult{}, err, nil, nil, time.Now())
+				return err
+			}
+		}
+		pc.NodeIPs = cfg.NodePortAddresses.Select(internalIPs, local)
 		src.read = src.read[:0]
 		sps, err := ports.Update(topo, src)
 		if err != nil {
@@ -134,6 +150,22 @@ func newProxyRunner(ctx context.Context, cfg Config, factory informers.SharedInf
 }
 
 const sliceServiceIndex = "service"
+
+// localAddrs lists the addresses on the interfaces of the agent's network
+// namespace, the node's.
+func localAddrs() ([]netip.Addr, error) {
+	addrs, err := nldump.Do(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
 
 // serviceSource reads one Service and its slices from the informers' caches
 // and remembers the slices it read (for the programming-latency metric).
