@@ -23,11 +23,22 @@ type flow struct {
 
 func runFlows(t *testing.T, svcs []*v1.Service, sls []*v1Slice, flows []flow) {
 	t.Helper()
+	runFlowsOn(t, testCfg, svcs, sls, flows)
+}
+
+// runFlowsOn is runFlows on a node configured by cfg, whose NodeIPs are
+// its own addresses.
+func runFlowsOn(t *testing.T, cfg Config, svcs []*v1.Service, sls []*v1Slice, flows []flow) {
+	t.Helper()
 	fake := knftables.NewFake(knftables.InetFamily, Table)
-	if _, err := NewSyncer(fake, nil).Sync(context.Background(), testCfg, BuildServicePorts("node-1", svcs, sls)); err != nil {
+	if _, err := NewSyncer(fake, nil).Sync(context.Background(), cfg, BuildServicePorts("node-1", svcs, sls)); err != nil {
 		t.Fatal(err)
 	}
-	tr := newTracer(t, fake, "172.30.0.11")
+	var node []string
+	for _, a := range cfg.NodeIPs {
+		node = append(node, a.String())
+	}
+	tr := newTracer(t, fake, node...)
 	for _, f := range flows {
 		t.Run(f.name, func(t *testing.T) {
 			tr.t = t
@@ -135,4 +146,78 @@ func TestTracedSCTP(t *testing.T) {
 		{"SCTP to the ClusterIP is translated", pkt("10.244.1.5", "10.96.0.20", "sctp", 3868, false), []string{"accept dnat 10.244.1.2:3868"}},
 		{"TCP to the same port is not", pkt("10.244.1.5", "10.96.0.20", "tcp", 3868, false), []string{"accept"}},
 	})
+}
+
+// testCfg6 is a dual-stack node-1 (see helpers_test.go).
+var testCfg6 = Config{
+	PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")},
+	NodeIPs:  []netip.Addr{netip.MustParseAddr("172.30.0.11"), netip.MustParseAddr("fd00:172:30::11")},
+}
+
+// TestTracedIPv6NodePorts: a dual-stack node answers NodePorts on its IPv6
+// address for Services with an IPv6 cluster IP, as on its IPv4 address.
+func TestTracedIPv6NodePorts(t *testing.T) {
+	web := dualStack(svc("default", "web", "10.96.0.5", 80, 8080, 30080), "fd00:10:96::5")
+	webSlices := []*v1Slice{
+		slice("default", "web", "", 8080, ep("10.244.1.2", "node-1", true, false), ep("10.244.2.2", "node-2", true, false)),
+		slice6("default", "web", "", 8080, ep("fd00:10:244:1::2", "node-1", true, false), ep("fd00:10:244:2::2", "node-2", true, false)),
+	}
+	local := dualStack(svc("default", "local", "10.96.0.6", 80, 8080, 30081), "fd00:10:96::6")
+	local.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	local.Spec.HealthCheckNodePort = 32001
+	localSlices := []*v1Slice{slice6("default", "local", "", 8080,
+		ep("fd00:10:244:1::7", "node-1", true, false), ep("fd00:10:244:2::7", "node-2", true, false))}
+
+	remoteOnly := dualStack(svc("default", "remote-only", "10.96.0.8", 80, 8080, 30082), "fd00:10:96::8")
+	remoteOnly.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	remoteSlices := []*v1Slice{slice6("default", "remote-only", "", 8080, ep("fd00:10:244:2::9", "node-2", true, false))}
+
+	empty := dualStack(svc("default", "empty", "10.96.0.10", 80, 8080, 30083), "fd00:10:96::a")
+	emptyUDP := dualStack(svc("default", "empty-udp", "10.96.0.12", 53, 53, 30084), "fd00:10:96::c")
+	emptyUDP.Spec.Ports[0].Protocol = v1.ProtocolUDP
+	v4Only := svc("default", "v4-only", "10.96.0.13", 80, 8080, 30085)
+	v4OnlySlice := slice("default", "v4-only", "", 8080, ep("10.244.1.3", "node-1", true, false))
+	v6Only := svc("default", "v6-only", "fd00:10:96::e", 80, 8080, 30086)
+	v6OnlySlice := slice6("default", "v6-only", "", 8080, ep("fd00:10:244:1::e", "node-1", true, false))
+
+	svcs := []*v1.Service{web, local, remoteOnly, empty, emptyUDP, v4Only, v6Only}
+	sls := append(append(append(webSlices, localSlices...), remoteSlices...), v4OnlySlice, v6OnlySlice)
+	node6 := "fd00:172:30::11"
+	runFlowsOn(t, testCfg6, svcs, sls, []flow{
+		{"outside to the IPv6 NodePort (externalTrafficPolicy Cluster) reaches either IPv6 endpoint, masqueraded",
+			pkt("2001:db8::9", node6, "tcp", 30080, false),
+			[]string{"accept dnat [fd00:10:244:1::2]:8080 masquerade", "accept dnat [fd00:10:244:2::2]:8080 masquerade"}},
+		{"the same NodePort on the IPv4 address still reaches the IPv4 endpoints",
+			pkt("203.0.113.9", "172.30.0.11", "tcp", 30080, false),
+			[]string{"accept dnat 10.244.1.2:8080 masquerade", "accept dnat 10.244.2.2:8080 masquerade"}},
+		{"the node itself to its IPv6 NodePort is masqueraded",
+			pkt(node6, node6, "tcp", 30080, true),
+			[]string{"accept dnat [fd00:10:244:1::2]:8080 masquerade", "accept dnat [fd00:10:244:2::2]:8080 masquerade"}},
+		{"a pod to the IPv6 NodePort is masqueraded too (externalTrafficPolicy Cluster)",
+			pkt("fd00:10:244:1::5", node6, "tcp", 30080, false),
+			[]string{"accept dnat [fd00:10:244:1::2]:8080 masquerade", "accept dnat [fd00:10:244:2::2]:8080 masquerade"}},
+		{"another node's IPv6 address is not this node's NodePort",
+			pkt("2001:db8::9", "fd00:172:30::12", "tcp", 30080, false), []string{"accept"}},
+		{"another port on the IPv6 address is not translated",
+			pkt("2001:db8::9", node6, "tcp", 30099, false), []string{"accept"}},
+		{"externalTrafficPolicy Local over IPv6: only the local endpoint, client address kept",
+			pkt("2001:db8::9", node6, "tcp", 30081, false), []string{"accept dnat [fd00:10:244:1::7]:8080"}},
+		{"externalTrafficPolicy Local over IPv6 without a local endpoint drops",
+			pkt("2001:db8::9", node6, "tcp", 30082, false), []string{"drop"}},
+		{"a Service without IPv4 endpoints rejects its NodePort on the IPv4 address",
+			pkt("203.0.113.9", "172.30.0.11", "tcp", 30081, false), []string{"reject"}},
+		{"no endpoint at all: the IPv6 NodePort is reset",
+			pkt("2001:db8::9", node6, "tcp", 30083, false), []string{"reject"}},
+		{"no endpoint at all: the IPv6 UDP NodePort is rejected",
+			pkt("2001:db8::9", node6, "udp", 30084, false), []string{"reject"}},
+		{"an IPv4-only Service has no NodePort on the IPv6 address",
+			pkt("2001:db8::9", node6, "tcp", 30085, false), []string{"accept"}},
+		{"an IPv6-only Service answers its NodePort on the IPv6 address",
+			pkt("2001:db8::9", node6, "tcp", 30086, false), []string{"accept dnat [fd00:10:244:1::e]:8080 masquerade"}},
+		{"an IPv6-only Service has no NodePort on the IPv4 address",
+			pkt("203.0.113.9", "172.30.0.11", "tcp", 30086, false), []string{"accept"}},
+	})
+	if got := HealthFrom(BuildServicePorts("node-1", svcs, sls))[32001]; got.LocalEndpoints != 1 {
+		t.Errorf("healthCheckNodePort of an IPv6 eTP Local Service reports %d local endpoints, want 1", got.LocalEndpoints)
+	}
 }

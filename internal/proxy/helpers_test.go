@@ -3,8 +3,11 @@ package proxy
 // Fixture conventions for this package's tests: pod CIDR 10.244.0.0/16
 // (node-1 pods 10.244.1.x, node-2 pods 10.244.2.x), service CIDR
 // 10.96.0.0/16, node IPs 172.30.0.11 (node-1, "this node") and 172.30.0.12,
-// outside clients 203.0.113.x. Objects are built as the API server would
-// store them.
+// outside clients 203.0.113.x. IPv6 (dual-stack tests): pod CIDR
+// fd00:10:244::/56 (node-1 pods fd00:10:244:1::x, node-2 fd00:10:244:2::x),
+// service CIDR fd00:10:96::/112, node IPs fd00:172:30::11 (this node) and
+// fd00:172:30::12, outside clients 2001:db8::x. Objects are built as the
+// API server would store them.
 
 import (
 	"net"
@@ -47,6 +50,24 @@ func slice(ns, svcName, portName string, port int32, eps ...discoveryv1.Endpoint
 		Endpoints:   eps,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(portName), Protocol: ptr.To(v1.ProtocolTCP), Port: ptr.To(port)}},
 	}
+}
+
+// slice6 returns an IPv6 EndpointSlice of service ns/name with one port
+// (named apart from slice's, as a dual-stack Service has one of each).
+func slice6(ns, svcName, portName string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	sl := slice(ns, svcName, portName, port, eps...)
+	sl.Name = svcName + "-v6"
+	sl.AddressType = discoveryv1.AddressTypeIPv6
+	return sl
+}
+
+// dualStack makes s a dual-stack Service (IPv4 first) with the IPv6
+// cluster IP ip6.
+func dualStack(s *v1.Service, ip6 string) *v1.Service {
+	s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, ip6)
+	s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+	s.Spec.IPFamilyPolicy = ptr.To(v1.IPFamilyPolicyRequireDualStack)
+	return s
 }
 
 // ep returns an endpoint with its conditions.

@@ -3,8 +3,10 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -37,8 +39,90 @@ type Config struct {
 	// source address; traffic from elsewhere to a cluster IP is
 	// masqueraded so replies come back through this node.
 	PodCIDRs []netip.Prefix
-	// NodeIPs are the addresses NodePorts answer on.
+	// NodeIPs are the addresses NodePorts answer on, of both families
+	// (the agent's --nodeport-addresses, see NodePortAddresses.Select).
+	// A Service's NodePort answers on the addresses of the families of its
+	// cluster IPs, as with kube-proxy.
 	NodeIPs []netip.Addr
+}
+
+// NodePortAddresses is the agent's --nodeport-addresses: which of the
+// node's addresses NodePorts answer on. The zero value is the default: the
+// node's InternalIPs (kube-proxy's nftables default, "primary").
+type NodePortAddresses struct {
+	// CIDRs select the addresses configured on the node's interfaces that
+	// fall in them. A family without a CIDR gets no such address (unlike
+	// kube-proxy, which then opens every address of that family).
+	CIDRs []netip.Prefix
+	// Primary adds the node's InternalIPs (keyword "primary"; implied
+	// when CIDRs is empty).
+	Primary bool
+}
+
+// ParseNodePortAddresses reads --nodeport-addresses values: CIDRs and the
+// keywords "primary" (the node's InternalIPs) and "all" (0.0.0.0/0 and
+// ::/0). Loopback NodePorts are not supported: "localhost" and CIDRs
+// inside the loopback ranges are errors.
+func ParseNodePortAddresses(values []string) (NodePortAddresses, error) {
+	var n NodePortAddresses
+	var errs []error
+	for _, v := range values {
+		switch v = strings.TrimSpace(v); v {
+		case "":
+		case "primary":
+			n.Primary = true
+		case "all":
+			n.CIDRs = append(n.CIDRs, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
+		case "localhost":
+			errs = append(errs, errors.New(`"localhost": NodePorts on loopback addresses are not supported`))
+		default:
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%q is neither a CIDR nor one of primary, all", v))
+				continue
+			}
+			if p.Addr().Is4In6() {
+				errs = append(errs, fmt.Errorf("%s: write IPv4 CIDRs as IPv4", p))
+				continue
+			}
+			p = p.Masked()
+			if a := p.Addr(); a.IsLoopback() && (a.Is6() || p.Bits() >= 8) {
+				errs = append(errs, fmt.Errorf("%s: NodePorts on loopback addresses are not supported", p))
+				continue
+			}
+			n.CIDRs = append(n.CIDRs, p)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// NeedsLocal says whether Select reads the node's local addresses.
+func (n NodePortAddresses) NeedsLocal() bool { return len(n.CIDRs) > 0 }
+
+// Select returns the addresses NodePorts answer on, sorted and without
+// duplicates: primary (the node's InternalIPs) when n is the default or
+// asks for them, and the addresses in local (those configured on the
+// node's interfaces) that fall in n's CIDRs. Loopback addresses never
+// answer NodePorts (packets to them are not routed after DNAT).
+func (n NodePortAddresses) Select(primary, local []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	if n.Primary || len(n.CIDRs) == 0 {
+		for _, a := range primary {
+			out = append(out, a.Unmap())
+		}
+	}
+	for _, a := range local {
+		a = a.Unmap()
+		for _, p := range n.CIDRs {
+			if p.Contains(a) {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	out = slices.DeleteFunc(out, func(a netip.Addr) bool { return !a.IsValid() || a.IsLoopback() || a.IsUnspecified() })
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out)
 }
 
 // Fixed chains, sets and maps.
@@ -56,17 +140,20 @@ const (
 	chainReject         = "reject-no-endpoints"
 	chainDrop           = "drop-no-local-endpoints"
 
-	mapServiceIPs4     = "service-ips-v4"
-	mapServiceIPs6     = "service-ips-v6"
-	mapNodePorts       = "service-nodeports-v4"
-	mapNoEndpoints4    = "no-endpoint-services-v4"
-	mapNoEndpoints6    = "no-endpoint-services-v6"
-	mapNoEndpointPorts = "no-endpoint-nodeports-v4"
-	setPodCIDRs4       = "pod-cidrs-v4"
-	setPodCIDRs6       = "pod-cidrs-v6"
-	setNodePortIPs4    = "nodeport-ips-v4"
-	setHairpin4        = "hairpin-v4"
-	setHairpin6        = "hairpin-v6"
+	mapServiceIPs4      = "service-ips-v4"
+	mapServiceIPs6      = "service-ips-v6"
+	mapNodePorts4       = "service-nodeports-v4"
+	mapNodePorts6       = "service-nodeports-v6"
+	mapNoEndpoints4     = "no-endpoint-services-v4"
+	mapNoEndpoints6     = "no-endpoint-services-v6"
+	mapNoEndpointPorts4 = "no-endpoint-nodeports-v4"
+	mapNoEndpointPorts6 = "no-endpoint-nodeports-v6"
+	setPodCIDRs4        = "pod-cidrs-v4"
+	setPodCIDRs6        = "pod-cidrs-v6"
+	setNodePortIPs4     = "nodeport-ips-v4"
+	setNodePortIPs6     = "nodeport-ips-v6"
+	setHairpin4         = "hairpin-v4"
+	setHairpin6         = "hairpin-v6"
 )
 
 // baseChain declares a chain attached to a hook.
@@ -144,12 +231,21 @@ func declareFixed(tx *knftables.Transaction) {
 			rule(dnatChain(v4, p), fmt.Sprintf("meta l4proto %s dnat %s to ct mark map @%s", p, famOf(v4).ip, slotMap(v4, p)))
 		}
 	}
-	rule(chainServices, "ip daddr . meta l4proto . th dport vmap @"+mapServiceIPs4)
-	rule(chainServices, "ip6 daddr . meta l4proto . th dport vmap @"+mapServiceIPs6)
-	rule(chainServices, "ip daddr @"+setNodePortIPs4, "meta l4proto . th dport vmap @"+mapNodePorts)
-	rule(chainEndpointsCheck, "ip daddr . meta l4proto . th dport vmap @"+mapNoEndpoints4)
-	rule(chainEndpointsCheck, "ip6 daddr . meta l4proto . th dport vmap @"+mapNoEndpoints6)
-	rule(chainEndpointsCheck, "ip daddr @"+setNodePortIPs4, "meta l4proto . th dport vmap @"+mapNoEndpointPorts)
+	// Service addresses first, then NodePorts on the node's addresses (an
+	// externalIP that is also a node address goes to its Service).
+	fams := []fam{famOf(true), famOf(false)}
+	for _, f := range fams {
+		rule(chainServices, f.ip, "daddr . meta l4proto . th dport vmap @"+f.svcIPs)
+	}
+	for _, f := range fams {
+		rule(chainServices, f.ip, "daddr @"+f.nodeIPs, "meta l4proto . th dport vmap @"+f.nodePorts)
+	}
+	for _, f := range fams {
+		rule(chainEndpointsCheck, f.ip, "daddr . meta l4proto . th dport vmap @"+f.noEPs)
+	}
+	for _, f := range fams {
+		rule(chainEndpointsCheck, f.ip, "daddr @"+f.nodeIPs, "meta l4proto . th dport vmap @"+f.noEPPorts)
+	}
 	rule(chainMarkMasq, fmt.Sprintf("meta mark set meta mark | %#x", MasqueradeMark))
 	rule(chainMasquerading, fmt.Sprintf("ct mark & %#x == %#x ct mark set 0", slotMask, SlotBase))
 	rule(chainMasquerading, "ct status dnat ip saddr . ip daddr @"+setHairpin4, "masquerade fully-random")
@@ -176,10 +272,12 @@ func fixedMaps() []*knftables.Map {
 	out := []*knftables.Map{
 		{Name: mapServiceIPs4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
 		{Name: mapServiceIPs6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
-		{Name: mapNodePorts, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapNodePorts4, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapNodePorts6, Type: "inet_proto . inet_service : verdict"},
 		{Name: mapNoEndpoints4, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
 		{Name: mapNoEndpoints6, Type: "ipv6_addr . inet_proto . inet_service : verdict"},
-		{Name: mapNoEndpointPorts, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpointPorts4, Type: "inet_proto . inet_service : verdict"},
+		{Name: mapNoEndpointPorts6, Type: "inet_proto . inet_service : verdict"},
 	}
 	// One endpoint-slot map per family and protocol: nft 1.0.6 cannot
 	// reload a map typed with the protocol-neutral "th dport".
@@ -196,6 +294,7 @@ func fixedSets() []*knftables.Set {
 		{Name: setPodCIDRs4, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
 		{Name: setPodCIDRs6, Type: "ipv6_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
 		{Name: setNodePortIPs4, Type: "ipv4_addr"},
+		{Name: setNodePortIPs6, Type: "ipv6_addr"},
 		{Name: setHairpin4, Type: "ipv4_addr . ipv4_addr"},
 		{Name: setHairpin6, Type: "ipv6_addr . ipv6_addr"},
 	}
@@ -312,9 +411,8 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 			f.elem(set, []string{p.Masked().String()}, nil)
 		}
 		for _, a := range cfg.NodeIPs {
-			if a.Is4() {
-				f.elem(setNodePortIPs4, []string{a.String()}, nil)
-			}
+			a = a.Unmap()
+			f.elem(famOf(a.Is4()).nodeIPs, []string{a.String()}, nil)
 		}
 		set("", f)
 	}
@@ -390,13 +488,16 @@ func dnatChain(v4 bool, proto string) string {
 // family-specific names and selectors.
 type fam struct {
 	ip, suffix, svcIPs, noEPs, hairpin, podCIDRs string
+	// nodeIPs is the set of addresses NodePorts answer on; nodePorts and
+	// noEPPorts are the NodePort maps consulted for them.
+	nodeIPs, nodePorts, noEPPorts string
 }
 
 func famOf(v4 bool) fam {
 	if v4 {
-		return fam{"ip", "4", mapServiceIPs4, mapNoEndpoints4, setHairpin4, setPodCIDRs4}
+		return fam{"ip", "4", mapServiceIPs4, mapNoEndpoints4, setHairpin4, setPodCIDRs4, setNodePortIPs4, mapNodePorts4, mapNoEndpointPorts4}
 	}
-	return fam{"ip6", "6", mapServiceIPs6, mapNoEndpoints6, setHairpin6, setPodCIDRs6}
+	return fam{"ip6", "6", mapServiceIPs6, mapNoEndpoints6, setHairpin6, setPodCIDRs6, setNodePortIPs6, mapNodePorts6, mapNoEndpointPorts6}
 }
 
 func ofFamily(addrs []netip.Addr, v4 bool) []netip.Addr {
@@ -425,7 +526,10 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	f := famOf(v4)
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
-	nodePort := v4 && sp.NodePort != 0
+	// A NodePort answers on the node addresses of the families the
+	// Service has cluster IPs of (kube-proxy: one proxier per family, each
+	// ignoring Services of the other family).
+	nodePort := sp.NodePort != 0 && len(clusterIPs) > 0
 	if len(clusterIPs) == 0 && len(external) == 0 && !nodePort {
 		return
 	}
@@ -439,7 +543,7 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 			b.elem(f.noEPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{reject})
 		}
 		if nodePort {
-			b.elem(mapNoEndpointPorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{reject})
+			b.elem(f.noEPPorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{reject})
 		}
 		return
 	}
@@ -512,7 +616,7 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + target})
 	}
 	if nodePort {
-		b.elem(mapNodePorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{"goto " + extChain})
+		b.elem(f.nodePorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{"goto " + extChain})
 	}
 }
 

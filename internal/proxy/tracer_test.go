@@ -16,7 +16,8 @@ import (
 // the first packet of a connection, the way the kernel would, and returns
 // every possible outcome (numgen branches are all followed). It knows
 // exactly the rule shapes the renderer writes: any other shape fails the
-// test, so a renderer change cannot slip past it unread. IPv4 only.
+// test, so a renderer change cannot slip past it unread. Both families: a
+// rule's family selector ("ip", "ip6") is matched against the packet's.
 type tracer struct {
 	t    *testing.T
 	tbl  *knftables.FakeTable
