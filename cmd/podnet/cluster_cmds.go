@@ -75,7 +75,7 @@ func (f *clusterFlags) client() (*localcluster.Config, kubernetes.Interface, err
 
 func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 	root.AddCommand(newUpCommand(cf), newDownCommand(cf), newStatusCommand(cf), newKubectlCommand(cf),
-		newApplyCommand(cf), newLogsCommand(cf), newExecCommand(cf), newProbeCommand(cf))
+		newApplyCommand(cf), newLogsCommand(cf), newExecCommand(cf), newProbeCommand(cf), newTraceCommand(cf))
 }
 
 func newUpCommand(cf *clusterFlags) *cobra.Command {
