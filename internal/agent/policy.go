@@ -31,7 +31,7 @@ type policyMetrics struct {
 func newPolicyMetrics(r prometheus.Registerer) (*policyMetrics, error) {
 	m := &policyMetrics{
 		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "podnet_policy_sync_duration_seconds",
-			Help: "Time to compile NetworkPolicies and program them, by kind (full, partial).",
+			Help:    "Time to compile NetworkPolicies and program them, by kind (full, partial).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, []string{"kind"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "podnet_policy_sync_failures_total",
 			Help: "Policy syncs that failed (the previous rules stayed)."}),

@@ -109,8 +109,9 @@ func Compile(policies []*networkingv1.NetworkPolicy, pods []*Pod, namespaces []*
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
 	var errs []Error
+	cache := newSelectorCache(byNS, nsLabels)
 	for _, np := range sorted {
-		p, perr := compilePolicy(np, byNS, nsLabels)
+		p, perr := compilePolicy(np, cache)
 		if perr != nil {
 			errs = append(errs, Error{Policy: p.Key, Err: perr})
 		}
@@ -127,7 +128,7 @@ func Compile(policies []*networkingv1.NetworkPolicy, pods []*Pod, namespaces []*
 	return c, errs
 }
 
-func compilePolicy(np *networkingv1.NetworkPolicy, byNS map[string][]*Pod, nsLabels map[string]labels.Set) (*Policy, error) {
+func compilePolicy(np *networkingv1.NetworkPolicy, cache *selectorCache) (*Policy, error) {
 	p := &Policy{Key: np.Namespace + "/" + np.Name}
 	var errs []error
 	types := np.Spec.PolicyTypes
@@ -153,21 +154,17 @@ func compilePolicy(np *networkingv1.NetworkPolicy, byNS map[string][]*Pod, nsLab
 		// version if there is one.
 		return p, fmt.Errorf("podSelector: %w", err)
 	}
-	for _, pod := range byNS[np.Namespace] {
-		if !pod.HostNetwork && sel.Matches(labels.Set(pod.Labels)) {
-			p.Selected = append(p.Selected, pod)
-		}
-	}
+	p.Selected = cache.pods([]string{np.Namespace}, sel)
 	if p.Isolates[Ingress] {
 		for i, r := range np.Spec.Ingress {
-			rule, err := compileRule(p.Key, Ingress, i, r.From, r.Ports, np.Namespace, byNS, nsLabels)
+			rule, err := compileRule(p.Key, Ingress, i, r.From, r.Ports, np.Namespace, cache)
 			errs = append(errs, err)
 			p.Rules = append(p.Rules, rule)
 		}
 	}
 	if p.Isolates[Egress] {
 		for i, r := range np.Spec.Egress {
-			rule, err := compileRule(p.Key, Egress, i, r.To, r.Ports, np.Namespace, byNS, nsLabels)
+			rule, err := compileRule(p.Key, Egress, i, r.To, r.Ports, np.Namespace, cache)
 			errs = append(errs, err)
 			p.Rules = append(p.Rules, rule)
 		}
@@ -176,13 +173,13 @@ func compilePolicy(np *networkingv1.NetworkPolicy, byNS map[string][]*Pod, nsLab
 }
 
 func compileRule(policy string, d Direction, index int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort,
-	ns string, byNS map[string][]*Pod, nsLabels map[string]labels.Set) (*Rule, error) {
+	ns string, cache *selectorCache) (*Rule, error) {
 	r := &Rule{Policy: policy, Direction: d, Index: index, AllPeers: len(peers) == 0, AllPorts: len(ports) == 0}
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s[%d]: "+format, append([]any{d, index}, args...)...))
 	}
-	seen := map[string]bool{}
+	seen := map[*Pod]bool{}
 	for i, peer := range peers {
 		if peer.IPBlock != nil {
 			rs, err := blockRanges(peer.IPBlock)
@@ -213,20 +210,11 @@ func compileRule(policy string, d Direction, index int, peers []networkingv1.Net
 				bad("peer %d: namespaceSelector: %v", i, err)
 				continue
 			}
-			namespaces = namespaces[:0]
-			for name, l := range nsLabels {
-				if s.Matches(l) {
-					namespaces = append(namespaces, name)
-				}
-			}
-			slices.Sort(namespaces)
+			namespaces = cache.namespaces(s)
 		}
-		for _, n := range namespaces {
-			for _, pod := range byNS[n] {
-				if pod.HostNetwork || seen[pod.Key()] || !podSel.Matches(labels.Set(pod.Labels)) {
-					continue
-				}
-				seen[pod.Key()] = true
+		for _, pod := range cache.pods(namespaces, podSel) {
+			if !seen[pod] {
+				seen[pod] = true
 				r.Pods = append(r.Pods, pod)
 			}
 		}
@@ -337,6 +325,55 @@ func (c *Compiled) RulesFor(pod *Pod, d Direction) []*Rule {
 
 // Validate reports what of np the compiler cannot use (nil: all of it).
 func Validate(np *networkingv1.NetworkPolicy) error {
-	_, err := compilePolicy(np, nil, nil)
+	_, err := compilePolicy(np, newSelectorCache(nil, nil))
 	return err
+}
+
+// selectorCache answers selector queries once per Compile: many policies
+// repeat the same selectors.
+type selectorCache struct {
+	byNS     map[string][]*Pod
+	nsLabels map[string]labels.Set
+	podsOf   map[string][]*Pod
+	nsOf     map[string][]string
+}
+
+func newSelectorCache(byNS map[string][]*Pod, nsLabels map[string]labels.Set) *selectorCache {
+	return &selectorCache{byNS: byNS, nsLabels: nsLabels, podsOf: map[string][]*Pod{}, nsOf: map[string][]string{}}
+}
+
+// namespaces returns the sorted names of the namespaces s selects.
+func (c *selectorCache) namespaces(s labels.Selector) []string {
+	key := s.String()
+	if out, ok := c.nsOf[key]; ok {
+		return out
+	}
+	out := []string{}
+	for name, l := range c.nsLabels {
+		if s.Matches(l) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	c.nsOf[key] = out
+	return out
+}
+
+// pods returns the pods of namespaces that s selects (never host-network
+// pods).
+func (c *selectorCache) pods(namespaces []string, s labels.Selector) []*Pod {
+	key := strings.Join(namespaces, ",") + "|" + s.String()
+	if out, ok := c.podsOf[key]; ok {
+		return out
+	}
+	var out []*Pod
+	for _, n := range namespaces {
+		for _, pod := range c.byNS[n] {
+			if !pod.HostNetwork && s.Matches(labels.Set(pod.Labels)) {
+				out = append(out, pod)
+			}
+		}
+	}
+	c.podsOf[key] = out
+	return out
 }

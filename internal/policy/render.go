@@ -27,7 +27,7 @@ func setName(kind string, d Direction, v4 bool) string {
 }
 
 // Desired is the content of the table's sets for one node: set name to
-// element keys (fields joined with " . "), each list sorted.
+// element keys (fields joined with " . "), in no particular order.
 type Desired map[string][]string
 
 // Render computes the set elements for the pods on node.
@@ -52,23 +52,54 @@ func Render(c *Compiled, node string) Desired {
 			}
 			for _, ip := range pod.IPs {
 				v4 := ip.Is4()
+				anyExact, anyRange := setName("any-exact", d, v4), setName("any", d, v4)
+				portsExact, portsRange := setName("ports-exact", d, v4), setName("ports", d, v4)
 				out[setName("isolated", d, v4)] = append(out[setName("isolated", d, v4)], ip.String())
 				anyRanges, boxes := c.allowed(pod, ip, d)
-				for _, r := range mergeRanges(anyRanges) {
-					out[setName("any", d, v4)] = append(out[setName("any", d, v4)], ip.String()+" . "+r.String())
+				// Single addresses and ports go to hash sets, which
+				// load and change in constant time per element and may
+				// hold what the interval sets hold too. Only real ranges
+				// go to the kernel's concatenated-interval sets, which
+				// cost more per element and must not overlap.
+				self := ip.String()
+				var ranges []Range
+				exact := map[string]bool{}
+				for _, r := range anyRanges {
+					if r.Lo == r.Hi {
+						exact[self+" . "+r.Lo.String()] = true
+					} else {
+						ranges = append(ranges, r)
+					}
 				}
-				for _, b := range disjointBoxes(boxes) {
-					out[setName("ports", d, v4)] = append(out[setName("ports", d, v4)],
-						ip.String()+" . "+b.peers.String()+" . "+strings.ToLower(string(b.ports.Protocol))+" . "+portText(b.ports))
+				for _, r := range mergeRanges(ranges) {
+					out[anyRange] = append(out[anyRange], self+" . "+r.String())
+				}
+				for k := range exact {
+					out[anyExact] = append(out[anyExact], k)
+				}
+				var rangeBoxes []box
+				exact = map[string]bool{}
+				for _, b := range boxes {
+					if b.peers.Lo == b.peers.Hi && b.ports.Lo == b.ports.Hi {
+						exact[self+" . "+b.peers.Lo.String()+" . "+protoNames[b.ports.Protocol]+" . "+portText(b.ports)] = true
+					} else {
+						rangeBoxes = append(rangeBoxes, b)
+					}
+				}
+				for _, b := range disjointBoxes(rangeBoxes) {
+					out[portsRange] = append(out[portsRange],
+						self+" . "+b.peers.String()+" . "+protoNames[b.ports.Protocol]+" . "+portText(b.ports))
+				}
+				for k := range exact {
+					out[portsExact] = append(out[portsExact], k)
 				}
 			}
 		}
 	}
-	for name := range out {
-		slices.Sort(out[name])
-	}
 	return out
 }
+
+var protoNames = map[v1.Protocol]string{v1.ProtocolTCP: "tcp", v1.ProtocolUDP: "udp", v1.ProtocolSCTP: "sctp"}
 
 func portText(p PortRange) string {
 	if p.Lo == p.Hi {

@@ -22,7 +22,9 @@ func allSets() []setDef {
 		for _, d := range []Direction{Ingress, Egress} {
 			out = append(out,
 				setDef{setName("isolated", d, v4), addr, false},
+				setDef{setName("any-exact", d, v4), addr + " . " + addr, false},
 				setDef{setName("any", d, v4), addr + " . " + addr, true},
+				setDef{setName("ports-exact", d, v4), addr + " . " + addr + " . inet_proto . inet_service", false},
 				setDef{setName("ports", d, v4), addr + " . " + addr + " . inet_proto . inet_service", true})
 		}
 	}
@@ -94,8 +96,12 @@ func declare(tx *knftables.Transaction) {
 				pod, peer = peer, pod
 			}
 			c := dirChain(d, v4)
-			rule(c, fmt.Sprintf("%s . %s @%s return", pod, peer, setName("any", d, v4)))
-			rule(c, fmt.Sprintf("%s . %s . meta l4proto . th dport @%s return", pod, peer, setName("ports", d, v4)))
+			for _, kind := range []string{"any-exact", "any"} {
+				rule(c, fmt.Sprintf("%s . %s @%s return", pod, peer, setName(kind, d, v4)))
+			}
+			for _, kind := range []string{"ports-exact", "ports"} {
+				rule(c, fmt.Sprintf("%s . %s . meta l4proto . th dport @%s return", pod, peer, setName(kind, d, v4)))
+			}
 			rule(c, "counter drop")
 		}
 	}
