@@ -1,0 +1,422 @@
+package dns
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	mdns "github.com/miekg/dns"
+)
+
+// SpecVersion is the Kubernetes DNS specification version served in the
+// dns-version TXT record.
+const SpecVersion = "1.1.0"
+
+// Config configures the cluster zone.
+type Config struct {
+	// Zone is the cluster domain, e.g. "cluster.local".
+	Zone string
+	// TTL of every answer, and the SOA's negative-caching TTL.
+	TTL     uint32
+	PodMode PodMode
+}
+
+// Zone answers questions about the cluster domain and the reverse zones
+// from the current snapshot. It is safe for concurrent use.
+type Zone struct {
+	// set at construction, read-only
+	zone    string // fqdn, lower case: "cluster.local."
+	ttl     uint32
+	podMode PodMode
+
+	snap atomic.Pointer[Snapshot]
+}
+
+// NewZone returns a zone with no snapshot: until Store is called, Answer
+// says the data is not ready (SERVFAIL).
+func NewZone(c Config) *Zone {
+	zone := strings.ToLower(strings.Trim(c.Zone, ".")) + "."
+	if c.PodMode == "" {
+		c.PodMode = PodsInsecure
+	}
+	return &Zone{zone: zone, ttl: c.TTL, podMode: c.PodMode}
+}
+
+// Store makes s the data answers come from.
+func (z *Zone) Store(s *Snapshot) { z.snap.Store(s) }
+
+// Ready says whether a snapshot was stored (the informers had synced).
+func (z *Zone) Ready() bool { return z.snap.Load() != nil }
+
+// Name is the zone's name ("cluster.local.").
+func (z *Zone) Name() string { return z.zone }
+
+// Reply is the zone's answer to one question.
+type Reply struct {
+	Rcode             int
+	Answer, Ns, Extra []mdns.RR
+	Authoritative     bool
+}
+
+// Request is a question parsed against the zone: what the name asks for.
+type Request struct {
+	// Kind is what the name is: "apex", "dns-version", "ent" (a name that
+	// exists only as a parent of others), "service", "endpoint", "srv",
+	// "pod", "ptr" or "" (no such name).
+	Kind               string
+	Service, Namespace string
+	Endpoint           string // endpoint label (hostname or dashed address)
+	PortName, Proto    string // for srv, without the underscores
+	Addr               netip.Addr
+}
+
+// Parse turns a lower-case fully qualified name into a Request; inZone is
+// false for names outside the zone and the reverse zones.
+func (z *Zone) Parse(name string) (r Request, inZone bool) {
+	switch {
+	case strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa."):
+		a, ok := reverseAddr(name)
+		if !ok {
+			return Request{}, true
+		}
+		return Request{Kind: "ptr", Addr: a}, true
+	case name == z.zone:
+		return Request{Kind: "apex"}, true
+	case !strings.HasSuffix(name, "."+z.zone):
+		return Request{}, false
+	}
+	labels := strings.Split(strings.TrimSuffix(name, "."+z.zone), ".")
+	n := len(labels)
+	switch {
+	case n == 1 && labels[0] == "dns-version":
+		return Request{Kind: "dns-version"}, true
+	case n == 1 && (labels[0] == "svc" || labels[0] == "pod"):
+		return Request{Kind: "ent"}, true
+	case labels[n-1] == "svc":
+		switch n {
+		case 2:
+			return Request{Kind: "ent", Namespace: labels[0]}, true
+		case 3:
+			return Request{Kind: "service", Service: labels[0], Namespace: labels[1]}, true
+		case 4:
+			if strings.HasPrefix(labels[0], "_") {
+				return Request{Kind: "ent", Proto: labels[0][1:], Service: labels[1], Namespace: labels[2]}, true
+			}
+			return Request{Kind: "endpoint", Endpoint: labels[0], Service: labels[1], Namespace: labels[2]}, true
+		case 5:
+			if strings.HasPrefix(labels[0], "_") && strings.HasPrefix(labels[1], "_") {
+				return Request{Kind: "srv", PortName: labels[0][1:], Proto: labels[1][1:], Service: labels[2], Namespace: labels[3]}, true
+			}
+		}
+	case labels[n-1] == "pod":
+		switch n {
+		case 2:
+			return Request{Kind: "ent", Namespace: labels[0]}, true
+		case 3:
+			if a, ok := undash(labels[0]); ok {
+				return Request{Kind: "pod", Addr: a, Namespace: labels[1]}, true
+			}
+		}
+	}
+	return Request{}, true
+}
+
+// Answer answers q. inZone is false when the name belongs to neither the
+// cluster zone nor a reverse zone with a cluster address in it: the server
+// forwards those upstream.
+func (z *Zone) Answer(q mdns.Question) (Reply, bool) {
+	s := z.snap.Load()
+	if s == nil {
+		return Reply{Rcode: mdns.RcodeServerFailure}, true
+	}
+	name := strings.ToLower(q.Name)
+	req, inZone := z.Parse(name)
+	if !inZone {
+		return Reply{}, false
+	}
+	if req.Kind == "ptr" {
+		names := s.ptr[req.Addr]
+		if len(names) == 0 {
+			return Reply{}, false // not ours: upstream may know it
+		}
+	}
+	if req.Kind == "" && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
+		return Reply{}, false
+	}
+	b := &builder{z: z, q: q, r: Reply{Authoritative: true}}
+	exists := b.answer(s, req)
+	switch {
+	case !exists:
+		b.r.Rcode = mdns.RcodeNameError
+		b.r.Ns = []mdns.RR{z.soa()}
+	case len(b.r.Answer) == 0:
+		b.r.Ns = []mdns.RR{z.soa()}
+	}
+	return b.r, true
+}
+
+type builder struct {
+	z *Zone
+	q mdns.Question
+	r Reply
+}
+
+func (b *builder) hdr(name string, t uint16) mdns.RR_Header {
+	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: b.z.ttl}
+}
+
+// addr adds an A or AAAA record for a to the answer (owner: the question's
+// name as asked) when it has the asked type.
+func (b *builder) addr(a netip.Addr) {
+	if rr := b.addrRR(b.q.Name, a, b.q.Qtype); rr != nil {
+		b.r.Answer = append(b.r.Answer, rr)
+	}
+}
+
+func (b *builder) addrRR(name string, a netip.Addr, qtype uint16) mdns.RR {
+	switch {
+	case a.Is4() && (qtype == mdns.TypeA || qtype == mdns.TypeANY):
+		return &mdns.A{Hdr: b.hdr(name, mdns.TypeA), A: a.AsSlice()}
+	case a.Is6() && (qtype == mdns.TypeAAAA || qtype == mdns.TypeANY):
+		return &mdns.AAAA{Hdr: b.hdr(name, mdns.TypeAAAA), AAAA: a.AsSlice()}
+	}
+	return nil
+}
+
+// answer fills the reply and says whether the name exists.
+func (b *builder) answer(s *Snapshot, req Request) bool {
+	z, qt := b.z, b.q.Qtype
+	switch req.Kind {
+	case "apex":
+		switch qt {
+		case mdns.TypeSOA:
+			b.r.Answer = append(b.r.Answer, z.soaNamed(b.q.Name))
+		case mdns.TypeNS:
+			b.r.Answer = append(b.r.Answer, &mdns.NS{Hdr: b.hdr(b.q.Name, mdns.TypeNS), Ns: "ns.dns." + z.zone})
+		}
+		return true
+	case "dns-version":
+		if qt == mdns.TypeTXT || qt == mdns.TypeANY {
+			b.r.Answer = append(b.r.Answer, &mdns.TXT{Hdr: b.hdr(b.q.Name, mdns.TypeTXT), Txt: []string{SpecVersion}})
+		}
+		return true
+	case "ent":
+		switch {
+		case req.Proto != "":
+			sv := s.services[req.Service+"."+req.Namespace]
+			return sv != nil && hasProto(sv, req.Proto)
+		case req.Namespace != "":
+			if strings.HasSuffix(strings.ToLower(b.q.Name), ".pod."+z.zone) {
+				return z.podMode != PodsDisabled && (z.podMode == PodsInsecure || len(s.podIPs[req.Namespace]) > 0)
+			}
+			return s.svcNamespaces[req.Namespace]
+		}
+		return true
+	case "service":
+		sv := s.services[req.Service+"."+req.Namespace]
+		if sv == nil {
+			return false
+		}
+		b.service(sv)
+		return true
+	case "endpoint":
+		sv := s.services[req.Service+"."+req.Namespace]
+		if sv == nil || !sv.headless {
+			return false
+		}
+		found := false
+		for _, e := range sv.endpoints {
+			if e.name == req.Endpoint {
+				found = true
+				b.addr(e.ip)
+			}
+		}
+		return found
+	case "srv":
+		sv := s.services[req.Service+"."+req.Namespace]
+		if sv == nil {
+			return false
+		}
+		return b.srv(sv, req.PortName, req.Proto)
+	case "pod":
+		switch z.podMode {
+		case PodsDisabled:
+			return false
+		case PodsVerified:
+			if !s.podIPs[req.Namespace][req.Addr] {
+				return false
+			}
+		}
+		b.addr(req.Addr)
+		return true
+	case "ptr":
+		if qt == mdns.TypePTR || qt == mdns.TypeANY {
+			for _, n := range s.ptr[req.Addr] {
+				b.r.Answer = append(b.r.Answer, &mdns.PTR{Hdr: b.hdr(b.q.Name, mdns.TypePTR), Ptr: n + "." + z.zone})
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func hasProto(sv *service, proto string) bool {
+	for _, p := range sv.ports {
+		if p.proto == proto {
+			return true
+		}
+	}
+	for _, e := range sv.endpoints {
+		for _, p := range e.ports {
+			if p.proto == proto {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// service answers the Service's own name.
+func (b *builder) service(sv *service) {
+	qt := b.q.Qtype
+	if sv.externalName != "" {
+		b.r.Answer = append(b.r.Answer, &mdns.CNAME{Hdr: b.hdr(b.q.Name, mdns.TypeCNAME), Target: sv.externalName})
+		return
+	}
+	if qt == mdns.TypeSRV {
+		b.srv(sv, "", "")
+		return
+	}
+	if sv.headless {
+		for _, e := range sv.endpoints {
+			b.addr(e.ip)
+		}
+		return
+	}
+	for _, a := range sv.clusterIPs {
+		b.addr(a)
+	}
+}
+
+// srv answers SRV records of the Service's ports named portName with
+// protocol proto (both empty: every port), with the targets' addresses in
+// the additional section. It says whether such a port exists.
+func (b *builder) srv(sv *service, portName, proto string) bool {
+	svcName := sv.name + "." + sv.namespace + ".svc." + b.z.zone
+	match := func(p port) bool {
+		if portName == "" && proto == "" {
+			return true
+		}
+		return p.name != "" && p.name == portName && p.proto == proto
+	}
+	found := false
+	if !sv.headless {
+		for _, p := range sv.ports {
+			if !match(p) {
+				continue
+			}
+			found = true
+			if b.q.Qtype == mdns.TypeSRV || b.q.Qtype == mdns.TypeANY {
+				b.r.Answer = append(b.r.Answer, &mdns.SRV{Hdr: b.hdr(b.q.Name, mdns.TypeSRV), Priority: 0, Weight: 100, Port: p.port, Target: svcName})
+			}
+		}
+		if len(b.r.Answer) > 0 {
+			for _, a := range sv.clusterIPs {
+				b.r.Extra = append(b.r.Extra, b.addrRR(svcName, a, anyAddrType(a)))
+			}
+		}
+		return found
+	}
+	type target struct {
+		e    endpoint
+		port uint16
+	}
+	var targets []target
+	for _, e := range sv.endpoints {
+		for _, p := range e.ports {
+			if match(p) {
+				targets = append(targets, target{e, p.port})
+			}
+		}
+	}
+	found = len(targets) > 0 || hasNamedPort(sv, portName, proto)
+	if b.q.Qtype != mdns.TypeSRV && b.q.Qtype != mdns.TypeANY {
+		return found
+	}
+	weight := uint16(100)
+	if len(targets) > 1 {
+		weight = uint16(max(1, 100/len(targets)))
+	}
+	for _, t := range targets {
+		name := t.e.name + "." + svcName
+		b.r.Answer = append(b.r.Answer, &mdns.SRV{Hdr: b.hdr(b.q.Name, mdns.TypeSRV), Priority: 0, Weight: weight, Port: t.port, Target: name})
+		b.r.Extra = append(b.r.Extra, b.addrRR(name, t.e.ip, anyAddrType(t.e.ip)))
+	}
+	return found
+}
+
+func hasNamedPort(sv *service, name, proto string) bool {
+	for _, p := range sv.ports {
+		if p.name == name && p.proto == proto {
+			return true
+		}
+	}
+	return false
+}
+
+func anyAddrType(a netip.Addr) uint16 {
+	if a.Is4() {
+		return mdns.TypeA
+	}
+	return mdns.TypeAAAA
+}
+
+// soa is the zone's SOA record, for the authority section of negative
+// answers.
+func (z *Zone) soa() mdns.RR { return z.soaNamed(z.zone) }
+
+func (z *Zone) soaNamed(name string) mdns.RR {
+	return &mdns.SOA{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: z.ttl},
+		Ns: "ns.dns." + z.zone, Mbox: "hostmaster." + z.zone, Serial: 1, Refresh: 7200, Retry: 1800, Expire: 86400, Minttl: z.ttl}
+}
+
+// reverseAddr reads the address of an in-addr.arpa or ip6.arpa name.
+func reverseAddr(name string) (netip.Addr, bool) {
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa."); ok {
+		parts := strings.Split(rest, ".")
+		if len(parts) != 4 {
+			return netip.Addr{}, false
+		}
+		var b [4]byte
+		for i, p := range parts {
+			v, err := strconv.ParseUint(p, 10, 8)
+			if err != nil || (len(p) > 1 && p[0] == '0') {
+				return netip.Addr{}, false
+			}
+			b[3-i] = byte(v)
+		}
+		return netip.AddrFrom4(b), true
+	}
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa."); ok {
+		parts := strings.Split(rest, ".")
+		if len(parts) != 32 {
+			return netip.Addr{}, false
+		}
+		var b [16]byte
+		for i, p := range parts {
+			v, err := strconv.ParseUint(p, 16, 8)
+			if err != nil || len(p) != 1 {
+				return netip.Addr{}, false
+			}
+			nib := 31 - i
+			if nib%2 == 0 {
+				b[nib/2] |= byte(v) << 4
+			} else {
+				b[nib/2] |= byte(v)
+			}
+		}
+		return netip.AddrFrom16(b), true
+	}
+	return netip.Addr{}, false
+}
