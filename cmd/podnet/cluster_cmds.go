@@ -75,7 +75,8 @@ func (f *clusterFlags) client() (*localcluster.Config, kubernetes.Interface, err
 
 func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 	root.AddCommand(newUpCommand(cf), newDownCommand(cf), newStatusCommand(cf), newKubectlCommand(cf),
-		newApplyCommand(cf), newLogsCommand(cf), newExecCommand(cf), newProbeCommand(cf), newTraceCommand(cf))
+		newApplyCommand(cf), newLogsCommand(cf), newExecCommand(cf), newProbeCommand(cf), newTraceCommand(cf),
+		newWorldDNSCommand())
 }
 
 func newUpCommand(cf *clusterFlags) *cobra.Command {
@@ -382,9 +383,10 @@ func newExecCommand(cf *clusterFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := podexec.Options{NetNS: p.netnsPath()}
+			// Host-network pods share the node's network, /etc/hosts and
+			// hostname but have a resolv.conf of their own (dnsPolicy).
+			o := podexec.Options{NetNS: p.netnsPath(), ResolvConf: filepath.Join(p.dir(), "resolv.conf")}
 			if !p.hostNet {
-				o.ResolvConf = filepath.Join(p.dir(), "resolv.conf")
 				o.Hosts = filepath.Join(p.dir(), "hosts")
 				o.Hostname = p.name
 			}

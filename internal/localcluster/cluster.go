@@ -102,6 +102,13 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 	if err := CreateTopology(cfg); err != nil {
 		return err
 	}
+	say("starting the outside world's DNS server at %s in %s (authoritative for %s; the cluster DNS's upstream)", cfg.WorldDNSIP, cfg.WorldNSName(), WorldZone)
+	if err := startWorldDNS(cfg, o.Podnet); err != nil {
+		return err
+	}
+	if err := checkWorldDNS(cfg, 5*time.Second); err != nil {
+		return fmt.Errorf("%w (see %s)", err, filepath.Join(cfg.logsDir(), worldDNSProc+".log"))
+	}
 	say("starting the control plane (etcd, kube-apiserver at %s, kube-controller-manager, kube-scheduler)", cfg.APIServerURL())
 	cp, err := StartControlPlane(ctx, ControlPlaneConfig{
 		ClusterName: cfg.Name, StateDir: cfg.StateDir, BinDir: o.ToolsBin,
@@ -134,6 +141,17 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 		return fmt.Errorf("%w (see %s)", err, cfg.logsDir())
 	}
 	say("all %d nodes Ready after %s", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
+	say("deploying the cluster DNS: Deployment %s/%s (%d replicas) behind Service %s at %s", DNSNamespace, DNSDeployment, DNSReplicas, DNSService, cfg.DNSServiceIP())
+	if err := DeployDNS(ctx, cfg, client, o.Podnet); err != nil {
+		return err
+	}
+	if err := waitDNSReady(ctx, client, time.Minute); err != nil {
+		// Not fatal: the cluster works without names, and the pods' logs
+		// say why (podnet logs -n kube-system POD).
+		say("warning: %v; see `podnet kubectl -- -n %s get pods -l %s=%s` and `podnet logs -n %s POD`", err, DNSNamespace, DNSAppLabelKey, DNSAppLabelValue, DNSNamespace)
+	} else {
+		say("cluster DNS ready after %s", time.Since(start).Round(100*time.Millisecond))
+	}
 	for _, m := range o.Manifests {
 		if err := Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m); err != nil {
 			return fmt.Errorf("apply %s: %w", m, err)
@@ -187,7 +205,8 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			"--cni-conf-dir", confDir, "--cni-network", "podnet", "--cni-data-dir", ipamDir}},
 		{Name: "runtime-" + node, Argv: []string{o.Podnet, "runtime", "--kubeconfig", runtimeKC, "--node-name", node,
 			"--node-ip", cfg.NodeIP(i).String(), "--state-dir", dir, "--cni-conf-dir", confDir, "--cni-bin-dir", o.CNIBin,
-			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String()}},
+			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String(),
+			"--cluster-domain", ClusterDomain, "--host-resolv-conf", cfg.NodeResolvConfPath(i)}},
 	}
 	for _, s := range specs {
 		s.LogFile = filepath.Join(cfg.logsDir(), s.Name+".log")

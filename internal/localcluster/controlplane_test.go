@@ -418,6 +418,9 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 	t.Run("a node registers itself and no other node", func(t *testing.T) {
 		cpTestNodeIdentity(ctx, t, cfg.StateDir)
 	})
+	t.Run("the cluster DNS is deployed at the 10th service IP and reads only what it needs", func(t *testing.T) {
+		cpTestDNS(ctx, t, admin, cfg)
+	})
 
 	recs := slices.Clone(cp.Procs)
 	if len(recs) != 4 {

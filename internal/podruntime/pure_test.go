@@ -5,7 +5,10 @@ package podruntime
 // 172.30.0.11, cluster DNS 10.96.0.10, domain cluster.local.
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,23 +94,48 @@ func TestContainerEnvHasFieldRefsServicesAndComposition(t *testing.T) {
 }
 
 func TestResolvConfPerDNSPolicy(t *testing.T) {
-	r := &Runtime{cfg: Config{ClusterDNS: []netip.Addr{netip.MustParseAddr("10.96.0.10")}, ClusterDomain: "cluster.local"}}
+	// The node's resolver, as podnet up writes it: the world's DNS server.
+	host := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(host, []byte("# node\nnameserver 203.0.113.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{cfg: Config{ClusterDNS: []netip.Addr{netip.MustParseAddr("10.96.0.10")}, ClusterDomain: "cluster.local", HostResolvConf: host}}
+	const cluster = "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
 	for _, tc := range []struct {
 		name   string
 		mutate func(*v1.Pod)
 		want   string
 	}{
-		{"ClusterFirst searches the pod's namespace first", nil,
-			"nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"},
-		{"host-network pods with ClusterFirst get the node's resolver, as with the kubelet", func(p *v1.Pod) { p.Spec.HostNetwork = true }, ""},
-		{"ClusterFirstWithHostNet keeps the cluster resolver", func(p *v1.Pod) {
+		{"ClusterFirst (the default) searches the pod's namespace first", nil, cluster},
+		{"explicit ClusterFirst", func(p *v1.Pod) { p.Spec.DNSPolicy = v1.DNSClusterFirst }, cluster},
+		{"host-network pods with ClusterFirst get the node's resolver, as with the kubelet", func(p *v1.Pod) { p.Spec.HostNetwork = true },
+			"nameserver 203.0.113.53\n"},
+		{"ClusterFirstWithHostNet keeps the cluster resolver for host-network pods", func(p *v1.Pod) {
 			p.Spec.HostNetwork, p.Spec.DNSPolicy = true, v1.DNSClusterFirstWithHostNet
-		}, "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"},
+		}, cluster},
+		{"ClusterFirstWithHostNet on a pod network pod is ClusterFirst", func(p *v1.Pod) { p.Spec.DNSPolicy = v1.DNSClusterFirstWithHostNet }, cluster},
+		{"Default is the node's resolver (the world's server, never the host's)", func(p *v1.Pod) { p.Spec.DNSPolicy = v1.DNSDefault },
+			"nameserver 203.0.113.53\n"},
+		{"Default merges dnsConfig", func(p *v1.Pod) {
+			p.Spec.DNSPolicy = v1.DNSDefault
+			p.Spec.DNSConfig = &v1.PodDNSConfig{Searches: []string{"example.com"}, Options: []v1.PodDNSConfigOption{{Name: "edns0"}}}
+		}, "nameserver 203.0.113.53\nsearch example.com\noptions edns0\n"},
 		{"None takes only dnsConfig", func(p *v1.Pod) {
 			p.Spec.DNSPolicy = v1.DNSNone
 			p.Spec.DNSConfig = &v1.PodDNSConfig{Nameservers: []string{"203.0.113.53"}, Searches: []string{"example.test"},
 				Options: []v1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("2")}, {Name: "edns0"}}}
 		}, "nameserver 203.0.113.53\nsearch example.test\noptions ndots:2 edns0\n"},
+		{"None without dnsConfig is empty", func(p *v1.Pod) { p.Spec.DNSPolicy = v1.DNSNone }, ""},
+		{"ClusterFirst merges dnsConfig: servers and searches appended without duplicates, options by name", func(p *v1.Pod) {
+			p.Spec.DNSConfig = &v1.PodDNSConfig{
+				Nameservers: []string{"10.96.0.10", "203.0.113.53"},
+				Searches:    []string{"svc.cluster.local", "example.com"},
+				Options:     []v1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("2")}, {Name: "single-request-reopen"}, {Name: "timeout", Value: ptr.To("1")}},
+			}
+		}, "nameserver 10.96.0.10\nnameserver 203.0.113.53\nsearch shop.svc.cluster.local svc.cluster.local cluster.local example.com\noptions ndots:2 single-request-reopen timeout:1\n"},
+		{"at most three nameservers", func(p *v1.Pod) {
+			p.Spec.DNSConfig = &v1.PodDNSConfig{Nameservers: []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}}
+		}, "nameserver 10.96.0.10\nnameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testPod()
@@ -118,6 +146,46 @@ func TestResolvConfPerDNSPolicy(t *testing.T) {
 				t.Errorf("resolv.conf:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestResolvConfWithoutClusterDNSOrNodeResolver(t *testing.T) {
+	// No cluster DNS: ClusterFirst falls back to Default, as with the
+	// kubelet; no node resolver file: Default is empty (never this
+	// machine's /etc/resolv.conf).
+	r := &Runtime{cfg: Config{ClusterDomain: "cluster.local", HostResolvConf: filepath.Join(t.TempDir(), "missing")}}
+	if got := r.resolvConf(testPod()); got != "" {
+		t.Errorf("resolv.conf = %q, want empty", got)
+	}
+	r.cfg.HostResolvConf = ""
+	p := testPod()
+	p.Spec.DNSPolicy = v1.DNSDefault
+	if got := r.resolvConf(p); got != "" {
+		t.Errorf("resolv.conf = %q, want empty", got)
+	}
+}
+
+func TestResolvConfSearchesFollowTheNodesAndFitTheLimits(t *testing.T) {
+	host := parseResolvConf("domain ignored.example\nsearch corp.example. lab.example # comment\nnameserver 192.0.2.53\noptions rotate timeout:2\n")
+	if got, want := fmt.Sprint(host), "{[192.0.2.53] [corp.example lab.example] [rotate timeout:2]}"; got != want {
+		t.Fatalf("parseResolvConf = %s, want %s", got, want)
+	}
+	p := testPod()
+	c := podDNSConfig(p, []netip.Addr{netip.MustParseAddr("10.96.0.10")}, "cluster.local", host)
+	if got, want := strings.Join(c.searches, " "), "shop.svc.cluster.local svc.cluster.local cluster.local corp.example lab.example"; got != want {
+		t.Errorf("ClusterFirst searches %q, want %q (the node's follow the cluster's)", got, want)
+	}
+	if got := strings.Join(c.options, " "); got != "ndots:5" {
+		t.Errorf("ClusterFirst options %q, want only ndots:5 (the node's options are not inherited)", got)
+	}
+	var many []string
+	for i := range 40 {
+		many = append(many, fmt.Sprintf("d%d.example", i))
+	}
+	p.Spec.DNSConfig = &v1.PodDNSConfig{Searches: many}
+	c = podDNSConfig(p, []netip.Addr{netip.MustParseAddr("10.96.0.10")}, "cluster.local", dnsConfig{})
+	if len(c.searches) != maxDNSSearches {
+		t.Errorf("%d search domains, want at most %d", len(c.searches), maxDNSSearches)
 	}
 }
 

@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/podnet/podnet/internal/netns"
 )
@@ -124,8 +126,88 @@ func (r *Runtime) teardownSandbox(ctx context.Context, pod *v1.Pod, sb *sandbox)
 	return errors.Join(errs...)
 }
 
-// resolvConf renders /etc/resolv.conf for the pod's dnsPolicy.
+// resolvConf renders /etc/resolv.conf for the pod's dnsPolicy, as the
+// kubelet does (pkg/kubelet/network/dns):
+//
+//   - ClusterFirst (the default): the cluster DNS servers, the search path
+//     <ns>.svc.<domain> svc.<domain> <domain> followed by the node's search
+//     domains, and options ndots:5. A host-network pod with ClusterFirst gets
+//     Default instead; ClusterFirstWithHostNet keeps the cluster resolver for
+//     it. Without a cluster DNS server ClusterFirst falls back to Default.
+//   - Default: the node's resolver (HostResolvConf: nameservers, search
+//     domains and options). In the local cluster that file names the outside
+//     world's DNS server, never this machine's resolver.
+//   - None: nothing but dnsConfig.
+//
+// dnsConfig is merged into all of them: nameservers and searches are
+// appended without duplicates, options are merged by name (the pod's value
+// wins). Then the kubelet's limits apply: at most 3 nameservers, 32 search
+// domains and 2048 characters of search path.
 func (r *Runtime) resolvConf(pod *v1.Pod) string {
+	return renderResolvConf(podDNSConfig(pod, r.cfg.ClusterDNS, r.cfg.ClusterDomain, readHostDNS(r.cfg.HostResolvConf)))
+}
+
+// dnsConfig is the content of a resolv.conf.
+type dnsConfig struct {
+	servers, searches, options []string
+}
+
+// Limits of a pod's resolv.conf (the kubelet's, from glibc's).
+const (
+	maxDNSNameservers   = 3
+	maxDNSSearches      = 32
+	maxDNSSearchListLen = 2048
+)
+
+// readHostDNS parses the node's resolv.conf; a missing file (or none
+// configured) is an empty configuration, as with the kubelet's
+// --resolv-conf="".
+func readHostDNS(path string) dnsConfig {
+	if path == "" {
+		return dnsConfig{}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return dnsConfig{}
+	}
+	return parseResolvConf(string(b))
+}
+
+// parseResolvConf reads nameserver, search (or domain: the last of them
+// wins, as in glibc) and options lines.
+func parseResolvConf(s string) dnsConfig {
+	var c dnsConfig
+	for _, line := range strings.Split(s, "\n") {
+		if i := strings.IndexAny(line, "#;"); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			if len(f) > 1 {
+				c.servers = append(c.servers, f[1])
+			}
+		case "search", "domain":
+			c.searches = nil
+			for _, d := range f[1:] {
+				if d = strings.TrimSuffix(d, "."); d != "" {
+					c.searches = append(c.searches, d)
+				}
+			}
+		case "options":
+			c.options = append(c.options, f[1:]...)
+		}
+	}
+	return c
+}
+
+// podDNSConfig computes the pod's resolver configuration from its
+// dnsPolicy and dnsConfig, the cluster DNS servers and domain, and the
+// node's own resolver configuration.
+func podDNSConfig(pod *v1.Pod, clusterDNS []netip.Addr, domain string, host dnsConfig) dnsConfig {
 	policy := pod.Spec.DNSPolicy
 	if policy == "" {
 		policy = v1.DNSClusterFirst
@@ -133,41 +215,99 @@ func (r *Runtime) resolvConf(pod *v1.Pod) string {
 	if pod.Spec.HostNetwork && policy == v1.DNSClusterFirst {
 		policy = v1.DNSDefault // as the kubelet does
 	}
-	var servers, searches, options []string
+	if (policy == v1.DNSClusterFirst || policy == v1.DNSClusterFirstWithHostNet) && len(clusterDNS) == 0 {
+		policy = v1.DNSDefault // no cluster DNS known: the kubelet falls back too
+	}
+	var c dnsConfig
 	switch policy {
 	case v1.DNSClusterFirst, v1.DNSClusterFirstWithHostNet:
-		for _, s := range r.cfg.ClusterDNS {
-			servers = append(servers, s.String())
+		for _, s := range clusterDNS {
+			c.servers = append(c.servers, s.String())
 		}
-		d := r.cfg.ClusterDomain
-		searches = []string{pod.Namespace + ".svc." + d, "svc." + d, d}
-		options = []string{"ndots:5"}
-	case v1.DNSDefault:
-		if b, err := os.ReadFile(r.cfg.HostResolvConf); err == nil && r.cfg.HostResolvConf != "" {
-			return string(b)
-		}
+		c.searches = []string{pod.Namespace + ".svc." + domain, "svc." + domain, domain}
+		c.searches = append(c.searches, host.searches...)
+		c.options = []string{"ndots:5"}
 	case v1.DNSNone:
+	default: // Default, and anything the API server would have refused
+		c = dnsConfig{servers: slices.Clone(host.servers), searches: slices.Clone(host.searches), options: slices.Clone(host.options)}
 	}
 	if dc := pod.Spec.DNSConfig; dc != nil {
-		servers = append(servers, dc.Nameservers...)
-		searches = append(searches, dc.Searches...)
-		for _, o := range dc.Options {
-			if o.Value != nil {
-				options = append(options, o.Name+":"+*o.Value)
-			} else {
-				options = append(options, o.Name)
-			}
+		c.servers = omitDuplicates(append(c.servers, dc.Nameservers...))
+		c.searches = omitDuplicates(append(c.searches, dc.Searches...))
+		c.options = mergeDNSOptions(c.options, dc.Options)
+	}
+	c.searches = omitDuplicates(c.searches)
+	if len(c.servers) > maxDNSNameservers {
+		c.servers = c.servers[:maxDNSNameservers]
+	}
+	c.searches = fitSearches(c.searches)
+	return c
+}
+
+// omitDuplicates keeps the first of equal strings.
+func omitDuplicates(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
 		}
 	}
+	return out
+}
+
+// mergeDNSOptions merges the pod's options into the existing ones by name:
+// a pod's option replaces the same-named one in place, new ones follow in
+// order.
+func mergeDNSOptions(existing []string, pod []v1.PodDNSConfigOption) []string {
+	var names []string
+	values := map[string]string{}
+	set := func(name, value string) {
+		if _, ok := values[name]; !ok {
+			names = append(names, name)
+		}
+		values[name] = value
+	}
+	for _, o := range existing {
+		name, value, _ := strings.Cut(o, ":")
+		set(name, value)
+	}
+	for _, o := range pod {
+		set(o.Name, ptr.Deref(o.Value, ""))
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if v := values[n]; v != "" {
+			out = append(out, n+":"+v)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// fitSearches applies the search path limits, dropping domains from the end.
+func fitSearches(s []string) []string {
+	if len(s) > maxDNSSearches {
+		s = s[:maxDNSSearches]
+	}
+	for len(s) > 0 && len(strings.Join(s, " ")) > maxDNSSearchListLen {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func renderResolvConf(c dnsConfig) string {
 	var b strings.Builder
-	for _, s := range servers {
+	for _, s := range c.servers {
 		fmt.Fprintf(&b, "nameserver %s\n", s)
 	}
-	if len(searches) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(searches, " "))
+	if len(c.searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(c.searches, " "))
 	}
-	if len(options) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
+	if len(c.options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(c.options, " "))
 	}
 	return b.String()
 }

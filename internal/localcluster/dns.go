@@ -1,0 +1,320 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/pki"
+	"github.com/podnet/podnet/internal/proc"
+)
+
+// The cluster DNS of a local cluster: a Deployment of `podnet dns` behind
+// the kube-dns Service at the tenth address of the service range, as
+// CoreDNS runs in a kubeadm cluster, and an authoritative server for the
+// outside world inside the world namespace, its only upstream.
+const (
+	// ClusterDomain is the cluster's DNS zone.
+	ClusterDomain = "cluster.local"
+	// DNSNamespace, DNSDeployment and DNSService name the cluster DNS.
+	DNSNamespace  = "kube-system"
+	DNSDeployment = "podnet-dns"
+	DNSService    = "kube-dns"
+	// DNSReplicas is the Deployment's replica count.
+	DNSReplicas = 2
+	// DNSAppLabel is the label key and value of the DNS pods and Service
+	// (k8s-app=kube-dns, what tools and NetworkPolicies look for).
+	DNSAppLabelKey   = "k8s-app"
+	DNSAppLabelValue = "kube-dns"
+	// DNSHealthPort serves /health and /ready (and /metrics) in DNS pods.
+	DNSHealthPort = 8080
+	// DNSUser is the client certificate's user of the DNS pods, bound to
+	// the ClusterRole DNSClusterRole.
+	DNSUser        = "podnet:dns"
+	DNSClusterRole = "podnet-dns"
+	// DNSKubeconfigFile is the DNS pods' kubeconfig in the state directory.
+	DNSKubeconfigFile = "dns.kubeconfig"
+	// WorldZone is the zone the world's DNS server is authoritative for.
+	WorldZone = "example.com"
+	// worldDNSProc is the world DNS server's process record name.
+	worldDNSProc = "world-dns"
+)
+
+// DNSKubeconfigPath is the DNS pods' kubeconfig of the cluster in stateDir.
+func DNSKubeconfigPath(stateDir string) string { return filepath.Join(stateDir, DNSKubeconfigFile) }
+
+// NodeResolvConfPath is node i's resolver configuration: what a
+// dnsPolicy: Default pod on it gets (the kubelet's --resolv-conf). In the
+// local cluster it names the world's DNS server, never the host's resolver.
+func (c *Config) NodeResolvConfPath(i int) string { return filepath.Join(c.NodeDir(i), "resolv.conf") }
+
+// NodeResolvConf is the content of every node's resolver configuration.
+func (c *Config) NodeResolvConf() string {
+	return "# The node's resolver in a podnet local cluster: the outside world's DNS server.\n" +
+		"nameserver " + c.WorldDNSIP.String() + "\n"
+}
+
+// WorldHostIP is the address the world's DNS server gives its zone's hosts
+// (example.com, www.example.com): the world network's first address, local
+// on the world namespace's lo, where test servers can listen.
+func (c *Config) WorldHostIP() netip.Addr { return c.WorldLoopbackPrefix().Addr() }
+
+// DNSRBACRules are what the cluster DNS may do: read the objects it turns
+// into records.
+func DNSRBACRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
+	read := []string{"get", "list", "watch"}
+	return []*rbacv1ac.PolicyRuleApplyConfiguration{
+		rbacv1ac.PolicyRule().WithAPIGroups("").
+			WithResources("services", "pods", "namespaces").WithVerbs(read...),
+		rbacv1ac.PolicyRule().WithAPIGroups("discovery.k8s.io").
+			WithResources("endpointslices").WithVerbs(read...),
+	}
+}
+
+// ApplyDNSRBAC makes ClusterRole podnet-dns and its binding to the user
+// podnet:dns exist exactly as DNSRBACRules say (server-side apply).
+func ApplyDNSRBAC(ctx context.Context, client kubernetes.Interface) error {
+	labels := map[string]string{"app.kubernetes.io/managed-by": "podnet"}
+	opts := metav1.ApplyOptions{FieldManager: cpFieldManager, Force: true}
+	role := rbacv1ac.ClusterRole(DNSClusterRole).WithLabels(labels).WithRules(DNSRBACRules()...)
+	if _, err := client.RbacV1().ClusterRoles().Apply(ctx, role, opts); err != nil {
+		return fmt.Errorf("apply ClusterRole %s: %w", DNSClusterRole, err)
+	}
+	binding := rbacv1ac.ClusterRoleBinding(DNSClusterRole).WithLabels(labels).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").
+			WithKind("ClusterRole").WithName(DNSClusterRole)).
+		WithSubjects(rbacv1ac.Subject().WithAPIGroup("rbac.authorization.k8s.io").
+			WithKind("User").WithName(DNSUser))
+	if _, err := client.RbacV1().ClusterRoleBindings().Apply(ctx, binding, opts); err != nil {
+		return fmt.Errorf("apply ClusterRoleBinding %s: %w", DNSClusterRole, err)
+	}
+	return nil
+}
+
+// IssueDNSCredentials issues the DNS pods' client certificate (user
+// podnet:dns, no groups) from the cluster CA and writes
+// <stateDir>/dns.kubeconfig for the API server at server. The DNS pods run
+// in pod namespaces, whose traffic the node routes (and masquerades) to the
+// API server's underlay address, the way the nodes' agents reach it.
+func IssueDNSCredentials(stateDir, clusterName, server string) (string, error) {
+	ca, err := pki.LoadCA(cpPKIDir(stateDir))
+	if err != nil {
+		return "", fmt.Errorf("DNS credentials: %w", err)
+	}
+	kp, err := ca.IssueClient("dns", DNSUser, nil)
+	if err != nil {
+		return "", fmt.Errorf("DNS credentials: %w", err)
+	}
+	path := DNSKubeconfigPath(stateDir)
+	kc := pki.Kubeconfig{Cluster: clusterName, User: "dns", Server: server,
+		CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
+	if err := kc.Write(path); err != nil {
+		return "", fmt.Errorf("DNS credentials: %w", err)
+	}
+	return path, nil
+}
+
+// DNSArgv is the command of the DNS pods' container: this machine's podnet
+// binary serving the cluster zone on :53 and forwarding everything else to
+// the world's DNS server.
+func DNSArgv(cfg *Config, podnet string) []string {
+	return []string{podnet, "dns",
+		"--kubeconfig", DNSKubeconfigPath(cfg.StateDir),
+		"--listen", ":53",
+		"--zone", ClusterDomain,
+		"--upstream", netip.AddrPortFrom(cfg.WorldDNSIP, 53).String(),
+		"--health-listen", ":" + strconv.Itoa(DNSHealthPort),
+	}
+}
+
+// DNSObjects are the cluster DNS's Deployment and Service, derived from
+// the address plan and the podnet binary's absolute path.
+func DNSObjects(cfg *Config, podnet string) (*appsv1.Deployment, *v1.Service) {
+	labels := map[string]string{DNSAppLabelKey: DNSAppLabelValue, "app.kubernetes.io/name": DNSDeployment,
+		"app.kubernetes.io/managed-by": "podnet"}
+	selector := map[string]string{DNSAppLabelKey: DNSAppLabelValue}
+	podLabels := map[string]string{DNSAppLabelKey: DNSAppLabelValue, "app.kubernetes.io/name": DNSDeployment}
+	health := intstr.FromInt32(DNSHealthPort)
+	dep := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: DNSDeployment, Namespace: DNSNamespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](DNSReplicas),
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			Strategy: appsv1.DeploymentStrategy{
+				Type:          appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
+			},
+			Template: v1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: v1.PodSpec{
+					// Credentials come from the client certificate in
+					// dns.kubeconfig, not from a service account token.
+					AutomountServiceAccountToken: ptr.To(false),
+					// The DNS server must not resolve through itself.
+					DNSPolicy:                     v1.DNSDefault,
+					PriorityClassName:             "system-cluster-critical",
+					TerminationGracePeriodSeconds: ptr.To[int64](10),
+					Affinity: &v1.Affinity{PodAntiAffinity: &v1.PodAntiAffinity{
+						PreferredDuringSchedulingIgnoredDuringExecution: []v1.WeightedPodAffinityTerm{{
+							Weight: 100,
+							PodAffinityTerm: v1.PodAffinityTerm{
+								LabelSelector: &metav1.LabelSelector{MatchLabels: selector},
+								TopologyKey:   "kubernetes.io/hostname",
+							},
+						}},
+					}},
+					Tolerations: []v1.Toleration{{Key: "CriticalAddonsOnly", Operator: v1.TolerationOpExists},
+						{Key: "node-role.kubernetes.io/control-plane", Effect: v1.TaintEffectNoSchedule}},
+					Containers: []v1.Container{{
+						Name:    "dns",
+						Image:   "podnet/podnet", // recorded only: the local runtime runs the command
+						Command: DNSArgv(cfg, podnet),
+						Ports: []v1.ContainerPort{
+							{Name: "dns", ContainerPort: 53, Protocol: v1.ProtocolUDP},
+							{Name: "dns-tcp", ContainerPort: 53, Protocol: v1.ProtocolTCP},
+							{Name: "metrics", ContainerPort: DNSHealthPort, Protocol: v1.ProtocolTCP},
+						},
+						ReadinessProbe: &v1.Probe{
+							ProbeHandler:  v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/ready", Port: health, Scheme: v1.URISchemeHTTP}},
+							PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 3,
+						},
+						LivenessProbe: &v1.Probe{
+							ProbeHandler:        v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/health", Port: health, Scheme: v1.URISchemeHTTP}},
+							InitialDelaySeconds: 10, PeriodSeconds: 10, TimeoutSeconds: 5, SuccessThreshold: 1, FailureThreshold: 5,
+						},
+					}},
+				},
+			},
+		},
+	}
+	svc := &v1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: DNSService, Namespace: DNSNamespace,
+			Labels: map[string]string{DNSAppLabelKey: DNSAppLabelValue, "kubernetes.io/name": "podnet-dns",
+				"app.kubernetes.io/managed-by": "podnet"}},
+		Spec: v1.ServiceSpec{
+			Type:      v1.ServiceTypeClusterIP,
+			ClusterIP: cfg.DNSServiceIP().String(),
+			Selector:  selector,
+			Ports: []v1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP, TargetPort: intstr.FromString("dns")},
+				{Name: "dns-tcp", Port: 53, Protocol: v1.ProtocolTCP, TargetPort: intstr.FromString("dns-tcp")},
+			},
+		},
+	}
+	return dep, svc
+}
+
+// DeployDNS issues the DNS credentials, grants them, and creates (or
+// updates) the DNS Deployment and the kube-dns Service.
+func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, podnet string) error {
+	if _, err := IssueDNSCredentials(cfg.StateDir, cfg.Name, cfg.APIServerURL()); err != nil {
+		return err
+	}
+	if err := ApplyDNSRBAC(ctx, client); err != nil {
+		return err
+	}
+	dep, svc := DNSObjects(cfg, podnet)
+	deps := client.AppsV1().Deployments(DNSNamespace)
+	if old, err := deps.Get(ctx, dep.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: cpFieldManager}); err != nil {
+			return fmt.Errorf("create Deployment %s/%s: %w", DNSNamespace, dep.Name, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("DNS Deployment: %w", err)
+	} else {
+		dep.ResourceVersion = old.ResourceVersion
+		if _, err := deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: cpFieldManager}); err != nil {
+			return fmt.Errorf("update Deployment %s/%s: %w", DNSNamespace, dep.Name, err)
+		}
+	}
+	svcs := client.CoreV1().Services(DNSNamespace)
+	if old, err := svcs.Get(ctx, svc.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := svcs.Create(ctx, svc, metav1.CreateOptions{FieldManager: cpFieldManager}); err != nil {
+			return fmt.Errorf("create Service %s/%s: %w", DNSNamespace, svc.Name, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("DNS Service: %w", err)
+	} else {
+		if old.Spec.ClusterIP != svc.Spec.ClusterIP {
+			return fmt.Errorf("Service %s/%s has ClusterIP %s, want %s", DNSNamespace, svc.Name, old.Spec.ClusterIP, svc.Spec.ClusterIP)
+		}
+		svc.ResourceVersion = old.ResourceVersion
+		svc.Spec.ClusterIPs = old.Spec.ClusterIPs
+		if _, err := svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: cpFieldManager}); err != nil {
+			return fmt.Errorf("update Service %s/%s: %w", DNSNamespace, svc.Name, err)
+		}
+	}
+	return nil
+}
+
+// waitDNSReady waits until the DNS Deployment has all replicas available.
+func waitDNSReady(ctx context.Context, client kubernetes.Interface, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "not created yet"
+	for {
+		d, err := client.AppsV1().Deployments(DNSNamespace).Get(ctx, DNSDeployment, metav1.GetOptions{})
+		if err == nil {
+			if d.Status.AvailableReplicas >= DNSReplicas {
+				return nil
+			}
+			last = fmt.Sprintf("%d of %d replicas available", d.Status.AvailableReplicas, DNSReplicas)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster DNS not ready after %s: %s", timeout, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// WorldDNSArgv is the world DNS server's command line.
+func WorldDNSArgv(cfg *Config, podnet string) []string {
+	return []string{podnet, "world-dns",
+		"--listen", netip.AddrPortFrom(cfg.WorldDNSIP, 53).String(),
+		"--zone", WorldZone,
+		"--address", cfg.WorldHostIP().String(),
+	}
+}
+
+// startWorldDNS starts the world's DNS server inside the world namespace and
+// writes every node's resolver configuration, which names it.
+func startWorldDNS(cfg *Config, podnet string) error {
+	for i := 1; i <= cfg.Nodes; i++ {
+		if err := os.MkdirAll(cfg.NodeDir(i), 0o755); err != nil {
+			return err
+		}
+		if err := cpWriteFile(cfg.NodeResolvConfPath(i), []byte(cfg.NodeResolvConf()), 0o644); err != nil {
+			return fmt.Errorf("node %s resolv.conf: %w", cfg.NodeName(i), err)
+		}
+	}
+	_, err := proc.Start(cfg.procsDir(), proc.Spec{
+		Name:    worldDNSProc,
+		Argv:    WorldDNSArgv(cfg, podnet),
+		Env:     ProcessEnv(),
+		LogFile: filepath.Join(cfg.logsDir(), worldDNSProc+".log"),
+		Netns:   netns.Path(cfg.WorldNSName()),
+	})
+	if err != nil {
+		return fmt.Errorf("world DNS server: %w", err)
+	}
+	return nil
+}
