@@ -97,6 +97,11 @@ func Compile(policies []*networkingv1.NetworkPolicy, pods []*Pod, namespaces []*
 			continue // its address is the node's
 		}
 		for _, a := range p.IPs {
+			// An address names one pod: a pod being deleted gives it
+			// up to a live one that already reuses it.
+			if old := c.byIP[a]; old != nil && !old.Terminating && (p.Terminating || old.Key() < p.Key()) {
+				continue
+			}
 			c.byIP[a] = p
 		}
 	}

@@ -181,3 +181,24 @@ func TestBadPolicyFailsClosedAndIsReported(t *testing.T) {
 		t.Error("the bad policy does not isolate its pod")
 	}
 }
+
+func TestAReusedAddressBelongsToTheLivePod(t *testing.T) {
+	old := pod("default", "old", "node-1", "10.244.1.2", map[string]string{"app": "db"})
+	old.Terminating = true
+	fresh := pod("default", "new", "node-1", "10.244.1.2", map[string]string{"app": "web"})
+	deny := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: *sel("app", "db")}}
+	for _, order := range [][]*Pod{{old, fresh}, {fresh, old}} {
+		c, _ := Compile([]*networkingv1.NetworkPolicy{deny}, order, []*Namespace{namespace("default", nil)})
+		if got := c.PodByIP(addr("10.244.1.2")); got != fresh {
+			t.Fatalf("10.244.1.2 belongs to %s, want the live pod default/new", got.Key())
+		}
+		if d := c.Verdict(addr("10.244.2.9"), addr("10.244.1.2"), "TCP", 80); !d.Allowed {
+			t.Errorf("the terminating pod's deny-all policy applies to the new pod with its address: %+v", d)
+		}
+		tables := map[string]*knftables.Fake{"node-1": renderNode(t, c, "node-1")}
+		if got := traceCluster(t, c, tables, packet{addr("10.244.2.9"), addr("10.244.1.2"), "tcp", 80}); got != "accept" {
+			t.Errorf("the rendered rules %s traffic to the new pod: the terminating pod's isolation leaked", got)
+		}
+	}
+}

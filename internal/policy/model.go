@@ -17,6 +17,9 @@ type Pod struct {
 	Labels          map[string]string
 	IPs             []netip.Addr
 	HostNetwork     bool
+	// Terminating is set while the pod is being deleted: its address may
+	// already belong to a new pod, which then wins.
+	Terminating bool
 	// Ports are the named container ports (for named ports in rules).
 	Ports []NamedPort
 }
@@ -43,7 +46,8 @@ func PodFrom(p *v1.Pod) *Pod {
 	if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed || p.DeletionTimestamp != nil && len(p.Status.PodIPs) == 0 {
 		return nil
 	}
-	out := &Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, Labels: p.Labels, HostNetwork: p.Spec.HostNetwork}
+	out := &Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, Labels: p.Labels, HostNetwork: p.Spec.HostNetwork,
+		Terminating: p.DeletionTimestamp != nil}
 	ips := p.Status.PodIPs
 	if len(ips) == 0 && p.Status.PodIP != "" {
 		ips = []v1.PodIP{{IP: p.Status.PodIP}}

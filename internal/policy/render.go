@@ -51,6 +51,9 @@ func Render(c *Compiled, node string) Desired {
 				continue
 			}
 			for _, ip := range pod.IPs {
+				if c.byIP[ip] != pod {
+					continue // the address now belongs to another pod
+				}
 				v4 := ip.Is4()
 				anyExact, anyRange := setName("any-exact", d, v4), setName("any", d, v4)
 				portsExact, portsRange := setName("ports-exact", d, v4), setName("ports", d, v4)
