@@ -70,5 +70,16 @@ bench-datapath: deps build
 	$(GO) build -o $(BIN)/datapathbench ./bench/datapath
 	unshare --net -- $(BIN)/datapathbench -cni-bin-dir $(BIN) $(DATAPATH_FLAGS)
 
+## bench-dns: podnet dns vs CoreDNS (built in tools/coredns) under dnsperf, 10,000 Services
+.PHONY: bench-dns
+bench-dns: deps build
+	@command -v dnsperf >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install dnsperf" >&2; exit 1; fi; \
+		echo "installing Debian packages: dnsperf"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf >/dev/null; }
+	@$(MAKE) --no-print-directory -C tools all coredns
+	$(GO) build -o $(BIN)/dnscompare ./bench/dnscompare
+	$(BIN)/dnscompare -repo $(CURDIR) $(DNS_FLAGS)
+
 clean:
 	rm -rf $(BIN)
