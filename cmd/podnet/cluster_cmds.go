@@ -181,12 +181,13 @@ Cluster %q is up. Try:
   podnet%s kubectl -- get nodes -o wide
   podnet%s kubectl -- get pods -A -o wide
   podnet%s exec POD -- ip addr
+  podnet%s exec POD -- nslookup kubernetes.default   (cluster DNS)
   podnet%s probe POD OTHER-POD-IP:80
   podnet%s trace POD OTHER-POD:80      (why NetworkPolicy allows or denies it)
   podnet%s logs POD
   podnet%s down
 kubeconfig for your own kubectl: %s
-`, cfg.Name, c, c, c, c, c, c, c, localcluster.AdminKubeconfigPath(cfg.StateDir))
+`, cfg.Name, c, c, c, c, c, c, c, c, localcluster.AdminKubeconfigPath(cfg.StateDir))
 }
 
 func newDownCommand(cf *clusterFlags) *cobra.Command {
