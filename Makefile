@@ -65,6 +65,7 @@ bench-cni: deps build
 	unshare --net -- $(BIN)/cnibench -podnet $(BIN)/podnet-cni -ptp tools/bin/ptp -host-local tools/bin/host-local
 
 ## bench-datapath: pod→ClusterIP throughput and request/response with 10,000 Services, vs pod→pod direct
+## (DATAPATH_FLAGS="-policies 1000": pod→pod with a table of 1,000 NetworkPolicies vs none)
 .PHONY: bench-datapath
 bench-datapath: deps build
 	$(GO) build -o $(BIN)/datapathbench ./bench/datapath
@@ -80,6 +81,17 @@ bench-dns: deps build
 	@$(MAKE) --no-print-directory -C tools all coredns
 	$(GO) build -o $(BIN)/dnscompare ./bench/dnscompare
 	$(BIN)/dnscompare -repo $(CURDIR) $(DNS_FLAGS)
+
+## bench-policy: NetworkPolicy write → enforcement (and delete → open) latency, probed from inside a pod
+## of a cluster of its own (pnbench), which it takes down afterwards, also on failure
+BENCH_CLUSTER := pnbench
+BENCH_PLAN    := --node-network 172.25.9.0/24 --pod-cidr 10.200.0.0/16 --service-cidr 10.201.0.0/16 --world-network 198.18.42.0/24
+.PHONY: bench-policy
+bench-policy: deps build tools
+	$(GO) build -o $(BIN)/policylatency ./bench/policylatency
+	trap '$(BIN)/podnet --cluster $(BENCH_CLUSTER) down' EXIT; \
+	$(BIN)/podnet up --cluster $(BENCH_CLUSTER) $(BENCH_PLAN) && \
+	$(BIN)/policylatency --cluster $(BENCH_CLUSTER) $(POLICY_FLAGS)
 
 clean:
 	rm -rf $(BIN)

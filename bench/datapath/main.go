@@ -46,6 +46,17 @@
 //	make bench-datapath DATAPATH_FLAGS="-services 0 -rounds 3"
 //	unshare --net -- go run ./bench/datapath -cni-bin-dir bin -services 10000 -rounds 5
 //
+// With -policies N it compares instead pod→pod direct without and with the
+// NetworkPolicy table `inet podnet-policy` holding N policies compiled over
+// -policy-pods synthetic pods plus the client and server, the server
+// ingress-isolated and the client egress-isolated, both allowed on the
+// tested ports (policies.go says how the table is built and toggled). The
+// proxy table with only the target Service stays loaded in both arms (-proxy,
+// as on a real node, where it makes conntrack run anyway); -services defaults
+// to 0 in this mode:
+//
+//	make bench-datapath DATAPATH_FLAGS="-policies 1000 -rounds 5"
+//
 // Everything it creates (namespaces, the iperf3 server it started, the IPAM
 // state in a temporary directory) is removed when it ends, also on error or
 // SIGINT/SIGTERM. Numbers on a shared 2-vCPU VM swing between runs: compare
@@ -108,6 +119,11 @@ type options struct {
 	iperfTime time.Duration
 	rrTime    time.Duration
 	cpus      string
+
+	// NetworkPolicy mode (policies > 0).
+	policies   int
+	policyPods int
+	proxy      bool
 }
 
 func main() {
@@ -120,7 +136,17 @@ func main() {
 	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "duration of one iperf3 run")
 	flag.DurationVar(&o.rrTime, "rr-time", 3*time.Second, "duration of one request/response or connection-rate run")
 	flag.StringVar(&o.cpus, "cpus", "0,0", "CLIENT,SERVER: CPUs the client and server sides are pinned to, or none")
+	flag.IntVar(&o.policies, "policies", 0, "NetworkPolicy mode: compare pod→pod without and with a policy table of this many policies (0: the Service mode)")
+	flag.IntVar(&o.policyPods, "policy-pods", 5000, "policy mode: synthetic pods the policies are compiled over (besides the client and server)")
+	flag.BoolVar(&o.proxy, "proxy", true, "policy mode: keep a proxy table (the target Service plus -services, default 0 here) loaded in both arms, as on a real node")
 	flag.Parse()
+	if o.policies > 0 {
+		explicit := false
+		flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "services" })
+		if !explicit {
+			o.services = 0
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, o)
@@ -140,6 +166,9 @@ type topo struct {
 func run(ctx context.Context, o options) (err error) {
 	if o.services < 0 || o.services > 65000 || o.endpoints < 1 || o.services*o.endpoints > 1<<18-2 || o.rounds < 1 {
 		return fmt.Errorf("need 0 <= services <= 65000, endpoints >= 1, services*endpoints < 262142, rounds >= 1")
+	}
+	if o.policies < 0 || o.policyPods < 0 {
+		return fmt.Errorf("need policies >= 0 and policy-pods >= 0")
 	}
 	cniBin, err := filepath.Abs(o.cniBinDir)
 	if err != nil {
@@ -247,15 +276,19 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	cleanups = append(cleanups, stopIperf)
 
+	direct := target{name: "direct", iperf: t.serverIP.String(),
+		rr:   netip.AddrPortFrom(t.serverIP, rrPort),
+		conn: netip.AddrPortFrom(t.serverIP, connPortDir)}
+	if o.policies > 0 {
+		return runPolicies(ctx, o, t, direct, iperfPid, clientCPU, serverCPU)
+	}
+
 	// The proxy table in the node.
 	load, ops, err := loadTable(ctx, t, o.services, o.endpoints)
 	if err != nil {
 		return err
 	}
 
-	direct := target{name: "direct", iperf: t.serverIP.String(),
-		rr:   netip.AddrPortFrom(t.serverIP, rrPort),
-		conn: netip.AddrPortFrom(t.serverIP, connPortDir)}
 	viaSvc := target{name: "ClusterIP", iperf: targetIP.String(),
 		rr:   netip.AddrPortFrom(targetIP, rrPort),
 		conn: netip.AddrPortFrom(targetIP, connPortDir)}
@@ -284,74 +317,118 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("%d rounds, each measuring direct and ClusterIP back to back (order flipped every round); medians\n", o.rounds)
 	fmt.Printf("load average at start: %s (other work on this machine skews absolute numbers; the ratios come from back-to-back runs)\n\n", loadAvg())
 
-	type series struct{ direct, svc []float64 }
-	var thr, rr, cr series
-	stalls := map[string]int{}
-	for r := range o.rounds {
-		order := []target{direct, viaSvc}
+	arms := [2]arm{{label: "direct pod→pod", tg: direct}, {label: fmt.Sprintf("via ClusterIP (%d Services)", o.services), tg: viaSvc}}
+	order := func(r, _ int) []int {
 		if r%2 == 1 {
-			order = []target{viaSvc, direct}
+			return []int{1, 0}
 		}
-		add := func(s *series, tg target, v float64) {
-			if tg.name == direct.name {
-				s.direct = append(s.direct, v)
-			} else {
-				s.svc = append(s.svc, v)
-			}
-		}
-		for _, tg := range order {
-			bps, err := iperfClient(ctx, o.iperf3, t.client, tg.iperf, o.iperfTime, clientCPU, serverCPU)
-			if err != nil {
-				return fmt.Errorf("round %d iperf3 %s: %w", r+1, tg.name, err)
-			}
-			add(&thr, tg, bps)
-		}
-		for _, tg := range order {
-			rate, err := pingPong(ctx, t.client, clientCPU, tg.rr, o.rrTime)
-			if err != nil {
-				return fmt.Errorf("round %d request/response %s: %w", r+1, tg.name, err)
-			}
-			add(&rr, tg, rate)
-		}
-		for _, tg := range order {
-			rate, slow, err := connRate(ctx, t.client, clientCPU, tg.conn, o.rrTime)
-			if err != nil {
-				return fmt.Errorf("round %d connection rate %s: %w", r+1, tg.name, err)
-			}
-			stalls[tg.name] += slow
-			add(&cr, tg, rate)
-		}
-		fmt.Fprintf(os.Stderr, "round %d/%d: throughput %.2f / %.2f Gbit/s, RR %.0f / %.0f /s, conn %.0f / %.0f /s (direct / ClusterIP)\n",
-			r+1, o.rounds, thr.direct[r]/1e9, thr.svc[r]/1e9, rr.direct[r], rr.svc[r], cr.direct[r], cr.svc[r])
+		return []int{0, 1}
 	}
+	res, err := measure(ctx, o, t, arms, order, clientCPU, serverCPU)
+	if err != nil {
+		return err
+	}
+	res.print(o, arms)
+	return nil
+}
 
-	svcCol := fmt.Sprintf("via ClusterIP (%d Services)", o.services)
-	fmt.Printf("| metric | direct pod→pod | %s | ratio | per-round ratios: median (min–max) |\n|---|---|---|---|---|\n", svcCol)
+// arm is one side of the comparison: a target and what to do before each
+// of its runs (nil: nothing).
+type arm struct {
+	label string
+	tg    target
+	enter func(ctx context.Context) error
+}
+
+type series struct{ a, b []float64 } // per round: arm 0, arm 1
+
+type results struct {
+	thr, rr, cr series
+	stalls      [2]int
+}
+
+// measure runs o.rounds rounds; in each, every metric is measured once per
+// arm, back to back, in the order order(round, metric) gives (arm indexes).
+func measure(ctx context.Context, o options, t topo, arms [2]arm, order func(r, metric int) []int, clientCPU, serverCPU int) (*results, error) {
+	var res results
+	add := func(s *series, i int, v float64) {
+		if i == 0 {
+			s.a = append(s.a, v)
+		} else {
+			s.b = append(s.b, v)
+		}
+	}
+	enter := func(i int) error {
+		if arms[i].enter == nil {
+			return nil
+		}
+		return arms[i].enter(ctx)
+	}
+	for r := range o.rounds {
+		for _, i := range order(r, 0) {
+			if err := enter(i); err != nil {
+				return nil, err
+			}
+			bps, err := iperfClient(ctx, o.iperf3, t.client, arms[i].tg.iperf, o.iperfTime, clientCPU, serverCPU)
+			if err != nil {
+				return nil, fmt.Errorf("round %d iperf3 %s: %w", r+1, arms[i].label, err)
+			}
+			add(&res.thr, i, bps)
+		}
+		for _, i := range order(r, 1) {
+			if err := enter(i); err != nil {
+				return nil, err
+			}
+			rate, err := pingPong(ctx, t.client, clientCPU, arms[i].tg.rr, o.rrTime)
+			if err != nil {
+				return nil, fmt.Errorf("round %d request/response %s: %w", r+1, arms[i].label, err)
+			}
+			add(&res.rr, i, rate)
+		}
+		for _, i := range order(r, 2) {
+			if err := enter(i); err != nil {
+				return nil, err
+			}
+			rate, slow, err := connRate(ctx, t.client, clientCPU, arms[i].tg.conn, o.rrTime)
+			if err != nil {
+				return nil, fmt.Errorf("round %d connection rate %s: %w", r+1, arms[i].label, err)
+			}
+			res.stalls[i] += slow
+			add(&res.cr, i, rate)
+		}
+		fmt.Fprintf(os.Stderr, "round %d/%d: throughput %.2f / %.2f Gbit/s, RR %.0f / %.0f /s, conn %.0f / %.0f /s (%s / %s)\n",
+			r+1, o.rounds, res.thr.a[r]/1e9, res.thr.b[r]/1e9, res.rr.a[r], res.rr.b[r], res.cr.a[r], res.cr.b[r], arms[0].label, arms[1].label)
+	}
+	return &res, nil
+}
+
+// print writes the medians, the ratio arm 1 / arm 0 and the rounds.
+func (res *results) print(o options, arms [2]arm) {
+	fmt.Printf("| metric | %s | %s | ratio | per-round ratios: median (min–max) |\n|---|---|---|---|---|\n", arms[0].label, arms[1].label)
 	row := func(name string, s series, unit string, scale float64, prec int) {
-		d, v := median(s.direct), median(s.svc)
+		d, v := median(s.a), median(s.b)
 		// Each round's two runs are back to back, so their ratio is less
 		// exposed to load that changes during the run.
-		rs := make([]float64, len(s.direct))
+		rs := make([]float64, len(s.a))
 		for i := range rs {
-			rs[i] = s.svc[i] / s.direct[i]
+			rs[i] = s.b[i] / s.a[i]
 		}
 		fmt.Printf("| %s | %.*f %s | %.*f %s | %.3f | %.3f (%.2f–%.2f) |\n", name, prec, d/scale, unit, prec, v/scale, unit, v/d,
 			median(rs), slices.Min(rs), slices.Max(rs))
 	}
-	row(fmt.Sprintf("TCP throughput, 1 stream (iperf3, %s)", o.iperfTime), thr, "Gbit/s", 1e9, 2)
-	row("request/response, 1 byte, persistent connection", rr, "trans/s", 1, 0)
-	row("new connections (connect + 1 request + close)", cr, "conn/s", 1, 0)
-	fmt.Printf("\nper round (direct / ClusterIP):\n\n| round | throughput Gbit/s | RR trans/s | conn/s |\n|---|---|---|---|\n")
+	row(fmt.Sprintf("TCP throughput, 1 stream (iperf3, %s)", o.iperfTime), res.thr, "Gbit/s", 1e9, 2)
+	row("request/response, 1 byte, persistent connection", res.rr, "trans/s", 1, 0)
+	row("new connections (connect + 1 request + close)", res.cr, "conn/s", 1, 0)
+	fmt.Printf("\nper round (%s / %s):\n\n| round | throughput Gbit/s | RR trans/s | conn/s |\n|---|---|---|---|\n", arms[0].label, arms[1].label)
 	for r := range o.rounds {
 		fmt.Printf("| %d | %.2f / %.2f | %.0f / %.0f | %.0f / %.0f |\n", r+1,
-			thr.direct[r]/1e9, thr.svc[r]/1e9, rr.direct[r], rr.svc[r], cr.direct[r], cr.svc[r])
+			res.thr.a[r]/1e9, res.thr.b[r]/1e9, res.rr.a[r], res.rr.b[r], res.cr.a[r], res.cr.b[r])
 	}
 	fmt.Printf("\nload average at end: %s\n", loadAvg())
-	if stalls[direct.name]+stalls[viaSvc.name] > 0 {
-		fmt.Printf("\nwarning: connections slower than 100 ms: direct %d, ClusterIP %d (SYN retransmits?)\n",
-			stalls[direct.name], stalls[viaSvc.name])
+	if res.stalls[0]+res.stalls[1] > 0 {
+		fmt.Printf("\nwarning: connections slower than 100 ms: %s %d, %s %d (SYN retransmits?)\n",
+			arms[0].label, res.stalls[0], arms[1].label, res.stalls[1])
 	}
-	return nil
 }
 
 type target struct {
@@ -556,7 +633,7 @@ func checkPath(t topo, tg target) error {
 		return fmt.Errorf("%s path to %s: %w", tg.name, tg.rr, err)
 	}
 	f := strings.Fields(line)
-	want := []string{t.clientIP.String(), netip.AddrPortFrom(t.serverIP, rrPort).String()}
+	want := []string{t.clientIP.String(), netip.AddrPortFrom(t.serverIP, tg.rr.Port()).String()}
 	if len(f) != 2 || !strings.HasPrefix(f[0], want[0]+":") || f[1] != want[1] {
 		return fmt.Errorf("%s path to %s: server saw %q, want peer %s and local %s", tg.name, tg.rr, strings.TrimSpace(line), want[0], want[1])
 	}
