@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/podnet/podnet/bench/internal/policygen"
 	"github.com/podnet/podnet/internal/policy"
 )
 
@@ -65,30 +66,7 @@ func cluster(nPods, nPolicies, nNodes, nNS int) ([]*policy.Pod, []*policy.Namesp
 	}
 	var nps []*networkingv1.NetworkPolicy
 	for i := 0; i < nPolicies; i++ {
-		app := func() map[string]string { return map[string]string{"app": fmt.Sprintf("app-%d", rng.IntN(10))} }
-		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", i%nNS), Name: fmt.Sprintf("np-%d", i)},
-			Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: app()},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From: []networkingv1.NetworkPolicyPeer{
-						{PodSelector: &metav1.LabelSelector{MatchLabels: app()}},
-						{PodSelector: &metav1.LabelSelector{MatchLabels: app()}},
-						{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("team-%d", rng.IntN(5))}},
-							PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "t0"}}},
-						{IPBlock: &networkingv1.IPBlock{CIDR: "192.168.0.0/16", Except: []string{"192.168.1.0/24"}}},
-					},
-					Ports: []networkingv1.NetworkPolicyPort{
-						{Protocol: ptr.To(v1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(int32(80 + rng.IntN(4))))},
-						{Port: ptr.To(intstr.FromString("http"))},
-					},
-				}}}}
-		if i%3 == 0 {
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{
-				To:    []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: app()}}},
-				Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(v1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(53))}},
-			}}
-		}
-		nps = append(nps, np)
+		nps = append(nps, policygen.Policy(rng, i, nNS))
 	}
 	return pods, nss, nps
 }
