@@ -38,7 +38,7 @@ func newRootCommand() *cobra.Command {
 	cf := &clusterFlags{}
 	cf.register(root)
 	addClusterCommands(root, cf)
-	root.AddCommand(newSelfcheckCommand(), newAgentCommand(), newRuntimeCommand(), newServeCommand(), newPodExecCommand(), &cobra.Command{
+	root.AddCommand(newSelfcheckCommand(), newAgentCommand(), newDNSCommand(), newRuntimeCommand(), newServeCommand(), newPodExecCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print podnet's version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "podnet", version.Version) },

@@ -12,4 +12,21 @@
 //
 // Names outside the cluster zone, and reverse names of addresses the
 // cluster does not own, are forwarded to the configured upstreams.
+//
+// Around the core: Server (server.go) is the miekg/dns handler that
+// checks each message (one question, QUERY, EDNS version 0), asks the
+// zone or the Forwarder, and fits the reply to the transport (UDP
+// truncated to the client's size with TC). Forwarder (forward.go) asks
+// the upstreams round-robin with failover and a bound on questions in
+// flight, and keeps a bounded LRU cache of positive and negative replies
+// (cache.go, RFC 2308). Run (run.go) wires informers to the zone: handlers
+// only poke a rate-limited runner that rebuilds the whole snapshot.
+//
+// What is dangerous: without an upstream, names outside the zone get
+// REFUSED (never a silent fallback to the host's resolver: in a local
+// cluster that would leave the machine). An upstream that forwards back to
+// this server makes a loop that is not detected (CoreDNS has its loop
+// plugin): every hop takes one of the bounded upstream slots, so a looping
+// question ends in SERVFAIL once they are used up, after up to that many
+// hops.
 package dns

@@ -1,0 +1,308 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podnet/podnet/internal/runner"
+)
+
+// RunConfig configures the DNS server process.
+type RunConfig struct {
+	// Kubeconfig is a path; empty means in-cluster configuration.
+	Kubeconfig string
+	// Listen is ADDR:PORT for DNS over UDP and TCP (default ":53"). With
+	// port 0 the UDP port is chosen and TCP binds the same one.
+	Listen string
+	// HealthListen serves /health, /ready and /metrics ("" disables it).
+	HealthListen string
+	// Zone, TTL and PodMode configure the cluster zone (defaults
+	// "cluster.local", 30, insecure).
+	Zone    string
+	TTL     uint32
+	PodMode PodMode
+	// Upstreams, CacheSize, CacheMaxTTL, MaxConcurrentUpstream and
+	// UpstreamTimeout configure the forwarder (see ForwarderConfig). No
+	// upstream: names outside the zone are answered REFUSED.
+	Upstreams             []string
+	CacheSize             int
+	CacheMaxTTL           time.Duration
+	MaxConcurrentUpstream int
+	UpstreamTimeout       time.Duration
+	// MinSyncInterval bounds how often the zone is rebuilt (default 100 ms).
+	MinSyncInterval time.Duration
+	Log             *slog.Logger
+	// Listening, when set, is told the bound addresses once the sockets
+	// are open (health is nil when HealthListen is empty).
+	Listening func(dns, health net.Addr)
+}
+
+// Defaults fills the zero fields.
+func (c *RunConfig) Defaults() {
+	if c.Listen == "" {
+		c.Listen = ":53"
+	}
+	if c.Zone == "" {
+		c.Zone = "cluster.local"
+	}
+	if c.TTL == 0 {
+		c.TTL = 30
+	}
+	if c.PodMode == "" {
+		c.PodMode = PodsInsecure
+	}
+	if c.MinSyncInterval <= 0 {
+		c.MinSyncInterval = 100 * time.Millisecond
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Validate reports every problem of the configuration.
+func (c *RunConfig) Validate() error {
+	var errs []error
+	switch c.PodMode {
+	case PodsDisabled, PodsInsecure, PodsVerified:
+	default:
+		errs = append(errs, fmt.Errorf("pod mode %q is none of disabled, insecure, verified", c.PodMode))
+	}
+	if _, ok := mdns.IsDomainName(c.Zone); !ok || c.Zone == "." {
+		errs = append(errs, fmt.Errorf("zone %q is not a domain name", c.Zone))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen address: %w", err))
+	}
+	for _, u := range c.Upstreams {
+		if _, err := ParseUpstream(u); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.CacheSize < 0 {
+		errs = append(errs, fmt.Errorf("cache size %d is negative", c.CacheSize))
+	}
+	if c.MaxConcurrentUpstream < 0 {
+		errs = append(errs, fmt.Errorf("max concurrent upstream %d is negative", c.MaxConcurrentUpstream))
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs the DNS server until ctx ends.
+func Run(ctx context.Context, cfg RunConfig) error {
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig == "" {
+		rc, err = rest.InClusterConfig()
+	} else {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	}
+	if err != nil {
+		return fmt.Errorf("dns: client config: %w", err)
+	}
+	rc.UserAgent = "podnet-dns"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("dns: client: %w", err)
+	}
+	return RunWithClient(ctx, client, cfg)
+}
+
+// RunWithClient runs the DNS server with client until ctx ends. It serves
+// at once: names outside the zone are forwarded and in-zone names get
+// SERVFAIL until every informer has synced and the first snapshot is
+// stored.
+func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConfig) error {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	log := cfg.Log
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := NewMetrics()
+	if err := metrics.Register(reg); err != nil {
+		return err
+	}
+	zone := NewZone(Config{Zone: cfg.Zone, TTL: cfg.TTL, PodMode: cfg.PodMode})
+	var fwd *Forwarder
+	if len(cfg.Upstreams) > 0 {
+		var err error
+		fwd, err = NewForwarder(ForwarderConfig{Upstreams: cfg.Upstreams, Timeout: cfg.UpstreamTimeout,
+			MaxConcurrent: cfg.MaxConcurrentUpstream, CacheSize: cfg.CacheSize, CacheMaxTTL: cfg.CacheMaxTTL, Metrics: metrics})
+		if err != nil {
+			return err
+		}
+	}
+	srv := NewServer(ServerConfig{Zone: zone, Forwarder: fwd, Metrics: metrics, Log: log})
+
+	pc, ln, err := listenDNS(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	var healthAddr net.Addr
+	if cfg.HealthListen != "" {
+		hl, err := net.Listen("tcp", cfg.HealthListen)
+		if err != nil {
+			pc.Close()
+			ln.Close()
+			return fmt.Errorf("dns: listen %s: %w", cfg.HealthListen, err)
+		}
+		healthAddr = hl.Addr()
+		hs := &http.Server{Handler: HTTPHandler(zone, reg), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(hl) }()
+		go func() { <-ctx.Done(); _ = hs.Close() }()
+	}
+	if cfg.Listening != nil {
+		cfg.Listening(pc.LocalAddr(), healthAddr)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, pc, ln) }()
+	log.Info("dns serving", "listen", pc.LocalAddr().String(), "zone", zone.Name(), "pods", cfg.PodMode,
+		"upstreams", cfg.Upstreams, "health", cfg.HealthListen)
+
+	syncErr := make(chan error, 1)
+	go func() { syncErr <- watch(ctx, client, cfg, zone, metrics) }()
+	select {
+	case err = <-serveErr:
+		cancel()
+		<-syncErr
+		if err != nil {
+			return fmt.Errorf("dns: serve: %w", err)
+		}
+	case err = <-syncErr:
+		cancel()
+		<-serveErr
+	}
+	return err
+}
+
+// listenDNS opens UDP and TCP on the same address; with port 0, TCP takes
+// the port UDP was given.
+func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		pc.Close()
+		return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", addr, err)
+	}
+	return pc, ln, nil
+}
+
+// watch keeps the zone's snapshot current until ctx ends: informer
+// handlers only poke a runner, which rebuilds the whole snapshot from the
+// listers at most every MinSyncInterval. Nothing is stored before every
+// informer has synced. Pods are watched only in verified mode, the only
+// one that reads them (CoreDNS does the same).
+func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone *Zone, metrics *Metrics) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimObject))
+	defer factory.Shutdown()
+	svcInf := factory.Core().V1().Services()
+	sliceInf := factory.Discovery().V1().EndpointSlices()
+	var podLister corelisters.PodLister
+	infs := []toolscache.SharedIndexInformer{svcInf.Informer(), sliceInf.Informer()}
+	if cfg.PodMode == PodsVerified {
+		podInf := factory.Core().V1().Pods()
+		podLister = podInf.Lister()
+		infs = append(infs, podInf.Informer())
+	}
+	sync := func(context.Context) error {
+		svcs, err := svcInf.Lister().List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		sls, err := sliceInf.Lister().List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		var pods []*v1.Pod
+		if podLister != nil {
+			if pods, err = podLister.List(labels.Everything()); err != nil {
+				return err
+			}
+		}
+		zone.Store(Build(svcs, sls, pods))
+		metrics.SnapshotBuilds.Inc()
+		metrics.LastSnapshot.SetToCurrentTime()
+		metrics.ZoneReady.Set(1)
+		cfg.Log.Debug("zone snapshot stored", "services", len(svcs), "endpointSlices", len(sls), "pods", len(pods))
+		return nil
+	}
+	r := runner.New("dns", sync, cfg.MinSyncInterval, 0, func(err error) {
+		cfg.Log.Error("zone rebuild failed; will retry", "err", err)
+	})
+	poke := func(any) { r.Poke() }
+	for _, inf := range infs {
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    poke,
+			UpdateFunc: func(_, o any) { poke(o) },
+			DeleteFunc: poke,
+		}); err != nil {
+			return fmt.Errorf("dns: informer handler: %w", err)
+		}
+	}
+	factory.Start(ctx.Done())
+	cfg.Log.Info("waiting for informers to sync")
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dns: cache for %v never synced", typ)
+		}
+	}
+	cfg.Log.Info("informers synced; answering the zone")
+	r.Run(ctx)
+	return nil
+}
+
+// slimObject is the informers' transform: it drops managedFields from
+// every object and keeps of a Pod only what Build reads (namespace,
+// hostNetwork, pod IPs), as CoreDNS's object.ToPod does; the pod cache of
+// a large cluster is otherwise most of the server's memory. It is
+// idempotent and leaves tombstones alone.
+func slimObject(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *v1.Pod:
+		return &v1.Pod{
+			TypeMeta: o.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID,
+				ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp},
+			Spec:   v1.PodSpec{HostNetwork: o.Spec.HostNetwork},
+			Status: v1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
+		}, nil
+	case *v1.Service, *discoveryv1.EndpointSlice:
+		if a, err := meta.Accessor(o); err == nil {
+			a.SetManagedFields(nil)
+		}
+	}
+	return obj, nil
+}
