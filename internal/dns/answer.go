@@ -34,7 +34,8 @@ type Zone struct {
 }
 
 // NewZone returns a zone with no snapshot: until Store is called, Answer
-// says the data is not ready (SERVFAIL).
+// says the data is not ready (SERVFAIL) for names in the zone and the
+// reverse zones, and leaves other names to the forwarder.
 func NewZone(c Config) *Zone {
 	zone := strings.ToLower(strings.Trim(c.Zone, ".")) + "."
 	if c.PodMode == "" {
@@ -126,14 +127,17 @@ func (z *Zone) Parse(name string) (r Request, inZone bool) {
 // cluster zone nor a reverse zone with a cluster address in it: the server
 // forwards those upstream.
 func (z *Zone) Answer(q mdns.Question) (Reply, bool) {
-	s := z.snap.Load()
-	if s == nil {
-		return Reply{Rcode: mdns.RcodeServerFailure}, true
-	}
 	name := strings.ToLower(q.Name)
 	req, inZone := z.Parse(name)
 	if !inZone {
 		return Reply{}, false
+	}
+	s := z.snap.Load()
+	if s == nil {
+		// Not synced yet: never a false NXDOMAIN. (Reverse names of
+		// addresses that are not the cluster's cannot be told apart yet
+		// either.)
+		return Reply{Rcode: mdns.RcodeServerFailure}, true
 	}
 	if req.Kind == "ptr" {
 		names := s.ptr[req.Addr]

@@ -167,6 +167,9 @@ func TestServfailBeforeSync(t *testing.T) {
 	if !in || r.Rcode != mdns.RcodeServerFailure || z.Ready() {
 		t.Errorf("before the first snapshot: rcode %s, ready %v; want SERVFAIL, not ready", mdns.RcodeToString[r.Rcode], z.Ready())
 	}
+	if _, in := z.Answer(mdns.Question{Name: "example.com.", Qtype: mdns.TypeA, Qclass: mdns.ClassINET}); in {
+		t.Error("before the first snapshot, an outside name is kept instead of forwarded")
+	}
 }
 
 // checkAnswer compares every section of the zone's reply with tc.
