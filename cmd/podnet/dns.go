@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -61,6 +62,8 @@ Without --upstream, names outside the zone get REFUSED.`,
 	f.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 0, "timeout of one exchange with one upstream (default 2s; CoreDNS: forward's dial/read timeouts)")
 	f.StringVar(&cfg.HealthListen, "health-listen", ":8080",
 		"ADDR:PORT for /health, /ready and /metrics, empty: off (CoreDNS: health :8080, ready :8181 and prometheus :9153 in one)")
+	f.DurationVar(&cfg.Lameduck, "lameduck", 5*time.Second,
+		"after SIGTERM, go on answering this long while /ready fails, so clients move to other replicas (CoreDNS: health { lameduck 5s })")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every zone rebuild")
 	return cmd
 }

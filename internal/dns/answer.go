@@ -30,7 +30,8 @@ type Zone struct {
 	ttl     uint32
 	podMode PodMode
 
-	snap atomic.Pointer[Snapshot]
+	snap     atomic.Pointer[Snapshot]
+	draining atomic.Bool
 }
 
 // NewZone returns a zone with no snapshot: until Store is called, Answer
@@ -47,8 +48,13 @@ func NewZone(c Config) *Zone {
 // Store makes s the data answers come from.
 func (z *Zone) Store(s *Snapshot) { z.snap.Store(s) }
 
-// Ready says whether a snapshot was stored (the informers had synced).
-func (z *Zone) Ready() bool { return z.snap.Load() != nil }
+// Ready says whether a snapshot was stored (the informers had synced) and
+// the server is not draining.
+func (z *Zone) Ready() bool { return z.snap.Load() != nil && !z.draining.Load() }
+
+// Drain marks the server as stopping: Ready turns false (so /ready fails
+// and the endpoint goes away) while answers go on.
+func (z *Zone) Drain() { z.draining.Store(true) }
 
 // Name is the zone's name ("cluster.local.").
 func (z *Zone) Name() string { return z.zone }

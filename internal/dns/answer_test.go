@@ -231,3 +231,14 @@ func TestSameRecordsReportsDifferences(t *testing.T) {
 		t.Error("an extra record went unnoticed")
 	}
 }
+
+func TestDrainingKeepsAnsweringButIsNotReady(t *testing.T) {
+	z := NewZone(Config{Zone: "cluster.local", TTL: 30})
+	z.Store(Build(fixture()))
+	z.Drain()
+	if z.Ready() {
+		t.Error("a draining zone says it is ready")
+	}
+	checkAnswer(t, z, zoneCase{qname: "web.default.svc.cluster.local.", qtype: mdns.TypeA,
+		answer: []string{"web.default.svc.cluster.local. 30 IN A 10.96.0.10"}})
+}

@@ -52,6 +52,9 @@ type RunConfig struct {
 	UpstreamTimeout       time.Duration
 	// MinSyncInterval bounds how often the zone is rebuilt (default 100 ms).
 	MinSyncInterval time.Duration
+	// Lameduck is how long the server goes on answering after it was told
+	// to stop, with /ready failing (0: stop at once).
+	Lameduck time.Duration
 	Log             *slog.Logger
 	// Listening, when set, is told the bound addresses once the sockets
 	// are open (health is nil when HealthListen is empty).
@@ -138,7 +141,11 @@ func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConf
 		return fmt.Errorf("dns: %w", err)
 	}
 	log := cfg.Log
-	ctx, cancel := context.WithCancel(ctx)
+	// The server outlives ctx by the lame-duck period: it keeps answering
+	// while /ready says 503, so clients move to other replicas before it
+	// stops (a deleted pod stays an endpoint for a moment).
+	outer := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(outer))
 	defer cancel()
 
 	reg := prometheus.NewRegistry()
@@ -184,6 +191,22 @@ func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConf
 	log.Info("dns serving", "listen", pc.LocalAddr().String(), "zone", zone.Name(), "pods", cfg.PodMode,
 		"upstreams", cfg.Upstreams, "health", cfg.HealthListen)
 
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-outer.Done():
+		}
+		if cfg.Lameduck > 0 {
+			zone.Drain()
+			log.Info("dns stopping: lame duck, still answering", "for", cfg.Lameduck)
+			select {
+			case <-time.After(cfg.Lameduck):
+			case <-ctx.Done():
+			}
+		}
+		cancel()
+	}()
 	syncErr := make(chan error, 1)
 	go func() { syncErr <- watch(ctx, client, cfg, zone, metrics) }()
 	select {

@@ -183,17 +183,11 @@ func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg) (*mdns.Msg, string) {
 	return s.finish(w, m, opt), source
 }
 
-// zoneAnswer asks the zone. Before the zone is ready, every name under
-// the zone or a reverse zone is the zone's and gets SERVFAIL (only the
-// data could tell a reverse name of a cluster address from another);
-// names outside go to the forwarder already.
+// zoneAnswer asks the zone. Before the zone has data, every name under
+// the zone or a reverse zone is the zone's and gets SERVFAIL (only the data
+// could tell a reverse name of a cluster address from another); names
+// outside go to the forwarder already.
 func (s *Server) zoneAnswer(q mdns.Question) (Reply, bool) {
-	if !s.zone.Ready() {
-		if _, in := s.zone.Parse(strings.ToLower(q.Name)); in {
-			return Reply{Rcode: mdns.RcodeServerFailure}, true
-		}
-		return Reply{}, false
-	}
 	return s.zone.Answer(q)
 }
 
