@@ -55,7 +55,7 @@ type RunConfig struct {
 	// Lameduck is how long the server goes on answering after it was told
 	// to stop, with /ready failing (0: stop at once).
 	Lameduck time.Duration
-	Log             *slog.Logger
+	Log      *slog.Logger
 	// Listening, when set, is told the bound addresses once the sockets
 	// are open (health is nil when HealthListen is empty).
 	Listening func(dns, health net.Addr)
