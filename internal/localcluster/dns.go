@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/podnet/podnet/internal/netns"
@@ -230,35 +231,43 @@ func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, po
 		return err
 	}
 	dep, svc := DNSObjects(cfg, podnet)
+	// Get and update again on a conflict: the controllers write the same
+	// objects (status, revision annotations) at any moment.
 	deps := client.AppsV1().Deployments(DNSNamespace)
-	if old, err := deps.Get(ctx, dep.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		if _, err := deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: cpFieldManager}); err != nil {
-			return fmt.Errorf("create Deployment %s/%s: %w", DNSNamespace, dep.Name, err)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		old, err := deps.Get(ctx, dep.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: cpFieldManager})
+			return err
+		} else if err != nil {
+			return err
 		}
-	} else if err != nil {
-		return fmt.Errorf("DNS Deployment: %w", err)
-	} else {
 		dep.ResourceVersion = old.ResourceVersion
-		if _, err := deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: cpFieldManager}); err != nil {
-			return fmt.Errorf("update Deployment %s/%s: %w", DNSNamespace, dep.Name, err)
-		}
+		_, err = deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: cpFieldManager})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("DNS Deployment %s/%s: %w", DNSNamespace, dep.Name, err)
 	}
 	svcs := client.CoreV1().Services(DNSNamespace)
-	if old, err := svcs.Get(ctx, svc.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		if _, err := svcs.Create(ctx, svc, metav1.CreateOptions{FieldManager: cpFieldManager}); err != nil {
-			return fmt.Errorf("create Service %s/%s: %w", DNSNamespace, svc.Name, err)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		old, err := svcs.Get(ctx, svc.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = svcs.Create(ctx, svc, metav1.CreateOptions{FieldManager: cpFieldManager})
+			return err
+		} else if err != nil {
+			return err
 		}
-	} else if err != nil {
-		return fmt.Errorf("DNS Service: %w", err)
-	} else {
 		if old.Spec.ClusterIP != svc.Spec.ClusterIP {
-			return fmt.Errorf("Service %s/%s has ClusterIP %s, want %s", DNSNamespace, svc.Name, old.Spec.ClusterIP, svc.Spec.ClusterIP)
+			return fmt.Errorf("it has ClusterIP %s, want %s", old.Spec.ClusterIP, svc.Spec.ClusterIP)
 		}
 		svc.ResourceVersion = old.ResourceVersion
 		svc.Spec.ClusterIPs = old.Spec.ClusterIPs
-		if _, err := svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: cpFieldManager}); err != nil {
-			return fmt.Errorf("update Service %s/%s: %w", DNSNamespace, svc.Name, err)
-		}
+		_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: cpFieldManager})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("DNS Service %s/%s: %w", DNSNamespace, svc.Name, err)
 	}
 	return nil
 }
