@@ -7,7 +7,7 @@ BIN      := $(CURDIR)/bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/podnet/podnet/internal/version.Version=$(VERSION)
 # Debian packages the tests and the local cluster use (command they provide).
-DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3
+DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin
