@@ -325,8 +325,8 @@ func run(o options) error {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			s.tput = append(s.tput, res)
-			fmt.Fprintf(os.Stderr, "round %d throughput %-10s %8.0f q/s  avg %s  lost %d  (%s)\n", r+1, s.name, res.qps,
-				dur(res.avgLat), res.lost, res.rcodes)
+			fmt.Fprintf(os.Stderr, "round %d throughput %-10s %8.0f q/s  avg %s  lost %d  (%s)  load %s\n", r+1, s.name, res.qps,
+				dur(res.avgLat), res.lost, res.rcodes, loadavg())
 		}
 	}
 	rate := o.latencyQPS
@@ -344,8 +344,8 @@ func run(o options) error {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			s.lat = append(s.lat, res)
-			fmt.Fprintf(os.Stderr, "round %d latency @%d q/s %-10s p50 %s  p99 %s  p99.9 %s  lost %d\n", r+1, rate, s.name,
-				dur(res.pct(0.5)), dur(res.pct(0.99)), dur(res.pct(0.999)), res.lost)
+			fmt.Fprintf(os.Stderr, "round %d latency @%d q/s %-10s p50 %s  p99 %s  p99.9 %s  lost %d  load %s\n", r+1, rate, s.name,
+				dur(res.pct(0.5)), dur(res.pct(0.99)), dur(res.pct(0.999)), res.lost, loadavg())
 		}
 	}
 	load1 := loadavg()
