@@ -161,6 +161,7 @@ func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg) (*mdns.Msg, string) {
 		m.Rcode = rep.Rcode
 		m.Authoritative = rep.Authoritative
 		m.Answer, m.Ns, m.Extra = dropNil(rep.Answer), dropNil(rep.Ns), dropNil(rep.Extra)
+		s.chase(m, q, opt != nil && opt.Do())
 		return s.finish(w, m, opt), sourceZone
 	}
 	if s.fwd == nil {
@@ -181,6 +182,58 @@ func (s *Server) reply(w mdns.ResponseWriter, r *mdns.Msg) (*mdns.Msg, string) {
 		}
 	}
 	return s.finish(w, m, opt), source
+}
+
+// maxChase bounds the CNAMEs followed for one question.
+const maxChase = 8
+
+// chase follows a CNAME the zone answered (an ExternalName Service) for
+// any other type, as a recursive server does for its clients: stub
+// resolvers do not follow CNAMEs themselves. The target is answered by the
+// zone when it is in it, else through the forwarder; the last name's rcode
+// is the reply's (RFC 6604), and a forwarded part makes it not
+// authoritative.
+func (s *Server) chase(m *mdns.Msg, q mdns.Question, do bool) {
+	if q.Qtype == mdns.TypeCNAME || q.Qtype == mdns.TypeANY {
+		return
+	}
+	seen := map[string]bool{strings.ToLower(q.Name): true}
+	for range maxChase {
+		if m.Rcode != mdns.RcodeSuccess || len(m.Answer) == 0 {
+			return
+		}
+		cname, ok := m.Answer[len(m.Answer)-1].(*mdns.CNAME)
+		if !ok {
+			return
+		}
+		target := strings.ToLower(cname.Target)
+		if seen[target] {
+			return // a loop: answer with what there is
+		}
+		seen[target] = true
+		tq := mdns.Question{Name: cname.Target, Qtype: q.Qtype, Qclass: q.Qclass}
+		if rep, in := s.zone.Answer(tq); in {
+			m.Rcode = rep.Rcode
+			m.Answer = append(m.Answer, dropNil(rep.Answer)...)
+			if len(rep.Answer) == 0 {
+				m.Ns = dropNil(rep.Ns)
+			}
+			continue
+		}
+		if s.fwd == nil {
+			return
+		}
+		f, _ := s.fwd.Forward(context.Background(), tq, do)
+		m.Authoritative = false
+		m.Rcode = f.Rcode
+		m.Answer = append(m.Answer, f.Answer...)
+		if len(f.Answer) == 0 {
+			m.Ns = f.Ns
+		} else {
+			m.Ns = nil
+		}
+		return // the upstream followed the rest of the chain
+	}
 }
 
 // zoneAnswer asks the zone. Before the zone has data, every name under

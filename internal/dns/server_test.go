@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,7 +48,11 @@ func serverFixture() ([]*v1.Service, []*discoveryv1.EndpointSlice) {
 		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.244.1.%d", i+1)},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
 	}
-	return []*v1.Service{web, many}, []*discoveryv1.EndpointSlice{sl}
+	ext := &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "ext"},
+		Spec: v1.ServiceSpec{Type: v1.ServiceTypeExternalName, ExternalName: "www.example.org"}}
+	alias := &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "alias"},
+		Spec: v1.ServiceSpec{Type: v1.ServiceTypeExternalName, ExternalName: "web.default.svc.cluster.local"}}
+	return []*v1.Service{web, many, ext, alias}, []*discoveryv1.EndpointSlice{sl}
 }
 
 // readyZone is cluster.local holding serverFixture.
@@ -553,5 +558,27 @@ func TestHTTPHealthReadyMetrics(t *testing.T) {
 	}
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "podnet_dns_") {
 		t.Errorf("/metrics %d without podnet_dns_ metrics", code)
+	}
+}
+
+func TestServerFollowsTheCNAMEOfAnExternalNameService(t *testing.T) {
+	up := startUpstream(t)
+	s := startServer(t, readyZone(), &dns.ForwarderConfig{Upstreams: []string{up.addr}, CacheSize: 100})
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  []string
+	}{
+		{"ext.default.svc.cluster.local.", mdns.TypeA, []string{
+			"ext.default.svc.cluster.local.\t30\tIN\tCNAME\twww.example.org.", "www.example.org.\t30\tIN\tA\t192.0.2.10"}}, // the cache caps TTLs at 30 s
+		{"alias.default.svc.cluster.local.", mdns.TypeA, []string{
+			"alias.default.svc.cluster.local.\t30\tIN\tCNAME\tweb.default.svc.cluster.local.", "web.default.svc.cluster.local.\t30\tIN\tA\t10.96.0.20"}},
+		{"ext.default.svc.cluster.local.", mdns.TypeCNAME, []string{
+			"ext.default.svc.cluster.local.\t30\tIN\tCNAME\twww.example.org."}},
+	} {
+		r := exchange(t, "udp", s.addr, query(tc.name, tc.qtype, 0, false))
+		if got := rrStrings(r.Answer); r.Rcode != mdns.RcodeSuccess || !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s: rcode %s answer %q, want NOERROR %q", mdns.TypeToString[tc.qtype], tc.name, mdns.RcodeToString[r.Rcode], got, tc.want)
+		}
 	}
 }

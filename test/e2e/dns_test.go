@@ -299,9 +299,10 @@ func TestDNSRecords(t *testing.T) {
 			}
 		})
 	}
-	t.Run("an ExternalName's A query gets the CNAME first", func(t *testing.T) {
+	t.Run("an ExternalName's A query gets the CNAME, then the target's address", func(t *testing.T) {
 		r := c.dig(t, dnsNS, "client", "ext."+svcZone, "A")
-		if r.status != "NOERROR" || len(r.answers) == 0 || !strings.HasSuffix(r.answers[0], "CNAME www.example.com.") {
+		if r.status != "NOERROR" || len(r.answers) != 2 || !strings.HasSuffix(r.answers[0], "CNAME www.example.com.") ||
+			!strings.HasSuffix(r.answers[1], "A "+cfg.WorldHostIP().String()) {
 			t.Errorf("dig ext A: %s\n%s", r, r.raw)
 		}
 	})
