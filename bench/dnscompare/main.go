@@ -65,7 +65,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,10 +74,9 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/bench/internal/benchcp"
 	"github.com/podnet/podnet/internal/localcluster"
-	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -192,36 +190,13 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("%w (apt-get install dnsperf)", err)
 	}
-	work, err := os.MkdirTemp("", "dnscompare-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
 	ctx := context.Background()
-	nsName := netns.UniqueName("dcmp-")
-	nsPath, err := netns.Create(nsName)
+	env, err := benchcp.Start(ctx, root, "dcmp")
 	if err != nil {
 		return err
 	}
-	defer netns.Delete(nsName)
-	cp, err := localcluster.StartControlPlane(ctx, localcluster.ControlPlaneConfig{
-		ClusterName: "dcmp", StateDir: filepath.Join(work, "state"), BinDir: filepath.Join(root, "tools", "bin"),
-		APIAddress: netip.MustParseAddr("127.0.0.1"), ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		PodCIDR: netip.MustParsePrefix("10.128.0.0/9"), APIPort: 6443, Netns: nsPath,
-	})
-	if err != nil {
-		return err
-	}
-	defer cp.Stop()
-	rc, err := cp.RESTConfig()
-	if err != nil {
-		return err
-	}
-	rc.QPS, rc.Burst = 2000, 4000
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+	defer env.Close()
+	work, nsPath, cp, client := env.Work, env.NSPath, env.CP, env.Client
 	start := time.Now()
 	svcs, err := createObjects(ctx, client, o.services, o.namespaces)
 	if err != nil {
@@ -294,7 +269,7 @@ func run(o options) error {
 	}
 	time.Sleep(2 * time.Second)
 	for _, s := range srvs {
-		s.rssIdle = rss(s.rec.PID)
+		s.rssIdle = benchcp.RSS(s.rec.PID)
 	}
 
 	perf := func(s *server, d time.Duration, rate int) (perfResult, error) {
@@ -350,7 +325,7 @@ func run(o options) error {
 	}
 	load1 := loadavg()
 	for _, s := range srvs {
-		s.rssAfter = rss(s.rec.PID)
+		s.rssAfter = benchcp.RSS(s.rec.PID)
 	}
 	report(o, srvs, rate, load0, load1)
 	return nil

@@ -22,7 +22,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +35,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/podnet/podnet/bench/internal/benchcp"
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
@@ -62,36 +62,13 @@ type proxyProc struct {
 
 func run(root, counts string) error {
 	root, _ = filepath.Abs(root)
-	work, err := os.MkdirTemp("", "proxycompare-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
 	ctx := context.Background()
-	nsName := netns.UniqueName("pcmp-")
-	nsPath, err := netns.Create(nsName)
+	env, err := benchcp.Start(ctx, root, "pcmp")
 	if err != nil {
 		return err
 	}
-	defer netns.Delete(nsName)
-	cp, err := localcluster.StartControlPlane(ctx, localcluster.ControlPlaneConfig{
-		ClusterName: "pcmp", StateDir: filepath.Join(work, "state"), BinDir: filepath.Join(root, "tools", "bin"),
-		APIAddress: netip.MustParseAddr("127.0.0.1"), ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		PodCIDR: netip.MustParsePrefix("10.128.0.0/9"), APIPort: 6443, Netns: nsPath,
-	})
-	if err != nil {
-		return err
-	}
-	defer cp.Stop()
-	rc, err := cp.RESTConfig()
-	if err != nil {
-		return err
-	}
-	rc.QPS, rc.Burst = 2000, 4000
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+	defer env.Close()
+	work, nsPath, cp, client := env.Work, env.NSPath, env.CP, env.Client
 	fmt.Println("| Services × 10 endpoints | proxy | first full sync | one EndpointSlice change | RSS |")
 	fmt.Println("|---|---|---|---|---|")
 	have := 0
@@ -234,7 +211,7 @@ func compare(ctx context.Context, root, work, nsPath string, cp *localcluster.Co
 		if err != nil {
 			return fmt.Errorf("%s partial sync: %w", p.name, err)
 		}
-		fmt.Printf("| %d | %s | %s | %s | %d MiB |\n", n, p.name, secs(full[p.name]), secs(after-b), rss(p.rec.PID)>>20)
+		fmt.Printf("| %d | %s | %s | %s | %d MiB |\n", n, p.name, secs(full[p.name]), secs(after-b), benchcp.RSS(p.rec.PID)>>20)
 	}
 	return nil
 }
@@ -305,18 +282,4 @@ func metric(p *proxyProc, name string) (float64, error) {
 		return 0, fmt.Errorf("no %s", name)
 	}
 	return sum, nil
-}
-
-func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
