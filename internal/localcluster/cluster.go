@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -263,6 +264,13 @@ func Down(cfg *Config) error {
 	var errs []error
 	if err := proc.StopAll(cfg.procsDir(), 5*time.Second); err != nil {
 		errs = append(errs, err)
+	}
+	// Containers normally die with their runtime; any that outlived it
+	// (recorded by pid and start time) are ended now.
+	for i := range cfg.Nodes {
+		if err := proc.StopAll(podruntime.ContainersDir(cfg.NodeDir(i)), 5*time.Second); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := DeleteTopology(cfg); err != nil {
 		errs = append(errs, err)

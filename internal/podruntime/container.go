@@ -13,6 +13,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podnet/podnet/internal/podexec"
+	"github.com/podnet/podnet/internal/proc"
 )
 
 // container is one container's process and history.
@@ -108,8 +109,16 @@ func (w *podWorker) start(c *container) error {
 	gen := c.generation
 	c.cmd, c.running, c.startedAt, c.curExit, c.ready = cmd, true, time.Now(), nil, false
 	name := c.spec.Name
+	// Recorded by pid and start time, so that `podnet down` can end it
+	// even if it outlived this runtime (the parent-death signal is the
+	// first line of defence, this record the second).
+	recName := fmt.Sprintf("%s.%s.%s.%d", w.pod.Namespace, w.pod.Name, name, gen)
+	if _, err := proc.Adopt(r.containersDir(), recName, cmd.Process.Pid, argv); err != nil {
+		r.log.Error("cannot record container process", "pod", w.key(), "container", name, "err", err)
+	}
 	go func() {
 		err := cmd.Wait()
+		_ = proc.Remove(r.containersDir(), recName)
 		logf.Close()
 		code := 0
 		var ee *exec.ExitError

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/proc"
 )
 
 // Runtime runs the pods of one node.
@@ -166,6 +167,12 @@ func (r *Runtime) dispatchDelete(o any) {
 }
 
 // pokeAll wakes every worker (e.g. when the network became ready).
+// ContainersDir is where a runtime with state directory stateDir records
+// its container processes (internal/proc records).
+func ContainersDir(stateDir string) string { return filepath.Join(stateDir, "containers") }
+
+func (r *Runtime) containersDir() string { return ContainersDir(r.cfg.StateDir) }
+
 func (r *Runtime) pokeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -180,6 +187,11 @@ func (r *Runtime) pokeAll() {
 // cleanupStale removes the sandboxes a previous runtime left: their
 // processes died with it (parent-death signal), so every pod is rebuilt.
 func (r *Runtime) cleanupStale(ctx context.Context) {
+	// Containers of a previous runtime that outlived it are ended first
+	// (by recorded pid and start time): every pod is rebuilt.
+	if err := proc.StopAll(r.containersDir(), 5*time.Second); err != nil {
+		r.log.Error("ending containers of a previous runtime", "err", err)
+	}
 	dirs, _ := filepath.Glob(filepath.Join(r.cfg.StateDir, "pods", "*"))
 	list, lerr := r.loadConflist()
 	for _, d := range dirs {

@@ -248,3 +248,24 @@ func StartTime(pid int) (uint64, error) {
 	st, err := readStat(pid)
 	return st.startTime, err
 }
+
+// Adopt records a process some other code started (pid, with its start
+// time, so a reused pid is never mistaken for it), so that StopAll on dir
+// can end it later. The pod runtime records its containers this way.
+func Adopt(dir, name string, pid int, argv []string) (*Record, error) {
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("proc: invalid name %q", name)
+	}
+	st, err := StartTime(pid)
+	if err != nil {
+		return nil, fmt.Errorf("proc: adopt %s (pid %d): %w", name, pid, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	rec := &Record{Name: name, PID: pid, StartTime: st, Argv: argv}
+	if err := write(dir, rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}

@@ -3,6 +3,7 @@ package proc
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -268,4 +269,36 @@ func waitForLog(t *testing.T, path, want string) {
 		}
 	}
 	t.Fatalf("%s never contained %q", path, want)
+}
+
+func TestAdoptRecordsAProcessStartedElsewhere(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "containers")
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	rec, err := Adopt(dir, "default.web.c.1", cmd.Process.Pid, cmd.Args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Alive(rec) {
+		t.Fatal("the adopted process is not alive by its record")
+	}
+	if _, err := Adopt(dir, "bad/name", cmd.Process.Pid, nil); err == nil {
+		t.Error("Adopt accepted a name with a slash")
+	}
+	if err := StopAll(dir, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("StopAll did not end the adopted process")
+	}
+	if recs, _ := ReadAll(dir); len(recs) != 0 {
+		t.Errorf("%d records left after StopAll", len(recs))
+	}
 }
