@@ -20,10 +20,17 @@
 //
 // The model (model.go) and the renderer (render.go) are pure and are tested
 // against knftables' fake with a packet tracer. The syncer (syncer.go) keeps
-// the desired state in per-Service fragments (state.go): after a start or a
-// failure it rewrites the whole table in one transaction; otherwise it
-// writes only what changed, in one transaction. Each Service port keeps its
-// endpoint slots across syncs, so one Service's change never moves another's.
+// the desired state in per-Service fragments (state.go), updated in place:
+// after a start or a failure it rewrites the whole table in one nft
+// transaction; otherwise it writes only what changed, in one transaction.
+// A change that only moves endpoints (slot and hairpin elements, and the
+// slot-pick rule of a Service whose endpoint count changed) goes over
+// netlink (elements.go, github.com/google/nftables) in one atomic batch,
+// without running nft. PortCache (cache.go) rebuilds only the Services
+// informer handlers marked; a Service port passed as the same pointer as
+// last time is unchanged by contract and costs a map lookup. Each Service
+// port keeps its endpoint slots across syncs, so one Service's change never
+// moves another's.
 //
 // Dangerous: the table sits on the nat and filter hooks of every packet the
 // node routes. A failed transaction changes nothing in the kernel (and makes
