@@ -404,6 +404,8 @@ func (s *ServicePort) fingerprint() string {
 			b = strconv.AppendInt(b, int64(e.Port), 10)
 			if e.Local {
 				b = append(b, 'L')
+			} else if e.Node == "" {
+				b = append(b, 'U') // node unknown: may be local (hairpin)
 			}
 			b = append(b, ',')
 		}

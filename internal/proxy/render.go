@@ -548,7 +548,11 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 		return
 	}
 	for _, e := range all {
-		b.elem(f.hairpin, []string{e.IP.String(), e.IP.String()}, nil)
+		// Only a pod of this node can reach itself through this node:
+		// endpoints known to run elsewhere need no hairpin element.
+		if e.Local || e.Node == "" {
+			b.elem(f.hairpin, []string{e.IP.String(), e.IP.String()}, nil)
+		}
 	}
 	// dnatTo adds the slots of eps and returns the rule that picks one;
 	// purpose tells the cluster and the local endpoint lists apart.

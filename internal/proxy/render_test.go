@@ -52,6 +52,21 @@ func TestRenderServiceChains(t *testing.T) {
 	if strings.Contains(dump, chainName("svc4", "default/empty/tcp/80")) {
 		t.Error("a Service without endpoints got a chain; it must only be rejected")
 	}
+	// Only a pod of this node can reach itself through this node.
+	if strings.Contains(dump, "hairpin-v4 { 10.244.2.2 . 10.244.2.2 }") {
+		t.Error("an endpoint of another node got a hairpin element")
+	}
+}
+
+func TestHairpinElementsForEndpointsThatMayBeLocal(t *testing.T) {
+	sls := []*v1Slice{slice("default", "web", "", 8080, ep("10.244.1.2", "node-1", true, false), ep("10.244.2.2", "node-2", true, false),
+		ep("10.244.3.2", "", true, false))}
+	dump := renderFake(t, testCfg, BuildServicePorts("node-1", []*v1.Service{svc("default", "web", "10.96.0.5", 80, 8080, 0)}, sls)).Dump()
+	for ip, want := range map[string]bool{"10.244.1.2": true, "10.244.2.2": false, "10.244.3.2": true} {
+		if got := strings.Contains(dump, "hairpin-v4 { "+ip+" . "+ip+" }"); got != want {
+			t.Errorf("hairpin element for %s: %v, want %v (local, remote, node unknown)", ip, got, want)
+		}
+	}
 }
 
 func TestRenderRemovesStaleChainsAndKeepsNoStaleElements(t *testing.T) {
