@@ -1,5 +1,6 @@
 // Command proxysync measures the service proxy's sync against the kernel:
-// the first (full) sync of N Services with E endpoints each, then the median
+// the first (full) sync of N Services with E endpoints each (on other nodes,
+// as most endpoints are in a cluster of many nodes), then the median
 // of syncs after one Service's endpoints changed (one endpoint replaced), with
 // Go's heap in use. Run it as
 // root inside a private network namespace, so the table it loads disappears
@@ -69,7 +70,7 @@ func run(n, e int) error {
 		sp := &proxy.ServicePort{Namespace: "bench", Name: fmt.Sprintf("svc-%d", i), Protocol: v1.ProtocolTCP, Port: 80,
 			ClusterIPs: []netip.Addr{addr(0x0a600000 + uint32(i) + 1)}}
 		for j := 0; j < e; j++ {
-			sp.Endpoints = append(sp.Endpoints, proxy.Endpoint{IP: addr(0x0af40000 + uint32(i*e+j) + 1), Port: 8080})
+			sp.Endpoints = append(sp.Endpoints, proxy.Endpoint{IP: addr(0x0af40000 + uint32(i*e+j) + 1), Port: 8080, Node: "other-node"})
 		}
 		sps[i] = sp
 	}
@@ -85,7 +86,7 @@ func run(n, e int) error {
 	for k := 0; k < *changes; k++ {
 		i := (n/2 + k*7919) % n
 		changed := *sps[i]
-		changed.Endpoints = append(append([]proxy.Endpoint{}, changed.Endpoints[1:]...), proxy.Endpoint{IP: addr(0x0afe0001 + uint32(k)), Port: 8080})
+		changed.Endpoints = append(append([]proxy.Endpoint{}, changed.Endpoints[1:]...), proxy.Endpoint{IP: addr(0x0afe0001 + uint32(k)), Port: 8080, Node: "other-node"})
 		sps[i] = &changed
 		start := time.Now()
 		if one, err = s.Sync(ctx, cfg, sps); err != nil {
