@@ -33,10 +33,14 @@ func (KernelConntrack) DeleteUDP(dels []ConntrackDeletion) (int, error) {
 		if d.Endpoint.IsValid() {
 			errs = append(errs, f.AddIP(netlink.ConntrackReplySrcIP, d.Endpoint.AsSlice()))
 		}
-		is6 := d.Dst.Is6() || (!d.Dst.IsValid() && d.Endpoint.Is6())
-		if is6 {
+		switch {
+		case !d.Dst.IsValid() && !d.Endpoint.IsValid():
+			// A NodePort that gained its first endpoint: entries to any
+			// node address, of either family.
+			v4, v6 = append(v4, f), append(v6, f)
+		case d.Dst.Is6() || (!d.Dst.IsValid() && d.Endpoint.Is6()):
 			v6 = append(v6, f)
-		} else {
+		default:
 			v4 = append(v4, f)
 		}
 	}
