@@ -470,11 +470,18 @@ func newProbeCommand(cf *clusterFlags) *cobra.Command {
 // request (the built-in server answers with who it is; any reply counts);
 // UDP sends a datagram and waits for one back.
 func probeFrom(nsPath, protocol, target string, timeout time.Duration) (string, error) {
-	if _, _, err := net.SplitHostPort(target); err != nil {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
 		return "", err
 	}
+	// An address, never a name: resolving a name here would ask this
+	// machine's resolver, not the cluster's DNS (use `podnet exec POD --
+	// curl NAME` for names).
+	if _, err := netip.ParseAddr(host); err != nil {
+		return "", fmt.Errorf("target %q: give an IP address (names would be resolved by this machine, not the cluster)", target)
+	}
 	var conn net.Conn
-	err := netns.Do(nsPath, func() (err error) {
+	err = netns.Do(nsPath, func() (err error) {
 		conn, err = (&net.Dialer{Timeout: timeout}).Dial(protocol, target)
 		return err
 	})
@@ -488,7 +495,6 @@ func probeFrom(nsPath, protocol, target string, timeout time.Duration) (string, 
 			return "", err
 		}
 	} else {
-		host, _, _ := net.SplitHostPort(target)
 		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host); err != nil {
 			return "", err
 		}
