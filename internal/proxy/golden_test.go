@@ -218,10 +218,14 @@ type recordingTB struct {
 	errors, fatals []string
 }
 
-func (r *recordingTB) Helper()                         {}
-func (r *recordingTB) Name() string                    { return "TestRecording" }
-func (r *recordingTB) Errorf(format string, a ...any) { r.errors = append(r.errors, fmt.Sprintf(format, a...)) }
-func (r *recordingTB) Fatalf(format string, a ...any) { r.fatals = append(r.fatals, fmt.Sprintf(format, a...)) }
+func (r *recordingTB) Helper()      {}
+func (r *recordingTB) Name() string { return "TestRecording" }
+func (r *recordingTB) Errorf(format string, a ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, a...))
+}
+func (r *recordingTB) Fatalf(format string, a ...any) {
+	r.fatals = append(r.fatals, fmt.Sprintf(format, a...))
+}
 
 func TestGoldenDiffShowsWhatChanged(t *testing.T) {
 	want := "a\nb\nc\n"
