@@ -46,6 +46,10 @@ type Config struct {
 	NodeIPs []netip.Addr
 }
 
+// fingerprint changes whenever anything the renderer reads from the Config
+// changes (see ServicePort.fingerprint).
+func (c Config) fingerprint() string { return fmt.Sprint(c.PodCIDRs, c.NodeIPs) }
+
 // NodePortAddresses is the agent's --nodeport-addresses: which of the
 // node's addresses NodePorts answer on. The zero value is the default: the
 // node's InternalIPs (kube-proxy's nftables default, "primary").
@@ -398,7 +402,7 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 			cur.changes = append(cur.changes, fragChange{old, f})
 		}
 	}
-	gfp := fmt.Sprint(cfg.PodCIDRs, cfg.NodeIPs)
+	gfp := cfg.fingerprint()
 	if f := cur.frags[""]; f != nil && f.fp == gfp {
 		f.gen = gen
 	} else {
