@@ -322,13 +322,11 @@ func emitFull(tx *knftables.Transaction, cur *State, existing, existingSets []st
 	}
 	for _, name := range sortedKeys(chains) {
 		for _, r := range chains[name].rules {
-			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+			tx.Add(&knftables.Rule{Chain: name, Rule: r.String()})
 		}
 	}
-	for _, set := range sortedKeys(elements) {
-		for _, k := range sortedKeys(elements[set]) {
-			tx.Add(elements[set][k].object(set))
-		}
+	for _, e := range elements {
+		tx.Add(e.object())
 	}
 	// Chains of Services that are gone: nothing refers to them any more
 	// (the maps were flushed), so empty and delete them.
@@ -408,15 +406,10 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 	} else {
 		f := newFragment(gfp)
 		for _, p := range cfg.PodCIDRs {
-			set := setPodCIDRs4
-			if p.Addr().Is6() {
-				set = setPodCIDRs6
-			}
-			f.elem(set, []string{p.Masked().String()}, nil)
+			f.add(PodCIDRElement{p.Masked()})
 		}
 		for _, a := range cfg.NodeIPs {
-			a = a.Unmap()
-			f.elem(famOf(a.Is4()).nodeIPs, []string{a.String()}, nil)
+			f.add(NodeIPElement{a.Unmap()})
 		}
 		set("", f)
 	}
@@ -463,13 +456,29 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 // rules load, they just never match).
 var protocols = []string{"tcp", "udp", "sctp"}
 
-// slotMap names the endpoint-slot map of a family and protocol.
+// slotMap names the endpoint-slot map of a family and protocol. Every slot
+// element names its map many times per sync, so the names are made once.
 func slotMap(v4 bool, proto string) string {
+	fam := 1
 	if v4 {
-		return "endpoint-slots-v4-" + proto
+		fam = 0
 	}
-	return "endpoint-slots-v6-" + proto
+	for i, p := range protocols {
+		if p == proto {
+			return slotMapNames[fam][i]
+		}
+	}
+	return [2]string{"endpoint-slots-v4-", "endpoint-slots-v6-"}[fam] + proto
 }
+
+// slotMapNames[0] are the IPv4 slot maps of protocols, [1] the IPv6 ones.
+var slotMapNames = func() (n [2][]string) {
+	for _, p := range protocols {
+		n[0] = append(n[0], "endpoint-slots-v4-"+p)
+		n[1] = append(n[1], "endpoint-slots-v6-"+p)
+	}
+	return n
+}()
 
 // isServiceChain reports whether a chain is one of the per-Service chains.
 func isServiceChain(c string) bool {
@@ -539,15 +548,15 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	}
 	all := epsOfFamily(sp.Endpoints, v4)
 	pr := proto(sp.Protocol)
+	port := uint16(sp.Port)
 	key := sp.Key()
-	reject := "goto " + chainReject
 	if len(all) == 0 {
 		// No endpoint at all: reject at once, from the filter chains.
 		for _, ip := range append(clusterIPs, external...) {
-			b.elem(f.noEPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{reject})
+			b.add(ServiceIPElement{Map: f.noEPs, Addr: ip, Proto: pr, Port: port, Chain: chainReject})
 		}
 		if nodePort {
-			b.elem(f.noEPPorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{reject})
+			b.add(NodePortElement{Map: f.noEPPorts, Proto: pr, Port: uint16(sp.NodePort), Chain: chainReject})
 		}
 		return
 	}
@@ -555,21 +564,21 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 		// Only a pod of this node can reach itself through this node:
 		// endpoints known to run elsewhere need no hairpin element.
 		if e.Local || e.Node == "" {
-			b.elem(f.hairpin, []string{e.IP.String(), e.IP.String()}, nil)
+			b.add(HairpinElement{e.IP})
 		}
 	}
 	// dnatTo adds the slots of eps and returns the rule that picks one;
 	// purpose tells the cluster and the local endpoint lists apart.
 	slotsMap := slotMap(v4, pr)
-	dnatTo := func(eps []Endpoint, purpose string) string {
+	dnatTo := func(eps []Endpoint, purpose string) SlotPick {
 		blk := slots.get(slotsMap, key+"/"+purpose, len(eps))
 		off := blk.base
 		b.slotUses = append(b.slotUses, slotUse{slotsMap, key + "/" + purpose, len(eps), off, blk})
-		base := SlotBase + off
+		base := uint32(SlotBase + off)
 		for i, e := range eps {
-			b.elem(slotsMap, []string{fmt.Sprintf("%#x", base+i)}, []string{e.IP.String(), fmt.Sprint(e.Port)})
+			b.add(SlotElement{Proto: pr, Slot: base + uint32(i), Addr: e.IP, Port: uint16(e.Port)})
 		}
-		return SlotPick{N: uint32(len(eps)), Base: uint32(base), Target: dnatChain(v4, pr)}.rule()
+		return SlotPick{N: uint32(len(eps)), Base: base, Target: dnatChain(v4, pr)}
 	}
 
 	svcChain := chainName("svc"+f.suffix, key)
@@ -578,13 +587,13 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	if eps := epsOfFamily(sp.clusterEndpoints(), v4); len(eps) > 0 && sp.AffinityTimeout > 0 {
 		renderAffinity(b, sp, f, svcChain, eps)
 	} else if len(eps) > 0 {
-		b.rule(svcChain, dnatTo(eps, "cluster"))
+		b.pick(svcChain, dnatTo(eps, "cluster"))
 	} else {
 		// internalTrafficPolicy Local and no endpoint on this node.
 		b.rule(svcChain, "goto "+chainDrop)
 	}
 	for _, ip := range clusterIPs {
-		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + svcChain})
+		b.add(ServiceIPElement{Map: f.svcIPs, Addr: ip, Proto: pr, Port: port, Chain: svcChain})
 	}
 	if len(external) == 0 && !nodePort {
 		return
@@ -594,7 +603,7 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	if sp.ExternalLocal {
 		// Keep the client's address: no masquerade, local endpoints only.
 		if local := epsOfFamily(sp.externalEndpoints(), v4); len(local) > 0 {
-			b.rule(extChain, dnatTo(local, "local"))
+			b.pick(extChain, dnatTo(local, "local"))
 		} else {
 			b.rule(extChain, "goto "+chainDrop)
 		}
@@ -621,10 +630,10 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 		if slicesContains(sp.LBAddrs, ip) {
 			target = fwTarget
 		}
-		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + target})
+		b.add(ServiceIPElement{Map: f.svcIPs, Addr: ip, Proto: pr, Port: port, Chain: target})
 	}
 	if nodePort {
-		b.elem(f.nodePorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{"goto " + extChain})
+		b.add(NodePortElement{Map: f.nodePorts, Proto: pr, Port: uint16(sp.NodePort), Chain: extChain})
 	}
 }
 
