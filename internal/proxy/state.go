@@ -217,76 +217,9 @@ func (p SlotPick) text() string {
 // old by BuildWith (usually in place, so old == cur) and lists them. It
 // moves old's reference counts into cur.
 func diffStates(old, cur *State) *diff {
-	refs := old.refs
-	cur.refs = refs
+	cur.refs = old.refs
 	d := &diff{}
 	empty := newFragment("")
-	diffFragment := func(o, n *fragment) {
-		for name, st := range n.affinitySets {
-			if o.affinitySets[name] == nil {
-				d.newSets = append(d.newSets, st)
-			}
-		}
-		for name := range o.affinitySets {
-			if n.affinitySets[name] == nil {
-				d.goneSets = append(d.goneSets, name)
-			}
-		}
-		for name, c := range n.chains {
-			if oc := o.chains[name]; oc == nil {
-				d.newChains = append(d.newChains, namedChain{name: name, c: c})
-			} else if !slices.Equal(oc.rules, c.rules) {
-				d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
-			}
-		}
-		for name := range o.chains {
-			if n.chains[name] == nil {
-				d.goneChains = append(d.goneChains, name)
-			}
-		}
-		index := func(es []Element) map[elemID]Element {
-			m := make(map[elemID]Element, len(es))
-			for _, e := range es {
-				m[e.id()] = e
-			}
-			return m
-		}
-		oi, ni := index(o.elements), index(n.elements)
-		for _, e := range o.elements {
-			id := e.id()
-			if ne, ok := ni[id]; ok && ne == e {
-				continue
-			}
-			if !shared(e) {
-				d.removed = append(d.removed, e)
-				continue
-			}
-			n, ok := refs[id]
-			if !ok {
-				continue
-			}
-			if n <= 1 {
-				delete(refs, id)
-				d.removed = append(d.removed, e)
-			} else {
-				refs[id] = n - 1
-			}
-		}
-		for _, e := range n.elements {
-			id := e.id()
-			if oe, ok := oi[id]; ok && oe == e {
-				continue
-			}
-			if !shared(e) {
-				d.added = append(d.added, e)
-				continue
-			}
-			refs[id]++
-			if refs[id] == 1 {
-				d.added = append(d.added, e)
-			}
-		}
-	}
 	for _, c := range cur.changes {
 		o, n := c.old, c.cur
 		if o == nil {
@@ -295,8 +228,96 @@ func diffStates(old, cur *State) *diff {
 		if n == nil {
 			n = empty
 		}
-		diffFragment(o, n)
+		d.sets(o, n)
+		d.chains(o, n)
+		d.elements(o, n, cur.refs)
 	}
+	d.sort()
+	return d
+}
+
+// sets records the affinity sets n adds to o and those it drops.
+func (d *diff) sets(o, n *fragment) {
+	for name, st := range n.affinitySets {
+		if o.affinitySets[name] == nil {
+			d.newSets = append(d.newSets, st)
+		}
+	}
+	for name := range o.affinitySets {
+		if n.affinitySets[name] == nil {
+			d.goneSets = append(d.goneSets, name)
+		}
+	}
+}
+
+// chains records the chains n adds to o, changes and drops.
+func (d *diff) chains(o, n *fragment) {
+	for name, c := range n.chains {
+		if oc := o.chains[name]; oc == nil {
+			d.newChains = append(d.newChains, namedChain{name: name, c: c})
+		} else if !slices.Equal(oc.rules, c.rules) {
+			d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
+		}
+	}
+	for name := range o.chains {
+		if n.chains[name] == nil {
+			d.goneChains = append(d.goneChains, name)
+		}
+	}
+}
+
+// elements records the elements n removes from o and adds (a changed value
+// is both). A shared element leaves the table with the last fragment that
+// holds it and enters with the first, counted in refs.
+func (d *diff) elements(o, n *fragment, refs map[elemID]int32) {
+	oi, ni := indexElements(o.elements), indexElements(n.elements)
+	for _, e := range o.elements {
+		id := e.id()
+		if ne, ok := ni[id]; ok && ne == e {
+			continue
+		}
+		if !shared(e) {
+			d.removed = append(d.removed, e)
+			continue
+		}
+		count, ok := refs[id]
+		if !ok {
+			continue
+		}
+		if count <= 1 {
+			delete(refs, id)
+			d.removed = append(d.removed, e)
+		} else {
+			refs[id] = count - 1
+		}
+	}
+	for _, e := range n.elements {
+		id := e.id()
+		if oe, ok := oi[id]; ok && oe == e {
+			continue
+		}
+		if !shared(e) {
+			d.added = append(d.added, e)
+			continue
+		}
+		refs[id]++
+		if refs[id] == 1 {
+			d.added = append(d.added, e)
+		}
+	}
+}
+
+func indexElements(es []Element) map[elemID]Element {
+	m := make(map[elemID]Element, len(es))
+	for _, e := range es {
+		m[e.id()] = e
+	}
+	return m
+}
+
+// sort puts every list of the diff in a stable order, so a transaction is
+// the same for the same change.
+func (d *diff) sort() {
 	for _, l := range [][]namedChain{d.newChains, d.changedChains} {
 		slices.SortFunc(l, func(a, b namedChain) int { return strings.Compare(a.name, b.name) })
 	}
@@ -305,7 +326,6 @@ func diffStates(old, cur *State) *diff {
 	slices.Sort(d.goneSets)
 	sortElements(d.removed)
 	sortElements(d.added)
-	return d
 }
 
 // emit writes the diff into tx in an order the kernel accepts: new chains
