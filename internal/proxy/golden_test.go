@@ -154,17 +154,17 @@ func checkGolden(t testing.TB, path, got string) {
 	at := fmt.Sprintf("%s:%d", filepath.Base(file), line)
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatalf("%s: %v", at, err)
+			t.Fatalf("%v (checked at %s)", err, at)
 		}
 		return
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%s: %v (a new golden file is written by go test -run %s -update)", at, err, t.Name())
+		t.Fatalf("%v (checked at %s; a new golden file is written by go test -run %s -update)", err, at, t.Name())
 		return
 	}
 	if d := goldenDiff(string(want), got); d != "" {
-		t.Errorf("%s: the table differs from %s (-golden +got; after review, -update rewrites it):\n%s", at, path, d)
+		t.Errorf("the table differs from %s (checked at %s; -golden +got; after review, -update rewrites it):\n%s", path, at, d)
 	}
 }
 
@@ -268,8 +268,8 @@ func TestCheckGoldenReportsTheCallersLine(t *testing.T) {
 	}
 	_, _, line, _ := runtime.Caller(0)
 	checkGolden(rec, path, "a\nc\n") // the line after runtime.Caller(0)
-	at := fmt.Sprintf("golden_test.go:%d:", line+1)
-	if len(rec.errors) != 1 || !strings.HasPrefix(rec.errors[0], at) || !strings.Contains(rec.errors[0], "   2 -b\n   2 +c") {
+	at := fmt.Sprintf("(checked at golden_test.go:%d;", line+1)
+	if len(rec.errors) != 1 || !strings.Contains(rec.errors[0], at) || !strings.Contains(rec.errors[0], "   2 -b\n   2 +c") {
 		t.Errorf("reported %q, want one error at %s with the diff", rec.errors, at)
 	}
 	checkGolden(rec, filepath.Join(t.TempDir(), "missing.nft"), "a\n")
