@@ -19,7 +19,10 @@
 //     masqueraded by a set of (endpoint, endpoint) pairs.
 //
 // The model (model.go) and the renderer (render.go) are pure and are tested
-// against knftables' fake with a packet tracer. The syncer (syncer.go) keeps
+// against knftables' fake with a packet tracer and whole-table golden files
+// (testdata/). The renderer's elements are typed values (elements.go) that
+// both writers share: knftables formats them, the netlink writer encodes
+// them; neither parses the other's text. The syncer (syncer.go) keeps
 // the desired state in per-Service fragments (state.go), updated in place:
 // after a start or a failure it rewrites the whole table in one nft
 // transaction; otherwise it writes only what changed, in one transaction.

@@ -34,30 +34,28 @@ func NewNetlinkElements() (*NetlinkElements, error) {
 func (w *NetlinkElements) Close() error { return w.conn.CloseLasting() }
 
 // Supports implements ElementWriter.
-func (w *NetlinkElements) Supports(set string) bool {
-	_, _, ok, _ := encodeElement(set, nil, nil)
+func (w *NetlinkElements) Supports(e Element) bool {
+	_, _, ok := encodeElement(e)
 	return ok
 }
 
 // Write implements ElementWriter.
-func (w *NetlinkElements) Write(_ context.Context, removed, added []ElementChange, picks []SlotPick) error {
-	batch := func(changes []ElementChange, apply func(*nftables.Set, []nftables.SetElement) error) error {
+func (w *NetlinkElements) Write(_ context.Context, removed, added []Element, picks []SlotPick) error {
+	batch := func(changes []Element, apply func(*nftables.Set, []nftables.SetElement) error) error {
 		bySet := map[string][]nftables.SetElement{}
 		var order []string
 		isMap := map[string]bool{}
 		for _, c := range changes {
-			k, v, ok, err := encodeElement(c.Set, c.Key(), c.Value())
+			k, v, ok := encodeElement(c)
 			if !ok {
-				return fmt.Errorf("set %s is not supported over netlink", c.Set)
+				return fmt.Errorf("set %s: %T is not supported over netlink", c.Set(), c)
 			}
-			if err != nil {
-				return fmt.Errorf("set %s: %w", c.Set, err)
+			set := c.Set()
+			if bySet[set] == nil {
+				order = append(order, set)
 			}
-			if bySet[c.Set] == nil {
-				order = append(order, c.Set)
-			}
-			bySet[c.Set] = append(bySet[c.Set], nftables.SetElement{Key: k, Val: v})
-			isMap[c.Set] = c.isMap
+			bySet[set] = append(bySet[set], nftables.SetElement{Key: k, Val: v})
+			isMap[set] = v != nil
 		}
 		for _, name := range order {
 			if err := apply(&nftables.Set{Table: w.table, Name: name, IsMap: isMap[name]}, bySet[name]); err != nil {

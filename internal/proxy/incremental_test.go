@@ -256,23 +256,23 @@ type fakeElements struct {
 	writes int
 }
 
-func (f *fakeElements) Supports(set string) bool {
-	_, _, ok, _ := encodeElement(set, nil, nil)
+func (f *fakeElements) Supports(e Element) bool {
+	_, _, ok := encodeElement(e)
 	return ok
 }
 
-func (f *fakeElements) Write(ctx context.Context, removed, added []ElementChange, picks []SlotPick) error {
+func (f *fakeElements) Write(ctx context.Context, removed, added []Element, picks []SlotPick) error {
 	f.writes++
 	tx := f.fake.NewTransaction()
 	for _, l := range []struct {
-		changes []ElementChange
+		changes []Element
 		op      func(knftables.Object)
 	}{{removed, tx.Delete}, {added, tx.Add}} {
-		for _, c := range l.changes {
-			if _, _, _, err := encodeElement(c.Set, c.Key(), c.Value()); err != nil {
-				f.t.Errorf("element %+v does not encode: %v", c, err)
+		for _, e := range l.changes {
+			if _, _, ok := encodeElement(e); !ok {
+				f.t.Errorf("element %+v does not encode", e)
 			}
-			l.op(c.object(c.Set))
+			l.op(e.object())
 		}
 	}
 	for _, p := range picks {
@@ -280,10 +280,11 @@ func (f *fakeElements) Write(ctx context.Context, removed, added []ElementChange
 		if err != nil {
 			return err
 		}
-		if _, ok := parseSlotPick(rules[p.Index].Rule); !ok {
+		var m []string
+		if !match(reSlotPick, rules[p.Index].Rule, &m) {
 			f.t.Errorf("rule %d of %s is %q, not a slot pick", p.Index, p.Chain, rules[p.Index].Rule)
 		}
-		tx.Replace(&knftables.Rule{Chain: p.Chain, Handle: rules[p.Index].Handle, Rule: p.rule()})
+		tx.Replace(&knftables.Rule{Chain: p.Chain, Handle: rules[p.Index].Handle, Rule: p.text()})
 	}
 	return f.fake.Run(ctx, tx)
 }

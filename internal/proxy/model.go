@@ -360,8 +360,9 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 }
 
 // fingerprint is a string that changes whenever anything the renderer reads
-// from the Service port changes. It runs for every Service port at every
-// sync, so it appends bytes instead of formatting.
+// from the Service port changes (TestFingerprintCoversWhatTheRendererReads
+// changes every field in turn to check it). It runs for every Service port
+// at every sync, so it appends bytes instead of formatting.
 func (s *ServicePort) fingerprint() string {
 	b := make([]byte, 0, 96+24*len(s.Endpoints))
 	sep := func() { b = append(b, '|') }

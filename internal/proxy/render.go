@@ -46,6 +46,10 @@ type Config struct {
 	NodeIPs []netip.Addr
 }
 
+// fingerprint changes whenever anything the renderer reads from the Config
+// changes (see ServicePort.fingerprint).
+func (c Config) fingerprint() string { return fmt.Sprint(c.PodCIDRs, c.NodeIPs) }
+
 // NodePortAddresses is the agent's --nodeport-addresses: which of the
 // node's addresses NodePorts answer on. The zero value is the default: the
 // node's InternalIPs (kube-proxy's nftables default, "primary").
@@ -318,13 +322,11 @@ func emitFull(tx *knftables.Transaction, cur *State, existing, existingSets []st
 	}
 	for _, name := range sortedKeys(chains) {
 		for _, r := range chains[name].rules {
-			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+			tx.Add(&knftables.Rule{Chain: name, Rule: r.String()})
 		}
 	}
-	for _, set := range sortedKeys(elements) {
-		for _, k := range sortedKeys(elements[set]) {
-			tx.Add(elements[set][k].object(set))
-		}
+	for _, e := range elements {
+		tx.Add(e.object())
 	}
 	// Chains of Services that are gone: nothing refers to them any more
 	// (the maps were flushed), so empty and delete them.
@@ -370,81 +372,111 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 	}
 	cur.gen++
 	cur.changes = cur.changes[:0]
-	gen := cur.gen
 	slots.begin()
 	defer slots.end()
-	slotsKept := func(f *fragment) bool {
-		for _, u := range f.slotUses {
-			if b := slots.get(u.slotMap, u.owner, u.n); b != u.blk || b.base != u.base {
-				return false
-			}
-		}
-		return true
-	}
-	set := func(key string, f *fragment) {
-		f.gen = gen
-		old := cur.frags[key]
-		if old == f {
-			return
-		}
-		if old != nil && old.sp != nil && cur.byPtr[old.sp] == old {
-			delete(cur.byPtr, old.sp)
-		}
-		cur.frags[key] = f
-		if f.sp != nil {
-			cur.byPtr[f.sp] = f
-		}
-		if prev != nil {
-			cur.changes = append(cur.changes, fragChange{old, f})
-		}
-	}
-	gfp := fmt.Sprint(cfg.PodCIDRs, cfg.NodeIPs)
-	if f := cur.frags[""]; f != nil && f.fp == gfp {
-		f.gen = gen
-	} else {
-		f := newFragment(gfp)
-		for _, p := range cfg.PodCIDRs {
-			set := setPodCIDRs4
-			if p.Addr().Is6() {
-				set = setPodCIDRs6
-			}
-			f.elem(set, []string{p.Masked().String()}, nil)
-		}
-		for _, a := range cfg.NodeIPs {
-			a = a.Unmap()
-			f.elem(famOf(a.Is4()).nodeIPs, []string{a.String()}, nil)
-		}
-		set("", f)
-	}
+	b := build{cur: cur, slots: slots, gen: cur.gen, record: prev != nil}
+	b.node(cfg)
 	for _, sp := range sps {
-		if f := cur.byPtr[sp]; f != nil {
-			// The same pointer as last time: unchanged, and so are
-			// its slot blocks (only its own re-rendering moves them).
-			f.gen = gen
-			slots.keep(f.slotUses)
-			continue
-		}
-		key := sp.Key()
-		fp := sp.fingerprint()
-		if f := cur.frags[key]; f != nil && f.fp == fp && slotsKept(f) {
-			if f.sp != sp {
-				delete(cur.byPtr, f.sp)
-				f.sp = sp
-				cur.byPtr[sp] = f
-			}
-			f.gen = gen
-			continue
-		}
-		f := newFragment(fp)
-		f.sp = sp
-		for _, v4 := range []bool{true, false} {
-			renderServicePort(f, sp, v4, slots)
-		}
-		set(key, f)
+		b.servicePort(sp)
 	}
-	// Fragments no Service port asked for are gone.
+	b.dropUnwanted()
+	return cur
+}
+
+// build is one run of BuildWith over its State.
+type build struct {
+	cur   *State
+	slots *SlotAllocator
+	gen   uint64
+	// record says whether to record the fragments that changed (for
+	// diffStates: the build started from a previous State).
+	record bool
+}
+
+// node renders the node-wide fragment (pod CIDRs, NodePort addresses),
+// unless cfg's fingerprint says it is unchanged.
+func (b *build) node(cfg Config) {
+	fp := cfg.fingerprint()
+	if f := b.cur.frags[""]; f != nil && f.fp == fp {
+		f.gen = b.gen
+		return
+	}
+	f := newFragment(fp)
+	for _, p := range cfg.PodCIDRs {
+		f.add(PodCIDRElement{p.Masked()})
+	}
+	for _, a := range cfg.NodeIPs {
+		f.add(NodeIPElement{a.Unmap()})
+	}
+	b.put("", f)
+}
+
+// servicePort keeps sp's fragment when sp is the same pointer as last time,
+// or has the same fingerprint and slots; else it renders a new one.
+func (b *build) servicePort(sp *ServicePort) {
+	cur := b.cur
+	if f := cur.byPtr[sp]; f != nil {
+		// The same pointer as last time: unchanged, and so are its slot
+		// blocks (only its own re-rendering moves them).
+		f.gen = b.gen
+		b.slots.keep(f.slotUses)
+		return
+	}
+	key := sp.Key()
+	fp := sp.fingerprint()
+	if f := cur.frags[key]; f != nil && f.fp == fp && b.slotsKept(f) {
+		if f.sp != sp {
+			delete(cur.byPtr, f.sp)
+			f.sp = sp
+			cur.byPtr[sp] = f
+		}
+		f.gen = b.gen
+		return
+	}
+	f := newFragment(fp)
+	f.sp = sp
+	for _, v4 := range []bool{true, false} {
+		renderServicePort(f, sp, v4, b.slots)
+	}
+	b.put(key, f)
+}
+
+// slotsKept says whether every slot block f uses is still where f put it
+// (asking for them also keeps them in use by this build).
+func (b *build) slotsKept(f *fragment) bool {
+	for _, u := range f.slotUses {
+		if blk := b.slots.get(u.slotMap, u.owner, u.n); blk != u.blk || blk.base != u.base {
+			return false
+		}
+	}
+	return true
+}
+
+// put makes f the fragment of key.
+func (b *build) put(key string, f *fragment) {
+	cur := b.cur
+	f.gen = b.gen
+	old := cur.frags[key]
+	if old == f {
+		return
+	}
+	if old != nil && old.sp != nil && cur.byPtr[old.sp] == old {
+		delete(cur.byPtr, old.sp)
+	}
+	cur.frags[key] = f
+	if f.sp != nil {
+		cur.byPtr[f.sp] = f
+	}
+	if b.record {
+		cur.changes = append(cur.changes, fragChange{old, f})
+	}
+}
+
+// dropUnwanted removes the fragments no Service port asked for.
+func (b *build) dropUnwanted() {
+	cur := b.cur
 	for key, f := range cur.frags {
-		if f.gen != gen {
+		if f.gen != b.gen {
 			delete(cur.frags, key)
 			if f.sp != nil && cur.byPtr[f.sp] == f {
 				delete(cur.byPtr, f.sp)
@@ -452,20 +484,35 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 			cur.changes = append(cur.changes, fragChange{f, nil})
 		}
 	}
-	return cur
 }
 
 // protocols the proxy renders (SCTP too, though this kernel lacks it: the
 // rules load, they just never match).
 var protocols = []string{"tcp", "udp", "sctp"}
 
-// slotMap names the endpoint-slot map of a family and protocol.
+// slotMap names the endpoint-slot map of a family and protocol. Every slot
+// element names its map many times per sync, so the names are made once.
 func slotMap(v4 bool, proto string) string {
+	fam := 1
 	if v4 {
-		return "endpoint-slots-v4-" + proto
+		fam = 0
 	}
-	return "endpoint-slots-v6-" + proto
+	for i, p := range protocols {
+		if p == proto {
+			return slotMapNames[fam][i]
+		}
+	}
+	return [2]string{"endpoint-slots-v4-", "endpoint-slots-v6-"}[fam] + proto
 }
+
+// slotMapNames[0] are the IPv4 slot maps of protocols, [1] the IPv6 ones.
+var slotMapNames = func() (n [2][]string) {
+	for _, p := range protocols {
+		n[0] = append(n[0], "endpoint-slots-v4-"+p)
+		n[1] = append(n[1], "endpoint-slots-v6-"+p)
+	}
+	return n
+}()
 
 // isServiceChain reports whether a chain is one of the per-Service chains.
 func isServiceChain(c string) bool {
@@ -523,7 +570,6 @@ func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
 // renderServicePort writes one Service port's chains and elements for one
 // address family.
 func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocator) {
-	f := famOf(v4)
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
 	// A NodePort answers on the node addresses of the families the
@@ -533,17 +579,15 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	if len(clusterIPs) == 0 && len(external) == 0 && !nodePort {
 		return
 	}
+	r := portRender{b: b, sp: sp, v4: v4, f: famOf(v4), pr: proto(sp.Protocol), key: sp.Key(), slots: slots}
 	all := epsOfFamily(sp.Endpoints, v4)
-	pr := proto(sp.Protocol)
-	key := sp.Key()
-	reject := "goto " + chainReject
 	if len(all) == 0 {
 		// No endpoint at all: reject at once, from the filter chains.
 		for _, ip := range append(clusterIPs, external...) {
-			b.elem(f.noEPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{reject})
+			r.serviceIP(r.f.noEPs, ip, chainReject)
 		}
 		if nodePort {
-			b.elem(f.noEPPorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{reject})
+			r.nodePort(r.f.noEPPorts, chainReject)
 		}
 		return
 	}
@@ -551,46 +595,79 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 		// Only a pod of this node can reach itself through this node:
 		// endpoints known to run elsewhere need no hairpin element.
 		if e.Local || e.Node == "" {
-			b.elem(f.hairpin, []string{e.IP.String(), e.IP.String()}, nil)
+			b.add(HairpinElement{e.IP})
 		}
 	}
-	// dnatTo adds the slots of eps and returns the rule that picks one;
-	// purpose tells the cluster and the local endpoint lists apart.
-	slotsMap := slotMap(v4, pr)
-	dnatTo := func(eps []Endpoint, purpose string) string {
-		blk := slots.get(slotsMap, key+"/"+purpose, len(eps))
-		off := blk.base
-		b.slotUses = append(b.slotUses, slotUse{slotsMap, key + "/" + purpose, len(eps), off, blk})
-		base := SlotBase + off
-		for i, e := range eps {
-			b.elem(slotsMap, []string{fmt.Sprintf("%#x", base+i)}, []string{e.IP.String(), fmt.Sprint(e.Port)})
-		}
-		return SlotPick{N: uint32(len(eps)), Base: uint32(base), Target: dnatChain(v4, pr)}.rule()
+	svcChain := r.clusterChain()
+	for _, ip := range clusterIPs {
+		r.serviceIP(r.f.svcIPs, ip, svcChain)
 	}
+	if len(external) > 0 || nodePort {
+		r.external(svcChain, external, nodePort)
+	}
+}
 
-	svcChain := chainName("svc"+f.suffix, key)
-	b.chain(svcChain, key)
+// portRender renders one Service port for one address family.
+type portRender struct {
+	b     *fragment
+	sp    *ServicePort
+	v4    bool
+	f     fam
+	pr    string // protocol, as nft writes it
+	key   string // sp.Key()
+	slots *SlotAllocator
+}
+
+func (r *portRender) serviceIP(m string, ip netip.Addr, chain string) {
+	r.b.add(ServiceIPElement{Map: m, Addr: ip, Proto: r.pr, Port: uint16(r.sp.Port), Chain: chain})
+}
+
+func (r *portRender) nodePort(m string, chain string) {
+	r.b.add(NodePortElement{Map: m, Proto: r.pr, Port: uint16(r.sp.NodePort), Chain: chain})
+}
+
+// slotPick adds the slots of eps and returns the rule that picks one;
+// purpose tells the cluster and the local endpoint lists apart.
+func (r *portRender) slotPick(eps []Endpoint, purpose string) SlotPick {
+	m, owner := slotMap(r.v4, r.pr), r.key+"/"+purpose
+	blk := r.slots.get(m, owner, len(eps))
+	r.b.slotUses = append(r.b.slotUses, slotUse{m, owner, len(eps), blk.base, blk})
+	base := uint32(SlotBase + blk.base)
+	for i, e := range eps {
+		r.b.add(SlotElement{Proto: r.pr, Slot: base + uint32(i), Addr: e.IP, Port: uint16(e.Port)})
+	}
+	return SlotPick{N: uint32(len(eps)), Base: base, Target: dnatChain(r.v4, r.pr)}
+}
+
+// clusterChain writes the Service port's chain, which the cluster IPs (and
+// external traffic of externalTrafficPolicy Cluster) go to, and returns
+// its name.
+func (r *portRender) clusterChain() string {
+	b, f := r.b, r.f
+	svcChain := chainName("svc"+f.suffix, r.key)
+	b.chain(svcChain, r.key)
 	b.rule(svcChain, knftables.Concat(f.ip, "saddr", "!=", "@"+f.podCIDRs, "jump", chainMarkMasq))
-	if eps := epsOfFamily(sp.clusterEndpoints(), v4); len(eps) > 0 && sp.AffinityTimeout > 0 {
-		renderAffinity(b, sp, f, svcChain, eps)
+	if eps := epsOfFamily(r.sp.clusterEndpoints(), r.v4); len(eps) > 0 && r.sp.AffinityTimeout > 0 {
+		renderAffinity(b, r.sp, f, svcChain, eps)
 	} else if len(eps) > 0 {
-		b.rule(svcChain, dnatTo(eps, "cluster"))
+		b.pick(svcChain, r.slotPick(eps, "cluster"))
 	} else {
 		// internalTrafficPolicy Local and no endpoint on this node.
 		b.rule(svcChain, "goto "+chainDrop)
 	}
-	for _, ip := range clusterIPs {
-		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + svcChain})
-	}
-	if len(external) == 0 && !nodePort {
-		return
-	}
-	extChain := chainName("ext"+f.suffix, key)
-	b.chain(extChain, key+" external")
-	if sp.ExternalLocal {
+	return svcChain
+}
+
+// external writes the chain of NodePort and external traffic, the
+// loadBalancerSourceRanges chain, and the elements that lead to them.
+func (r *portRender) external(svcChain string, external []netip.Addr, nodePort bool) {
+	b := r.b
+	extChain := chainName("ext"+r.f.suffix, r.key)
+	b.chain(extChain, r.key+" external")
+	if r.sp.ExternalLocal {
 		// Keep the client's address: no masquerade, local endpoints only.
-		if local := epsOfFamily(sp.externalEndpoints(), v4); len(local) > 0 {
-			b.rule(extChain, dnatTo(local, "local"))
+		if local := epsOfFamily(r.sp.externalEndpoints(), r.v4); len(local) > 0 {
+			b.pick(extChain, r.slotPick(local, "local"))
 		} else {
 			b.rule(extChain, "goto "+chainDrop)
 		}
@@ -598,30 +675,37 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 		b.rule(extChain, "jump "+chainMarkMasq)
 		b.rule(extChain, "goto "+svcChain)
 	}
-	fwTarget := extChain
-	if ranges := prefixesOfFamily(sp.SourceRanges, v4); len(ranges) > 0 && len(ofFamily(sp.LBAddrs, v4)) > 0 {
-		// loadBalancerSourceRanges: only those sources reach the
-		// LoadBalancer IPs; NodePorts and externalIPs are not filtered.
-		fw := chainName("fw"+f.suffix, key)
-		b.chain(fw, key+" loadBalancerSourceRanges")
-		var rs []string
-		for _, r := range ranges {
-			rs = append(rs, r.String())
-		}
-		b.rule(fw, fmt.Sprintf("%s saddr { %s } goto %s", f.ip, strings.Join(rs, ", "), extChain))
-		b.rule(fw, "drop")
-		fwTarget = fw
-	}
+	fwTarget := r.firewall(extChain)
 	for _, ip := range external {
 		target := extChain
-		if slicesContains(sp.LBAddrs, ip) {
+		if slicesContains(r.sp.LBAddrs, ip) {
 			target = fwTarget
 		}
-		b.elem(f.svcIPs, []string{ip.String(), pr, fmt.Sprint(sp.Port)}, []string{"goto " + target})
+		r.serviceIP(r.f.svcIPs, ip, target)
 	}
 	if nodePort {
-		b.elem(f.nodePorts, []string{pr, fmt.Sprint(sp.NodePort)}, []string{"goto " + extChain})
+		r.nodePort(r.f.nodePorts, extChain)
 	}
+}
+
+// firewall writes the chain of loadBalancerSourceRanges, when the Service
+// port has them and LoadBalancer IPs of this family, and returns the chain
+// LoadBalancer IPs go to (extChain without ranges). Only those sources
+// reach the LoadBalancer IPs; NodePorts and externalIPs are not filtered.
+func (r *portRender) firewall(extChain string) string {
+	ranges := prefixesOfFamily(r.sp.SourceRanges, r.v4)
+	if len(ranges) == 0 || len(ofFamily(r.sp.LBAddrs, r.v4)) == 0 {
+		return extChain
+	}
+	fw := chainName("fw"+r.f.suffix, r.key)
+	r.b.chain(fw, r.key+" loadBalancerSourceRanges")
+	var rs []string
+	for _, p := range ranges {
+		rs = append(rs, p.String())
+	}
+	r.b.rule(fw, fmt.Sprintf("%s saddr { %s } goto %s", r.f.ip, strings.Join(rs, ", "), extChain))
+	r.b.rule(fw, "drop")
+	return fw
 }
 
 func prefixesOfFamily(ps []netip.Prefix, v4 bool) []netip.Prefix {

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -26,17 +24,12 @@ type State struct {
 	// changes are the fragments the last build replaced, added (old nil)
 	// or removed (cur nil).
 	changes []fragChange
-	// refs counts, per element of a set that fragments may share (an
-	// endpoint in two Services puts one hairpin element in both), the
-	// fragments that hold it. Endpoint slots are never shared (each block
-	// has one owner) and are not counted. It belongs to the syncer's
-	// running state: emitDiff updates it, emitFull rebuilds it.
-	refs map[string]int32 // set + "\x00" + key
+	// refs counts, per element that fragments may share (see shared), the
+	// fragments that hold it. Endpoint slots are not counted. It belongs
+	// to the syncer's running state: emitDiff updates it, emitFull
+	// rebuilds it.
+	refs map[elemID]int32
 }
-
-// shared says whether more than one fragment may hold the same element of
-// set.
-func shared(set string) bool { return !strings.HasPrefix(set, "endpoint-slots-") }
 
 type fragChange struct{ old, cur *fragment }
 
@@ -49,7 +42,7 @@ type fragment struct {
 	gen          uint64
 	fp           string
 	chains       map[string]*chainState
-	elements     []setElement
+	elements     []Element
 	affinitySets map[string]*knftables.Set
 	slotUses     []slotUse
 }
@@ -62,52 +55,49 @@ type slotUse struct {
 
 type chainState struct {
 	comment string
-	rules   []string
+	rules   []rule
 }
 
-// element is kept compact: key and value joined with " . " (no part of a
-// key or value contains it), split again only when written.
-type element struct {
-	key, value string
-	isMap      bool
+// rule is one rule of a Service chain: its nft text, or for the rule that
+// picks an endpoint slot, the pick (N > 0, text empty), which the netlink
+// writer replaces without reading text.
+type rule struct {
+	text string
+	pick SlotPick
 }
 
-type setElement struct {
-	set string
-	element
-}
-
-func (e setElement) id() string { return e.set + "\x00" + e.key }
-
-func (e element) object(set string) *knftables.Element {
-	if e.isMap {
-		return &knftables.Element{Map: set, Key: strings.Split(e.key, " . "), Value: strings.Split(e.value, " . ")}
+func (r rule) String() string {
+	if r.pick.N > 0 {
+		return r.pick.text()
 	}
-	return &knftables.Element{Set: set, Key: strings.Split(e.key, " . ")}
+	return r.text
 }
 
 func newFragment(fp string) *fragment {
 	return &fragment{fp: fp, chains: map[string]*chainState{}, affinitySets: map[string]*knftables.Set{}}
 }
 
-// elem records an element of a set (value nil) or a map.
-func (f *fragment) elem(set string, key, value []string) {
-	f.elements = append(f.elements, setElement{set, element{key: strings.Join(key, " . "), value: strings.Join(value, " . "), isMap: value != nil}})
-}
+// add records an element of a set or map.
+func (f *fragment) add(e Element) { f.elements = append(f.elements, e) }
 
-// chain records a Service chain (its rules follow with rule).
+// chain records a Service chain (its rules follow with rule and pick).
 func (f *fragment) chain(name, comment string) {
 	f.chains[name] = &chainState{comment: comment}
 }
 
-func (f *fragment) rule(chain, rule string) {
-	f.chains[chain].rules = append(f.chains[chain].rules, rule)
+func (f *fragment) rule(chain, text string) {
+	f.chains[chain].rules = append(f.chains[chain].rules, rule{text: text})
+}
+
+// pick adds the rule that picks one of p.N endpoint slots.
+func (f *fragment) pick(chain string, p SlotPick) {
+	f.chains[chain].rules = append(f.chains[chain].rules, rule{pick: p})
 }
 
 // Counts returns how many Service chains and distinct elements the state
 // holds.
 func (s *State) Counts() (chains, elements int) {
-	seen := map[string]bool{}
+	seen := map[elemID]bool{}
 	for _, f := range s.frags {
 		chains += len(f.chains)
 		for _, e := range f.elements {
@@ -117,13 +107,13 @@ func (s *State) Counts() (chains, elements int) {
 	return chains, len(seen)
 }
 
-// all merges the fragments: chains, elements and affinity sets of the whole
-// table, and fresh reference counts.
-func (s *State) all() (map[string]*chainState, map[string]map[string]element, map[string]*knftables.Set) {
+// all merges the fragments: chains, elements (one per id, sorted) and
+// affinity sets of the whole table, and fresh reference counts.
+func (s *State) all() (map[string]*chainState, []Element, map[string]*knftables.Set) {
 	chains := map[string]*chainState{}
-	elements := map[string]map[string]element{}
+	byID := map[elemID]Element{}
 	sets := map[string]*knftables.Set{}
-	s.refs = map[string]int32{}
+	s.refs = map[elemID]int32{}
 	for _, f := range s.frags {
 		for n, c := range f.chains {
 			chains[n] = c
@@ -132,16 +122,24 @@ func (s *State) all() (map[string]*chainState, map[string]map[string]element, ma
 			sets[n] = st
 		}
 		for _, e := range f.elements {
-			if elements[e.set] == nil {
-				elements[e.set] = map[string]element{}
-			}
-			elements[e.set][e.key] = e.element
-			if shared(e.set) {
-				s.refs[e.id()]++
+			id := e.id()
+			byID[id] = e
+			if shared(e) {
+				s.refs[id]++
 			}
 		}
 	}
+	elements := make([]Element, 0, len(byID))
+	for _, e := range byID {
+		elements = append(elements, e)
+	}
+	sortElements(elements)
 	return chains, elements, sets
+}
+
+// sortElements sorts by set, then key.
+func sortElements(es []Element) {
+	slices.SortFunc(es, func(a, b Element) int { return a.id().compare(b.id()) })
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -159,23 +157,6 @@ func emitDiff(tx *knftables.Transaction, old, cur *State) {
 	diffStates(old, cur).emit(tx)
 }
 
-// ElementChange is one element added to or removed from a set or map.
-type ElementChange struct {
-	Set string
-	element
-}
-
-// Key returns the element's key fields.
-func (c ElementChange) Key() []string { return strings.Split(c.key, " . ") }
-
-// Value returns a map element's value fields (nil for a set element).
-func (c ElementChange) Value() []string {
-	if !c.isMap {
-		return nil
-	}
-	return strings.Split(c.value, " . ")
-}
-
 type namedChain struct {
 	name string
 	c    *chainState
@@ -187,7 +168,7 @@ type diff struct {
 	newChains, changedChains []namedChain
 	newSets                  []*knftables.Set
 	goneChains, goneSets     []string
-	removed, added           []ElementChange
+	removed, added           []Element
 }
 
 // elementsOnly says whether the diff changes nothing but elements and, in
@@ -203,13 +184,14 @@ func (d *diff) elementsOnly() ([]SlotPick, bool) {
 			return nil, false
 		}
 		for i, r := range nc.c.rules {
-			if r == nc.old.rules[i] {
+			old := nc.old.rules[i]
+			if r == old {
 				continue
 			}
-			p, ok := parseSlotPick(r)
-			if _, wasPick := parseSlotPick(nc.old.rules[i]); !ok || !wasPick {
+			if r.pick.N == 0 || old.pick.N == 0 {
 				return nil, false
 			}
+			p := r.pick
 			p.Chain, p.Index = nc.name, i
 			picks = append(picks, p)
 		}
@@ -219,7 +201,7 @@ func (d *diff) elementsOnly() ([]SlotPick, bool) {
 
 // SlotPick is the rule that picks one of a Service's endpoint slots:
 // "ct mark set numgen random mod N offset BASE goto TARGET", the Index-th
-// rule of Chain.
+// rule of Chain (Chain and Index are set only where a pick is replaced).
 type SlotPick struct {
 	Chain   string
 	Index   int
@@ -227,99 +209,17 @@ type SlotPick struct {
 	Target  string
 }
 
-func (p SlotPick) rule() string {
+func (p SlotPick) text() string {
 	return fmt.Sprintf("ct mark set numgen random mod %d offset %#x goto %s", p.N, p.Base, p.Target)
-}
-
-var reSlotPickRule = regexp.MustCompile(`^ct mark set numgen random mod (\d+) offset (0x[0-9a-f]+) goto (\S+)$`)
-
-func parseSlotPick(rule string) (SlotPick, bool) {
-	m := reSlotPickRule.FindStringSubmatch(rule)
-	if m == nil {
-		return SlotPick{}, false
-	}
-	n, err1 := strconv.ParseUint(m[1], 10, 32)
-	base, err2 := strconv.ParseUint(m[2], 0, 32)
-	if err1 != nil || err2 != nil || n == 0 {
-		return SlotPick{}, false
-	}
-	return SlotPick{N: uint32(n), Base: uint32(base), Target: m[3]}, true
 }
 
 // diffStates compares only the fragments that changed: cur was built from
 // old by BuildWith (usually in place, so old == cur) and lists them. It
 // moves old's reference counts into cur.
 func diffStates(old, cur *State) *diff {
-	refs := old.refs
-	cur.refs = refs
+	cur.refs = old.refs
 	d := &diff{}
 	empty := newFragment("")
-	diffFragment := func(o, n *fragment) {
-		for name, st := range n.affinitySets {
-			if o.affinitySets[name] == nil {
-				d.newSets = append(d.newSets, st)
-			}
-		}
-		for name := range o.affinitySets {
-			if n.affinitySets[name] == nil {
-				d.goneSets = append(d.goneSets, name)
-			}
-		}
-		for name, c := range n.chains {
-			if oc := o.chains[name]; oc == nil {
-				d.newChains = append(d.newChains, namedChain{name: name, c: c})
-			} else if !slices.Equal(oc.rules, c.rules) {
-				d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
-			}
-		}
-		for name := range o.chains {
-			if n.chains[name] == nil {
-				d.goneChains = append(d.goneChains, name)
-			}
-		}
-		index := func(es []setElement) map[string]element {
-			m := make(map[string]element, len(es))
-			for _, e := range es {
-				m[e.id()] = e.element
-			}
-			return m
-		}
-		oi, ni := index(o.elements), index(n.elements)
-		for _, e := range o.elements {
-			if ne, ok := ni[e.id()]; ok && ne.value == e.value {
-				continue
-			}
-			if !shared(e.set) {
-				d.removed = append(d.removed, ElementChange{e.set, e.element})
-				continue
-			}
-			id := e.id()
-			n, ok := refs[id]
-			if !ok {
-				continue
-			}
-			if n <= 1 {
-				delete(refs, id)
-				d.removed = append(d.removed, ElementChange{e.set, e.element})
-			} else {
-				refs[id] = n - 1
-			}
-		}
-		for _, e := range n.elements {
-			if oe, ok := oi[e.id()]; ok && oe.value == e.value {
-				continue
-			}
-			if !shared(e.set) {
-				d.added = append(d.added, ElementChange{e.set, e.element})
-				continue
-			}
-			id := e.id()
-			refs[id]++
-			if refs[id] == 1 {
-				d.added = append(d.added, ElementChange{e.set, e.element})
-			}
-		}
-	}
 	for _, c := range cur.changes {
 		o, n := c.old, c.cur
 		if o == nil {
@@ -328,23 +228,104 @@ func diffStates(old, cur *State) *diff {
 		if n == nil {
 			n = empty
 		}
-		diffFragment(o, n)
+		d.sets(o, n)
+		d.chains(o, n)
+		d.elements(o, n, cur.refs)
 	}
+	d.sort()
+	return d
+}
+
+// sets records the affinity sets n adds to o and those it drops.
+func (d *diff) sets(o, n *fragment) {
+	for name, st := range n.affinitySets {
+		if o.affinitySets[name] == nil {
+			d.newSets = append(d.newSets, st)
+		}
+	}
+	for name := range o.affinitySets {
+		if n.affinitySets[name] == nil {
+			d.goneSets = append(d.goneSets, name)
+		}
+	}
+}
+
+// chains records the chains n adds to o, changes and drops.
+func (d *diff) chains(o, n *fragment) {
+	for name, c := range n.chains {
+		if oc := o.chains[name]; oc == nil {
+			d.newChains = append(d.newChains, namedChain{name: name, c: c})
+		} else if !slices.Equal(oc.rules, c.rules) {
+			d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
+		}
+	}
+	for name := range o.chains {
+		if n.chains[name] == nil {
+			d.goneChains = append(d.goneChains, name)
+		}
+	}
+}
+
+// elements records the elements n removes from o and adds (a changed value
+// is both). A shared element leaves the table with the last fragment that
+// holds it and enters with the first, counted in refs.
+func (d *diff) elements(o, n *fragment, refs map[elemID]int32) {
+	oi, ni := indexElements(o.elements), indexElements(n.elements)
+	for _, e := range o.elements {
+		id := e.id()
+		if ne, ok := ni[id]; ok && ne == e {
+			continue
+		}
+		if !shared(e) {
+			d.removed = append(d.removed, e)
+			continue
+		}
+		count, ok := refs[id]
+		if !ok {
+			continue
+		}
+		if count <= 1 {
+			delete(refs, id)
+			d.removed = append(d.removed, e)
+		} else {
+			refs[id] = count - 1
+		}
+	}
+	for _, e := range n.elements {
+		id := e.id()
+		if oe, ok := oi[id]; ok && oe == e {
+			continue
+		}
+		if !shared(e) {
+			d.added = append(d.added, e)
+			continue
+		}
+		refs[id]++
+		if refs[id] == 1 {
+			d.added = append(d.added, e)
+		}
+	}
+}
+
+func indexElements(es []Element) map[elemID]Element {
+	m := make(map[elemID]Element, len(es))
+	for _, e := range es {
+		m[e.id()] = e
+	}
+	return m
+}
+
+// sort puts every list of the diff in a stable order, so a transaction is
+// the same for the same change.
+func (d *diff) sort() {
 	for _, l := range [][]namedChain{d.newChains, d.changedChains} {
 		slices.SortFunc(l, func(a, b namedChain) int { return strings.Compare(a.name, b.name) })
 	}
 	slices.SortFunc(d.newSets, func(a, b *knftables.Set) int { return strings.Compare(a.Name, b.Name) })
 	slices.Sort(d.goneChains)
 	slices.Sort(d.goneSets)
-	byKey := func(a, b ElementChange) int {
-		if c := strings.Compare(a.Set, b.Set); c != 0 {
-			return c
-		}
-		return strings.Compare(a.key, b.key)
-	}
-	slices.SortFunc(d.removed, byKey)
-	slices.SortFunc(d.added, byKey)
-	return d
+	sortElements(d.removed)
+	sortElements(d.added)
 }
 
 // emit writes the diff into tx in an order the kernel accepts: new chains
@@ -360,18 +341,18 @@ func (d *diff) emit(tx *knftables.Transaction) {
 	for _, nc := range d.newChains {
 		tx.Add(&knftables.Chain{Name: nc.name, Comment: knftables.PtrTo(nc.c.comment)})
 	}
-	for _, c := range d.removed {
-		tx.Delete(c.object(c.Set))
+	for _, e := range d.removed {
+		tx.Delete(e.object())
 	}
-	for _, c := range d.added {
-		tx.Add(c.object(c.Set))
+	for _, e := range d.added {
+		tx.Add(e.object())
 	}
 	for _, nc := range d.changedChains {
 		tx.Flush(&knftables.Chain{Name: nc.name})
 	}
 	for _, nc := range append(d.newChains, d.changedChains...) {
 		for _, r := range nc.c.rules {
-			tx.Add(&knftables.Rule{Chain: nc.name, Rule: r})
+			tx.Add(&knftables.Rule{Chain: nc.name, Rule: r.String()})
 		}
 	}
 	for _, name := range d.goneChains {

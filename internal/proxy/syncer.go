@@ -111,9 +111,9 @@ func (s *Syncer) elementWriterTakes(d *diff) ([]SlotPick, bool) {
 	if !ok || len(d.removed)+len(d.added)+len(picks) == 0 {
 		return nil, false
 	}
-	for _, l := range [][]ElementChange{d.removed, d.added} {
+	for _, l := range [][]Element{d.removed, d.added} {
 		for _, c := range l {
-			if !s.elems.Supports(c.Set) {
+			if !s.elems.Supports(c) {
 				return nil, false
 			}
 		}
