@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,8 +21,8 @@ import (
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/podexec"
 	"github.com/podnet/podnet/internal/podruntime"
+	"github.com/podnet/podnet/internal/probe"
 	"github.com/podnet/podnet/internal/proc"
-	"github.com/podnet/podnet/internal/testserver"
 )
 
 // clusterFlags are shared by every command that talks to a local cluster.
@@ -435,78 +434,54 @@ func exitErr(err error) error {
 }
 
 func newProbeCommand(cf *clusterFlags) *cobra.Command {
+	return newProbeCommandWith(func(cmd *cobra.Command, ns, name string) (string, error) {
+		p, err := findPod(cmd, cf, ns, name)
+		if err != nil {
+			return "", err
+		}
+		return p.netnsPath(), nil
+	})
+}
+
+// newProbeCommandWith builds the command on a function that finds a pod's
+// network namespace (the tests' seam).
+func newProbeCommandWith(podNetNS func(cmd *cobra.Command, ns, name string) (string, error)) *cobra.Command {
 	var ns, protocol string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "probe [-n NS] POD TARGET:PORT",
 		Short: "Connect from inside a pod; exit 0 when a reply came back, 1 when not, 2 on error",
-		Args:  cobra.ExactArgs(2),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return exitError{code: 2, msg: fmt.Sprintf("probe takes POD and TARGET:PORT, got %d arguments", len(args))}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := findPod(cmd, cf, ns, args[0])
+			nsPath, err := podNetNS(cmd, ns, args[0])
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
 			}
-			reply, err := probeFrom(p.netnsPath(), protocol, args[1], timeout)
+			reply, err := probe.From(nsPath, protocol, args[1], timeout)
 			out := cmd.OutOrStdout()
-			if err != nil {
-				fmt.Fprintf(out, "%s %s -> %s: no reply: %v\n", protocol, args[0], args[1], err)
+			var noReply *probe.NoReplyError
+			switch {
+			case errors.As(err, &noReply):
+				fmt.Fprintf(out, "%s %s -> %s: %v\n", protocol, args[0], args[1], err)
 				return exitError{code: 1, quiet: true}
-			}
-			if pod, client, ok := testserver.ParseReply(reply); ok {
-				fmt.Fprintf(out, "%s %s -> %s: answered by pod %s, which saw the client as %s\n", protocol, args[0], args[1], pod, client)
-			} else {
-				fmt.Fprintf(out, "%s %s -> %s: reply %q\n", protocol, args[0], args[1], strings.TrimSpace(reply))
+			case err != nil:
+				return exitError{code: 2, msg: err.Error()}
+			case reply.Pod != "":
+				fmt.Fprintf(out, "%s %s -> %s: answered by pod %s, which saw the client as %s\n", protocol, args[0], args[1], reply.Pod, reply.Client)
+			default:
+				fmt.Fprintf(out, "%s %s -> %s: reply %q\n", protocol, args[0], args[1], strings.TrimSpace(reply.Body))
 			}
 			return nil
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: 2, msg: err.Error()} })
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
 	cmd.Flags().StringVar(&protocol, "protocol", "tcp", "tcp or udp")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Second, "how long to wait for a reply")
 	return cmd
-}
-
-// probeFrom connects from inside the namespace at nsPath. TCP sends an HTTP
-// request (the built-in server answers with who it is; any reply counts);
-// UDP sends a datagram and waits for one back.
-func probeFrom(nsPath, protocol, target string, timeout time.Duration) (string, error) {
-	host, _, err := net.SplitHostPort(target)
-	if err != nil {
-		return "", err
-	}
-	// An address, never a name: resolving a name here would ask this
-	// machine's resolver, not the cluster's DNS (use `podnet exec POD --
-	// curl NAME` for names).
-	if _, err := netip.ParseAddr(host); err != nil {
-		return "", fmt.Errorf("target %q: give an IP address (names would be resolved by this machine, not the cluster)", target)
-	}
-	var conn net.Conn
-	err = netns.Do(nsPath, func() (err error) {
-		conn, err = (&net.Dialer{Timeout: timeout}).Dial(protocol, target)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if protocol == "udp" {
-		if _, err := conn.Write([]byte("probe\n")); err != nil {
-			return "", err
-		}
-	} else {
-		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host); err != nil {
-			return "", err
-		}
-	}
-	buf := make([]byte, 4096)
-	n, err := conn.Read(buf)
-	if n == 0 {
-		return "", err
-	}
-	reply := string(buf[:n])
-	if i := strings.Index(reply, "\r\n\r\n"); i >= 0 {
-		reply = reply[i+4:]
-	}
-	return reply, nil
 }
