@@ -38,7 +38,9 @@ func TestFromOwnNamespace(t *testing.T) {
 	}
 	const self = "/proc/self/ns/net"
 	t.Run("the test server's reply names the pod and the client", func(t *testing.T) {
-		l := listen(t, func(c net.Conn) { _, _ = io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n"+testserver.Reply("web-1", "127.0.0.1")) })
+		l := listen(t, func(c net.Conn) {
+			_, _ = io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n"+testserver.Reply("web-1", "127.0.0.1"))
+		})
 		r, err := From(self, "tcp", l, time.Second)
 		if err != nil || r.Pod != "web-1" || r.Client != "127.0.0.1" {
 			t.Fatalf("From = %+v, %v; want pod web-1, client 127.0.0.1", r, err)
