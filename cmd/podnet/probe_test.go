@@ -17,7 +17,7 @@ import (
 // main would use.
 func runProbe(t *testing.T, nsPath string, findErr error, args ...string) (string, int) {
 	t.Helper()
-	cmd := newProbeCommandWith(func(*cobra.Command, string, string) (string, error) { return nsPath, findErr })
+	cmd := newProbeCommandWith(func() string { return "" }, func(*cobra.Command, string, string) (string, error) { return nsPath, findErr })
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(io.Discard)

@@ -13,14 +13,21 @@ import (
 )
 
 func newTraceCommand(cf *clusterFlags) *cobra.Command {
-	return newTraceCommandWith(func(kubeconfig string) (kubernetes.Interface, error) { return traceClient(cf, kubeconfig) })
+	return newTraceCommandWith(cf.kubeconfig, func(kubeconfig string) (kubernetes.Interface, error) { return traceClient(cf, kubeconfig) })
 }
 
-// newTraceCommandWith builds the command on a client constructor (the
-// tests' seam), which gets --kubeconfig.
-func newTraceCommandWith(newClient func(kubeconfig string) (kubernetes.Interface, error)) *cobra.Command {
-	var ns, kubeconfig string
+// newTraceCommandWith builds the command on the local cluster's kubeconfig
+// path and a client constructor, which gets --kubeconfig (the tests'
+// seams).
+func newTraceCommandWith(localKubeconfig func() string, newClient func(kubeconfig string) (kubernetes.Interface, error)) *cobra.Command {
+	var kubeconfig string
 	var timeout time.Duration
+	nsf := &namespaceFlag{kubeconfig: func() string {
+		if kubeconfig != "" {
+			return kubeconfig
+		}
+		return localKubeconfig()
+	}}
 	cmd := &cobra.Command{
 		Use:   "trace [-n NS] POD TARGET[:PORT[/PROTO]]",
 		Short: "Explain whether POD can reach TARGET under the NetworkPolicies; exit 0 allowed, 1 denied, 2 on error",
@@ -39,11 +46,11 @@ Services are not followed yet: trace to a pod behind the Service.
 
 Exit status: 0 when the connection is allowed, 1 when it is denied, 2 on
 errors (bad arguments, unknown pods, the API server).`,
-		Example: `  podnet trace client web-1
-  podnet trace -n shop frontend backend:8080
-  podnet trace client kube-system/coredns-0:53/udp
-  podnet trace client 203.0.113.5:443
-  podnet trace client '[fd00:10:244::7]:80/tcp'`,
+		Example: `  podnet trace nginx-pod api:8080
+  podnet trace frontend default/api:8080/tcp
+  podnet trace -n secure database 203.0.113.53:53/udp
+  podnet trace frontend 10.244.2.2:icmp
+  podnet trace --kubeconfig ~/.kube/config -n shop web-0 '[fd00:10:244::7]:80'`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return exitError{code: 2, msg: fmt.Sprintf("trace takes POD and TARGET, got %d arguments", len(args))}
@@ -51,6 +58,7 @@ errors (bad arguments, unknown pods, the API server).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ns := nsf.get()
 			src, err := trace.ParsePod(args[0], ns)
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
@@ -80,7 +88,7 @@ errors (bad arguments, unknown pods, the API server).`,
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: 2, msg: err.Error()} })
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace of POD and of TARGET when it is a pod name")
+	nsf.register(cmd, "namespace of POD and of TARGET when it is a pod name")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (default: the local cluster's admin kubeconfig)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the API server")
 	return cmd

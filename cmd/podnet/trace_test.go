@@ -41,7 +41,7 @@ func traceObjects() []runtime.Object {
 // returns stdout, the exit status main would use and the error.
 func runTraceCommand(t *testing.T, args ...string) (string, int, error) {
 	t.Helper()
-	cmd := newTraceCommandWith(func(string) (kubernetes.Interface, error) {
+	cmd := newTraceCommandWith(func() string { return "" }, func(string) (kubernetes.Interface, error) {
 		return fake.NewClientset(traceObjects()...), nil
 	})
 	var out, errOut bytes.Buffer
@@ -97,7 +97,7 @@ func TestTraceCommand(t *testing.T) {
 
 // A client that cannot be made is an error (exit 2), not a denial.
 func TestTraceCommandClientError(t *testing.T) {
-	cmd := newTraceCommandWith(func(string) (kubernetes.Interface, error) { return nil, errors.New("no local cluster") })
+	cmd := newTraceCommandWith(func() string { return "" }, func(string) (kubernetes.Interface, error) { return nil, errors.New("no local cluster") })
 	cmd.SetArgs([]string{"client", "web-1"})
 	cmd.SilenceErrors, cmd.SilenceUsage = true, true
 	var ee exitError
