@@ -12,6 +12,23 @@ import (
 	"github.com/podnet/podnet/internal/trace"
 )
 
+const traceLong = `Explain whether POD can reach TARGET, at both ends: the egress policies of the
+source and the ingress policies of the destination, with the policies that
+isolate each end and the rules that allow the connection.
+
+POD is a pod name in -n's namespace (by default the namespace of the
+kubeconfig's current context, as with kubectl), or NS/NAME. TARGET is a pod
+(NAME or NS/NAME), a pod IP, or any other address; PORT defaults to 80 and
+PROTO to tcp (tcp, udp, sctp, or icmp, which has no port: TARGET:icmp). IPv6
+addresses with a port go in brackets: [fd00::1]:53/udp.
+
+The objects are read from the API server once (the local cluster's, or
+--kubeconfig's); the answer is what the agents should have programmed.
+Services are not followed yet: trace to a pod behind the Service.
+
+Exit status: 0 when the connection is allowed, 1 when it is denied, 2 on
+errors (bad arguments, unknown pods, the API server).`
+
 func newTraceCommand(cf *clusterFlags) *cobra.Command {
 	return newTraceCommandWith(cf.kubeconfig, func(kubeconfig string) (kubernetes.Interface, error) { return traceClient(cf, kubeconfig) })
 }
@@ -31,21 +48,7 @@ func newTraceCommandWith(localKubeconfig func() string, newClient func(kubeconfi
 	cmd := &cobra.Command{
 		Use:   "trace [-n NS] POD TARGET[:PORT[/PROTO]]",
 		Short: "Explain whether POD can reach TARGET under the NetworkPolicies; exit 0 allowed, 1 denied, 2 on error",
-		Long: `Explain whether POD can reach TARGET, at both ends: the egress policies of the
-source and the ingress policies of the destination, with the policies that
-isolate each end and the rules that allow the connection.
-
-POD is a pod name in -n's namespace, or NS/NAME. TARGET is a pod (NAME or
-NS/NAME), a pod IP, or any other address; PORT defaults to 80 and PROTO to
-tcp (tcp, udp, sctp, or icmp, which has no port: TARGET:icmp). IPv6
-addresses with a port go in brackets: [fd00::1]:53/udp.
-
-The objects are read from the API server once (the local cluster's, or
---kubeconfig's); the answer is what the agents should have programmed.
-Services are not followed yet: trace to a pod behind the Service.
-
-Exit status: 0 when the connection is allowed, 1 when it is denied, 2 on
-errors (bad arguments, unknown pods, the API server).`,
+		Long:  traceLong,
 		Example: `  podnet trace nginx-pod api:8080
   podnet trace frontend default/api:8080/tcp
   podnet trace -n secure database 203.0.113.53:53/udp
