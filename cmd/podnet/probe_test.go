@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/podnet/podnet/internal/testserver"
 )
 
 // runProbe runs `podnet probe ARGS` with the pod's namespace at nsPath (or
@@ -45,6 +50,30 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// startTestServer runs podnet's built-in test server as pod on a free
+// loopback port (TCP and UDP) until the test ends, and returns its address.
+func startTestServer(t *testing.T, pod string) string {
+	t.Helper()
+	addr := closedPort(t)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- testserver.Serve(ctx, testserver.Config{Pod: pod, TCPPorts: []int{port}, UDPPorts: []int{port}, Host: "127.0.0.1"})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("test server on %s did not come up", addr)
+	return ""
+}
+
 // Exit status 1 is only "no reply"; every error is 2 (regression: a bad
 // target and a namespace that cannot be entered exited 1, as if the
 // network had dropped the probe). The probes go to loopback in this
@@ -54,22 +83,7 @@ func TestProbeExitStatus(t *testing.T) {
 		t.Skip("entering a network namespace (even this process's own) needs CAP_SYS_ADMIN")
 	}
 	self := "/proc/self/ns/net"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Read(make([]byte, 512))
-			_, _ = io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\nhello\n")
-			c.Close()
-		}
-	}()
+	server := startTestServer(t, "web-1")
 	for _, tc := range []struct {
 		name    string
 		nsPath  string
@@ -79,7 +93,8 @@ func TestProbeExitStatus(t *testing.T) {
 		code    int
 		out     string
 	}{
-		{name: "a reply exits 0", nsPath: self, target: l.Addr().String(), code: 0, out: `reply "hello"`},
+		{name: "the test server's reply exits 0", nsPath: self, target: server, code: 0, out: "tcp web -> " + server + ": answered by pod web-1, which saw the client as 127.0.0.1:"},
+		{name: "a UDP reply exits 0", nsPath: self, target: server, extra: []string{"--protocol", "udp"}, code: 0, out: "answered by pod web-1, which saw the client as 127.0.0.1:"},
 		{name: "a refused connection is no reply: 1", nsPath: self, target: closedPort(t), code: 1, out: "no reply"},
 		{name: "a name as target is an error: 2", nsPath: self, target: "api:8080", code: 2, out: "give an IP address"},
 		{name: "a target without a port is an error: 2", nsPath: self, target: "127.0.0.1", code: 2, out: "missing port"},
