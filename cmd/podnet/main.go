@@ -6,8 +6,9 @@
 //
 // This package only parses flags and prints: the work is done by the
 // internal packages it calls (localcluster, trace, probe, agent, dns, ...).
-// Exit status: 0 on success, 1 on failure; probe and trace document their
-// own (1 for no reply or denied, 2 for errors).
+// Exit status: 0 on success, 1 on failure; exec and kubectl pass on their
+// program's, and probe and trace document their own (1 for no reply or
+// denied, 2 for errors).
 package main
 
 import (
