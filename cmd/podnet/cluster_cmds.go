@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,68 +14,39 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/podexec"
 	"github.com/podnet/podnet/internal/podruntime"
-	"github.com/podnet/podnet/internal/proc"
-	"github.com/podnet/podnet/internal/testserver"
+	"github.com/podnet/podnet/internal/probe"
 )
 
-// clusterFlags are shared by every command that talks to a local cluster.
-type clusterFlags struct {
-	name     string
-	stateDir string
-	toolsBin string
-}
-
-func (f *clusterFlags) register(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.name, "cluster", "podnet", "local cluster name")
-	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "cluster state directory (default /var/lib/podnet/<cluster>)")
-	exe, _ := os.Executable()
-	cmd.PersistentFlags().StringVar(&f.toolsBin, "tools-bin", filepath.Join(filepath.Dir(exe), "..", "tools", "bin"), "directory with etcd, kube-apiserver, ..., kubectl (make tools)")
-}
-
-func (f *clusterFlags) config() *localcluster.Config {
-	cfg := localcluster.DefaultConfig(f.name)
-	if f.stateDir != "" {
-		if abs, err := filepath.Abs(f.stateDir); err == nil {
-			cfg.StateDir = abs
-		}
-	}
-	return cfg
-}
-
-// load returns the running cluster's saved config.
-func (f *clusterFlags) load() (*localcluster.Config, error) {
-	dir := f.config().StateDir
-	cfg, err := localcluster.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("no local cluster %q (%v); start one with `podnet up`", f.name, err)
-	}
-	return cfg, nil
-}
-
-func (f *clusterFlags) client() (*localcluster.Config, kubernetes.Interface, error) {
-	cfg, err := f.load()
-	if err != nil {
-		return nil, nil, err
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", localcluster.AdminKubeconfigPath(cfg.StateDir))
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := kubernetes.NewForConfig(rc)
-	return cfg, c, err
-}
-
+// addClusterCommands adds the commands a person runs against a local
+// cluster, in their groups, each with the cluster flags.
 func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
-	root.AddCommand(newUpCommand(cf), newDownCommand(cf), newStatusCommand(cf), newKubectlCommand(cf),
-		newApplyCommand(cf), newLogsCommand(cf), newExecCommand(cf), newProbeCommand(cf), newTraceCommand(cf),
-		newWorldDNSCommand())
+	for _, c := range []struct {
+		cmd   *cobra.Command
+		group string
+		tools bool // runs a bundled binary: lists --tools-bin
+	}{
+		{newUpCommand(cf), groupCluster, true},
+		{newDownCommand(cf), groupCluster, false},
+		{newStatusCommand(cf), groupCluster, false},
+		{newKubectlCommand(cf), groupCluster, true},
+		{newApplyCommand(cf), groupCluster, true},
+		{newExecCommand(cf), groupDebug, false},
+		{newLogsCommand(cf), groupDebug, false},
+		{newProbeCommand(cf), groupDebug, false},
+		{newTraceCommand(cf), groupDebug, false},
+	} {
+		cf.register(c.cmd, c.tools)
+		c.cmd.GroupID = c.group
+		root.AddCommand(c.cmd)
+	}
+	clusters := newClustersCommand()
+	clusters.GroupID = groupCluster
+	root.AddCommand(clusters)
 }
 
 func newUpCommand(cf *clusterFlags) *cobra.Command {
@@ -86,7 +56,21 @@ func newUpCommand(cf *clusterFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: control plane, nodes and pods in network namespaces",
-		Args:  cobra.NoArgs,
+		Long: `Start a local cluster on this machine: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler in the root namespace, one network
+namespace per node with a pod runtime and the podnet agent, cluster DNS, and
+an "outside world" namespace with no route out. It waits until every node is
+Ready, applies the -f manifests and prints what to try next.
+
+It needs root. Before anything is made it refuses address ranges that
+overlap this machine's addresses, routes or resolvers, and a cluster of the
+same name that still runs. The state (kubeconfig, certificates, logs,
+process records) goes to --state-dir.`,
+		Example: `  podnet up
+  podnet up -f examples/seed
+  podnet up --cluster dev --nodes 3 --routing-mode vxlan
+  podnet up --cluster second --node-network 172.29.0.0/24 --pod-cidr 10.162.0.0/16 --service-cidr 10.163.0.0/16 --world-network 198.51.100.0/24`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
 			cfg.Nodes = nodes
@@ -194,7 +178,13 @@ func newDownCommand(cf *clusterFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "down",
 		Short: "Remove the local cluster: processes, namespaces, links, routes, state",
-		Args:  cobra.NoArgs,
+		Long: `Remove everything the local cluster made: its processes (only those it
+recorded, by pid and start time), network namespaces, links, routes,
+nftables tables, mounts and the state directory. It works after a crash,
+and by name when no state is left.`,
+		Example: `  podnet down
+  podnet down --cluster dev`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := localcluster.Load(cf.config().StateDir)
 			if err != nil {
@@ -209,51 +199,15 @@ func newDownCommand(cf *clusterFlags) *cobra.Command {
 	}
 }
 
-func newStatusCommand(cf *clusterFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show the local cluster's processes, addresses and nodes",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, client, err := cf.client()
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "cluster %s: API %s, pods %s, services %s, nodes on %s\n", cfg.Name, cfg.APIServerURL(), cfg.PodCIDR, cfg.ServiceCIDR, cfg.NodeNetwork)
-			recs, _ := proc.ReadAll(filepath.Join(cfg.StateDir, "procs"))
-			for _, r := range recs {
-				state := "running"
-				if !proc.Alive(r) {
-					state = "DEAD"
-				}
-				fmt.Fprintf(out, "  %-34s pid %-8d %s\n", r.Name, r.PID, state)
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			defer cancel()
-			nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return fmt.Errorf("API server: %w", err)
-			}
-			for _, n := range nodes.Items {
-				ready := "NotReady"
-				for _, c := range n.Status.Conditions {
-					if c.Type == "Ready" && c.Status == "True" {
-						ready = "Ready"
-					}
-				}
-				fmt.Fprintf(out, "  node %-20s %-8s podCIDR %s\n", n.Name, ready, n.Spec.PodCIDR)
-			}
-			return nil
-		},
-	}
-}
-
 func newKubectlCommand(cf *clusterFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:                "kubectl -- ARGS...",
-		Short:              "Run the bundled kubectl against the local cluster",
-		DisableFlagParsing: false,
+		Use:   "kubectl -- ARGS...",
+		Short: "Run the bundled kubectl against the local cluster",
+		Long: `Run the kubectl from --tools-bin with the local cluster's admin kubeconfig.
+Everything after -- goes to kubectl unchanged; its exit status is podnet's.`,
+		Example: `  podnet kubectl -- get nodes -o wide
+  podnet kubectl -- get pods -A -o wide
+  podnet kubectl --cluster dev -- describe networkpolicy api-allow`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := cf.load()
 			if err != nil {
@@ -269,7 +223,11 @@ func newApplyCommand(cf *clusterFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply -f PATH",
 		Short: "Apply manifests to the local cluster",
-		Args:  cobra.NoArgs,
+		Long: `Apply manifest files or directories to the local cluster: kubectl apply -f
+with the cluster's admin kubeconfig.`,
+		Example: `  podnet apply -f examples/seed
+  podnet apply -f web.yaml -f policy.yaml`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := cf.load()
 			if err != nil {
@@ -338,12 +296,18 @@ func (p *podRef) netnsPath() string {
 }
 
 func newLogsCommand(cf *clusterFlags) *cobra.Command {
-	var ns, container string
+	var container string
+	nsf := &namespaceFlag{kubeconfig: cf.kubeconfig}
 	cmd := &cobra.Command{
 		Use:   "logs [-n NS] POD",
 		Short: "Show a pod's container log",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show the output of a pod's containers, read from its node's files (all
+containers, each under a header, unless -c names one).`,
+		Example: `  podnet logs frontend
+  podnet logs -n secure -c db database`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ns := nsf.get()
 			p, err := findPod(cmd, cf, ns, args[0])
 			if err != nil {
 				return err
@@ -368,19 +332,26 @@ func newLogsCommand(cf *clusterFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	nsf.register(cmd, "namespace of POD")
 	cmd.Flags().StringVarP(&container, "container", "c", "", "container (default: all)")
 	return cmd
 }
 
 func newExecCommand(cf *clusterFlags) *cobra.Command {
-	var ns string
+	nsf := &namespaceFlag{kubeconfig: cf.kubeconfig}
 	cmd := &cobra.Command{
 		Use:   "exec [-n NS] POD -- CMD [ARGS...]",
 		Short: "Run a program inside a pod's namespaces (ping, curl, dig, ip, ...)",
-		Args:  cobra.MinimumNArgs(2),
+		Long: `Run any program of this machine inside a pod's network namespace, with the
+pod's /etc/resolv.conf, /etc/hosts and hostname, as kubectl exec would: ping,
+curl, dig, ip and ss see what the pod sees. The program's exit status is
+podnet's.`,
+		Example: `  podnet exec frontend -- ip addr
+  podnet exec frontend -- nslookup kubernetes.default
+  podnet exec -n secure database -- ip route`,
+		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := findPod(cmd, cf, ns, args[0])
+			p, err := findPod(cmd, cf, nsf.get(), args[0])
 			if err != nil {
 				return err
 			}
@@ -407,7 +378,7 @@ func newExecCommand(cf *clusterFlags) *cobra.Command {
 			return exitErr(c.Run())
 		},
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	nsf.register(cmd, "namespace of POD")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
@@ -435,78 +406,70 @@ func exitErr(err error) error {
 }
 
 func newProbeCommand(cf *clusterFlags) *cobra.Command {
-	var ns, protocol string
+	return newProbeCommandWith(cf.kubeconfig, func(cmd *cobra.Command, ns, name string) (string, error) {
+		p, err := findPod(cmd, cf, ns, name)
+		if err != nil {
+			return "", err
+		}
+		return p.netnsPath(), nil
+	})
+}
+
+// newProbeCommandWith builds the command on the kubeconfig that holds the
+// default namespace and a function that finds a pod's network namespace
+// (the tests' seams).
+func newProbeCommandWith(kubeconfig func() string, podNetNS func(cmd *cobra.Command, ns, name string) (string, error)) *cobra.Command {
+	var protocol string
 	var timeout time.Duration
+	nsf := &namespaceFlag{kubeconfig: kubeconfig}
 	cmd := &cobra.Command{
 		Use:   "probe [-n NS] POD TARGET:PORT",
 		Short: "Connect from inside a pod; exit 0 when a reply came back, 1 when not, 2 on error",
-		Args:  cobra.ExactArgs(2),
+		Long: `Connect from inside POD's network namespace to TARGET:PORT, an IP address
+(a pod, a Service's cluster IP, a node, the outside world; names are refused
+because this machine's resolver, not the cluster's, would resolve them: use
+podnet exec POD -- curl NAME). TCP sends an HTTP request, UDP a datagram.
+Against podnet's built-in test server it prints which pod answered and the
+client address that pod saw.
+
+Exit status: 0 when a reply came back, 1 when none did (refused, dropped,
+timed out), 2 on errors (bad arguments, unknown pod, a namespace that cannot
+be entered).`,
+		Example: `  podnet probe frontend 10.244.2.2:8080     # the api pod answers: exit 0
+  podnet probe nginx-pod 10.244.2.2:8080    # api-allow admits frontends only: exit 1
+  podnet probe frontend 10.96.0.1:443       # the kubernetes Service
+  podnet probe -n secure database 203.0.113.53:53 --protocol udp --timeout 3s`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return exitError{code: 2, msg: fmt.Sprintf("probe takes POD and TARGET:PORT, got %d arguments", len(args))}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := findPod(cmd, cf, ns, args[0])
+			nsPath, err := podNetNS(cmd, nsf.get(), args[0])
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
 			}
-			reply, err := probeFrom(p.netnsPath(), protocol, args[1], timeout)
+			reply, err := probe.From(nsPath, protocol, args[1], timeout)
 			out := cmd.OutOrStdout()
-			if err != nil {
-				fmt.Fprintf(out, "%s %s -> %s: no reply: %v\n", protocol, args[0], args[1], err)
+			var noReply *probe.NoReplyError
+			switch {
+			case errors.As(err, &noReply):
+				fmt.Fprintf(out, "%s %s -> %s: %v\n", protocol, args[0], args[1], err)
 				return exitError{code: 1, quiet: true}
-			}
-			if pod, client, ok := testserver.ParseReply(reply); ok {
-				fmt.Fprintf(out, "%s %s -> %s: answered by pod %s, which saw the client as %s\n", protocol, args[0], args[1], pod, client)
-			} else {
-				fmt.Fprintf(out, "%s %s -> %s: reply %q\n", protocol, args[0], args[1], strings.TrimSpace(reply))
+			case err != nil:
+				return exitError{code: 2, msg: err.Error()}
+			case reply.Pod != "":
+				fmt.Fprintf(out, "%s %s -> %s: answered by pod %s, which saw the client as %s\n", protocol, args[0], args[1], reply.Pod, reply.Client)
+			default:
+				fmt.Fprintf(out, "%s %s -> %s: reply %q\n", protocol, args[0], args[1], strings.TrimSpace(reply.Body))
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: 2, msg: err.Error()} })
+	nsf.register(cmd, "namespace of POD")
 	cmd.Flags().StringVar(&protocol, "protocol", "tcp", "tcp or udp")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Second, "how long to wait for a reply")
 	return cmd
-}
-
-// probeFrom connects from inside the namespace at nsPath. TCP sends an HTTP
-// request (the built-in server answers with who it is; any reply counts);
-// UDP sends a datagram and waits for one back.
-func probeFrom(nsPath, protocol, target string, timeout time.Duration) (string, error) {
-	host, _, err := net.SplitHostPort(target)
-	if err != nil {
-		return "", err
-	}
-	// An address, never a name: resolving a name here would ask this
-	// machine's resolver, not the cluster's DNS (use `podnet exec POD --
-	// curl NAME` for names).
-	if _, err := netip.ParseAddr(host); err != nil {
-		return "", fmt.Errorf("target %q: give an IP address (names would be resolved by this machine, not the cluster)", target)
-	}
-	var conn net.Conn
-	err = netns.Do(nsPath, func() (err error) {
-		conn, err = (&net.Dialer{Timeout: timeout}).Dial(protocol, target)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if protocol == "udp" {
-		if _, err := conn.Write([]byte("probe\n")); err != nil {
-			return "", err
-		}
-	} else {
-		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host); err != nil {
-			return "", err
-		}
-	}
-	buf := make([]byte, 4096)
-	n, err := conn.Read(buf)
-	if n == 0 {
-		return "", err
-	}
-	reply := string(buf[:n])
-	if i := strings.Index(reply, "\r\n\r\n"); i >= 0 {
-		reply = reply[i+4:]
-	}
-	return reply, nil
 }

@@ -84,10 +84,9 @@ func newServeCommand() *cobra.Command {
 func newPodExecCommand() *cobra.Command {
 	var o podexec.Options
 	cmd := &cobra.Command{
-		Use:    "pod-exec [flags] -- PROGRAM [ARGS...]",
-		Short:  "Enter a pod's namespaces and run a program (used by the pod runtime)",
-		Hidden: true,
-		Args:   cobra.MinimumNArgs(1),
+		Use:   "pod-exec [flags] -- PROGRAM [ARGS...]",
+		Short: "Enter a pod's namespaces and run a program (used by the pod runtime)",
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return podexec.Exec(o, args)
 		},

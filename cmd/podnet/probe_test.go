@@ -1,22 +1,118 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podnet/podnet/internal/testserver"
 )
 
-// A probe target must be an address: a name would be resolved by this
-// machine's resolver (outside the cluster) before any packet left the pod.
-func TestProbeRefusesNamesAndBadTargets(t *testing.T) {
-	for _, target := range []string{"api:8080", "nginx-service.default.svc.cluster.local:80", "10.0.0.1", ""} {
-		_, err := probeFrom("/nonexistent-netns", "tcp", target, 10*time.Millisecond)
-		if err == nil {
-			t.Errorf("probe %q: no error", target)
-			continue
+// runProbe runs `podnet probe ARGS` with the pod's namespace at nsPath (or
+// findErr from finding the pod) and returns stdout and the exit status
+// main would use.
+func runProbe(t *testing.T, nsPath string, findErr error, args ...string) (string, int) {
+	t.Helper()
+	cmd := newProbeCommandWith(func() string { return "" }, func(*cobra.Command, string, string) (string, error) { return nsPath, findErr })
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs(args)
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.Execute()
+	if err == nil {
+		return out.String(), 0
+	}
+	var ee exitError
+	if !errors.As(err, &ee) {
+		return out.String() + err.Error(), 1 // what main does with any other error
+	}
+	return out.String() + ee.msg, ee.code
+}
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// startTestServer runs podnet's built-in test server as pod on a free
+// loopback port (TCP and UDP) until the test ends, and returns its address.
+func startTestServer(t *testing.T, pod string) string {
+	t.Helper()
+	addr := closedPort(t)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- testserver.Serve(ctx, testserver.Config{Pod: pod, TCPPorts: []int{port}, UDPPorts: []int{port}, Host: "127.0.0.1"})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
 		}
-		if strings.Contains(target, ":") && !strings.Contains(err.Error(), "IP address") {
-			t.Errorf("probe %q: %v, want a request for an IP address", target, err)
-		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("test server on %s did not come up", addr)
+	return ""
+}
+
+// Exit status 1 is only "no reply"; every error is 2 (regression: a bad
+// target and a namespace that cannot be entered exited 1, as if the
+// network had dropped the probe). The probes go to loopback in this
+// process's own namespace, or nowhere.
+func TestProbeExitStatus(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("entering a network namespace (even this process's own) needs CAP_SYS_ADMIN")
+	}
+	self := "/proc/self/ns/net"
+	server := startTestServer(t, "web-1")
+	for _, tc := range []struct {
+		name    string
+		nsPath  string
+		findErr error
+		target  string
+		extra   []string
+		code    int
+		out     string
+	}{
+		{name: "the test server's reply exits 0", nsPath: self, target: server, code: 0, out: "tcp web -> " + server + ": answered by pod web-1, which saw the client as 127.0.0.1:"},
+		{name: "a UDP reply exits 0", nsPath: self, target: server, extra: []string{"--protocol", "udp"}, code: 0, out: "answered by pod web-1, which saw the client as 127.0.0.1:"},
+		{name: "a refused connection is no reply: 1", nsPath: self, target: closedPort(t), code: 1, out: "no reply"},
+		{name: "a name as target is an error: 2", nsPath: self, target: "api:8080", code: 2, out: "give an IP address"},
+		{name: "a target without a port is an error: 2", nsPath: self, target: "127.0.0.1", code: 2, out: "missing port"},
+		{name: "a namespace that cannot be entered is an error: 2", nsPath: "/nonexistent-netns", target: closedPort(t), code: 2, out: "nonexistent-netns"},
+		{name: "a pod that cannot be found is an error: 2", findErr: errors.New(`pods "web" not found`), target: closedPort(t), code: 2, out: "not found"},
+		{name: "an unknown protocol is an error: 2", nsPath: self, target: closedPort(t), extra: []string{"--protocol", "sctp"}, code: 2, out: "want tcp or udp"},
+		{name: "an unknown flag is an error: 2", nsPath: self, target: closedPort(t), extra: []string{"--bogus"}, code: 2, out: "unknown flag"},
+		{name: "a missing target is an error: 2", nsPath: self, code: 2, out: "POD and TARGET:PORT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"web", tc.target, "--timeout", "2s"}, tc.extra...)
+			if tc.target == "" {
+				args = []string{"web"}
+			}
+			out, code := runProbe(t, tc.nsPath, tc.findErr, args...)
+			if code != tc.code || !strings.Contains(out, tc.out) {
+				t.Errorf("exit %d, output %q; want exit %d with %q", code, out, tc.code, tc.out)
+			}
+		})
 	}
 }

@@ -19,6 +19,8 @@ func newSelfcheckCommand() *cobra.Command {
 the pods with podnet-cni through libcni as a container runtime would, pings
 and connects over TCP from one pod to the other, and removes everything.
 It needs root. No packet leaves the namespaces it creates.`,
+		Example: `  podnet selfcheck
+  podnet selfcheck --cni-bin-dir ./bin --pod-cidr 10.253.0.0/24`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Out = cmd.OutOrStdout()

@@ -17,10 +17,9 @@ import (
 func newWorldDNSCommand() *cobra.Command {
 	var listen, zone, address, nsAddress string
 	cmd := &cobra.Command{
-		Use:    "world-dns --listen ADDR:PORT --zone ZONE --address IP",
-		Short:  "Run the local cluster's outside-world DNS server (started by podnet up)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "world-dns --listen ADDR:PORT --zone ZONE --address IP",
+		Short: "Run the local cluster's outside-world DNS server (started by podnet up)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			lp, err := netip.ParseAddrPort(listen)
 			if err != nil {

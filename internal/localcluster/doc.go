@@ -40,7 +40,9 @@
 //
 // Up and Down (cluster.go) tie it together: the host check, the topology, the
 // control plane, then one pod runtime and one podnet agent per node, each
-// started inside its node's namespace.
+// started inside its node's namespace. Status and List (status.go) only
+// read: a cluster's processes and Nodes, and the clusters saved under a
+// state root.
 //
 // Tests that create a topology use random cluster names and a test-only
 // address plan that no real cluster uses, and remove everything in

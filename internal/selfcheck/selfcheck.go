@@ -36,100 +36,129 @@ type Options struct {
 
 const network = "podnet-selfcheck"
 
+// check is one run's state: what it made, to be undone in reverse order.
+type check struct {
+	say      func(format string, args ...any)
+	work     string
+	cleanups []func() error
+}
+
+// pod is one of the two throwaway pods.
+type pod struct {
+	path string
+	rt   *libcni.RuntimeConf
+	ip   netip.Addr
+}
+
 // Run performs the self-check and returns nil when the pods reached each other.
 func Run(ctx context.Context, o Options) (err error) {
 	if o.PodCIDR == "" {
 		o.PodCIDR = "10.244.0.0/24"
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
 	if _, err := os.Stat(filepath.Join(o.PluginDir, "podnet-cni")); err != nil {
 		return fmt.Errorf("podnet-cni not found in %s (run make build): %w", o.PluginDir, err)
 	}
-	work, err := os.MkdirTemp("", "podnet-selfcheck-")
+	c := &check{say: func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }}
+	if c.work, err = os.MkdirTemp("", "podnet-selfcheck-"); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, c.cleanup()) }()
+	node, err := c.mkns("podnet-sc-node-")
 	if err != nil {
 		return err
 	}
-	var cleanups []func() error
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			err = errors.Join(err, cleanups[i]())
-		}
-		err = errors.Join(err, os.RemoveAll(work))
-		if err == nil {
-			say("cleaned up: namespaces, interfaces and IPAM state removed")
-		}
-	}()
-	mkns := func(prefix string) (string, error) {
-		name := netns.UniqueName(prefix)
-		path, err := netns.Create(name)
-		if err == nil {
-			cleanups = append(cleanups, func() error { return netns.Delete(name) })
-		}
-		return path, err
-	}
-	node, err := mkns("podnet-sc-node-")
-	if err != nil {
-		return err
-	}
-	say("created node namespace %s", node)
-
+	c.say("created node namespace %s", node)
 	list, err := libcni.NetworkConfFromBytes(fmt.Appendf(nil,
 		`{"cniVersion":"1.1.0","name":%q,"plugins":[{"type":"podnet-cni","dataDir":%q,"ranges":[[{"subnet":%q}]]}]}`,
-		network, filepath.Join(work, "ipam"), o.PodCIDR))
+		network, filepath.Join(c.work, "ipam"), o.PodCIDR))
 	if err != nil {
 		return err
 	}
-	cn := libcni.NewCNIConfigWithCacheDir([]string{o.PluginDir}, filepath.Join(work, "cache"), nil)
-
-	type pod struct {
-		path string
-		rt   *libcni.RuntimeConf
-		ip   netip.Addr
-	}
+	cn := libcni.NewCNIConfigWithCacheDir([]string{o.PluginDir}, filepath.Join(c.work, "cache"), nil)
 	var pods []*pod
 	for i := range 2 {
-		path, err := mkns("podnet-sc-pod-")
+		p, err := c.addPod(ctx, cn, list, node, i)
 		if err != nil {
 			return err
 		}
-		p := &pod{path: path, rt: &libcni.RuntimeConf{ContainerID: fmt.Sprintf("selfcheck-%d", i), NetNS: path, IfName: "eth0"}}
-		start := time.Now()
-		var res *types100.Result
-		err = netns.Do(node, func() error {
-			// The plugin process inherits this thread's namespace.
-			r, err := cn.AddNetworkList(ctx, list, p.rt)
-			if err != nil {
-				return err
-			}
-			res, err = types100.NewResultFromResult(r)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("CNI ADD for pod %d: %w", i, err)
-		}
-		cleanups = append(cleanups, func() error {
-			return netns.Do(node, func() error { return cn.DelNetworkList(context.Background(), list, p.rt) })
-		})
-		p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP)
-		p.ip = p.ip.Unmap()
-		say("pod %d: %s eth0 %s via %s (host side %s), ADD took %s", i, path, res.IPs[0].Address.String(),
-			res.IPs[0].Gateway, res.Interfaces[0].Name, time.Since(start).Round(10*time.Microsecond))
 		pods = append(pods, p)
 	}
-	if ping, err := exec.LookPath("ping"); err == nil {
-		out, err := exec.CommandContext(ctx, "nsenter", "--net="+pods[0].path, ping, "-c", "1", "-W", "2", pods[1].ip.String()).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ping pod 0 -> pod 1 failed: %v\n%s", err, out)
-		}
-		say("ping pod 0 -> pod 1 (%s): ok", pods[1].ip)
+	return c.reach(ctx, pods[0], pods[1])
+}
+
+// cleanup undoes everything in reverse order and removes the work
+// directory, joining the errors.
+func (c *check) cleanup() error {
+	var err error
+	for i := len(c.cleanups) - 1; i >= 0; i-- {
+		err = errors.Join(err, c.cleanups[i]())
 	}
-	seen, err := netns.TCPSeen(pods[1].path, pods[0].path, pods[1].ip, netip.Addr{}, 3*time.Second)
+	err = errors.Join(err, os.RemoveAll(c.work))
+	if err == nil {
+		c.say("cleaned up: namespaces, interfaces and IPAM state removed")
+	}
+	return err
+}
+
+// mkns creates a uniquely named namespace and registers its removal.
+func (c *check) mkns(prefix string) (string, error) {
+	name := netns.UniqueName(prefix)
+	path, err := netns.Create(name)
+	if err == nil {
+		c.cleanups = append(c.cleanups, func() error { return netns.Delete(name) })
+	}
+	return path, err
+}
+
+// addPod creates pod i's namespace and adds it to the network from the
+// node namespace, as a container runtime would.
+func (c *check) addPod(ctx context.Context, cn *libcni.CNIConfig, list *libcni.NetworkConfigList, node string, i int) (*pod, error) {
+	path, err := c.mkns("podnet-sc-pod-")
+	if err != nil {
+		return nil, err
+	}
+	p := &pod{path: path, rt: &libcni.RuntimeConf{ContainerID: fmt.Sprintf("selfcheck-%d", i), NetNS: path, IfName: "eth0"}}
+	start := time.Now()
+	var res *types100.Result
+	err = netns.Do(node, func() error {
+		// The plugin process inherits this thread's namespace.
+		r, err := cn.AddNetworkList(ctx, list, p.rt)
+		if err != nil {
+			return err
+		}
+		res, err = types100.NewResultFromResult(r)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("CNI ADD for pod %d: %w", i, err)
+	}
+	c.cleanups = append(c.cleanups, func() error {
+		return netns.Do(node, func() error { return cn.DelNetworkList(context.Background(), list, p.rt) })
+	})
+	p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP)
+	p.ip = p.ip.Unmap()
+	c.say("pod %d: %s eth0 %s via %s (host side %s), ADD took %s", i, path, res.IPs[0].Address.String(),
+		res.IPs[0].Gateway, res.Interfaces[0].Name, time.Since(start).Round(10*time.Microsecond))
+	return p, nil
+}
+
+// reach pings (when ping is installed) and connects over TCP from a to b,
+// and checks that b saw a's own address.
+func (c *check) reach(ctx context.Context, a, b *pod) error {
+	if ping, err := exec.LookPath("ping"); err == nil {
+		out, err := exec.CommandContext(ctx, "nsenter", "--net="+a.path, ping, "-c", "1", "-W", "2", b.ip.String()).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ping pod 0 -> pod 1 failed: %w\n%s", err, out)
+		}
+		c.say("ping pod 0 -> pod 1 (%s): ok", b.ip)
+	}
+	seen, err := netns.TCPSeen(b.path, a.path, b.ip, netip.Addr{}, 3*time.Second)
 	if err != nil {
 		return fmt.Errorf("TCP pod 0 -> pod 1: %w", err)
 	}
-	if seen != pods[0].ip {
-		return fmt.Errorf("TCP pod 0 -> pod 1: server saw %s, want pod 0's IP %s (no NAT)", seen, pods[0].ip)
+	if seen != a.ip {
+		return fmt.Errorf("TCP pod 0 -> pod 1: server saw %s, want pod 0's IP %s (no NAT)", seen, a.ip)
 	}
-	say("TCP pod 0 -> pod 1 (%s): ok, server saw client %s (no NAT)", pods[1].ip, seen)
+	c.say("TCP pod 0 -> pod 1 (%s): ok, server saw client %s (no NAT)", b.ip, seen)
 	return nil
 }

@@ -1,8 +1,11 @@
 // Package trace explains a connection end to end: whether a packet from one
 // address reaches another, and which part of the cluster's configuration
-// decided it. It is the engine behind `podnet trace`; it reads nothing from
-// the API server and touches no kernel state, so everything it says can be
-// tested from objects alone.
+// decided it. It is the engine behind `podnet trace`: the command only
+// parses flags and prints. Trace works on compiled objects alone and
+// touches no kernel state, so everything it says can be tested from
+// objects; FromAPI is the one function that reads the API server (one list
+// of each kind), and ParsePod and ParseTarget read the command's
+// arguments.
 //
 // A connection's path has stages in the order a packet meets them:
 //

@@ -1,0 +1,87 @@
+package trace
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+func TestParseTarget(t *testing.T) {
+	addr := netip.MustParseAddr
+	for _, tc := range []struct {
+		name, in string
+		want     Target
+		err      string // a part of the error; "" when none
+	}{
+		{name: "a pod name is in the default namespace on tcp/80", in: "web-1",
+			want: Target{Pod: PodName{"shop", "web-1"}, Protocol: v1.ProtocolTCP, Port: 80}},
+		{name: "ns/name names another namespace", in: "kube-system/coredns-0",
+			want: Target{Pod: PodName{"kube-system", "coredns-0"}, Protocol: v1.ProtocolTCP, Port: 80}},
+		{name: "a pod with a port", in: "web-1:8080",
+			want: Target{Pod: PodName{"shop", "web-1"}, Protocol: v1.ProtocolTCP, Port: 8080}},
+		{name: "ns/name with port and protocol", in: "kube-system/coredns-0:53/udp",
+			want: Target{Pod: PodName{"kube-system", "coredns-0"}, Protocol: v1.ProtocolUDP, Port: 53}},
+		{name: "an IPv4 address", in: "10.244.2.7",
+			want: Target{Addr: addr("10.244.2.7"), Protocol: v1.ProtocolTCP, Port: 80}},
+		{name: "an IPv4 address with port and protocol", in: "203.0.113.5:443/tcp",
+			want: Target{Addr: addr("203.0.113.5"), Protocol: v1.ProtocolTCP, Port: 443}},
+		{name: "sctp in capitals", in: "10.244.2.7:9/SCTP",
+			want: Target{Addr: addr("10.244.2.7"), Protocol: v1.ProtocolSCTP, Port: 9}},
+		{name: "a protocol alone keeps the default port", in: "10.244.2.7:udp",
+			want: Target{Addr: addr("10.244.2.7"), Protocol: v1.ProtocolUDP, Port: 80}},
+		{name: "icmp has no port", in: "web-1:icmp",
+			want: Target{Pod: PodName{"shop", "web-1"}, Protocol: ProtocolICMP}},
+		{name: "a bare IPv6 address", in: "fd00:10:244::7",
+			want: Target{Addr: addr("fd00:10:244::7"), Protocol: v1.ProtocolTCP, Port: 80}},
+		{name: "an IPv6 address in brackets", in: "[fd00:10:244::7]",
+			want: Target{Addr: addr("fd00:10:244::7"), Protocol: v1.ProtocolTCP, Port: 80}},
+		{name: "an IPv6 address with port and protocol", in: "[fd00:10:244::7]:53/udp",
+			want: Target{Addr: addr("fd00:10:244::7"), Protocol: v1.ProtocolUDP, Port: 53}},
+		{name: "an IPv6 address with icmp", in: "[2001:db8::1]:icmp",
+			want: Target{Addr: addr("2001:db8::1"), Protocol: ProtocolICMP}},
+		{name: "an IPv4-mapped address is taken as IPv4", in: "::ffff:10.244.2.7",
+			want: Target{Addr: addr("10.244.2.7"), Protocol: v1.ProtocolTCP, Port: 80}},
+
+		{name: "icmp with a port is refused", in: "web-1:7/icmp", err: "icmp has no port"},
+		{name: "port 0 is refused", in: "web-1:0", err: "bad port"},
+		{name: "a port above 65535 is refused", in: "10.0.0.1:65536", err: "bad port"},
+		{name: "an empty port is refused", in: "web-1:", err: "empty port"},
+		{name: "an unknown protocol is refused", in: "web-1:80/http", err: "bad protocol"},
+		{name: "IPv6 with a port needs brackets", in: "fd00::1:80/udp", err: "[ADDR]:PORT"},
+		{name: "brackets hold IPv6 only", in: "[10.0.0.1]:80", err: "brackets hold an IPv6 address"},
+		{name: "something after the brackets must be a port", in: "[fd00::1]80", err: "expected :PORT"},
+		{name: "an unclosed bracket is refused", in: "[fd00::1:80", err: "missing ]"},
+		{name: "an address with a zone is refused", in: "[fe80::1%eth0]:80", err: "addresses with a zone"},
+		{name: "a bad IPv4 address is not taken for a pod", in: "10.0.0.300:80", err: "bad IPv4 address"},
+		{name: "a bad pod name is refused", in: "Web_1", err: "bad pod name"},
+		{name: "a bad namespace is refused", in: "Kube_System/x", err: "bad namespace"},
+		{name: "a second slash is refused", in: "a/b/c", err: "bad pod name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseTarget(tc.in, "shop")
+			switch {
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("ParseTarget(%q) = %+v, %v; want an error with %q", tc.in, got, err, tc.err)
+			case tc.err == "" && err != nil:
+				t.Fatalf("ParseTarget(%q): %v", tc.in, err)
+			case tc.err == "" && got != tc.want:
+				t.Fatalf("ParseTarget(%q) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParsePod(t *testing.T) {
+	for in, want := range map[string]PodName{"web-1": {"shop", "web-1"}, "kube-system/coredns-0": {"kube-system", "coredns-0"}} {
+		if got, err := ParsePod(in, "shop"); err != nil || got != want {
+			t.Errorf("ParsePod(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "/x", "ns/", "UPPER", "a/b/c"} {
+		if got, err := ParsePod(in, "shop"); err == nil {
+			t.Errorf("ParsePod(%q) = %v, want an error", in, got)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// apiObjects is a small cluster as the API server returns it: client on
+// node-1, web-1 on node-2 behind a default deny and one allow rule on
+// tcp/80, a Service in front of web-1, a pod without an address, and a
+// policy with a part podnet cannot use (an invalid selector).
+func apiObjects() []runtime.Object {
+	allowFromClient := []networkingv1.NetworkPolicyIngressRule{{
+		From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "client"}}}},
+		Ports: []networkingv1.NetworkPolicyPort{tcpPort(intstr.FromInt32(80))},
+	}}
+	broken := netpol("default", "broken", map[string]string{"app": "web"}, ingressOnly, []networkingv1.NetworkPolicyIngressRule{{
+		From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes"}}}}},
+	}}, nil)
+	return []runtime.Object{
+		&v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
+		pod("default", "client", "node-1", "10.244.1.5", map[string]string{"app": "client"}),
+		pod("default", "web-1", "node-2", "10.244.2.7", map[string]string{"app": "web"}),
+		&v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "pending"}, Status: v1.PodStatus{Phase: v1.PodPending}},
+		&v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+			Spec: v1.ServiceSpec{ClusterIP: "10.96.0.80", ClusterIPs: []string{"10.96.0.80"}}},
+		netpol("default", "default-deny-all", nil, ingressOnly, nil, nil),
+		netpol("default", "api-allow", map[string]string{"app": "web"}, nil, allowFromClient, nil),
+		broken,
+	}
+}
+
+func TestFromAPI(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src, tgt string
+		want     string // a part of the explanation, or of the error when wantErr
+		allowed  bool
+		wantErr  bool
+	}{
+		{name: "an allowed connection to a pod by name", src: "client", tgt: "web-1", allowed: true,
+			want: `default/client (10.244.1.5, node-1) -> default/web-1 (10.244.2.7, node-2) tcp/80: ALLOWED
+  egress  at default/client: no policy selects this pod for egress -> allowed
+  ingress at default/web-1: isolated by default/api-allow, default/broken, default/default-deny-all
+          allowed by default/api-allow ingress[0]
+  note: policy default/broken has parts podnet cannot use`},
+		{name: "a denied connection to another port", src: "client", tgt: "default/web-1:8080",
+			want: "no rule allows tcp/8080 from 10.244.1.5 -> DENIED"},
+		{name: "a target by pod IP is that pod", src: "web-1", tgt: "10.244.1.5:53/udp",
+			want: "default/web-1 (10.244.2.7, node-2) -> default/client (10.244.1.5, node-1) udp/53: DENIED"},
+		{name: "an outside target is never isolated", src: "client", tgt: "203.0.113.5:icmp", allowed: true,
+			want: "ingress at 203.0.113.5: not a pod address, never isolated -> allowed"},
+		{name: "an unknown source pod is an error", src: "nobody", tgt: "web-1", wantErr: true, want: "pod default/nobody not found"},
+		{name: "an unknown target pod is an error", src: "client", tgt: "other/web-1", wantErr: true, want: "pod other/web-1 not found"},
+		{name: "a pod without an address is an error", src: "client", tgt: "pending", wantErr: true, want: "pod default/pending has no address (phase Pending)"},
+		{name: "a Service IP is an error for now", src: "client", tgt: "10.96.0.80", wantErr: true, want: "10.96.0.80 is Service default/web's cluster IP"},
+		{name: "a Service name is an error for now", src: "client", tgt: "web", wantErr: true, want: "default/web is a Service, not a pod"},
+		{name: "a family the source lacks is an error", src: "client", tgt: "fd00::1", wantErr: true, want: "pod default/client has no IPv6 address to reach fd00::1 from"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := ParsePod(tc.src, "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tgt, err := ParseTarget(tc.tgt, "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, warnings, err := FromAPI(context.Background(), fake.NewClientset(apiObjects()...), src, tgt)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("FromAPI: %v; want an error with %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("FromAPI: %v", err)
+			}
+			if len(warnings) != 1 || warnings[0].Policy != "default/broken" {
+				t.Errorf("warnings %v, want one about default/broken", warnings)
+			}
+			if !strings.Contains(r.String(), tc.want) {
+				t.Errorf("explanation:\n%s\nwant it to contain:\n%s", r, tc.want)
+			}
+			if r.Allowed() != tc.allowed {
+				t.Errorf("Allowed() = %v, want %v", r.Allowed(), tc.allowed)
+			}
+		})
+	}
+}
+
+// An API server that cannot list is an error naming what failed.
+func TestFromAPIListErrors(t *testing.T) {
+	for _, resource := range []string{"pods", "namespaces", "networkpolicies"} {
+		t.Run(resource, func(t *testing.T) {
+			c := fake.NewClientset(apiObjects()...)
+			c.PrependReactor("list", resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, errors.New("forbidden")
+			})
+			_, _, err := FromAPI(context.Background(), c, PodName{"default", "client"}, Target{Pod: PodName{"default", "web-1"}, Protocol: v1.ProtocolTCP, Port: 80})
+			if err == nil || !strings.Contains(err.Error(), "list "+resource+": forbidden") {
+				t.Fatalf("FromAPI: %v, want list %s: forbidden", err, resource)
+			}
+		})
+	}
+}
