@@ -267,7 +267,7 @@ func Down(cfg *Config) error {
 	}
 	// Containers normally die with their runtime; any that outlived it
 	// (recorded by pid and start time) are ended now.
-	for i := range cfg.Nodes {
+	for i := 1; i <= cfg.Nodes; i++ {
 		if err := proc.StopAll(podruntime.ContainersDir(cfg.NodeDir(i)), 5*time.Second); err != nil {
 			errs = append(errs, err)
 		}
