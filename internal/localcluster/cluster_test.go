@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
 	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -13,7 +14,8 @@ import (
 // does, and checks that Down ends all of them: nodes are numbered from 1,
 // so the last node's containers must be found too.
 func TestDownEndsContainersThatOutlivedTheirRuntimeOnEveryNode(t *testing.T) {
-	c := testConfig(t, 2)
+	lctest.NeedRoot(t) // Down also deletes the (here absent) topology
+	c := lctest.RandomConfig(2)
 	c.StateDir = filepath.Join(t.TempDir(), "state")
 	var recs []*proc.Record
 	for i := 1; i <= c.Nodes; i++ {
