@@ -149,7 +149,7 @@ func TestSafetyHostConflicts(t *testing.T) {
 	}
 }
 
-// ownRoutes are what CreateTopology leaves in the root namespace.
+// ownRoutes are what topology.Create leaves in the root namespace.
 func ownRoutes(c *plan.Config) []HostRoute {
 	out := []HostRoute{
 		{Dst: c.NodeNetwork, Type: unix.RTN_UNICAST, Table: unix.RT_TABLE_MAIN, Link: c.BridgeName()},
