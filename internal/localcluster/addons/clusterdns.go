@@ -188,7 +188,12 @@ func DNSObjects(cfg *plan.Config, podnet string) (*appsv1.Deployment, *v1.Servic
 			},
 		},
 	}
-	svc := &v1.Service{
+	return dep, dnsService(cfg, selector)
+}
+
+// dnsService is the kube-dns Service at the tenth service IP.
+func dnsService(cfg *plan.Config, selector map[string]string) *v1.Service {
+	return &v1.Service{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: DNSService, Namespace: DNSNamespace,
 			Labels: map[string]string{DNSAppLabelKey: DNSAppLabelValue, "kubernetes.io/name": "podnet-dns",
@@ -203,7 +208,6 @@ func DNSObjects(cfg *plan.Config, podnet string) (*appsv1.Deployment, *v1.Servic
 			},
 		},
 	}
-	return dep, svc
 }
 
 // DeployDNS issues the DNS credentials, grants them, and creates (or
