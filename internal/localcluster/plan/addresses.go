@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // The addresses inside the node network and the world network, as host
@@ -30,8 +31,15 @@ const (
 // network and derives the addresses in it: RootIP .1, FirstNodeIP .11,
 // WorldIP .254 and LBPool .200/29. On error c is unchanged.
 func (c *Config) SetNodeNetwork(p netip.Prefix) error {
+	if err := c.setNodeNetwork(p); err != nil {
+		return fmt.Errorf("node network %s: %w", p, err)
+	}
+	return nil
+}
+
+func (c *Config) setNodeNetwork(p netip.Prefix) error {
 	if !p.IsValid() || !p.Addr().Is4() || p.Bits() != NodeNetworkBits {
-		return fmt.Errorf("node network %s: want an IPv4 /%d", p, NodeNetworkBits)
+		return fmt.Errorf("want an IPv4 /%d", NodeNetworkBits)
 	}
 	base := p.Masked().Addr()
 	c.NodeNetwork = p.Masked()
@@ -46,9 +54,16 @@ func (c *Config) SetNodeNetwork(p netip.Prefix) error {
 // are cleared) the world network, with the world's DNS server WorldDNSIP at
 // its 53rd address. On error c is unchanged.
 func (c *Config) SetWorldNetwork(p netip.Prefix) error {
+	if err := c.setWorldNetwork(p); err != nil {
+		return fmt.Errorf("world network %s: %w", p, err)
+	}
+	return nil
+}
+
+func (c *Config) setWorldNetwork(p netip.Prefix) error {
 	if !p.IsValid() || !p.Addr().Is4() || p.Bits() > MaxWorldNetworkBits {
-		return fmt.Errorf("world network %s: want IPv4 with a prefix length of at most %d (its DNS server is host %d)",
-			p, MaxWorldNetworkBits, worldDNSHost)
+		return fmt.Errorf("want IPv4 with a prefix length of at most %d (its DNS server is host %d)",
+			MaxWorldNetworkBits, worldDNSHost)
 	}
 	c.WorldNetwork = p.Masked()
 	c.WorldDNSIP = addN(c.WorldNetwork.Addr(), worldDNSHost)
@@ -63,10 +78,11 @@ type Ranges struct {
 }
 
 // SetRanges parses r and sets the ranges it gives, deriving the addresses
-// inside the node and world networks. Host bits are cleared. Errors name the
-// flag and are joined; Validate checks the result as a whole.
+// inside the node and world networks. Host bits are cleared. The error
+// names every flag that is wrong, on one line; Validate checks the result
+// as a whole.
 func (c *Config) SetRanges(r Ranges) error {
-	var errs []error
+	var problems []string
 	parse := func(flag, v string, set func(netip.Prefix) error) {
 		if v == "" {
 			return
@@ -78,12 +94,15 @@ func (c *Config) SetRanges(r Ranges) error {
 			err = errors.New("not a CIDR prefix")
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("--%s %q: %w", flag, v, err))
+			problems = append(problems, fmt.Sprintf("--%s %q: %v", flag, v, err))
 		}
 	}
 	parse("pod-cidr", r.PodCIDR, func(p netip.Prefix) error { c.PodCIDR = p.Masked(); return nil })
 	parse("service-cidr", r.ServiceCIDR, func(p netip.Prefix) error { c.ServiceCIDR = p.Masked(); return nil })
-	parse("node-network", r.NodeNetwork, c.SetNodeNetwork)
-	parse("world-network", r.WorldNetwork, c.SetWorldNetwork)
-	return errors.Join(errs...)
+	parse("node-network", r.NodeNetwork, c.setNodeNetwork)
+	parse("world-network", r.WorldNetwork, c.setWorldNetwork)
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
