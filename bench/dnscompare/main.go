@@ -76,7 +76,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/podnet/podnet/bench/internal/benchcp"
-	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -253,7 +253,7 @@ func run(o options) error {
 		id := strings.ReplaceAll(s.name, " ", "-")
 		t0 := time.Now()
 		rec, err := proc.Start(procs, proc.Spec{Name: id, Argv: argv[s.name], LogFile: filepath.Join(work, id+".log"),
-			Netns: nsPath, Env: localcluster.ProcessEnv()})
+			Netns: nsPath, Env: controlplane.ProcessEnv()})
 		if err != nil {
 			return err
 		}

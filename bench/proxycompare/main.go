@@ -36,7 +36,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podnet/podnet/bench/internal/benchcp"
-	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -149,7 +149,7 @@ func createOne(ctx context.Context, c kubernetes.Interface, i int) error {
 }
 
 // compare starts both proxies on the current objects and measures them.
-func compare(ctx context.Context, root, work, nsPath string, cp *localcluster.ControlPlane, client kubernetes.Interface, n int) error {
+func compare(ctx context.Context, root, work, nsPath string, cp *controlplane.ControlPlane, client kubernetes.Interface, n int) error {
 	kubeconfig := cp.AdminKubeconfig()
 	procs := filepath.Join(work, "procs")
 	var ps []*proxyProc
@@ -178,7 +178,7 @@ func compare(ctx context.Context, root, work, nsPath string, cp *localcluster.Co
 		p := &proxyProc{name: spec.name, ns: path, metrics: spec.metrics, fullSum: spec.full, partSum: spec.part}
 		ps = append(ps, p)
 		rec, err := proc.Start(procs, proc.Spec{Name: strings.ReplaceAll(spec.name, " ", "-") + "-" + strconv.Itoa(n), Argv: spec.argv,
-			LogFile: filepath.Join(work, strings.ReplaceAll(spec.name, " ", "-")+".log"), Netns: path, Env: localcluster.ProcessEnv()})
+			LogFile: filepath.Join(work, strings.ReplaceAll(spec.name, " ", "-")+".log"), Netns: path, Env: controlplane.ProcessEnv()})
 		if err != nil {
 			return err
 		}

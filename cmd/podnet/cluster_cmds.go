@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,12 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podnet/podnet/internal/localcluster"
-	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/podexec"
-	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/probe"
 )
 
@@ -74,7 +70,7 @@ process records) goes to --state-dir.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
 			cfg.Nodes = nodes
-			if err := applyAddressFlags(cfg, podCIDR, serviceCIDR, nodeNetwork, worldNetwork); err != nil {
+			if err := cfg.SetRanges(localcluster.Ranges{PodCIDR: podCIDR, ServiceCIDR: serviceCIDR, NodeNetwork: nodeNetwork, WorldNetwork: worldNetwork}); err != nil {
 				return err
 			}
 			exe, err := os.Executable()
@@ -107,52 +103,6 @@ process records) goes to --state-dir.`,
 	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
 	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
 	return cmd
-}
-
-// applyAddressFlags overrides the default address plan.
-func applyAddressFlags(cfg *localcluster.Config, pod, svc, nodeNet, world string) error {
-	parse := func(flag, v string, dst *netip.Prefix) error {
-		if v == "" {
-			return nil
-		}
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			return fmt.Errorf("--%s: %q is not a CIDR prefix", flag, v)
-		}
-		*dst = p.Masked()
-		return nil
-	}
-	if err := parse("pod-cidr", pod, &cfg.PodCIDR); err != nil {
-		return err
-	}
-	if err := parse("service-cidr", svc, &cfg.ServiceCIDR); err != nil {
-		return err
-	}
-	if err := parse("world-network", world, &cfg.WorldNetwork); err != nil {
-		return err
-	}
-	if world != "" {
-		cfg.WorldDNSIP = nth(cfg.WorldNetwork, 53)
-	}
-	if err := parse("node-network", nodeNet, &cfg.NodeNetwork); err != nil {
-		return err
-	}
-	if nodeNet != "" {
-		if !cfg.NodeNetwork.Addr().Is4() || cfg.NodeNetwork.Bits() != 24 {
-			return fmt.Errorf("--node-network must be an IPv4 /24, not %s", cfg.NodeNetwork)
-		}
-		cfg.RootIP, cfg.FirstNodeIP, cfg.WorldIP = nth(cfg.NodeNetwork, 1), nth(cfg.NodeNetwork, 11), nth(cfg.NodeNetwork, 254)
-		cfg.LBPool = netip.PrefixFrom(nth(cfg.NodeNetwork, 200), 29)
-	}
-	return nil
-}
-
-// nth returns the n-th address of an IPv4 prefix.
-func nth(p netip.Prefix, n int) netip.Addr {
-	b := p.Masked().Addr().As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v += uint32(n)
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func printNext(cmd *cobra.Command, cfg *localcluster.Config) {
@@ -247,52 +197,15 @@ with the cluster's admin kubeconfig.`,
 	return cmd
 }
 
-// podRef finds a pod and where its node keeps it.
-type podRef struct {
-	cfg      *localcluster.Config
-	ns, name string
-	uid      string
-	node     string
-	nodeIdx  int
-	hostNet  bool
-	podIP    string
-}
-
-func findPod(cmd *cobra.Command, cf *clusterFlags, ns, name string) (*podRef, error) {
+// findPod finds a pod of the local cluster and where its node keeps it.
+func findPod(cmd *cobra.Command, cf *clusterFlags, ns, name string) (localcluster.PodLocation, error) {
 	cfg, client, err := cf.client()
 	if err != nil {
-		return nil, err
+		return localcluster.PodLocation{}, err
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 	defer cancel()
-	p, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if p.Spec.NodeName == "" {
-		return nil, fmt.Errorf("pod %s/%s is not scheduled yet", ns, name)
-	}
-	ref := &podRef{cfg: cfg, ns: ns, name: name, uid: string(p.UID), node: p.Spec.NodeName, hostNet: p.Spec.HostNetwork, podIP: p.Status.PodIP}
-	for i := 1; i <= cfg.Nodes; i++ {
-		if cfg.NodeName(i) == p.Spec.NodeName {
-			ref.nodeIdx = i
-		}
-	}
-	if ref.nodeIdx == 0 {
-		return nil, fmt.Errorf("pod %s/%s runs on %s, which is not a node of this cluster", ns, name, p.Spec.NodeName)
-	}
-	return ref, nil
-}
-
-func (p *podRef) dir() string {
-	return podruntime.PodDir(p.cfg.NodeDir(p.nodeIdx), p.ns, p.name, p.uid)
-}
-
-func (p *podRef) netnsPath() string {
-	if p.hostNet {
-		return netns.Path(p.cfg.NodeNSName(p.nodeIdx))
-	}
-	return netns.Path(p.cfg.PodNSName(p.uid))
+	return localcluster.FindPod(ctx, client, cfg, ns, name)
 }
 
 func newLogsCommand(cf *clusterFlags) *cobra.Command {
@@ -312,9 +225,9 @@ containers, each under a header, unless -c names one).`,
 			if err != nil {
 				return err
 			}
-			logs, _ := filepath.Glob(filepath.Join(p.dir(), "logs", "*.log"))
+			logs, _ := filepath.Glob(filepath.Join(p.Dir, "logs", "*.log"))
 			if container != "" {
-				logs = []string{filepath.Join(p.dir(), "logs", container+".log")}
+				logs = []string{filepath.Join(p.Dir, "logs", container+".log")}
 			}
 			if len(logs) == 0 {
 				return fmt.Errorf("no logs for pod %s/%s yet", ns, args[0])
@@ -357,10 +270,10 @@ podnet's.`,
 			}
 			// Host-network pods share the node's network, /etc/hosts and
 			// hostname but have a resolv.conf of their own (dnsPolicy).
-			o := podexec.Options{NetNS: p.netnsPath(), ResolvConf: filepath.Join(p.dir(), "resolv.conf")}
-			if !p.hostNet {
-				o.Hosts = filepath.Join(p.dir(), "hosts")
-				o.Hostname = p.name
+			o := podexec.Options{NetNS: p.NetNS, ResolvConf: filepath.Join(p.Dir, "resolv.conf")}
+			if !p.HostNetwork {
+				o.Hosts = filepath.Join(p.Dir, "hosts")
+				o.Hostname = p.Name
 			}
 			self, err := os.Executable()
 			if err != nil {
@@ -411,7 +324,7 @@ func newProbeCommand(cf *clusterFlags) *cobra.Command {
 		if err != nil {
 			return "", err
 		}
-		return p.netnsPath(), nil
+		return p.NetNS, nil
 	})
 }
 

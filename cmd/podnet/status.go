@@ -51,7 +51,7 @@ state: running|dead}], nodes [{name, ready, internalIP, podCIDRs}].`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 			defer cancel()
-			st, err := cfg.Status(ctx, client)
+			st, err := localcluster.ReadStatus(ctx, cfg, client)
 			if perr := printStatus(cmd.OutOrStdout(), st); perr != nil {
 				return perr
 			}

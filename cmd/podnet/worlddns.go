@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/localcluster/addons"
 )
 
 // newWorldDNSCommand runs the outside world's DNS server of a local cluster
@@ -35,7 +35,7 @@ func newWorldDNSCommand() *cobra.Command {
 					return fmt.Errorf("--ns-address: %w", err)
 				}
 			}
-			w := &localcluster.WorldDNS{Zone: zone, Address: a, NSAddress: ns}
+			w := &addons.WorldDNS{Zone: zone, Address: a, NSAddress: ns}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			fmt.Fprintf(cmd.ErrOrStderr(), "podnet world-dns: authoritative for %s on %s (udp, tcp); %s and www.%s -> %s; everything else REFUSED\n", zone, listen, zone, zone, a)
@@ -44,7 +44,7 @@ func newWorldDNSCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "", "ADDR:PORT to answer on")
-	f.StringVar(&zone, "zone", localcluster.WorldZone, "the zone to be authoritative for")
+	f.StringVar(&zone, "zone", addons.WorldZone, "the zone to be authoritative for")
 	f.StringVar(&address, "address", "", "the address of the zone's apex and www")
 	f.StringVar(&nsAddress, "ns-address", "", "the address of ns.ZONE (default: the listen address)")
 	return cmd

@@ -8,13 +8,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/localcluster/addons"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/localcluster/plan"
+	"github.com/podnet/podnet/internal/localcluster/safety"
+	"github.com/podnet/podnet/internal/localcluster/topology"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/proc"
@@ -22,8 +26,8 @@ import (
 
 // UpOptions are the inputs of Up besides the Config.
 type UpOptions struct {
-	// ToolsBin holds etcd, kube-apiserver, kube-controller-manager,
-	// kube-scheduler and kubectl (make tools).
+	// ToolsBin holds controlplane.Binaries: etcd, kube-apiserver,
+	// kube-controller-manager, kube-scheduler and kubectl (make tools).
 	ToolsBin string
 	// Podnet is the podnet binary; CNIBin the directory with podnet-cni.
 	Podnet string
@@ -37,15 +41,16 @@ type UpOptions struct {
 	ReadyTimeout time.Duration
 }
 
-func (c *Config) procsDir() string { return filepath.Join(c.StateDir, "procs") }
-func (c *Config) logsDir() string  { return filepath.Join(c.StateDir, "logs") }
-
-// NodeDir is node i's state directory.
-func (c *Config) NodeDir(i int) string { return filepath.Join(c.StateDir, "nodes", c.NodeName(i)) }
+// say writes one line of progress to Out, if set.
+func (o *UpOptions) say(format string, args ...any) {
+	if o.Out != nil {
+		fmt.Fprintf(o.Out, format+"\n", args...)
+	}
+}
 
 // Running reports whether any process recorded for the cluster is alive.
 func Running(stateDir string) bool {
-	recs, _ := proc.ReadAll(filepath.Join(stateDir, "procs"))
+	recs, _ := proc.ReadAll(plan.ProcsDir(stateDir))
 	for _, r := range recs {
 		if proc.Alive(r) {
 			return true
@@ -55,42 +60,16 @@ func Running(stateDir string) bool {
 }
 
 // Up creates the cluster: topology, control plane, one pod runtime and one
-// agent per node; it waits until every node is Ready and applies the
-// manifests. On failure it removes everything it made.
+// agent per node; it waits until every node is Ready, deploys the cluster
+// DNS and applies the manifests. On failure it removes everything it made.
 func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
-	say := func(format string, args ...any) {
-		if o.Out != nil {
-			fmt.Fprintf(o.Out, format+"\n", args...)
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if Running(cfg.StateDir) {
-		return fmt.Errorf("cluster %q is already running (state in %s); run `podnet down --cluster %s` first", cfg.Name, cfg.StateDir, cfg.Name)
-	}
-	if err := checkUpBinaries(o); err != nil {
-		return err
-	}
 	start := time.Now()
-	// Leftovers of a crashed run of this cluster (processes are gone: the
-	// check above): remove them so the conflict check sees a clean host.
-	if _, serr := os.Stat(cfg.StateDir); serr == nil {
-		if old, lerr := Load(cfg.StateDir); lerr == nil {
-			_ = DeleteTopology(old)
-		}
-		_ = os.RemoveAll(cfg.StateDir)
-	}
-	_ = DeleteTopology(cfg)
-	if err := CheckHostConflicts(cfg); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	if err := prepareUp(cfg, o); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			say("up failed; removing what was made")
+			o.say("up failed; removing what was made")
 			if derr := Down(cfg); derr != nil {
 				err = errors.Join(err, fmt.Errorf("cleanup: %w", derr))
 			}
@@ -99,59 +78,16 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 	if err := cfg.Save(); err != nil {
 		return err
 	}
-	say("creating the network: bridge %s, world namespace %s, %d node namespaces on %s", cfg.BridgeName(), cfg.WorldNSName(), cfg.Nodes, cfg.NodeNetwork)
-	if err := CreateTopology(cfg); err != nil {
+	if err := createNetwork(cfg, o); err != nil {
 		return err
 	}
-	say("starting the outside world's DNS server at %s in %s (authoritative for %s; the cluster DNS's upstream)", cfg.WorldDNSIP, cfg.WorldNSName(), WorldZone)
-	if err := startWorldDNS(cfg, o.Podnet); err != nil {
-		return err
-	}
-	if err := checkWorldDNS(cfg, 5*time.Second); err != nil {
-		return fmt.Errorf("%w (see %s)", err, filepath.Join(cfg.logsDir(), worldDNSProc+".log"))
-	}
-	say("starting the control plane (etcd, kube-apiserver at %s, kube-controller-manager, kube-scheduler)", cfg.APIServerURL())
-	cp, err := StartControlPlane(ctx, ControlPlaneConfig{
-		ClusterName: cfg.Name, StateDir: cfg.StateDir, BinDir: o.ToolsBin,
-		APIAddress: cfg.RootIP, APIPort: cfg.APIServerPort,
-		ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, NodeCIDRMaskSize: cfg.NodeCIDRMaskSize,
-		Progress: func(s string) { say("  %s", s) },
-	})
+	client, err := startCluster(ctx, cfg, o)
 	if err != nil {
 		return err
 	}
-	for i := 1; i <= cfg.Nodes; i++ {
-		if err := startNode(cfg, i, o); err != nil {
-			return fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
-		}
-	}
-	say("started a pod runtime and a podnet agent in each node namespace; waiting for %d nodes to be Ready", cfg.Nodes)
-	rc, err := cp.RESTConfig()
-	if err != nil {
+	o.say("all %d nodes Ready after %s", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
+	if err := deployDNS(ctx, cfg, client, o, start); err != nil {
 		return err
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	timeout := o.ReadyTimeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
-	}
-	if err := waitNodesReady(ctx, client, cfg.Nodes, timeout); err != nil {
-		return fmt.Errorf("%w (see %s)", err, cfg.logsDir())
-	}
-	say("all %d nodes Ready after %s", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
-	say("deploying the cluster DNS: Deployment %s/%s (%d replicas) behind Service %s at %s", DNSNamespace, DNSDeployment, DNSReplicas, DNSService, cfg.DNSServiceIP())
-	if err := DeployDNS(ctx, cfg, client, o.Podnet); err != nil {
-		return err
-	}
-	if err := waitDNSReady(ctx, client, time.Minute); err != nil {
-		// Not fatal: the cluster works without names, and the pods' logs
-		// say why (podnet logs -n kube-system POD).
-		say("warning: %v; see `podnet kubectl -- -n %s get pods -l %s=%s` and `podnet logs -n %s POD`", err, DNSNamespace, DNSAppLabelKey, DNSAppLabelValue, DNSNamespace)
-	} else {
-		say("cluster DNS ready after %s", time.Since(start).Round(100*time.Millisecond))
 	}
 	for _, m := range o.Manifests {
 		if err := Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m); err != nil {
@@ -161,15 +97,37 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 	return nil
 }
 
-func checkUpBinaries(o UpOptions) error {
-	var missing []string
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(o.ToolsBin, b)); err != nil {
-			missing = append(missing, filepath.Join(o.ToolsBin, b))
-		}
+// prepareUp checks what Up needs, removes the leftovers of a crashed run
+// of the cluster, refuses a cluster that overlaps the host, and makes the
+// state directory. Nothing of the new cluster exists before it succeeds.
+func prepareUp(cfg *Config, o UpOptions) error {
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing control-plane binaries %s (run `make tools`)", strings.Join(missing, ", "))
+	if Running(cfg.StateDir) {
+		return fmt.Errorf("cluster %q is already running (state in %s); run `podnet down --cluster %s` first", cfg.Name, cfg.StateDir, cfg.Name)
+	}
+	if err := checkUpBinaries(o); err != nil {
+		return err
+	}
+	// Leftovers of a crashed run of this cluster (processes are gone: the
+	// check above): remove them so the conflict check sees a clean host.
+	if _, serr := os.Stat(cfg.StateDir); serr == nil {
+		if old, lerr := Load(cfg.StateDir); lerr == nil {
+			_ = topology.Delete(old)
+		}
+		_ = os.RemoveAll(cfg.StateDir)
+	}
+	_ = topology.Delete(cfg)
+	if err := safety.CheckHostConflicts(cfg); err != nil {
+		return err
+	}
+	return os.MkdirAll(cfg.StateDir, 0o700)
+}
+
+func checkUpBinaries(o UpOptions) error {
+	if err := controlplane.CheckBinaries(o.ToolsBin); err != nil {
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(o.CNIBin, "podnet-cni")); err != nil {
 		return fmt.Errorf("missing %s (run `make build`)", filepath.Join(o.CNIBin, "podnet-cni"))
@@ -180,11 +138,81 @@ func checkUpBinaries(o UpOptions) error {
 	return nil
 }
 
+// createNetwork creates the topology and starts the world's DNS server in
+// it.
+func createNetwork(cfg *Config, o UpOptions) error {
+	o.say("creating the network: bridge %s, world namespace %s, %d node namespaces on %s", cfg.BridgeName(), cfg.WorldNSName(), cfg.Nodes, cfg.NodeNetwork)
+	if err := topology.Create(cfg); err != nil {
+		return err
+	}
+	o.say("starting the outside world's DNS server at %s in %s (authoritative for %s; the cluster DNS's upstream)", cfg.WorldDNSIP, cfg.WorldNSName(), addons.WorldZone)
+	if err := addons.StartWorldDNS(cfg, o.Podnet); err != nil {
+		return err
+	}
+	if err := addons.CheckWorldDNS(cfg, 5*time.Second); err != nil {
+		return fmt.Errorf("%w (see %s)", err, filepath.Join(cfg.LogsDir(), addons.WorldDNSProc+".log"))
+	}
+	return nil
+}
+
+// startCluster starts the control plane and every node, and waits until
+// the nodes are Ready. It returns an admin client.
+func startCluster(ctx context.Context, cfg *Config, o UpOptions) (kubernetes.Interface, error) {
+	o.say("starting the control plane (etcd, kube-apiserver at %s, kube-controller-manager, kube-scheduler)", cfg.APIServerURL())
+	cp, err := controlplane.Start(ctx, controlplane.Config{
+		ClusterName: cfg.Name, StateDir: cfg.StateDir, BinDir: o.ToolsBin,
+		APIAddress: cfg.RootIP, APIPort: cfg.APIServerPort,
+		ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, NodeCIDRMaskSize: cfg.NodeCIDRMaskSize,
+		Progress: func(s string) { o.say("  %s", s) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		if err := startNode(cfg, i, o); err != nil {
+			return nil, fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
+		}
+	}
+	o.say("started a pod runtime and a podnet agent in each node namespace; waiting for %d nodes to be Ready", cfg.Nodes)
+	rc, err := cp.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	timeout := o.ReadyTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	if err := waitNodesReady(ctx, client, cfg.Nodes, timeout); err != nil {
+		return nil, fmt.Errorf("%w (see %s)", err, cfg.LogsDir())
+	}
+	return client, nil
+}
+
+// deployDNS deploys the cluster DNS and waits for it; a DNS that does not
+// become ready is only a warning: the cluster works without names, and the
+// pods' logs say why.
+func deployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, o UpOptions, start time.Time) error {
+	o.say("deploying the cluster DNS: Deployment %s/%s (%d replicas) behind Service %s at %s", addons.DNSNamespace, addons.DNSDeployment, addons.DNSReplicas, addons.DNSService, cfg.DNSServiceIP())
+	if err := addons.DeployDNS(ctx, cfg, client, o.Podnet); err != nil {
+		return err
+	}
+	if err := addons.WaitDNSReady(ctx, client, time.Minute); err != nil {
+		o.say("warning: %v; see `podnet kubectl -- -n %s get pods -l %s=%s` and `podnet logs -n %s POD`", err, addons.DNSNamespace, addons.DNSAppLabelKey, addons.DNSAppLabelValue, addons.DNSNamespace)
+	} else {
+		o.say("cluster DNS ready after %s", time.Since(start).Round(100*time.Millisecond))
+	}
+	return nil
+}
+
 // startNode issues node i's credentials and starts its agent and runtime in
 // its namespace.
 func startNode(cfg *Config, i int, o UpOptions) error {
 	node := cfg.NodeName(i)
-	runtimeKC, agentKC, err := IssueNodeCredentials(cfg.StateDir, node)
+	runtimeKC, agentKC, err := controlplane.IssueNodeCredentials(cfg.StateDir, node)
 	if err != nil {
 		return err
 	}
@@ -207,19 +235,18 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 		{Name: "runtime-" + node, Argv: []string{o.Podnet, "runtime", "--kubeconfig", runtimeKC, "--node-name", node,
 			"--node-ip", cfg.NodeIP(i).String(), "--state-dir", dir, "--cni-conf-dir", confDir, "--cni-bin-dir", o.CNIBin,
 			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String(),
-			"--cluster-domain", ClusterDomain, "--host-resolv-conf", cfg.NodeResolvConfPath(i)}},
+			"--cluster-domain", addons.ClusterDomain, "--host-resolv-conf", cfg.NodeResolvConfPath(i)}},
 	}
 	for _, s := range specs {
-		s.LogFile = filepath.Join(cfg.logsDir(), s.Name+".log")
+		s.LogFile = filepath.Join(cfg.LogsDir(), s.Name+".log")
 		s.Netns = nsPath
-		s.Env = ProcessEnv()
-		if _, err := proc.Start(cfg.procsDir(), s); err != nil {
+		s.Env = controlplane.ProcessEnv()
+		if _, err := proc.Start(cfg.ProcsDir(), s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
 func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -262,17 +289,17 @@ func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeo
 // works after a crash and when nothing is left.
 func Down(cfg *Config) error {
 	var errs []error
-	if err := proc.StopAll(cfg.procsDir(), 5*time.Second); err != nil {
+	if err := proc.StopAll(cfg.ProcsDir(), 5*time.Second); err != nil {
 		errs = append(errs, err)
 	}
 	// Containers normally die with their runtime; any that outlived it
 	// (recorded by pid and start time) are ended now.
-	for i := range cfg.Nodes {
+	for i := 1; i <= cfg.Nodes; i++ { // nodes are numbered from 1
 		if err := proc.StopAll(podruntime.ContainersDir(cfg.NodeDir(i)), 5*time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := DeleteTopology(cfg); err != nil {
+	if err := topology.Delete(cfg); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(cfg.StateDir); err != nil {
@@ -283,7 +310,7 @@ func Down(cfg *Config) error {
 
 // Kubectl runs the bundled kubectl with the cluster's admin kubeconfig.
 func Kubectl(cfg *Config, toolsBin string, stdout, stderr io.Writer, args ...string) error {
-	cmd := exec.Command(filepath.Join(toolsBin, "kubectl"), append([]string{"--kubeconfig", AdminKubeconfigPath(cfg.StateDir)}, args...)...)
+	cmd := exec.Command(filepath.Join(toolsBin, controlplane.Kubectl), append([]string{"--kubeconfig", AdminKubeconfigPath(cfg.StateDir)}, args...)...)
 	cmd.Stdin = os.Stdin
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	return cmd.Run()

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -63,10 +64,10 @@ type NodeStatus struct {
 	PodCIDRs   []string `json:"podCIDRs"`
 }
 
-// Status reads the cluster's processes from its state directory and its
+// ReadStatus reads the cluster's processes from its state directory and its
 // Nodes from the API server. When the API server cannot be asked, it
 // returns what it has (no nodes) and the error.
-func (c *Config) Status(ctx context.Context, client kubernetes.Interface) (*Status, error) {
+func ReadStatus(ctx context.Context, c *Config, client kubernetes.Interface) (*Status, error) {
 	s := &Status{
 		Name: c.Name, APIServer: c.APIServerURL(), StateDir: c.StateDir, Kubeconfig: AdminKubeconfigPath(c.StateDir),
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
@@ -74,7 +75,7 @@ func (c *Config) Status(ctx context.Context, client kubernetes.Interface) (*Stat
 		Processes: []ProcessStatus{},
 		Nodes:     []NodeStatus{},
 	}
-	recs, _ := proc.ReadAll(c.procsDir()) // an unreadable record is no process of ours
+	recs, _ := proc.ReadAll(c.ProcsDir()) // an unreadable record is no process of ours
 	for _, r := range recs {
 		state := StateRunning
 		if !proc.Alive(r) {
@@ -136,7 +137,7 @@ type Summary struct {
 // clusters; a config that cannot be read is reported in the error, and the
 // others are still listed.
 func List(root string) ([]Summary, error) {
-	paths, err := filepath.Glob(filepath.Join(root, "*", ConfigFile))
+	paths, err := filepath.Glob(filepath.Join(root, "*", plan.ConfigFile))
 	if err != nil {
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
@@ -151,15 +152,15 @@ func List(root string) ([]Summary, error) {
 			errs = append(errs, err)
 			continue
 		}
-		out = append(out, Summary{Name: c.Name, Nodes: c.Nodes, State: c.processState(), APIServer: c.APIServerURL(), StateDir: c.StateDir})
+		out = append(out, Summary{Name: c.Name, Nodes: c.Nodes, State: processState(c), APIServer: c.APIServerURL(), StateDir: c.StateDir})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, errors.Join(errs...)
 }
 
 // processState says how many of the cluster's recorded processes are alive.
-func (c *Config) processState() string {
-	recs, _ := proc.ReadAll(c.procsDir())
+func processState(c *Config) string {
+	recs, _ := proc.ReadAll(c.ProcsDir())
 	alive := 0
 	for _, r := range recs {
 		if proc.Alive(r) {

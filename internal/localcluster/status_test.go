@@ -1,6 +1,8 @@
 package localcluster
 
 import (
+	"github.com/podnet/podnet/internal/localcluster/plan"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,16 +27,16 @@ import (
 func recordProcs(t *testing.T, c *Config, alive, dead []string) {
 	t.Helper()
 	for _, name := range alive {
-		if _, err := proc.Adopt(c.procsDir(), name, os.Getpid(), []string{"test"}); err != nil {
+		if _, err := proc.Adopt(c.ProcsDir(), name, os.Getpid(), []string{"test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, name := range dead {
 		b, _ := json.Marshal(proc.Record{Name: name, PID: os.Getpid(), StartTime: 1})
-		if err := os.MkdirAll(c.procsDir(), 0o755); err != nil {
+		if err := os.MkdirAll(c.ProcsDir(), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(c.procsDir(), name+".json"), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(c.ProcsDir(), name+".json"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +62,7 @@ func TestStatus(t *testing.T) {
 	c.StateDir = t.TempDir()
 	recordProcs(t, c, []string{"etcd"}, []string{"kube-apiserver"})
 	client := fake.NewClientset(testNode("st-node-2", "10.244.2.0/24", "172.30.0.12", false), testNode("st-node-1", "10.244.1.0/24", "172.30.0.11", true))
-	got, err := c.Status(context.Background(), client)
+	got, err := ReadStatus(context.Background(), c, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestStatusWithoutTheAPIServer(t *testing.T) {
 	client.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("connection refused")
 	})
-	got, err := c.Status(context.Background(), client)
+	got, err := ReadStatus(context.Background(), c, client)
 	if err == nil || !strings.Contains(err.Error(), "API server: connection refused") {
 		t.Fatalf("err = %v, want the API server's error", err)
 	}
@@ -130,7 +132,7 @@ func TestList(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "broken"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "broken", ConfigFile), []byte("{"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "broken", plan.ConfigFile), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err = List(root)

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
 )
 
 var (
@@ -41,10 +43,13 @@ func TestMain(m *testing.M) {
 	case os.Geteuid() != 0:
 		skipWhy = "end-to-end: the local cluster needs root"
 	default:
-		for _, f := range []string{podnetBin, filepath.Join(repoRoot, "bin", "podnet-cni"), filepath.Join(toolsBin, "kube-apiserver"), filepath.Join(toolsBin, "etcd"), filepath.Join(toolsBin, "kubectl")} {
+		for _, f := range []string{podnetBin, filepath.Join(repoRoot, "bin", "podnet-cni")} {
 			if _, err := os.Stat(f); err != nil {
 				skipWhy = fmt.Sprintf("end-to-end: %s is missing (run `make build tools`, or `make test`)", f)
 			}
+		}
+		if err := controlplane.CheckBinaries(toolsBin); err != nil {
+			skipWhy = fmt.Sprintf("end-to-end: %v (or `make test`)", err)
 		}
 	}
 	code := m.Run()

@@ -16,7 +16,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/netns"
 )
 
@@ -26,7 +26,7 @@ type Env struct {
 	Work string
 	// NSPath is the network namespace everything runs in.
 	NSPath string
-	CP     *localcluster.ControlPlane
+	CP     *controlplane.ControlPlane
 	Client kubernetes.Interface
 
 	nsName string
@@ -48,7 +48,7 @@ func Start(ctx context.Context, root, name string) (_ *Env, err error) {
 	if e.NSPath, err = netns.Create(e.nsName); err != nil {
 		return nil, err
 	}
-	e.CP, err = localcluster.StartControlPlane(ctx, localcluster.ControlPlaneConfig{
+	e.CP, err = controlplane.Start(ctx, controlplane.Config{
 		ClusterName: name, StateDir: filepath.Join(e.Work, "state"), BinDir: filepath.Join(root, "tools", "bin"),
 		APIAddress: netip.MustParseAddr("127.0.0.1"), ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
 		PodCIDR: netip.MustParsePrefix("10.128.0.0/9"), APIPort: 6443, Netns: e.NSPath,

@@ -1,4 +1,4 @@
-package localcluster
+package controlplane
 
 import "strconv"
 
@@ -6,11 +6,11 @@ import "strconv"
 // of the configuration and the files, so tests can read them without
 // starting anything.
 
-// cpEtcdArgs: a single member on loopback, plain HTTP (the contract: the
+// etcdArgs: a single member on loopback, plain HTTP (the contract: the
 // state directory is root-only and nothing but the API server talks to it).
-func cpEtcdArgs(cfg *ControlPlaneConfig, f *ControlPlaneFiles) []string {
-	client := cpEtcdURL(cfg.EtcdPort)
-	peer := cpEtcdURL(cfg.EtcdPeerPort)
+func etcdArgs(cfg *Config, f *Files) []string {
+	client := etcdURL(cfg.EtcdPort)
+	peer := etcdURL(cfg.EtcdPeerPort)
 	return []string{
 		"--name=" + cfg.ClusterName,
 		"--data-dir=" + f.EtcdDataDir,
@@ -24,12 +24,12 @@ func cpEtcdArgs(cfg *ControlPlaneConfig, f *ControlPlaneFiles) []string {
 	}
 }
 
-func cpAPIServerArgs(cfg *ControlPlaneConfig, f *ControlPlaneFiles) []string {
+func apiServerArgs(cfg *Config, f *Files) []string {
 	args := []string{
 		"--advertise-address=" + cfg.APIAddress.String(),
 		"--bind-address=" + cfg.APIAddress.String(),
 		"--secure-port=" + strconv.Itoa(cfg.APIPort),
-		"--etcd-servers=" + cpEtcdURL(cfg.EtcdPort),
+		"--etcd-servers=" + etcdURL(cfg.EtcdPort),
 		"--service-cluster-ip-range=" + cfg.ServiceCIDR.String(),
 		"--tls-cert-file=" + f.APIServerCert,
 		"--tls-private-key-file=" + f.APIServerKey,
@@ -51,7 +51,7 @@ func cpAPIServerArgs(cfg *ControlPlaneConfig, f *ControlPlaneFiles) []string {
 	return args
 }
 
-func cpControllerManagerArgs(cfg *ControlPlaneConfig, f *ControlPlaneFiles, port int) []string {
+func controllerManagerArgs(cfg *Config, f *Files, port int) []string {
 	return []string{
 		"--kubeconfig=" + f.ControllerManagerKubeconfig,
 		"--authentication-kubeconfig=" + f.ControllerManagerKubeconfig,
@@ -87,7 +87,7 @@ func cpControllerManagerArgs(cfg *ControlPlaneConfig, f *ControlPlaneFiles, port
 	}
 }
 
-func cpSchedulerArgs(f *ControlPlaneFiles, port int) []string {
+func schedulerArgs(f *Files, port int) []string {
 	return []string{
 		"--config=" + f.SchedulerConfig, // kubeconfig and leader election
 		"--authentication-kubeconfig=" + f.SchedulerKubeconfig,

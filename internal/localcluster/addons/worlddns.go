@@ -1,4 +1,4 @@
-package localcluster
+package addons
 
 import (
 	"context"
@@ -6,13 +6,26 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/proc"
+)
+
+// The world DNS server's zone and process record.
+const (
+	// WorldZone is the zone the world's DNS server is authoritative for.
+	WorldZone = "example.com"
+	// WorldDNSProc is the world DNS server's process record name.
+	WorldDNSProc = "world-dns"
 )
 
 // WorldDNS is the outside world's DNS server in a local cluster: a tiny
@@ -160,9 +173,9 @@ func (w *WorldDNS) Serve(ctx context.Context, listen string) error {
 	return err
 }
 
-// checkWorldDNS asks the world's DNS server, from inside the world
+// CheckWorldDNS asks the world's DNS server, from inside the world
 // namespace, for the zone's apex until it answers or timeout passes.
-func checkWorldDNS(cfg *Config, timeout time.Duration) error {
+func CheckWorldDNS(cfg *plan.Config, timeout time.Duration) error {
 	server := netip.AddrPortFrom(cfg.WorldDNSIP, 53).String()
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(WorldZone), dns.TypeA)
@@ -184,4 +197,37 @@ func checkWorldDNS(cfg *Config, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("world DNS server at %s does not answer: %v", server, last)
+}
+
+// WorldDNSArgv is the world DNS server's command line.
+func WorldDNSArgv(cfg *plan.Config, podnet string) []string {
+	return []string{podnet, "world-dns",
+		"--listen", netip.AddrPortFrom(cfg.WorldDNSIP, 53).String(),
+		"--zone", WorldZone,
+		"--address", cfg.WorldHostIP().String(),
+	}
+}
+
+// StartWorldDNS starts the world's DNS server inside the world namespace and
+// writes every node's resolver configuration, which names it.
+func StartWorldDNS(cfg *plan.Config, podnet string) error {
+	for i := 1; i <= cfg.Nodes; i++ {
+		if err := os.MkdirAll(cfg.NodeDir(i), 0o755); err != nil {
+			return err
+		}
+		if err := plan.WriteFile(cfg.NodeResolvConfPath(i), []byte(NodeResolvConf(cfg)), 0o644); err != nil {
+			return fmt.Errorf("node %s resolv.conf: %w", cfg.NodeName(i), err)
+		}
+	}
+	_, err := proc.Start(cfg.ProcsDir(), proc.Spec{
+		Name:    WorldDNSProc,
+		Argv:    WorldDNSArgv(cfg, podnet),
+		Env:     controlplane.ProcessEnv(),
+		LogFile: filepath.Join(cfg.LogsDir(), WorldDNSProc+".log"),
+		Netns:   netns.Path(cfg.WorldNSName()),
+	})
+	if err != nil {
+		return fmt.Errorf("world DNS server: %w", err)
+	}
+	return nil
 }

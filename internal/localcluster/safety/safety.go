@@ -1,4 +1,4 @@
-package localcluster
+package safety
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/nldump"
 )
 
@@ -95,7 +96,7 @@ type HostSources struct {
 func KernelHostSources() HostSources {
 	return HostSources{
 		Addrs:  kernelAddrs,
-		Routes: kernelRoutes,
+		Routes: KernelRoutes,
 		ResolvConf: func() ([]byte, error) {
 			data, err := os.ReadFile(ResolvConfPath)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -106,7 +107,9 @@ func KernelHostSources() HostSources {
 	}
 }
 
-func linkNames() (map[int]string, error) {
+// LinkNames maps the index of every link of the calling thread's network
+// namespace to its name.
+func LinkNames() (map[int]string, error) {
 	links, err := nldump.Do(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
@@ -119,7 +122,7 @@ func linkNames() (map[int]string, error) {
 }
 
 func kernelAddrs() ([]HostAddr, error) {
-	names, err := linkNames()
+	names, err := LinkNames()
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +145,10 @@ func kernelAddrs() ([]HostAddr, error) {
 	return out, nil
 }
 
-func kernelRoutes() ([]HostRoute, error) {
-	names, err := linkNames()
+// KernelRoutes lists the routes of every table, both families, of the
+// calling thread's network namespace.
+func KernelRoutes() ([]HostRoute, error) {
+	names, err := LinkNames()
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +235,7 @@ func (e *ConflictError) Error() string {
 // CheckHostConflicts refuses a cluster whose ranges overlap the root
 // namespace's addresses or routes (every table, both families) or a
 // nameserver of /etc/resolv.conf. Run it before anything is created.
-func CheckHostConflicts(cfg *Config) error {
+func CheckHostConflicts(cfg *plan.Config) error {
 	return CheckHostConflictsWith(cfg, KernelHostSources())
 }
 
@@ -244,7 +249,7 @@ func CheckHostConflicts(cfg *Config) error {
 // BlackholeMetric in the main table). Also ignored: default routes (/0),
 // which overlap everything; the cluster's blackhole routes are more
 // specific and win over them.
-func CheckHostConflictsWith(cfg *Config, src HostSources) error {
+func CheckHostConflictsWith(cfg *plan.Config, src HostSources) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("check host conflicts: %w", err)
 	}
@@ -274,7 +279,7 @@ func CheckHostConflictsWith(cfg *Config, src HostSources) error {
 	var conflicts []Conflict
 	for _, r := range ranges {
 		for _, a := range addrs {
-			if cfg.ownsLink(a.Link) {
+			if cfg.OwnsLink(a.Link) {
 				continue
 			}
 			if r.p.Overlaps(a.Prefix.Masked()) || (a.Peer.IsValid() && r.p.Overlaps(a.Peer.Masked())) {
@@ -282,7 +287,7 @@ func CheckHostConflictsWith(cfg *Config, src HostSources) error {
 			}
 		}
 		for _, rt := range routes {
-			if rt.Dst.Bits() == 0 || cfg.ownsRoute(rt) {
+			if rt.Dst.Bits() == 0 || ownsRoute(cfg, rt) {
 				continue
 			}
 			if r.p.Overlaps(rt.Dst) {
@@ -303,8 +308,8 @@ func CheckHostConflictsWith(cfg *Config, src HostSources) error {
 
 // ownsRoute reports whether a root-namespace route is one this cluster
 // made: any route through its own interfaces, or one of its blackholes.
-func (c *Config) ownsRoute(r HostRoute) bool {
-	if r.Link != "" && c.ownsLink(r.Link) {
+func ownsRoute(c *plan.Config, r HostRoute) bool {
+	if r.Link != "" && c.OwnsLink(r.Link) {
 		return true
 	}
 	if r.Type != unix.RTN_BLACKHOLE || r.Table != unix.RT_TABLE_MAIN || r.Metric != c.BlackholeMetric() {

@@ -1,4 +1,4 @@
-package localcluster
+package safety
 
 import (
 	"errors"
@@ -10,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/netns"
 )
 
@@ -49,8 +51,8 @@ func fakeSources(addrs []HostAddr, routes []HostRoute, resolv string) HostSource
 func TestSafetyHostConflicts(t *testing.T) {
 	p := netip.MustParsePrefix
 	a := netip.MustParseAddr
-	cfg := DefaultConfig("podnet")
-	other := DefaultConfig("other")
+	cfg := plan.DefaultConfig("podnet")
+	other := plan.DefaultConfig("other")
 	for _, tc := range []struct {
 		name   string
 		addrs  []HostAddr
@@ -147,8 +149,8 @@ func TestSafetyHostConflicts(t *testing.T) {
 	}
 }
 
-// ownRoutes are what CreateTopology leaves in the root namespace.
-func ownRoutes(c *Config) []HostRoute {
+// ownRoutes are what topology.Create leaves in the root namespace.
+func ownRoutes(c *plan.Config) []HostRoute {
 	out := []HostRoute{
 		{Dst: c.NodeNetwork, Type: unix.RTN_UNICAST, Table: unix.RT_TABLE_MAIN, Link: c.BridgeName()},
 		{Dst: netip.PrefixFrom(c.RootIP, 32), Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Link: c.BridgeName()},
@@ -174,13 +176,13 @@ func TestSafetyHostConflictsFailsClosed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := fakeSources(addrs, routes, resolv)
 			tc.breakIt(&src)
-			if err := CheckHostConflictsWith(DefaultConfig("podnet"), src); !errors.Is(err, boom) {
+			if err := CheckHostConflictsWith(plan.DefaultConfig("podnet"), src); !errors.Is(err, boom) {
 				t.Errorf("got %v, want the source's error", err)
 			}
 		})
 	}
 	t.Run("when the config is invalid", func(t *testing.T) {
-		if err := CheckHostConflictsWith(DefaultConfig("Bad"), fakeSources(addrs, routes, resolv)); err == nil {
+		if err := CheckHostConflictsWith(plan.DefaultConfig("Bad"), fakeSources(addrs, routes, resolv)); err == nil {
 			t.Error("an invalid config passed the check")
 		}
 	})
@@ -211,9 +213,9 @@ func TestSafetyRouteString(t *testing.T) {
 // and a route in a non-main table are refused, the cluster's own bridge and
 // blackholes are ignored, another cluster's blackhole is refused.
 func TestSafetyKernelSourcesInFreshNamespace(t *testing.T) {
-	needRoot(t)
-	cfg := randomTestConfig(2)
-	other := randomTestConfig(2)
+	lctest.NeedRoot(t)
+	cfg := lctest.RandomConfig(2)
+	other := lctest.RandomConfig(2)
 	other.PodCIDR = cfg.PodCIDR
 	name := netns.UniqueName("pnt-lc-host-")
 	path, err := netns.Create(name)
@@ -237,13 +239,13 @@ func TestSafetyKernelSourcesInFreshNamespace(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := netlink.AddrAdd(host0, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(podAddr, 32))}); err != nil {
+		if err := netlink.AddrAdd(host0, &netlink.Addr{IPNet: lctest.IPNet(netip.PrefixFrom(podAddr, 32))}); err != nil {
 			return err
 		}
 		if err := netlink.LinkSetUp(host0); err != nil {
 			return err
 		}
-		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: host0.Attrs().Index, Dst: ipNet(cfg.ServiceCIDR), Table: 100}); err != nil {
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: host0.Attrs().Index, Dst: lctest.IPNet(cfg.ServiceCIDR), Table: 100}); err != nil {
 			return err
 		}
 		// The cluster's own leftovers and another cluster's blackhole.
@@ -256,25 +258,25 @@ func TestSafetyKernelSourcesInFreshNamespace(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := netlink.AddrAdd(bridge, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(cfg.RootIP, 24))}); err != nil {
+		if err := netlink.AddrAdd(bridge, &netlink.Addr{IPNet: lctest.IPNet(netip.PrefixFrom(cfg.RootIP, 24))}); err != nil {
 			return err
 		}
 		if err := netlink.LinkSetUp(bridge); err != nil {
 			return err
 		}
 		for _, p := range cfg.BlackholePrefixes() {
-			if err := netlink.RouteAdd(blackholeRoute(cfg, p)); err != nil {
+			if err := netlink.RouteAdd(testBlackhole(cfg, p)); err != nil {
 				return err
 			}
 		}
-		return netlink.RouteAdd(blackholeRoute(other, other.PodCIDR))
+		return netlink.RouteAdd(testBlackhole(other, other.PodCIDR))
 	})
 	if err != nil {
 		t.Fatalf("dress the namespace as a host: %v", err)
 	}
 
 	var checkErr error
-	inNamespace(t, name, func() error {
+	lctest.InNamespace(t, name, func() error {
 		checkErr = CheckHostConflictsWith(cfg, KernelHostSources())
 		return nil
 	})
@@ -298,4 +300,10 @@ func TestSafetyKernelSourcesInFreshNamespace(t *testing.T) {
 			t.Errorf("refusal mentions the cluster's own %q:\n%s", notWant, got)
 		}
 	}
+}
+
+// testBlackhole is a blackhole route of c for p, as the topology makes
+// them (this package cannot import it: the topology imports the checks).
+func testBlackhole(c *plan.Config, p netip.Prefix) *netlink.Route {
+	return &netlink.Route{Dst: lctest.IPNet(p), Type: unix.RTN_BLACKHOLE, Table: unix.RT_TABLE_MAIN, Priority: c.BlackholeMetric()}
 }

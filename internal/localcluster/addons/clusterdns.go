@@ -1,10 +1,9 @@
-package localcluster
+package addons
 
 import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -19,15 +18,14 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
-	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/pki"
-	"github.com/podnet/podnet/internal/proc"
 )
 
 // The cluster DNS of a local cluster: a Deployment of `podnet dns` behind
 // the kube-dns Service at the tenth address of the service range, as
-// CoreDNS runs in a kubeadm cluster, and an authoritative server for the
-// outside world inside the world namespace, its only upstream.
+// CoreDNS runs in a kubeadm cluster.
 const (
 	// ClusterDomain is the cluster's DNS zone.
 	ClusterDomain = "cluster.local"
@@ -49,30 +47,17 @@ const (
 	DNSClusterRole = "podnet-dns"
 	// DNSKubeconfigFile is the DNS pods' kubeconfig in the state directory.
 	DNSKubeconfigFile = "dns.kubeconfig"
-	// WorldZone is the zone the world's DNS server is authoritative for.
-	WorldZone = "example.com"
-	// worldDNSProc is the world DNS server's process record name.
-	worldDNSProc = "world-dns"
 )
 
 // DNSKubeconfigPath is the DNS pods' kubeconfig of the cluster in stateDir.
 func DNSKubeconfigPath(stateDir string) string { return filepath.Join(stateDir, DNSKubeconfigFile) }
 
-// NodeResolvConfPath is node i's resolver configuration: what a
-// dnsPolicy: Default pod on it gets (the kubelet's --resolv-conf). In the
-// local cluster it names the world's DNS server, never the host's resolver.
-func (c *Config) NodeResolvConfPath(i int) string { return filepath.Join(c.NodeDir(i), "resolv.conf") }
-
-// NodeResolvConf is the content of every node's resolver configuration.
-func (c *Config) NodeResolvConf() string {
+// NodeResolvConf is the content of every node's resolver configuration
+// (plan.Config.NodeResolvConfPath): the world's DNS server only.
+func NodeResolvConf(cfg *plan.Config) string {
 	return "# The node's resolver in a podnet local cluster: the outside world's DNS server.\n" +
-		"nameserver " + c.WorldDNSIP.String() + "\n"
+		"nameserver " + cfg.WorldDNSIP.String() + "\n"
 }
-
-// WorldHostIP is the address the world's DNS server gives its zone's hosts
-// (example.com, www.example.com): the world network's first address, local
-// on the world namespace's lo, where test servers can listen.
-func (c *Config) WorldHostIP() netip.Addr { return c.WorldLoopbackPrefix().Addr() }
 
 // DNSRBACRules are what the cluster DNS may do: read the objects it turns
 // into records.
@@ -90,7 +75,7 @@ func DNSRBACRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 // podnet:dns exist exactly as DNSRBACRules say (server-side apply).
 func ApplyDNSRBAC(ctx context.Context, client kubernetes.Interface) error {
 	labels := map[string]string{"app.kubernetes.io/managed-by": "podnet"}
-	opts := metav1.ApplyOptions{FieldManager: cpFieldManager, Force: true}
+	opts := metav1.ApplyOptions{FieldManager: controlplane.FieldManager, Force: true}
 	role := rbacv1ac.ClusterRole(DNSClusterRole).WithLabels(labels).WithRules(DNSRBACRules()...)
 	if _, err := client.RbacV1().ClusterRoles().Apply(ctx, role, opts); err != nil {
 		return fmt.Errorf("apply ClusterRole %s: %w", DNSClusterRole, err)
@@ -112,7 +97,7 @@ func ApplyDNSRBAC(ctx context.Context, client kubernetes.Interface) error {
 // in pod namespaces, whose traffic the node routes (and masquerades) to the
 // API server's underlay address, the way the nodes' agents reach it.
 func IssueDNSCredentials(stateDir, clusterName, server string) (string, error) {
-	ca, err := pki.LoadCA(cpPKIDir(stateDir))
+	ca, err := pki.LoadCA(plan.PKIDir(stateDir))
 	if err != nil {
 		return "", fmt.Errorf("DNS credentials: %w", err)
 	}
@@ -132,7 +117,7 @@ func IssueDNSCredentials(stateDir, clusterName, server string) (string, error) {
 // DNSArgv is the command of the DNS pods' container: this machine's podnet
 // binary serving the cluster zone on :53 and forwarding everything else to
 // the world's DNS server.
-func DNSArgv(cfg *Config, podnet string) []string {
+func DNSArgv(cfg *plan.Config, podnet string) []string {
 	return []string{podnet, "dns",
 		"--kubeconfig", DNSKubeconfigPath(cfg.StateDir),
 		"--listen", ":53",
@@ -144,7 +129,7 @@ func DNSArgv(cfg *Config, podnet string) []string {
 
 // DNSObjects are the cluster DNS's Deployment and Service, derived from
 // the address plan and the podnet binary's absolute path.
-func DNSObjects(cfg *Config, podnet string) (*appsv1.Deployment, *v1.Service) {
+func DNSObjects(cfg *plan.Config, podnet string) (*appsv1.Deployment, *v1.Service) {
 	labels := map[string]string{DNSAppLabelKey: DNSAppLabelValue, "app.kubernetes.io/name": DNSDeployment,
 		"app.kubernetes.io/managed-by": "podnet"}
 	selector := map[string]string{DNSAppLabelKey: DNSAppLabelValue}
@@ -203,7 +188,12 @@ func DNSObjects(cfg *Config, podnet string) (*appsv1.Deployment, *v1.Service) {
 			},
 		},
 	}
-	svc := &v1.Service{
+	return dep, dnsService(cfg, selector)
+}
+
+// dnsService is the kube-dns Service at the tenth service IP.
+func dnsService(cfg *plan.Config, selector map[string]string) *v1.Service {
+	return &v1.Service{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: DNSService, Namespace: DNSNamespace,
 			Labels: map[string]string{DNSAppLabelKey: DNSAppLabelValue, "kubernetes.io/name": "podnet-dns",
@@ -218,12 +208,11 @@ func DNSObjects(cfg *Config, podnet string) (*appsv1.Deployment, *v1.Service) {
 			},
 		},
 	}
-	return dep, svc
 }
 
 // DeployDNS issues the DNS credentials, grants them, and creates (or
 // updates) the DNS Deployment and the kube-dns Service.
-func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, podnet string) error {
+func DeployDNS(ctx context.Context, cfg *plan.Config, client kubernetes.Interface, podnet string) error {
 	if _, err := IssueDNSCredentials(cfg.StateDir, cfg.Name, cfg.APIServerURL()); err != nil {
 		return err
 	}
@@ -237,13 +226,13 @@ func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, po
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		old, err := deps.Get(ctx, dep.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			_, err = deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: cpFieldManager})
+			_, err = deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: controlplane.FieldManager})
 			return err
 		} else if err != nil {
 			return err
 		}
 		dep.ResourceVersion = old.ResourceVersion
-		_, err = deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: cpFieldManager})
+		_, err = deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: controlplane.FieldManager})
 		return err
 	})
 	if err != nil {
@@ -253,7 +242,7 @@ func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, po
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		old, err := svcs.Get(ctx, svc.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			_, err = svcs.Create(ctx, svc, metav1.CreateOptions{FieldManager: cpFieldManager})
+			_, err = svcs.Create(ctx, svc, metav1.CreateOptions{FieldManager: controlplane.FieldManager})
 			return err
 		} else if err != nil {
 			return err
@@ -263,7 +252,7 @@ func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, po
 		}
 		svc.ResourceVersion = old.ResourceVersion
 		svc.Spec.ClusterIPs = old.Spec.ClusterIPs
-		_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: cpFieldManager})
+		_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{FieldManager: controlplane.FieldManager})
 		return err
 	})
 	if err != nil {
@@ -272,8 +261,8 @@ func DeployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, po
 	return nil
 }
 
-// waitDNSReady waits until the DNS Deployment has all replicas available.
-func waitDNSReady(ctx context.Context, client kubernetes.Interface, timeout time.Duration) error {
+// WaitDNSReady waits until the DNS Deployment has all replicas available.
+func WaitDNSReady(ctx context.Context, client kubernetes.Interface, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := "not created yet"
@@ -293,37 +282,4 @@ func waitDNSReady(ctx context.Context, client kubernetes.Interface, timeout time
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// WorldDNSArgv is the world DNS server's command line.
-func WorldDNSArgv(cfg *Config, podnet string) []string {
-	return []string{podnet, "world-dns",
-		"--listen", netip.AddrPortFrom(cfg.WorldDNSIP, 53).String(),
-		"--zone", WorldZone,
-		"--address", cfg.WorldHostIP().String(),
-	}
-}
-
-// startWorldDNS starts the world's DNS server inside the world namespace and
-// writes every node's resolver configuration, which names it.
-func startWorldDNS(cfg *Config, podnet string) error {
-	for i := 1; i <= cfg.Nodes; i++ {
-		if err := os.MkdirAll(cfg.NodeDir(i), 0o755); err != nil {
-			return err
-		}
-		if err := cpWriteFile(cfg.NodeResolvConfPath(i), []byte(cfg.NodeResolvConf()), 0o644); err != nil {
-			return fmt.Errorf("node %s resolv.conf: %w", cfg.NodeName(i), err)
-		}
-	}
-	_, err := proc.Start(cfg.procsDir(), proc.Spec{
-		Name:    worldDNSProc,
-		Argv:    WorldDNSArgv(cfg, podnet),
-		Env:     ProcessEnv(),
-		LogFile: filepath.Join(cfg.logsDir(), worldDNSProc+".log"),
-		Netns:   netns.Path(cfg.WorldNSName()),
-	})
-	if err != nil {
-		return fmt.Errorf("world DNS server: %w", err)
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
-package localcluster
+package topology
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,21 +8,21 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/internal/localcluster/plan"
+	"github.com/podnet/podnet/internal/localcluster/safety"
 	"github.com/podnet/podnet/internal/netns"
 )
 
 // The interface each node and the world have on the underlay.
 const underlayIfName = "eth0"
 
-// CreateTopology builds the cluster's network: in the root namespace the
+// Create builds the cluster's network: in the root namespace the
 // bridge pnbr<id> with RootIP (and no forwarding or IPv6 on it) and
 // blackhole routes for the pod CIDR, the service CIDR and the world
 // network; the world namespace on the bridge with all of WorldNetwork local
@@ -32,16 +31,16 @@ const underlayIfName = "eth0"
 // IPv4 (net.ipv4.ip_forward=1) without reverse-path filtering (rp_filter 0
 // for all and default).
 //
-// It validates cfg and runs CheckHostConflicts first, so nothing is created
-// when the cluster would overlap the host. It is transactional: on failure
+// It validates cfg and runs safety.CheckHostConflicts first, so nothing is
+// created when the cluster would overlap the host. It is transactional: on failure
 // everything it created is removed again, and the one-line error says which
 // step failed. It never removes what it did not create, so a leftover of an
-// earlier run makes it fail (run DeleteTopology first).
-func CreateTopology(cfg *Config) (err error) {
+// earlier run makes it fail (run Delete first).
+func Create(cfg *plan.Config) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("create topology: %w", err)
 	}
-	if err := CheckHostConflicts(cfg); err != nil {
+	if err := safety.CheckHostConflicts(cfg); err != nil {
 		return err
 	}
 	var u undoStack
@@ -69,8 +68,8 @@ func CreateTopology(cfg *Config) (err error) {
 
 // AddNode adds node i (1..cfg.Nodes) to an existing topology: its namespace,
 // its veth pair on the bridge, its address and its default route via the
-// world. It is transactional like CreateTopology.
-func AddNode(cfg *Config, i int) (err error) {
+// world. It is transactional like Create.
+func AddNode(cfg *plan.Config, i int) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("add node %d: %w", i, err)
 	}
@@ -86,11 +85,11 @@ func AddNode(cfg *Config, i int) (err error) {
 	return addNode(cfg, i, &u)
 }
 
-func createBridge(cfg *Config, u *undoStack) error {
+func createBridge(cfg *plan.Config, u *undoStack) error {
 	name := cfg.BridgeName()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = name
-	attrs.HardwareAddr = cfg.bridgeMAC()
+	attrs.HardwareAddr = cfg.BridgeMAC()
 	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 		return fmt.Errorf("create bridge %s: %w", name, explainExist(err))
 	}
@@ -112,7 +111,7 @@ func createBridge(cfg *Config, u *undoStack) error {
 	return nil
 }
 
-func blackholeRoute(cfg *Config, p netip.Prefix) *netlink.Route {
+func blackholeRoute(cfg *plan.Config, p netip.Prefix) *netlink.Route {
 	return &netlink.Route{
 		Dst:      ipNet(p),
 		Type:     unix.RTN_BLACKHOLE,
@@ -121,7 +120,7 @@ func blackholeRoute(cfg *Config, p netip.Prefix) *netlink.Route {
 	}
 }
 
-func addBlackholes(cfg *Config, u *undoStack) error {
+func addBlackholes(cfg *plan.Config, u *undoStack) error {
 	for _, p := range cfg.BlackholePrefixes() {
 		r := blackholeRoute(cfg, p)
 		if err := netlink.RouteAdd(r); err != nil {
@@ -157,7 +156,7 @@ var forwardingSysctls = []sysctl{
 	{"net/ipv4/conf/default/rp_filter", "0"},
 }
 
-func createWorld(cfg *Config, u *undoStack) error {
+func createWorld(cfg *plan.Config, u *undoStack) error {
 	path, err := createNamespace(cfg.WorldNSName(), u)
 	if err != nil {
 		return fmt.Errorf("world: %w", err)
@@ -185,7 +184,7 @@ func createWorld(cfg *Config, u *undoStack) error {
 	return nil
 }
 
-func addNode(cfg *Config, i int, u *undoStack) error {
+func addNode(cfg *plan.Config, i int, u *undoStack) error {
 	name := cfg.NodeNSName(i)
 	path, err := createNamespace(name, u)
 	if err != nil {
@@ -242,7 +241,7 @@ func writeSysctls(settings []sysctl) error {
 // attachToBridge creates a veth pair whose far end is eth0 inside the
 // namespace at nsPath (created there directly, so no name clash with the
 // root's own eth0) and whose near end, hostName, is a port of the bridge.
-func attachToBridge(cfg *Config, nsPath, hostName string, u *undoStack) error {
+func attachToBridge(cfg *plan.Config, nsPath, hostName string, u *undoStack) error {
 	br, err := netlink.LinkByName(cfg.BridgeName())
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", cfg.BridgeName(), err)
@@ -326,7 +325,7 @@ type existError struct{ err error }
 
 // Error says what happened without the kernel's wording ("file exists").
 func (e existError) Error() string {
-	return "already exists (a leftover of an earlier run? DeleteTopology removes it)"
+	return "already exists (a leftover of an earlier run? `podnet down` removes it)"
 }
 
 // Unwrap returns the original error (fs.ErrExist or EEXIST).
@@ -366,128 +365,3 @@ func (u *undoStack) rollback(err error) error {
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
-
-// DeleteTopology removes everything CreateTopology and the pod runtime made
-// for the cluster, deriving it from cfg alone, so it works after a crash:
-// root-namespace links named pnu<id>n<i>, pnu<id>w and pnbr<id>; every
-// namespace in /run/netns named <cluster>-world, <cluster>-node-<i> or
-// <cluster>-pod-<12 hex> (exact shapes, so another cluster whose name starts
-// with this one's is never touched); and the blackhole routes of the main
-// table with this cluster's metric. It is idempotent; it keeps going after
-// an error and returns them all, joined.
-//
-// Processes still running in a removed namespace keep it alive but
-// unreachable; stop them first.
-func DeleteTopology(cfg *Config) error {
-	if err := validateName(cfg.Name); err != nil {
-		return fmt.Errorf("delete topology: %w", err)
-	}
-	var errs []error
-	// Namespaces first: the kernel then destroys their devices, and with
-	// them the root-side ends of the veths, in one batch in the background,
-	// while the bridge goes. Deleting veths one by one costs an RCU grace
-	// period (~20 ms) each.
-	errs = append(errs, deleteOwnNamespaces(cfg)...)
-	if err := deleteLink(cfg.BridgeName()); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, deleteOwnBlackholes(cfg)...)
-	errs = append(errs, deleteOwnLinks(cfg, vethGrace)...)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete topology of cluster %q: %w", cfg.Name, err)
-	}
-	return nil
-}
-
-// vethGrace is how long DeleteTopology waits for the kernel to remove the
-// root-side veths of removed namespaces before it deletes them itself (it
-// must when a process still holds a namespace). Measured: under 1 ms for
-// most clusters, ~50 ms for 10 nodes.
-const vethGrace = 250 * time.Millisecond
-
-// deleteOwnLinks waits up to grace for the cluster's root-namespace links
-// to disappear, then deletes those left: ports first, then the bridge.
-func deleteOwnLinks(cfg *Config, grace time.Duration) []error {
-	deadline := time.Now().Add(grace)
-	for {
-		names, err := linkNames()
-		if err != nil {
-			return []error{err}
-		}
-		var own []string
-		for _, n := range names {
-			if cfg.ownsLink(n) {
-				own = append(own, n)
-			}
-		}
-		if len(own) == 0 {
-			return nil
-		}
-		if time.Now().Before(deadline) {
-			time.Sleep(2 * time.Millisecond)
-			continue
-		}
-		slices.SortFunc(own, func(a, b string) int { // the bridge last
-			return cmp.Compare(boolInt(a == cfg.BridgeName()), boolInt(b == cfg.BridgeName()))
-		})
-		var errs []error
-		for _, n := range own {
-			if err := deleteLink(n); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errs
-	}
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func deleteOwnNamespaces(cfg *Config) []error {
-	entries, err := os.ReadDir(netns.RunDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return []error{fmt.Errorf("list namespaces: %w", err)}
-	}
-	var errs []error
-	for _, e := range entries {
-		if cfg.ownsNamespace(e.Name()) {
-			if err := netns.Delete(e.Name()); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errs
-}
-
-// deleteOwnBlackholes removes the blackhole routes with this cluster's
-// metric whatever their destination (cfg's ranges may have been edited
-// since they were made), plus cfg's own in case the listing missed one.
-func deleteOwnBlackholes(cfg *Config) []error {
-	routes, err := kernelRoutes()
-	if err != nil {
-		return []error{err}
-	}
-	var errs []error
-	for _, r := range routes {
-		if r.Type == unix.RTN_BLACKHOLE && r.Table == unix.RT_TABLE_MAIN && r.Metric == cfg.BlackholeMetric() && r.Dst.Addr().Is4() {
-			if err := deleteRoute(blackholeRoute(cfg, r.Dst)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	for _, p := range cfg.BlackholePrefixes() {
-		if p.IsValid() {
-			if err := deleteRoute(blackholeRoute(cfg, p)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errs
-}

@@ -1,14 +1,14 @@
-package localcluster
+package controlplane
 
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/pki"
 )
 
@@ -24,8 +24,8 @@ const (
 	AgentGroup            = "podnet:agents"
 )
 
-// ControlPlaneFiles are the paths StartControlPlane writes under StateDir.
-type ControlPlaneFiles struct {
+// Files are the paths Start writes under StateDir.
+type Files struct {
 	PKIDir                       string // pki/
 	CACert, CAKey                string // pki/ca.{crt,key}
 	APIServerCert, APIServerKey  string // pki/apiserver.{crt,key}
@@ -43,28 +43,20 @@ type ControlPlaneFiles struct {
 	EtcdDataDir                 string // etcd/
 }
 
-// cpPKIDir and cpKubeconfigDir are the contract's locations.
-func cpPKIDir(stateDir string) string        { return filepath.Join(stateDir, "pki") }
-func cpKubeconfigDir(stateDir string) string { return filepath.Join(stateDir, "kubeconfigs") }
-
-// AdminKubeconfigPath is the admin kubeconfig of the cluster in stateDir,
-// the one `podnet kubectl` uses.
-func AdminKubeconfigPath(stateDir string) string { return filepath.Join(stateDir, "kubeconfig") }
-
-// cpEnsurePKI makes (or reuses) the CA, every control-plane certificate,
+// ensurePKI makes (or reuses) the CA, every control-plane certificate,
 // the service-account key pair, the kubeconfigs and the scheduler's
 // configuration file.
-func cpEnsurePKI(cfg *ControlPlaneConfig) (*ControlPlaneFiles, error) {
-	dir := cpPKIDir(cfg.StateDir)
+func ensurePKI(cfg *Config) (*Files, error) {
+	dir := plan.PKIDir(cfg.StateDir)
 	ca, err := pki.EnsureCA(dir)
 	if err != nil {
 		return nil, err
 	}
-	f := &ControlPlaneFiles{
+	f := &Files{
 		PKIDir:          dir,
 		CACert:          ca.CertFile(),
 		CAKey:           ca.KeyFile(),
-		AdminKubeconfig: AdminKubeconfigPath(cfg.StateDir),
+		AdminKubeconfig: plan.AdminKubeconfigPath(cfg.StateDir),
 		SchedulerConfig: filepath.Join(cfg.StateDir, "kube-scheduler.yaml"),
 		EtcdDataDir:     filepath.Join(cfg.StateDir, "etcd"),
 	}
@@ -74,7 +66,7 @@ func cpEnsurePKI(cfg *ControlPlaneConfig) (*ControlPlaneFiles, error) {
 	serving, err := ca.IssueServing("apiserver", "kube-apiserver", []string{
 		"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 		"kubernetes.default.svc.cluster.local", "localhost",
-	}, cpUniqueAddrs(apiIPs))
+	}, uniqueAddrs(apiIPs))
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +106,7 @@ func cpEnsurePKI(cfg *ControlPlaneConfig) (*ControlPlaneFiles, error) {
 		if k.name == "admin" {
 			f.AdminCert, f.AdminKey = kp.CertFile, kp.KeyFile
 		} else {
-			*k.path = filepath.Join(cpKubeconfigDir(cfg.StateDir), k.name+".kubeconfig")
+			*k.path = filepath.Join(plan.KubeconfigDir(cfg.StateDir), k.name+".kubeconfig")
 		}
 		kc := pki.Kubeconfig{Cluster: cfg.ClusterName, User: k.name, Server: server,
 			CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
@@ -122,7 +114,7 @@ func cpEnsurePKI(cfg *ControlPlaneConfig) (*ControlPlaneFiles, error) {
 			return nil, err
 		}
 	}
-	if err := cpWriteFile(f.SchedulerConfig, cpSchedulerConfig(f.SchedulerKubeconfig), 0o644); err != nil {
+	if err := plan.WriteFile(f.SchedulerConfig, schedulerConfig(f.SchedulerKubeconfig), 0o644); err != nil {
 		return nil, fmt.Errorf("scheduler config: %w", err)
 	}
 	return f, nil
@@ -133,23 +125,23 @@ func cpEnsurePKI(cfg *ControlPlaneConfig) (*ControlPlaneFiles, error) {
 // (podnet-agent:<node>, group podnet:agents) from the cluster CA in
 // stateDir/pki, and writes their kubeconfigs, kubeconfigs/node-<node> and
 // kubeconfigs/agent-<node>.kubeconfig, pointing at the API server of the
-// admin kubeconfig. The control plane's PKI must exist (StartControlPlane
+// admin kubeconfig. The control plane's PKI must exist (Start
 // makes it). Calling it again reuses valid files.
 func IssueNodeCredentials(stateDir, nodeName string) (runtimeKubeconfig, agentKubeconfig string, err error) {
 	if errs := validation.IsDNS1123Subdomain(nodeName); len(errs) > 0 {
 		return "", "", fmt.Errorf("node credentials: node name %q: %s", nodeName, errs[0])
 	}
-	ca, err := pki.LoadCA(cpPKIDir(stateDir))
+	ca, err := pki.LoadCA(plan.PKIDir(stateDir))
 	if err != nil {
 		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
 	}
-	admin, err := clientcmd.LoadFromFile(AdminKubeconfigPath(stateDir))
+	admin, err := clientcmd.LoadFromFile(plan.AdminKubeconfigPath(stateDir))
 	if err != nil {
 		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
 	}
 	ctx, ok := admin.Contexts[admin.CurrentContext]
 	if !ok || admin.Clusters[ctx.Cluster] == nil {
-		return "", "", fmt.Errorf("node credentials for %s: %s has no current cluster", nodeName, AdminKubeconfigPath(stateDir))
+		return "", "", fmt.Errorf("node credentials for %s: %s has no current cluster", nodeName, plan.AdminKubeconfigPath(stateDir))
 	}
 	server := admin.Clusters[ctx.Cluster].Server
 
@@ -158,7 +150,7 @@ func IssueNodeCredentials(stateDir, nodeName string) (runtimeKubeconfig, agentKu
 		if err != nil {
 			return "", err
 		}
-		path := filepath.Join(cpKubeconfigDir(stateDir), file+".kubeconfig")
+		path := filepath.Join(plan.KubeconfigDir(stateDir), file+".kubeconfig")
 		kc := pki.Kubeconfig{Cluster: ctx.Cluster, User: file, Server: server,
 			CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
 		return path, kc.Write(path)
@@ -172,9 +164,9 @@ func IssueNodeCredentials(stateDir, nodeName string) (runtimeKubeconfig, agentKu
 	return runtimeKubeconfig, agentKubeconfig, nil
 }
 
-// cpSchedulerConfig is kube-scheduler's configuration: its --kubeconfig
+// schedulerConfig is kube-scheduler's configuration: its --kubeconfig
 // and --leader-elect flags are deprecated in favour of this file.
-func cpSchedulerConfig(kubeconfig string) []byte {
+func schedulerConfig(kubeconfig string) []byte {
 	return fmt.Appendf(nil, `apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
@@ -184,20 +176,7 @@ leaderElection:
 `, kubeconfig)
 }
 
-// cpWriteFile writes data to path through a rename, leaving an unchanged
-// file alone.
-func cpWriteFile(path string, data []byte, perm os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
-		return nil
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func cpUniqueAddrs(as []netip.Addr) []netip.Addr {
+func uniqueAddrs(as []netip.Addr) []netip.Addr {
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, a := range as {

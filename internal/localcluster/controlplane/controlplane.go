@@ -1,17 +1,4 @@
-package localcluster
-
-// The control plane of a local cluster (controlplane*.go): etcd,
-// kube-apiserver, kube-controller-manager and kube-scheduler, run from the
-// binaries built under tools/ as detached processes in the root network
-// namespace, recorded under <StateDir>/procs so that a later `podnet down`
-// ends exactly them. Certificates and kubeconfigs come from package pki.
-//
-// Dangerous: StartControlPlane writes a CA whose key can mint any identity
-// (including system:masters) to <StateDir>/pki, and hands the same key to
-// kube-controller-manager to sign CSRs; the state directory must stay
-// root-only. kube-apiserver listens on APIAddress:APIPort; etcd listens on
-// loopback without TLS or authentication, so any local process can read
-// and write the whole cluster state through it.
+package controlplane
 
 import (
 	"context"
@@ -23,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -44,25 +33,31 @@ const (
 	ProcScheduler         = "kube-scheduler"
 )
 
-// ControlPlaneBinaries are the programs StartControlPlane needs in BinDir.
-var ControlPlaneBinaries = []string{ProcEtcd, ProcAPIServer, ProcControllerManager, ProcScheduler}
+// Kubectl is the client built with the control plane; `podnet kubectl` and
+// `podnet up -f` run it.
+const Kubectl = "kubectl"
 
-// controlPlaneProcs in start order; they are stopped in reverse.
-var controlPlaneProcs = []string{ProcEtcd, ProcAPIServer, ProcControllerManager, ProcScheduler}
+// processes are the control-plane processes in start order.
+var processes = []string{ProcEtcd, ProcAPIServer, ProcControllerManager, ProcScheduler}
+
+// Binaries are the programs of tools/bin (make tools) that a local cluster
+// needs: its control-plane processes and kubectl. Start, podnet up and the
+// tests check for all of them with CheckBinaries; this is the only list.
+var Binaries = append(slices.Clone(processes), Kubectl)
 
 // ServiceAccountIssuer is kube-apiserver's --service-account-issuer.
 const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 
-// Defaults of ControlPlaneConfig.
+// Defaults of Config.
 const (
-	DefaultControlPlaneTimeout = 2 * time.Minute
+	DefaultTimeout = 2 * time.Minute
 	// DefaultStopGrace is how long a control-plane process has between
 	// SIGTERM and SIGKILL.
 	DefaultStopGrace = 15 * time.Second
 )
 
-// ControlPlaneConfig says where and how to run a control plane.
-type ControlPlaneConfig struct {
+// Config says where and how to run a control plane.
+type Config struct {
 	// ClusterName names the cluster and context in kubeconfigs and is
 	// kube-controller-manager's --cluster-name. Default "podnet".
 	ClusterName string
@@ -104,30 +99,30 @@ type ControlPlaneConfig struct {
 	Netns string
 
 	// Timeout bounds each wait for a process to become healthy. Default
-	// DefaultControlPlaneTimeout.
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Progress, if set, receives one self-contained line per step.
 	Progress func(string)
 }
 
 // Defaults fills in the zero fields that have defaults.
-func (c *ControlPlaneConfig) Defaults() {
+func (c *Config) Defaults() {
 	if c.ClusterName == "" {
 		c.ClusterName = "podnet"
 	}
 	if c.APIPort == 0 {
-		c.APIPort = DefaultAPIServerPort
+		c.APIPort = plan.DefaultAPIServerPort
 	}
 	if c.NodeCIDRMaskSize == 0 {
-		c.NodeCIDRMaskSize = DefaultNodeCIDRMaskSize
+		c.NodeCIDRMaskSize = plan.DefaultNodeCIDRMaskSize
 	}
 	if c.Timeout == 0 {
-		c.Timeout = DefaultControlPlaneTimeout
+		c.Timeout = DefaultTimeout
 	}
 }
 
 // Validate reports every problem of the configuration, joined, or nil.
-func (c *ControlPlaneConfig) Validate() error {
+func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
@@ -176,16 +171,16 @@ func (c *ControlPlaneConfig) Validate() error {
 }
 
 // APIServerURL is https://APIAddress:APIPort.
-func (c *ControlPlaneConfig) APIServerURL() string {
+func (c *Config) APIServerURL() string {
 	return "https://" + netip.AddrPortFrom(c.APIAddress, uint16(c.APIPort)).String()
 }
 
-// ControlPlane is a running control plane, as started by StartControlPlane.
+// ControlPlane is a running control plane, as started by Start.
 type ControlPlane struct {
 	// Config is the configuration with defaults and chosen ports filled in.
-	Config ControlPlaneConfig
+	Config Config
 	// Files are the paths of everything it wrote.
-	Files ControlPlaneFiles
+	Files Files
 	// Procs are the records of etcd, kube-apiserver,
 	// kube-controller-manager and kube-scheduler, in start order.
 	Procs []*proc.Record
@@ -193,20 +188,20 @@ type ControlPlane struct {
 	// kube-scheduler's health endpoints.
 	ControllerManagerPort, SchedulerPort int
 	// Timings of the start, for progress and benchmarks.
-	Timings ControlPlaneTimings
+	Timings Timings
 
 	// Used while starting only.
 	progressMu sync.Mutex
 	admin      kubernetes.Interface
 }
 
-// ControlPlaneTimings says how long each step of StartControlPlane took.
-type ControlPlaneTimings struct {
+// Timings says how long each step of Start took.
+type Timings struct {
 	PKI, Etcd, APIServer, RBAC, Controllers, Total time.Duration
 }
 
 // EtcdURL is etcd's client URL.
-func (cp *ControlPlane) EtcdURL() string { return cpEtcdURL(cp.Config.EtcdPort) }
+func (cp *ControlPlane) EtcdURL() string { return etcdURL(cp.Config.EtcdPort) }
 
 // AdminKubeconfig is the path of the system:masters kubeconfig.
 func (cp *ControlPlane) AdminKubeconfig() string { return cp.Files.AdminKubeconfig }
@@ -219,19 +214,19 @@ func (cp *ControlPlane) RESTConfig() (*rest.Config, error) {
 
 // RESTConfig loads a kubeconfig as a client config that dials from Netns
 // when set.
-func (c *ControlPlaneConfig) RESTConfig(kubeconfig string) (*rest.Config, error) {
+func (c *Config) RESTConfig(kubeconfig string) (*rest.Config, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, err
 	}
 	if c.Netns != "" {
-		rc.Dial = cpDialer(c.Netns)
+		rc.Dial = dialer(c.Netns)
 	}
-	rc.Proxy = cpNoProxy // never send cluster traffic to an HTTP(S)_PROXY
+	rc.Proxy = noProxy // never send cluster traffic to an HTTP(S)_PROXY
 	return rc, nil
 }
 
-func cpNoProxy(*http.Request) (*url.URL, error) { return nil, nil }
+func noProxy(*http.Request) (*url.URL, error) { return nil, nil }
 
 // ProcessEnv is the environment for the cluster's processes: the caller's,
 // without proxy settings. client-go (in kube-controller-manager,
@@ -252,16 +247,16 @@ func ProcessEnv() []string {
 }
 
 // Stop ends the control-plane processes this ControlPlane started, as
-// StopControlPlane does.
-func (cp *ControlPlane) Stop() error { return StopControlPlane(cp.Config.StateDir) }
+// Stop does.
+func (cp *ControlPlane) Stop() error { return Stop(cp.Config.StateDir) }
 
-// StopControlPlane ends the control-plane processes recorded under
+// Stop ends the control-plane processes recorded under
 // stateDir/procs (only those whose pid still has the recorded start time)
 // and removes their records: kube-scheduler and kube-controller-manager
 // first, then kube-apiserver, then etcd. Records of other processes (node
 // runtimes, agents) are left alone. Missing records are success.
-func StopControlPlane(stateDir string) error {
-	dir := filepath.Join(stateDir, "procs")
+func Stop(stateDir string) error {
+	dir := plan.ProcsDir(stateDir)
 	stop := func(name string) error {
 		rec, err := proc.Read(dir, name)
 		if errors.Is(err, os.ErrNotExist) {
@@ -295,28 +290,29 @@ func StopControlPlane(stateDir string) error {
 	return nil
 }
 
-// cpCheckBinaries names every missing program in binDir.
-func cpCheckBinaries(binDir string) error {
+// CheckBinaries names every one of Binaries that binDir lacks (or holds
+// as something that cannot be run).
+func CheckBinaries(binDir string) error {
 	var missing []string
-	for _, b := range ControlPlaneBinaries {
+	for _, b := range Binaries {
 		if st, err := os.Stat(filepath.Join(binDir, b)); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 			missing = append(missing, filepath.Join(binDir, b))
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("control plane: missing %s (build them with `make tools`)", strings.Join(missing, ", "))
+		return fmt.Errorf("missing control-plane binaries %s (run `make tools`)", strings.Join(missing, ", "))
 	}
 	return nil
 }
 
-// cpStart starts one control-plane process and appends its record to cp.
-func cpStart(cp *ControlPlane, name string, args []string) (*proc.Record, error) {
-	rec, err := proc.Start(filepath.Join(cp.Config.StateDir, "procs"), proc.Spec{
+// startProc starts one control-plane process and appends its record to cp.
+func startProc(cp *ControlPlane, name string, args []string) (*proc.Record, error) {
+	rec, err := proc.Start(plan.ProcsDir(cp.Config.StateDir), proc.Spec{
 		Name:    name,
 		Argv:    append([]string{filepath.Join(cp.Config.BinDir, name)}, args...),
 		Env:     ProcessEnv(),
 		Dir:     cp.Config.StateDir,
-		LogFile: filepath.Join(cp.Config.StateDir, "logs", name+".log"),
+		LogFile: filepath.Join(plan.LogsDir(cp.Config.StateDir), name+".log"),
 		Netns:   cp.Config.Netns,
 	})
 	if err != nil {
@@ -326,10 +322,10 @@ func cpStart(cp *ControlPlane, name string, args []string) (*proc.Record, error)
 	return rec, nil
 }
 
-// cpFreePorts returns n distinct free TCP ports on 127.0.0.1 of the
+// freePorts returns n distinct free TCP ports on 127.0.0.1 of the
 // namespace at nsPath ("" for the caller's). They are free when returned;
 // nothing reserves them.
-func cpFreePorts(nsPath string, n int) ([]int, error) {
+func freePorts(nsPath string, n int) ([]int, error) {
 	var ports []int
 	pick := func() error {
 		var ls []net.Listener
@@ -354,10 +350,10 @@ func cpFreePorts(nsPath string, n int) ([]int, error) {
 	return ports, netns.Do(nsPath, pick)
 }
 
-// cpDialer dials from the namespace at nsPath: the socket is made on a
+// dialer dials from the namespace at nsPath: the socket is made on a
 // thread inside it and keeps that namespace. Only IP literals: resolving
 // a name could race other goroutines, which run in the root namespace.
-func cpDialer(nsPath string) func(ctx context.Context, network, address string) (net.Conn, error) {
+func dialer(nsPath string) func(ctx context.Context, network, address string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if nsPath == "" {
 		return d.DialContext
@@ -373,6 +369,6 @@ func cpDialer(nsPath string) func(ctx context.Context, network, address string) 
 	}
 }
 
-func cpEtcdURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
+func etcdURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 
-func cpRound(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }

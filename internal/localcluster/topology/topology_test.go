@@ -1,6 +1,6 @@
-package localcluster
+package topology
 
-// Kernel tests of the topology; see topology_helpers_test.go for the
+// Kernel tests of the topology; see helpers_test.go for the
 // fixture conventions (random names, test-only address plan, cleanup).
 
 import (
@@ -18,6 +18,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
+	"github.com/podnet/podnet/internal/localcluster/plan"
+	"github.com/podnet/podnet/internal/localcluster/safety"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/nldump"
 )
@@ -34,7 +37,7 @@ func TestTopologyConnectivityAndContainment(t *testing.T) {
 		}
 	}
 	forwardBefore, _ := readSysctl("net/ipv4/ip_forward")
-	routesBefore, err := kernelRoutes()
+	routesBefore, err := safety.KernelRoutes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +56,8 @@ func TestTopologyConnectivityAndContainment(t *testing.T) {
 		}
 	})
 	t.Run("the world has no default route in any table", func(t *testing.T) {
-		inNamespace(t, c.WorldNSName(), func() error {
-			routes, err := kernelRoutes()
+		lctest.InNamespace(t, c.WorldNSName(), func() error {
+			routes, err := safety.KernelRoutes()
 			if err != nil {
 				return err
 			}
@@ -75,7 +78,7 @@ func TestTopologyConnectivityAndContainment(t *testing.T) {
 	})
 	t.Run("nodes route by default via the world and forward without reverse-path filtering", func(t *testing.T) {
 		for i := 1; i <= c.Nodes; i++ {
-			inNamespace(t, c.NodeNSName(i), func() error {
+			lctest.InNamespace(t, c.NodeNSName(i), func() error {
 				routes, err := nldump.Do(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 				if err != nil {
 					return err
@@ -125,7 +128,7 @@ func TestTopologyConnectivityAndContainment(t *testing.T) {
 		}
 	})
 	t.Run("the root namespace gained only the blackholes and the bridge's routes", func(t *testing.T) {
-		after, err := kernelRoutes()
+		after, err := safety.KernelRoutes()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +136,7 @@ func TestTopologyConnectivityAndContainment(t *testing.T) {
 			if slices.Contains(routesBefore, r) {
 				continue
 			}
-			own := r.Link != "" && c.ownsLink(r.Link)
+			own := r.Link != "" && c.OwnsLink(r.Link)
 			blackhole := r.Type == unix.RTN_BLACKHOLE && r.Metric == c.BlackholeMetric() && slices.Contains(c.BlackholePrefixes(), r.Dst)
 			if !own && !blackhole && !ofAnotherCluster(c, r) {
 				t.Errorf("new root route not on the cluster's links and not one of its blackholes: %s", r)
@@ -152,8 +155,8 @@ func TestTopologyConnectivityAndContainment(t *testing.T) {
 		}
 	})
 	t.Run("the cluster's own objects do not trip the host check", func(t *testing.T) {
-		if err := CheckHostConflicts(c); err != nil {
-			t.Errorf("CheckHostConflicts of the running cluster: %v", err)
+		if err := safety.CheckHostConflicts(c); err != nil {
+			t.Errorf("safety.CheckHostConflicts of the running cluster: %v", err)
 		}
 	})
 }
@@ -165,11 +168,11 @@ func TestTopologyDeleteLeavesNothingAndIsIdempotent(t *testing.T) {
 		t.Fatal("leftovers() found nothing of a created topology; the check is blind")
 	}
 	for round := 1; round <= 2; round++ {
-		if err := DeleteTopology(c); err != nil {
-			t.Fatalf("DeleteTopology, round %d: %v", round, err)
+		if err := Delete(c); err != nil {
+			t.Fatalf("Delete, round %d: %v", round, err)
 		}
 		if left := leftovers(t, c); len(left) > 0 {
-			t.Fatalf("after DeleteTopology, round %d:\n%s", round, strings.Join(left, "\n"))
+			t.Fatalf("after Delete, round %d:\n%s", round, strings.Join(left, "\n"))
 		}
 	}
 }
@@ -187,14 +190,14 @@ func TestTopologyDeleteRemovesPodNamespacesButNoOtherClusters(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = netns.Delete(foreign) })
-	if err := DeleteTopology(c); err != nil {
+	if err := Delete(c); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(netns.Path(pod)); !os.IsNotExist(err) {
-		t.Errorf("pod namespace %s survived DeleteTopology: %v", pod, err)
+		t.Errorf("pod namespace %s survived Delete: %v", pod, err)
 	}
 	if _, err := os.Stat(netns.Path(foreign)); err != nil {
-		t.Errorf("DeleteTopology removed %s, which is not its cluster's: %v", foreign, err)
+		t.Errorf("Delete removed %s, which is not its cluster's: %v", foreign, err)
 	}
 	if err := netns.Delete(foreign); err != nil {
 		t.Fatal(err)
@@ -205,7 +208,7 @@ func TestTopologyDeleteWithAProcessStillInANode(t *testing.T) {
 	c := testConfig(t, 1)
 	createTopology(t, c)
 	// The process keeps node 1's namespace alive after it is unmounted, so
-	// the kernel does not remove its veth: DeleteTopology must.
+	// the kernel does not remove its veth: Delete must.
 	holder := exec.Command("ip", "netns", "exec", c.NodeNSName(1), "sh", "-c", "echo ready; exec sleep 60")
 	out, err := holder.StdoutPipe()
 	if err != nil {
@@ -221,11 +224,11 @@ func TestTopologyDeleteWithAProcessStillInANode(t *testing.T) {
 	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
 		t.Fatalf("the process did not enter node 1: %q %v", line, err)
 	}
-	if err := DeleteTopology(c); err != nil {
+	if err := Delete(c); err != nil {
 		t.Fatal(err)
 	}
 	if left := leftovers(t, c); len(left) > 0 {
-		t.Errorf("after DeleteTopology with a process in node 1:\n%s", strings.Join(left, "\n"))
+		t.Errorf("after Delete with a process in node 1:\n%s", strings.Join(left, "\n"))
 	}
 	createTopology(t, c)
 	pingFromRoot(t, c, c.NodeIP(1))
@@ -236,14 +239,14 @@ func TestTopologyRecreateAfterCrash(t *testing.T) {
 	createTopology(t, c)
 	// A crash: the topology stays, nothing in memory. Creating over it
 	// fails and must not damage what is there.
-	err := CreateTopology(c)
+	err := Create(c)
 	if err == nil || !strings.Contains(err.Error(), "already exists") {
-		t.Fatalf("CreateTopology over a leftover: %v, want an 'already exists' error", err)
+		t.Fatalf("Create over a leftover: %v, want an 'already exists' error", err)
 	}
 	pingFromRoot(t, c, c.NodeIP(1))
 	pingFromNamespace(t, c, c.NodeNSName(2), c.WorldLoopbackPrefix().Addr())
 
-	if err := DeleteTopology(c); err != nil {
+	if err := Delete(c); err != nil {
 		t.Fatal(err)
 	}
 	createTopology(t, c)
@@ -254,12 +257,12 @@ func TestTopologyRecreateAfterCrash(t *testing.T) {
 func TestTopologyFailureUndoesEverything(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		block func(t *testing.T, c *Config) // makes node 2 fail
+		block func(t *testing.T, c *plan.Config) // makes node 2 fail
 		want  string
 	}{
 		{
 			name: "node 2's namespace already exists",
-			block: func(t *testing.T, c *Config) {
+			block: func(t *testing.T, c *plan.Config) {
 				if _, err := netns.Create(c.NodeNSName(2)); err != nil {
 					t.Fatal(err)
 				}
@@ -268,7 +271,7 @@ func TestTopologyFailureUndoesEverything(t *testing.T) {
 		},
 		{
 			name: "node 2's root-side veth name is taken",
-			block: func(t *testing.T, c *Config) {
+			block: func(t *testing.T, c *plan.Config) {
 				scratch := netns.UniqueName("pnt-lc-scratch-")
 				path, err := netns.Create(scratch)
 				if err != nil {
@@ -294,11 +297,11 @@ func TestTopologyFailureUndoesEverything(t *testing.T) {
 			c := testConfig(t, 3)
 			tc.block(t, c)
 			before := leftovers(t, c)
-			err := CreateTopology(c)
+			err := Create(c)
 			if err == nil {
-				t.Fatal("CreateTopology succeeded")
+				t.Fatal("Create succeeded")
 			}
-			t.Logf("CreateTopology: %v", err)
+			t.Logf("Create: %v", err)
 			want := fmt.Sprintf(tc.want, c.Name)
 			if strings.Contains(tc.want, "veth") {
 				want = fmt.Sprintf(tc.want, c.NodeVethName(2))
@@ -321,7 +324,7 @@ func TestTopologyFailureUndoesEverything(t *testing.T) {
 }
 
 func TestTopologyAddNodeChecksItsInput(t *testing.T) {
-	c := DefaultConfig("x")
+	c := plan.DefaultConfig("x")
 	if err := AddNode(c, 3); err == nil || !strings.Contains(err.Error(), "want 1 to 2") {
 		t.Errorf("AddNode(3) of a 2-node cluster: %v", err)
 	}
@@ -329,8 +332,8 @@ func TestTopologyAddNodeChecksItsInput(t *testing.T) {
 	if err := AddNode(c, 1); err == nil {
 		t.Error("AddNode accepted an invalid config")
 	}
-	if err := DeleteTopology(&Config{Name: "../x"}); err == nil {
-		t.Error("DeleteTopology accepted an invalid cluster name")
+	if err := Delete(&plan.Config{Name: "../x"}); err == nil {
+		t.Error("Delete accepted an invalid cluster name")
 	}
 }
 
@@ -354,16 +357,16 @@ func TestTopologyRefusesAHostConflictBeforeCreatingAnything(t *testing.T) {
 
 	b := testConfig(t, 1)
 	b.NodeNetwork, b.RootIP, b.FirstNodeIP, b.WorldIP, b.LBPool = a.NodeNetwork, a.RootIP, a.FirstNodeIP, a.WorldIP, a.LBPool
-	err := CreateTopology(b)
-	var ce *ConflictError
+	err := Create(b)
+	var ce *safety.ConflictError
 	if !errors.As(err, &ce) {
-		t.Fatalf("CreateTopology over another cluster's node network: %v, want a *ConflictError", err)
+		t.Fatalf("Create over another cluster's node network: %v, want a *safety.ConflictError", err)
 	}
 	if !strings.Contains(err.Error(), "on "+a.BridgeName()) {
 		t.Errorf("the refusal does not name %s:\n%v", a.BridgeName(), err)
 	}
 	if left := leftovers(t, b); len(left) > 0 {
-		t.Errorf("a refused CreateTopology created:\n%s", strings.Join(left, "\n"))
+		t.Errorf("a refused Create created:\n%s", strings.Join(left, "\n"))
 	}
 }
 
@@ -374,13 +377,13 @@ func TestTopologyRefusesAHostConflictBeforeCreatingAnything(t *testing.T) {
 func TestSafetyRefusesOverlapWithAnotherCluster(t *testing.T) {
 	a := testConfig(t, 1)
 	createTopology(t, a)
-	if err := CheckHostConflicts(a); err != nil {
+	if err := safety.CheckHostConflicts(a); err != nil {
 		t.Errorf("the cluster refuses its own leftovers: %v", err)
 	}
 
 	b := *a
 	b.Name = a.Name + "b"
-	err := CheckHostConflicts(&b)
+	err := safety.CheckHostConflicts(&b)
 	for _, want := range []string{
 		"node network " + a.NodeNetwork.String() + " overlaps address " + netip.PrefixFrom(a.RootIP, 24).String() + " on " + a.BridgeName(),
 		"node network " + a.NodeNetwork.String() + " overlaps route " + a.NodeNetwork.String() + " dev " + a.BridgeName(),
@@ -393,22 +396,22 @@ func TestSafetyRefusesOverlapWithAnotherCluster(t *testing.T) {
 		}
 	}
 
-	c := randomTestConfig(1)
-	src := KernelHostSources()
+	c := lctest.RandomConfig(1)
+	src := safety.KernelHostSources()
 	kernel := src.Routes
-	fake := HostRoute{Dst: netip.PrefixFrom(c.ServiceCIDR.Addr(), 20), Type: unix.RTN_UNICAST, Table: 7, Link: "fake0"}
-	src.Routes = func() ([]HostRoute, error) {
+	fake := safety.HostRoute{Dst: netip.PrefixFrom(c.ServiceCIDR.Addr(), 20), Type: unix.RTN_UNICAST, Table: 7, Link: "fake0"}
+	src.Routes = func() ([]safety.HostRoute, error) {
 		r, err := kernel()
 		return append(r, fake), err
 	}
-	err = CheckHostConflictsWith(c, src)
+	err = safety.CheckHostConflictsWith(c, src)
 	want := fmt.Sprintf("service CIDR %s overlaps route %s", c.ServiceCIDR, fake)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("with a fake route: %v, want %q", err, want)
 	}
 }
 
-// BenchmarkTopology reports how long CreateTopology and DeleteTopology take
+// BenchmarkTopology reports how long Create and Delete take
 // for 2 and 10 nodes (create-ms and delete-ms per cycle).
 func BenchmarkTopology(b *testing.B) {
 	for _, nodes := range []int{2, 10} {
@@ -418,11 +421,11 @@ func BenchmarkTopology(b *testing.B) {
 			n := 0
 			for b.Loop() {
 				start := time.Now()
-				if err := CreateTopology(c); err != nil {
+				if err := Create(c); err != nil {
 					b.Fatal(err)
 				}
 				mid := time.Now()
-				if err := DeleteTopology(c); err != nil {
+				if err := Delete(c); err != nil {
 					b.Fatal(err)
 				}
 				create += mid.Sub(start)
@@ -439,10 +442,10 @@ func BenchmarkTopology(b *testing.B) {
 // cluster made meanwhile (other tests run at the same time): one through a
 // podnet interface that is not c's, or a blackhole with another podnet
 // cluster's metric.
-func ofAnotherCluster(c *Config, r HostRoute) bool {
+func ofAnotherCluster(c *plan.Config, r safety.HostRoute) bool {
 	if r.Link != "" {
-		return (strings.HasPrefix(r.Link, "pnbr") || strings.HasPrefix(r.Link, "pnu")) && !c.ownsLink(r.Link)
+		return (strings.HasPrefix(r.Link, "pnbr") || strings.HasPrefix(r.Link, "pnu")) && !c.OwnsLink(r.Link)
 	}
 	return r.Type == unix.RTN_BLACKHOLE && r.Metric != c.BlackholeMetric() &&
-		r.Metric >= blackholeMetricBase && r.Metric < blackholeMetricBase+1<<24
+		r.Metric >= plan.BlackholeMetricBase && r.Metric < plan.BlackholeMetricBase+1<<24
 }

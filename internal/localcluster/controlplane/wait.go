@@ -1,4 +1,4 @@
-package localcluster
+package controlplane
 
 import (
 	"context"
@@ -20,25 +20,25 @@ import (
 	"github.com/podnet/podnet/internal/proc"
 )
 
-// cpPollInterval is how often a wait checks health; most checks answer in
+// pollInterval is how often a wait checks health; most checks answer in
 // well under a millisecond on loopback.
-const cpPollInterval = 50 * time.Millisecond
+const pollInterval = 50 * time.Millisecond
 
-// cpLogTailLines is how much of a process's log an error quotes.
-const cpLogTailLines = 15
+// logTailLines is how much of a process's log an error quotes.
+const logTailLines = 15
 
-// cpCheck is one health probe; nil means healthy.
-type cpCheck func(ctx context.Context) error
+// healthCheck is one health probe; nil means healthy.
+type healthCheck func(ctx context.Context) error
 
-// cpWait polls check until it succeeds, failing early if rec's process
+// waitHealthy polls check until it succeeds, failing early if rec's process
 // exits, and after timeout. Errors name the process and quote its log.
-func cpWait(ctx context.Context, timeout time.Duration, rec *proc.Record, what string, check cpCheck) error {
+func waitHealthy(ctx context.Context, timeout time.Duration, rec *proc.Record, what string, check healthCheck) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
 		if !proc.Alive(rec) {
-			return cpProcError(rec, "exited while starting", nil)
+			return procError(rec, "exited while starting", nil)
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 		last = check(cctx)
@@ -49,16 +49,16 @@ func cpWait(ctx context.Context, timeout time.Duration, rec *proc.Record, what s
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return cpProcError(rec, fmt.Sprintf("not healthy (%s) after %s", what, timeout), last)
+				return procError(rec, fmt.Sprintf("not healthy (%s) after %s", what, timeout), last)
 			}
-			return cpProcError(rec, "start canceled", ctx.Err())
-		case <-time.After(cpPollInterval):
+			return procError(rec, "start canceled", ctx.Err())
+		case <-time.After(pollInterval):
 		}
 	}
 }
 
-// cpWaitNoProc polls fn until it succeeds or timeout passes.
-func cpWaitNoProc(ctx context.Context, timeout time.Duration, fn cpCheck) error {
+// retryUntil polls fn until it succeeds or timeout passes.
+func retryUntil(ctx context.Context, timeout time.Duration, fn healthCheck) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -69,26 +69,26 @@ func cpWaitNoProc(ctx context.Context, timeout time.Duration, fn cpCheck) error 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up after %s)", err, timeout)
-		case <-time.After(cpPollInterval):
+		case <-time.After(pollInterval):
 		}
 	}
 }
 
-// cpProcError is "<name> (pid N) <what>: <cause>; log <file>:" followed by
+// procError is "<name> (pid N) <what>: <cause>; log <file>:" followed by
 // the log's last lines, indented.
-func cpProcError(rec *proc.Record, what string, cause error) error {
+func procError(rec *proc.Record, what string, cause error) error {
 	msg := fmt.Sprintf("%s (pid %d) %s", rec.Name, rec.PID, what)
 	if cause != nil {
 		msg += ": " + strings.ReplaceAll(cause.Error(), "\n", "; ")
 	}
-	if tail := proc.LogTail(rec, cpLogTailLines); tail != "" {
+	if tail := proc.LogTail(rec, logTailLines); tail != "" {
 		msg += "; last lines of " + rec.LogFile + ":\n    " + strings.ReplaceAll(tail, "\n", "\n    ")
 	}
 	return errors.New(msg)
 }
 
-// cpAll succeeds when every check does, trying them in order.
-func cpAll(checks ...cpCheck) cpCheck {
+// allOf succeeds when every check does, trying them in order.
+func allOf(checks ...healthCheck) healthCheck {
 	return func(ctx context.Context) error {
 		for _, c := range checks {
 			if err := c(ctx); err != nil {
@@ -99,14 +99,14 @@ func cpAll(checks ...cpCheck) cpCheck {
 	}
 }
 
-// cpEtcdHealthy asks etcd's /health, which answers {"health":"true"} once
+// etcdHealthy asks etcd's /health, which answers {"health":"true"} once
 // the member has a leader and serves requests.
-func cpEtcdHealthy(nsPath string, port int) cpCheck {
+func etcdHealthy(nsPath string, port int) healthCheck {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
-		DialContext: cpDialer(nsPath)}}
-	url := cpEtcdURL(port) + "/health"
+		DialContext: dialer(nsPath)}}
+	url := etcdURL(port) + "/health"
 	return func(ctx context.Context) error {
-		body, err := cpGet(ctx, client, url)
+		body, err := get(ctx, client, url)
 		if err != nil {
 			return err
 		}
@@ -124,12 +124,12 @@ func cpEtcdHealthy(nsPath string, port int) cpCheck {
 	}
 }
 
-// cpHTTPSHealthy GETs url with tlsCfg and wants 200 and "ok".
-func cpHTTPSHealthy(nsPath string, tlsCfg *tls.Config, url string) cpCheck {
+// httpsHealthy GETs url with tlsCfg and wants 200 and "ok".
+func httpsHealthy(nsPath string, tlsCfg *tls.Config, url string) healthCheck {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsCfg,
-		DisableKeepAlives: true, DialContext: cpDialer(nsPath)}}
+		DisableKeepAlives: true, DialContext: dialer(nsPath)}}
 	return func(ctx context.Context) error {
-		body, err := cpGet(ctx, client, url)
+		body, err := get(ctx, client, url)
 		if err != nil {
 			return err
 		}
@@ -140,7 +140,7 @@ func cpHTTPSHealthy(nsPath string, tlsCfg *tls.Config, url string) cpCheck {
 	}
 }
 
-func cpGet(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -155,12 +155,12 @@ func cpGet(ctx context.Context, client *http.Client, url string) ([]byte, error)
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, cpFirstLines(string(body), 3))
+		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, firstLines(string(body), 3))
 	}
 	return body, nil
 }
 
-func cpFirstLines(s string, n int) string {
+func firstLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
 		lines = append(lines[:n], "...")
@@ -168,10 +168,10 @@ func cpFirstLines(s string, n int) string {
 	return strings.Join(lines, "; ")
 }
 
-// cpDefaultServiceAccount succeeds once kube-controller-manager's
+// defaultServiceAccount succeeds once kube-controller-manager's
 // serviceaccount controller has created default/default, which the
 // ServiceAccount admission plugin needs before any pod is admitted.
-func cpDefaultServiceAccount(client kubernetes.Interface) cpCheck {
+func defaultServiceAccount(client kubernetes.Interface) healthCheck {
 	return func(ctx context.Context) error {
 		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -181,9 +181,9 @@ func cpDefaultServiceAccount(client kubernetes.Interface) cpCheck {
 	}
 }
 
-// cpAdminTLS authenticates as the admin and trusts only the cluster CA.
-func cpAdminTLS(f *ControlPlaneFiles) (*tls.Config, error) {
-	cfg, err := cpLocalTLS(f)
+// adminTLS authenticates as the admin and trusts only the cluster CA.
+func adminTLS(f *Files) (*tls.Config, error) {
+	cfg, err := localTLS(f)
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +195,8 @@ func cpAdminTLS(f *ControlPlaneFiles) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// cpLocalTLS trusts only the cluster CA.
-func cpLocalTLS(f *ControlPlaneFiles) (*tls.Config, error) {
+// localTLS trusts only the cluster CA.
+func localTLS(f *Files) (*tls.Config, error) {
 	caPEM, err := os.ReadFile(f.CACert)
 	if err != nil {
 		return nil, err

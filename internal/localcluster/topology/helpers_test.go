@@ -1,30 +1,18 @@
-package localcluster
+package topology
 
 // Fixture conventions for the kernel tests (root only; they skip otherwise):
-//   - every cluster is named "t" + 6 random hex digits, so its namespaces
-//     (t??????-node-<i>, t??????-world) and interfaces (pnbr<id>, pnu<id>*)
-//     are its own;
-//   - the address plan is test-only and random, so it never collides with a
-//     real cluster (10.244/16, 10.96/16, 172.30.0/24, 203.0.113/24) nor with
-//     another test run at the same time:
-//       node network  172.31.<200-250>.0/24 (root .1, nodes .11.., world .254,
-//                     LB pool .200/29)
-//       pod CIDR      10.<200-250, not 244>.0.0/16
-//       service CIDR  10.<100-150>.0.0/16
-//       world         198.<18-19>.<0-255>.<16k>/28 (the benchmarking block
-//                     198.18.0.0/15; other tests use TEST-NET-2)
-//     and CheckHostConflicts must accept it before it is used (else another
+//   - every cluster has a random name and a test-only random address plan
+//     (lctest.RandomConfig, whose doc lists the ranges), which
+//     safety.CheckHostConflicts must accept before it is used (else another
 //     random plan is tried);
-//   - DeleteTopology runs in t.Cleanup, registered before anything is
-//     created, and the cleanup then checks that nothing was left behind;
+//   - Delete runs in t.Cleanup, registered before anything is created, and
+//     the cleanup then checks that nothing was left behind;
 //   - pings go only to addresses of the cluster's node or world network,
 //     and from the root namespace only after checking that the kernel
 //     routes them through the cluster's bridge.
 
 import (
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -34,58 +22,29 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
+	"github.com/podnet/podnet/internal/localcluster/plan"
+	"github.com/podnet/podnet/internal/localcluster/safety"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/nldump"
 )
 
-func needRoot(t testing.TB) {
+// testConfig returns a test-only Config that safety.CheckHostConflicts
+// accepts, and registers Delete plus a leftover check in t.Cleanup.
+func testConfig(t testing.TB, nodes int) *plan.Config {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("kernel test: creating network namespaces, links and routes needs root")
-	}
-}
-
-// randomTestConfig returns a test-only Config with a random name and plan
-// (see the conventions above); it does not check the host.
-func randomTestConfig(nodes int) *Config {
-	c := DefaultConfig(fmt.Sprintf("t%06x", rand.Uint32N(1<<24)))
-	c.Nodes = nodes
-	c.StateDir = "/nonexistent/podnet-test/" + c.Name
-	pod := 200 + rand.IntN(51)
-	for pod == 244 {
-		pod = 200 + rand.IntN(51)
-	}
-	underlay := 200 + rand.IntN(51)
-	worldNet := fmt.Sprintf("198.%d.%d", 18+rand.IntN(2), rand.IntN(256))
-	world := 16 * rand.IntN(16)
-	c.PodCIDR = netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", pod))
-	c.ServiceCIDR = netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", 100+rand.IntN(51)))
-	c.NodeNetwork = netip.MustParsePrefix(fmt.Sprintf("172.31.%d.0/24", underlay))
-	c.RootIP = netip.MustParseAddr(fmt.Sprintf("172.31.%d.1", underlay))
-	c.FirstNodeIP = netip.MustParseAddr(fmt.Sprintf("172.31.%d.11", underlay))
-	c.WorldIP = netip.MustParseAddr(fmt.Sprintf("172.31.%d.254", underlay))
-	c.LBPool = netip.MustParsePrefix(fmt.Sprintf("172.31.%d.200/29", underlay))
-	c.WorldNetwork = netip.MustParsePrefix(fmt.Sprintf("%s.%d/28", worldNet, world))
-	c.WorldDNSIP = netip.MustParseAddr(fmt.Sprintf("%s.%d", worldNet, world+5))
-	return c
-}
-
-// testConfig returns a test-only Config that CheckHostConflicts accepts,
-// and registers DeleteTopology plus a leftover check in t.Cleanup.
-func testConfig(t testing.TB, nodes int) *Config {
-	t.Helper()
-	needRoot(t)
-	var c *Config
+	lctest.NeedRoot(t)
+	var c *plan.Config
 	var err error
 	for range 20 {
-		c = randomTestConfig(nodes)
+		c = lctest.RandomConfig(nodes)
 		if err = c.Validate(); err != nil {
 			t.Fatalf("test config is invalid: %v", err)
 		}
-		if err = CheckHostConflicts(c); err == nil {
+		if err = safety.CheckHostConflicts(c); err == nil {
 			break
 		}
-		var ce *ConflictError
+		var ce *safety.ConflictError
 		if !errors.As(err, &ce) {
 			t.Fatalf("check host conflicts: %v", err)
 		}
@@ -94,7 +53,7 @@ func testConfig(t testing.TB, nodes int) *Config {
 		t.Fatalf("no conflict-free test address plan in 20 tries; last: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := DeleteTopology(c); err != nil {
+		if err := Delete(c); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 		if left := leftovers(t, c); len(left) > 0 {
@@ -107,9 +66,9 @@ func testConfig(t testing.TB, nodes int) *Config {
 // leftovers lists what of the cluster exists in the root namespace and in
 // /run/netns: namespaces and links whose names start with the cluster's
 // name or contain its ID, and routes of any table through such a link,
-// carrying its blackhole metric, or blackholing part of its ranges. It is deliberately looser than the
-// ownership rules of DeleteTopology.
-func leftovers(t testing.TB, c *Config) []string {
+// carrying its blackhole metric, or blackholing part of its ranges. It is
+// deliberately looser than the ownership rules of Delete.
+func leftovers(t testing.TB, c *plan.Config) []string {
 	t.Helper()
 	var out []string
 	entries, err := os.ReadDir(netns.RunDir)
@@ -130,7 +89,7 @@ func leftovers(t testing.TB, c *Config) []string {
 			out = append(out, "link "+l.Attrs().Name)
 		}
 	}
-	routes, err := kernelRoutes()
+	routes, err := safety.KernelRoutes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +102,7 @@ func leftovers(t testing.TB, c *Config) []string {
 	return out
 }
 
-func overlapsCluster(c *Config, p netip.Prefix) bool {
+func overlapsCluster(c *plan.Config, p netip.Prefix) bool {
 	for _, q := range []netip.Prefix{c.PodCIDR, c.ServiceCIDR, c.NodeNetwork, c.WorldNetwork} {
 		if q.Overlaps(p) {
 			return true
@@ -153,16 +112,16 @@ func overlapsCluster(c *Config, p netip.Prefix) bool {
 }
 
 // createTopology creates the cluster's topology or fails the test.
-func createTopology(t testing.TB, c *Config) {
+func createTopology(t testing.TB, c *plan.Config) {
 	t.Helper()
-	if err := CreateTopology(c); err != nil {
-		t.Fatalf("CreateTopology: %v", err)
+	if err := Create(c); err != nil {
+		t.Fatalf("Create: %v", err)
 	}
 }
 
 // pingFromRoot pings a node or world underlay address from the root
 // namespace, after checking that the kernel sends it through the bridge.
-func pingFromRoot(t *testing.T, c *Config, addr netip.Addr) {
+func pingFromRoot(t *testing.T, c *plan.Config, addr netip.Addr) {
 	t.Helper()
 	if !c.NodeNetwork.Contains(addr) {
 		t.Fatalf("refusing to ping %s from the root namespace: outside the node network %s", addr, c.NodeNetwork)
@@ -183,9 +142,9 @@ func pingFromRoot(t *testing.T, c *Config, addr netip.Addr) {
 
 // pingFromNamespace pings an address of the cluster's node or world
 // network from inside one of its namespaces.
-func pingFromNamespace(t *testing.T, c *Config, ns string, addr netip.Addr) {
+func pingFromNamespace(t *testing.T, c *plan.Config, ns string, addr netip.Addr) {
 	t.Helper()
-	if !c.ownsNamespace(ns) {
+	if !c.OwnsNamespace(ns) {
 		t.Fatalf("refusing to ping from namespace %s: not one of cluster %s", ns, c.Name)
 	}
 	if !c.NodeNetwork.Contains(addr) && !c.WorldNetwork.Contains(addr) {
@@ -206,14 +165,6 @@ func ping(t *testing.T, ns string, addr netip.Addr) {
 			where = ns
 		}
 		t.Errorf("ping %s from %s: %v\n%s", addr, where, err, out)
-	}
-}
-
-// inNamespace runs fn inside the cluster namespace ns.
-func inNamespace(t *testing.T, ns string, fn func() error) {
-	t.Helper()
-	if err := netns.Do(netns.Path(ns), fn); err != nil {
-		t.Fatalf("in namespace %s: %v", ns, err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package localcluster
+package controlplane
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 // AgentGroup.
 const AgentClusterRole = "podnet-agent"
 
-// cpFieldManager owns the fields podnet applies.
-const cpFieldManager = "podnet"
+// FieldManager owns the fields podnet applies.
+const FieldManager = "podnet"
 
 // AgentRBACRules are what a podnet agent may do: read the objects it turns
 // into routes, nftables and DNS, write events, and write Service status
@@ -40,7 +40,7 @@ func AgentRBACRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 // repeating it changes nothing.
 func ApplyAgentRBAC(ctx context.Context, client kubernetes.Interface) error {
 	labels := map[string]string{"app.kubernetes.io/managed-by": "podnet"}
-	opts := metav1.ApplyOptions{FieldManager: cpFieldManager, Force: true}
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	role := rbacv1ac.ClusterRole(AgentClusterRole).WithLabels(labels).WithRules(AgentRBACRules()...)
 	if _, err := client.RbacV1().ClusterRoles().Apply(ctx, role, opts); err != nil {
 		return fmt.Errorf("apply ClusterRole %s: %w", AgentClusterRole, err)

@@ -1,9 +1,10 @@
-package localcluster
+package addons
 
 import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,10 +17,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
+	"github.com/podnet/podnet/internal/localcluster/plan"
 )
 
 func TestDNSObjectsFollowTheContract(t *testing.T) {
-	cfg := DefaultConfig("pnt")
+	cfg := plan.DefaultConfig("pnt")
 	cfg.StateDir = "/var/lib/podnet/pnt"
 	dep, svc := DNSObjects(cfg, "/opt/podnet/bin/podnet")
 
@@ -74,7 +80,7 @@ func TestDNSObjectsFollowTheContract(t *testing.T) {
 }
 
 func TestDNSAddressesFollowTheAddressPlan(t *testing.T) {
-	cfg := DefaultConfig("pnt")
+	cfg := plan.DefaultConfig("pnt")
 	cfg.ServiceCIDR = netip.MustParsePrefix("10.211.0.0/16")
 	cfg.WorldNetwork = netip.MustParsePrefix("198.18.55.0/24")
 	cfg.WorldDNSIP = netip.MustParseAddr("198.18.55.53")
@@ -85,7 +91,7 @@ func TestDNSAddressesFollowTheAddressPlan(t *testing.T) {
 	if got := strings.Join(DNSArgv(cfg, "/podnet"), " "); !strings.Contains(got, "--upstream 198.18.55.53:53") {
 		t.Errorf("DNS argv %q does not forward to the world's server", got)
 	}
-	if got := cfg.NodeResolvConf(); !strings.Contains(got, "\nnameserver 198.18.55.53\n") || strings.Count(got, "nameserver") != 1 {
+	if got := NodeResolvConf(cfg); !strings.Contains(got, "\nnameserver 198.18.55.53\n") || strings.Count(got, "nameserver") != 1 {
 		t.Errorf("node resolv.conf %q, want only the world's server", got)
 	}
 	if got := strings.Join(WorldDNSArgv(cfg, "/podnet"), " "); got != "/podnet world-dns --listen 198.18.55.53:53 --zone example.com --address 198.18.55.1" {
@@ -182,11 +188,53 @@ func TestWorldDNSServesUDPAndTCP(t *testing.T) {
 	}
 }
 
-// cpTestDNS deploys the cluster DNS against a real API server and checks
-// its identity: it reads what it needs and nothing else.
-func cpTestDNS(ctx context.Context, t *testing.T, admin kubernetes.Interface, cp ControlPlaneConfig) {
-	cfg := DefaultConfig(cp.ClusterName)
-	cfg.StateDir, cfg.ServiceCIDR, cfg.RootIP, cfg.APIServerPort = cp.StateDir, cp.ServiceCIDR, cp.APIAddress, cp.APIPort
+// startControlPlane starts a control plane on loopback (free ports, state
+// in t.TempDir(), the service range 10.96.0.0/16 existing only in the
+// API), stopped in t.Cleanup. It skips without root or tools/bin.
+func startControlPlane(ctx context.Context, t *testing.T) (*controlplane.ControlPlane, kubernetes.Interface) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("control-plane test: needs root (it runs etcd and kube-apiserver as the contract's root-only state)")
+	}
+	if err := controlplane.CheckBinaries(lctest.ToolsBin()); err != nil {
+		t.Skipf("control-plane test: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cp, err := controlplane.Start(ctx, controlplane.Config{
+		ClusterName: "pnt-dns", StateDir: t.TempDir(), BinDir: lctest.ToolsBin(),
+		APIAddress: netip.MustParseAddr("127.0.0.1"), APIPort: port,
+		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"), PodCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		Timeout: 90 * time.Second, Progress: func(s string) { t.Log(s) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	rc, err := cp.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, kubernetes.NewForConfigOrDie(rc)
+}
+
+// TestDNSDeployedAtTheTenthServiceIPReadsOnlyWhatItNeeds deploys the
+// cluster DNS against a real API server and checks its identity: it reads
+// what it needs and nothing else.
+func TestDNSDeployedAtTheTenthServiceIPReadsOnlyWhatItNeeds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cp, admin := startControlPlane(ctx, t)
+	cfg := plan.DefaultConfig(cp.Config.ClusterName)
+	cfg.StateDir, cfg.ServiceCIDR, cfg.RootIP, cfg.APIServerPort = cp.Config.StateDir, cp.Config.ServiceCIDR, cp.Config.APIAddress, cp.Config.APIPort
 	if err := DeployDNS(ctx, cfg, admin, "/usr/local/bin/podnet"); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +251,11 @@ func cpTestDNS(ctx context.Context, t *testing.T, admin kubernetes.Interface, cp
 		t.Errorf("podnet-dns Deployment: %v", err)
 	}
 
-	dnsClient := cpTestClient(t, DNSKubeconfigPath(cfg.StateDir))
+	rc, err := clientcmd.BuildConfigFromFlags("", DNSKubeconfigPath(cfg.StateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsClient := kubernetes.NewForConfigOrDie(rc)
 	who, err := dnsClient.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

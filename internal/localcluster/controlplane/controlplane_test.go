@@ -1,4 +1,4 @@
-package localcluster
+package controlplane
 
 // Fixture conventions for the control-plane tests:
 //   - state lives in t.TempDir(); nothing is written under /var/lib/podnet;
@@ -15,12 +15,10 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,32 +37,24 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/pki"
 	"github.com/podnet/podnet/internal/proc"
 )
 
-// cpTestBinDir is tools/bin of this repository.
-func cpTestBinDir(t *testing.T) string {
+// testConfig is a valid configuration that starts nothing by itself.
+func testConfig(t *testing.T) Config {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test source")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "tools", "bin")
-}
-
-// cpTestConfig is a valid configuration that starts nothing by itself.
-func cpTestConfig(t *testing.T) ControlPlaneConfig {
-	t.Helper()
-	ports, err := cpFreePorts("", 1)
+	ports, err := freePorts("", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ControlPlaneConfig{
+	return Config{
 		ClusterName:      "pnt-cp",
 		StateDir:         t.TempDir(),
-		BinDir:           cpTestBinDir(t),
+		BinDir:           lctest.ToolsBin(),
 		APIAddress:       netip.MustParseAddr("127.0.0.1"),
 		APIPort:          ports[0],
 		ServiceCIDR:      netip.MustParsePrefix("10.96.0.0/16"),
@@ -76,7 +66,7 @@ func cpTestConfig(t *testing.T) ControlPlaneConfig {
 }
 
 func TestControlPlaneConfigValidateReportsEveryProblem(t *testing.T) {
-	cfg := ControlPlaneConfig{
+	cfg := Config{
 		StateDir:         "relative",
 		APIAddress:       netip.MustParseAddr("0.0.0.0"),
 		APIPort:          70000,
@@ -95,7 +85,7 @@ func TestControlPlaneConfigValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
 	}
-	good := cpTestConfig(t)
+	good := testConfig(t)
 	good.Defaults()
 	if err := good.Validate(); err != nil {
 		t.Errorf("test configuration rejected: %v", err)
@@ -103,10 +93,10 @@ func TestControlPlaneConfigValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
-	cfg := cpTestConfig(t)
+	cfg := testConfig(t)
 	cfg.Defaults()
 	cfg.EtcdPort, cfg.EtcdPeerPort = 12379, 12380
-	f, err := cpEnsurePKI(&cfg)
+	f, err := ensurePKI(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +105,12 @@ func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"etcd listens on loopback only", cpEtcdArgs(&cfg, f), []string{
+		{"etcd listens on loopback only", etcdArgs(&cfg, f), []string{
 			"--listen-client-urls=http://127.0.0.1:12379",
 			"--listen-peer-urls=http://127.0.0.1:12380",
 			"--data-dir=" + filepath.Join(cfg.StateDir, "etcd"),
 		}},
-		{"kube-apiserver authorizes with Node,RBAC and restricts nodes", cpAPIServerArgs(&cfg, f), []string{
+		{"kube-apiserver authorizes with Node,RBAC and restricts nodes", apiServerArgs(&cfg, f), []string{
 			"--bind-address=127.0.0.1",
 			"--advertise-address=127.0.0.1",
 			"--secure-port=" + strconv.Itoa(cfg.APIPort),
@@ -132,7 +122,7 @@ func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--client-ca-file=" + f.CACert,
 		}},
-		{"kube-controller-manager allocates node CIDRs", cpControllerManagerArgs(&cfg, f, 10257), []string{
+		{"kube-controller-manager allocates node CIDRs", controllerManagerArgs(&cfg, f, 10257), []string{
 			"--allocate-node-cidrs=true",
 			"--cluster-cidr=10.244.0.0/16",
 			"--node-cidr-mask-size=26",
@@ -144,7 +134,7 @@ func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
 			"--root-ca-file=" + f.CACert,
 			"--cluster-signing-key-file=" + f.CAKey,
 		}},
-		{"kube-scheduler serves health on loopback", cpSchedulerArgs(f, 10259), []string{
+		{"kube-scheduler serves health on loopback", schedulerArgs(f, 10259), []string{
 			"--bind-address=127.0.0.1",
 			"--secure-port=10259",
 			"--config=" + f.SchedulerConfig,
@@ -168,10 +158,10 @@ func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
 }
 
 func TestControlPlanePKIFollowsTheContract(t *testing.T) {
-	cfg := cpTestConfig(t)
+	cfg := testConfig(t)
 	cfg.Defaults()
 	cfg.APIAddress = netip.MustParseAddr("172.30.0.1")
-	f, err := cpEnsurePKI(&cfg)
+	f, err := ensurePKI(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +169,7 @@ func TestControlPlanePKIFollowsTheContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serving := cpTestCert(t, f.APIServerCert)
+	serving := testCert(t, f.APIServerCert)
 	for _, name := range []string{"172.30.0.1", "127.0.0.1", "10.96.0.1", "kubernetes.default.svc.cluster.local", "localhost"} {
 		if _, err := serving.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: name,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
@@ -258,9 +248,9 @@ func TestControlPlaneNeverUsesAProxy(t *testing.T) {
 	if !slices.Contains(env, "PODNET_TEST_KEEP=yes") {
 		t.Error("process environment lost an unrelated variable")
 	}
-	cfg := cpTestConfig(t)
+	cfg := testConfig(t)
 	cfg.Defaults()
-	f, err := cpEnsurePKI(&cfg)
+	f, err := ensurePKI(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +266,7 @@ func TestControlPlaneNeverUsesAProxy(t *testing.T) {
 
 func TestControlPlaneStartFailureNamesTheProcessAndQuotesItsLog(t *testing.T) {
 	bin := t.TempDir()
-	for _, name := range ControlPlaneBinaries {
+	for _, name := range Binaries {
 		script := "#!/bin/sh\nexec sleep 60\n"
 		if name == ProcEtcd {
 			script = "#!/bin/sh\necho \"etcdserver: simulated disk failure\" >&2\nexit 1\n"
@@ -285,34 +275,34 @@ func TestControlPlaneStartFailureNamesTheProcessAndQuotesItsLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := cpTestConfig(t)
+	cfg := testConfig(t)
 	cfg.BinDir = bin
-	_, err := StartControlPlane(context.Background(), cfg)
+	_, err := Start(context.Background(), cfg)
 	if err == nil {
 		t.Fatal("a control plane whose etcd exits started")
 	}
 	first, _, _ := strings.Cut(err.Error(), "\n")
 	if !strings.HasPrefix(first, "etcd (pid ") || !strings.Contains(first, "exited while starting") ||
-		!strings.Contains(first, filepath.Join(cfg.StateDir, "logs", "etcd.log")) {
+		!strings.Contains(first, filepath.Join(plan.LogsDir(cfg.StateDir), "etcd.log")) {
 		t.Errorf("first line of the error does not name etcd, what happened and its log: %q", first)
 	}
 	if !strings.Contains(err.Error(), "simulated disk failure") {
 		t.Errorf("error does not quote the log:\n%v", err)
 	}
-	if recs, _ := proc.ReadAll(filepath.Join(cfg.StateDir, "procs")); len(recs) != 0 {
+	if recs, _ := proc.ReadAll(plan.ProcsDir(cfg.StateDir)); len(recs) != 0 {
 		t.Errorf("records left after a failed start: %d", len(recs))
 	}
 
-	missing := cpTestConfig(t)
+	missing := testConfig(t)
 	missing.BinDir = t.TempDir()
-	if _, err := StartControlPlane(context.Background(), missing); err == nil ||
+	if _, err := Start(context.Background(), missing); err == nil ||
 		!strings.Contains(err.Error(), filepath.Join(missing.BinDir, "kube-apiserver")) ||
 		!strings.Contains(err.Error(), "make tools") {
 		t.Errorf("missing binaries: %v", err)
 	}
 }
 
-func cpTestCert(t *testing.T, path string) *x509.Certificate {
+func testCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -325,21 +315,21 @@ func cpTestCert(t *testing.T, path string) *x509.Certificate {
 	return c
 }
 
-// cpTestNeedControlPlane skips unless the test can start processes: root,
+// needControlPlane skips unless the test can start processes: root,
 // and every binary in tools/bin.
-func cpTestNeedControlPlane(t *testing.T) {
+func needControlPlane(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("control-plane test: needs root (it runs etcd and kube-apiserver as the contract's root-only state)")
 	}
-	if err := cpCheckBinaries(cpTestBinDir(t)); err != nil {
+	if err := CheckBinaries(lctest.ToolsBin()); err != nil {
 		t.Skipf("control-plane test: %v", err)
 	}
 }
 
-// cpEventually polls fn every 100ms until it returns nil, failing with its
+// eventually polls fn every 100ms until it returns nil, failing with its
 // last error after d.
-func cpEventually(t *testing.T, d time.Duration, what string, fn func() error) {
+func eventually(t *testing.T, d time.Duration, what string, fn func() error) {
 	t.Helper()
 	var err error
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -351,13 +341,13 @@ func cpEventually(t *testing.T, d time.Duration, what string, fn func() error) {
 }
 
 func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
-	cpTestNeedControlPlane(t)
-	cfg := cpTestConfig(t)
+	needControlPlane(t)
+	cfg := testConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	start := time.Now()
-	cp, err := StartControlPlane(ctx, cfg)
+	cp, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +368,7 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 	admin := kubernetes.NewForConfigOrDie(rc)
 
 	t.Run("a second start in the same state dir is refused", func(t *testing.T) {
-		_, err := StartControlPlane(ctx, cfg)
+		_, err := Start(ctx, cfg)
 		if err == nil || !strings.Contains(err.Error(), "already running") {
 			t.Fatalf("second start: %v", err)
 		}
@@ -390,10 +380,10 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 	})
 
 	t.Run("a Deployment gets a ReplicaSet and its Pods", func(t *testing.T) {
-		cpTestDeployment(ctx, t, admin)
+		testDeployment(ctx, t, admin)
 	})
 	t.Run("a Node without podCIDR gets one from the pod CIDR", func(t *testing.T) {
-		cpTestNodeCIDR(ctx, t, admin, cfg)
+		testNodeCIDR(ctx, t, admin, cfg)
 	})
 	t.Run("a Service gets a ClusterIP in the service CIDR", func(t *testing.T) {
 		svc, err := admin.CoreV1().Services("default").Create(ctx, &corev1.Service{
@@ -410,16 +400,13 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 		}
 	})
 	t.Run("the kubernetes Service points at the API server", func(t *testing.T) {
-		cpTestKubernetesService(ctx, t, admin, cfg)
+		testKubernetesService(ctx, t, admin, cfg)
 	})
 	t.Run("an agent reads endpointslices and cannot create pods", func(t *testing.T) {
-		cpTestAgentRBAC(ctx, t, cfg.StateDir)
+		testAgentRBAC(ctx, t, cfg.StateDir)
 	})
 	t.Run("a node registers itself and no other node", func(t *testing.T) {
-		cpTestNodeIdentity(ctx, t, cfg.StateDir)
-	})
-	t.Run("the cluster DNS is deployed at the 10th service IP and reads only what it needs", func(t *testing.T) {
-		cpTestDNS(ctx, t, admin, cfg)
+		testNodeIdentity(ctx, t, cfg.StateDir)
 	})
 
 	recs := slices.Clone(cp.Procs)
@@ -436,7 +423,7 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 		if proc.Alive(rec) {
 			t.Errorf("%s (pid %d) alive after Stop", rec.Name, rec.PID)
 		}
-		cpEventually(t, 10*time.Second, rec.Name+" reaped", func() error {
+		eventually(t, 10*time.Second, rec.Name+" reaped", func() error {
 			if _, err := os.Stat("/proc/" + strconv.Itoa(rec.PID)); !errors.Is(err, os.ErrNotExist) {
 				if st, _ := proc.StartTime(rec.PID); st == rec.StartTime {
 					return errors.New("pid still exists")
@@ -445,7 +432,7 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 			return nil
 		})
 	}
-	if left, _ := proc.ReadAll(filepath.Join(cfg.StateDir, "procs")); len(left) != 0 {
+	if left, _ := proc.ReadAll(plan.ProcsDir(cfg.StateDir)); len(left) != 0 {
 		t.Errorf("records left after Stop: %d", len(left))
 	}
 
@@ -454,7 +441,7 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := StartControlPlane(ctx, cfg)
+		again, err := Start(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,7 +472,7 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 // kubernetes Service gets its endpoint, without touching the root
 // namespace.
 func TestControlPlaneInANamespaceAdvertisesItsAddress(t *testing.T) {
-	cpTestNeedControlPlane(t)
+	needControlPlane(t)
 	name := netns.UniqueName("pnt-cp-")
 	nsPath, err := netns.Create(name)
 	if err != nil {
@@ -498,19 +485,19 @@ func TestControlPlaneInANamespaceAdvertisesItsAddress(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return netlink.AddrAdd(lo, &netlink.Addr{IPNet: cpTestIPNet(netip.PrefixFrom(apiAddr, 32))})
+		return netlink.AddrAdd(lo, &netlink.Addr{IPNet: lctest.IPNet(netip.PrefixFrom(apiAddr, 32))})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	cfg := cpTestConfig(t)
+	cfg := testConfig(t)
 	cfg.Netns = nsPath
 	cfg.APIAddress = apiAddr
-	cfg.APIPort = DefaultAPIServerPort // the namespace is ours alone
+	cfg.APIPort = plan.DefaultAPIServerPort // the namespace is ours alone
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cp, err := StartControlPlane(ctx, cfg)
+	cp, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +519,7 @@ func TestControlPlaneInANamespaceAdvertisesItsAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpTestKubernetesService(ctx, t, kubernetes.NewForConfigOrDie(rc), cp.Config)
+	testKubernetesService(ctx, t, kubernetes.NewForConfigOrDie(rc), cp.Config)
 	if err := cp.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -543,11 +530,7 @@ func TestControlPlaneInANamespaceAdvertisesItsAddress(t *testing.T) {
 	}
 }
 
-func cpTestIPNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-func cpTestDeployment(ctx context.Context, t *testing.T, admin kubernetes.Interface) {
+func testDeployment(ctx context.Context, t *testing.T, admin kubernetes.Interface) {
 	ns := "pnt-cp"
 	if _, err := admin.CoreV1().Namespaces().Create(ctx,
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -572,7 +555,7 @@ func cpTestDeployment(ctx context.Context, t *testing.T, admin kubernetes.Interf
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	cpEventually(t, 60*time.Second, "ReplicaSet and 2 Pods", func() error {
+	eventually(t, 60*time.Second, "ReplicaSet and 2 Pods", func() error {
 		rss, err := admin.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -604,13 +587,13 @@ func cpTestDeployment(ctx context.Context, t *testing.T, admin kubernetes.Interf
 	t.Logf("ReplicaSet and 2 Pods after %s", time.Since(t0).Round(time.Millisecond))
 }
 
-func cpTestNodeCIDR(ctx context.Context, t *testing.T, admin kubernetes.Interface, cfg ControlPlaneConfig) {
+func testNodeCIDR(ctx context.Context, t *testing.T, admin kubernetes.Interface, cfg Config) {
 	if _, err := admin.CoreV1().Nodes().Create(ctx,
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pnt-node-a"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	cpEventually(t, 60*time.Second, "spec.podCIDR allocated", func() error {
+	eventually(t, 60*time.Second, "spec.podCIDR allocated", func() error {
 		n, err := admin.CoreV1().Nodes().Get(ctx, "pnt-node-a", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -633,7 +616,7 @@ func cpTestNodeCIDR(ctx context.Context, t *testing.T, admin kubernetes.Interfac
 	t.Logf("podCIDR allocated after %s", time.Since(t0).Round(time.Millisecond))
 }
 
-func cpTestKubernetesService(ctx context.Context, t *testing.T, admin kubernetes.Interface, cfg ControlPlaneConfig) {
+func testKubernetesService(ctx context.Context, t *testing.T, admin kubernetes.Interface, cfg Config) {
 	svc, err := admin.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -647,7 +630,7 @@ func cpTestKubernetesService(ctx context.Context, t *testing.T, admin kubernetes
 		// TestControlPlaneInANamespaceAdvertisesItsAddress checks it.
 		return
 	}
-	cpEventually(t, 30*time.Second, "EndpointSlice of the kubernetes Service", func() error {
+	eventually(t, 30*time.Second, "EndpointSlice of the kubernetes Service", func() error {
 		slices_, err := admin.DiscoveryV1().EndpointSlices("default").List(ctx,
 			metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes"})
 		if err != nil {
@@ -668,12 +651,12 @@ func cpTestKubernetesService(ctx context.Context, t *testing.T, admin kubernetes
 	})
 }
 
-func cpTestAgentRBAC(ctx context.Context, t *testing.T, stateDir string) {
+func testAgentRBAC(ctx context.Context, t *testing.T, stateDir string) {
 	_, agentKC, err := IssueNodeCredentials(stateDir, "pnt-node-x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := cpTestClient(t, agentKC)
+	agent := testClient(t, agentKC)
 	who, err := agent.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -696,12 +679,12 @@ func cpTestAgentRBAC(ctx context.Context, t *testing.T, stateDir string) {
 	}
 }
 
-func cpTestNodeIdentity(ctx context.Context, t *testing.T, stateDir string) {
+func testNodeIdentity(ctx context.Context, t *testing.T, stateDir string) {
 	runtimeKC, _, err := IssueNodeCredentials(stateDir, "pnt-node-x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := cpTestClient(t, runtimeKC)
+	node := testClient(t, runtimeKC)
 	if _, err := node.CoreV1().Nodes().Create(ctx,
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pnt-node-x"}}, metav1.CreateOptions{}); err != nil {
 		t.Errorf("node creating its own Node: %v", err)
@@ -713,7 +696,7 @@ func cpTestNodeIdentity(ctx context.Context, t *testing.T, stateDir string) {
 	}
 }
 
-func cpTestClient(t *testing.T, kubeconfig string) kubernetes.Interface {
+func testClient(t *testing.T, kubeconfig string) kubernetes.Interface {
 	t.Helper()
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {

@@ -1,4 +1,4 @@
-package localcluster
+package plan
 
 import (
 	"crypto/sha256"
@@ -66,7 +66,7 @@ func TestConfigPodNSNameAlwaysHasTheSameShape(t *testing.T) {
 	c := DefaultConfig("c")
 	for _, uid := range []string{"", "x", "not-a-uid-at-all-zzzzzzzzzzzz", "0123456789ab"} {
 		name := c.PodNSName(uid)
-		if !c.ownsNamespace(name) {
+		if !c.OwnsNamespace(name) {
 			t.Errorf("PodNSName(%q) = %q, which the cluster does not recognise as its own", uid, name)
 		}
 	}
@@ -94,7 +94,7 @@ func TestConfigOwnershipIsExact(t *testing.T) {
 		{"b-node-1", false},
 		{"pnt-s-node", false},
 	} {
-		if got := a.ownsNamespace(tc.name); got != tc.want {
+		if got := a.OwnsNamespace(tc.name); got != tc.want {
 			t.Errorf("cluster a owns namespace %q: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -111,7 +111,7 @@ func TestConfigOwnershipIsExact(t *testing.T) {
 		{ab.NodeVethName(1), false},
 		{"eth0", false},
 	} {
-		if got := a.ownsLink(tc.name); got != tc.want {
+		if got := a.OwnsLink(tc.name); got != tc.want {
 			t.Errorf("cluster a owns link %q: got %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -1,20 +1,20 @@
-package localcluster
+package controlplane
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/proc"
 )
 
-// StartControlPlane starts etcd, kube-apiserver, kube-controller-manager and
+// Start starts etcd, kube-apiserver, kube-controller-manager and
 // kube-scheduler and returns once all four are healthy: etcd answers
 // /health, kube-apiserver /readyz, the RBAC for podnet's agents is applied,
 // kube-controller-manager answers /healthz and has created the default
@@ -23,17 +23,17 @@ import (
 // It refuses to start while any control-plane process recorded under
 // StateDir is alive. On failure, everything it started is stopped again and
 // the error names the process and ends with the tail of its log.
-func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlPlane, err error) {
+func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	start := time.Now()
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("control plane config: %w", err)
 	}
-	if err := cpCheckBinaries(cfg.BinDir); err != nil {
+	if err := CheckBinaries(cfg.BinDir); err != nil {
 		return nil, err
 	}
-	procsDir := filepath.Join(cfg.StateDir, "procs")
-	for _, name := range controlPlaneProcs {
+	procsDir := plan.ProcsDir(cfg.StateDir)
+	for _, name := range processes {
 		if rec, err := proc.Read(procsDir, name); err == nil && proc.Alive(rec) {
 			return nil, fmt.Errorf("control plane already running in %s: %s is pid %d; stop it first",
 				cfg.StateDir, name, rec.PID)
@@ -45,7 +45,7 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlP
 	defer func() {
 		if err != nil {
 			// Transactional: leave nothing running that this call started.
-			if serr := StopControlPlane(cfg.StateDir); serr != nil {
+			if serr := Stop(cfg.StateDir); serr != nil {
 				err = errors.Join(err, serr)
 			}
 		}
@@ -70,7 +70,7 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlP
 		*step.took = time.Since(t)
 	}
 	cp.Timings.Total = time.Since(start)
-	cp.progress("control plane: all healthy in %s; kubeconfig %s", cpRound(cp.Timings.Total), cp.Files.AdminKubeconfig)
+	cp.progress("control plane: all healthy in %s; kubeconfig %s", round(cp.Timings.Total), cp.Files.AdminKubeconfig)
 	cp.admin = nil // needed while starting only
 	return cp, nil
 }
@@ -88,14 +88,14 @@ func (cp *ControlPlane) progress(format string, args ...any) {
 // ensureFiles makes the PKI and kubeconfigs and picks the ports.
 func (cp *ControlPlane) ensureFiles(context.Context) error {
 	t := time.Now()
-	files, err := cpEnsurePKI(&cp.Config)
+	files, err := ensurePKI(&cp.Config)
 	if err != nil {
 		return err
 	}
 	cp.Files = *files
-	cp.progress("control plane: certificates and kubeconfigs ready in %s (%s)", cpRound(time.Since(t)), files.PKIDir)
+	cp.progress("control plane: certificates and kubeconfigs ready in %s (%s)", round(time.Since(t)), files.PKIDir)
 
-	ports, err := cpFreePorts(cp.Config.Netns, 4)
+	ports, err := freePorts(cp.Config.Netns, 4)
 	if err != nil {
 		return err
 	}
@@ -111,32 +111,32 @@ func (cp *ControlPlane) ensureFiles(context.Context) error {
 
 func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 	t := time.Now()
-	rec, err := cpStart(cp, ProcEtcd, cpEtcdArgs(&cp.Config, &cp.Files))
+	rec, err := startProc(cp, ProcEtcd, etcdArgs(&cp.Config, &cp.Files))
 	if err != nil {
 		return err
 	}
-	if err := cpWait(ctx, cp.Config.Timeout, rec, "/health", cpEtcdHealthy(cp.Config.Netns, cp.Config.EtcdPort)); err != nil {
+	if err := waitHealthy(ctx, cp.Config.Timeout, rec, "/health", etcdHealthy(cp.Config.Netns, cp.Config.EtcdPort)); err != nil {
 		return err
 	}
-	cp.progress("control plane: etcd healthy at %s in %s (pid %d)", cp.EtcdURL(), cpRound(time.Since(t)), rec.PID)
+	cp.progress("control plane: etcd healthy at %s in %s (pid %d)", cp.EtcdURL(), round(time.Since(t)), rec.PID)
 	return nil
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
 	t := time.Now()
-	rec, err := cpStart(cp, ProcAPIServer, cpAPIServerArgs(&cp.Config, &cp.Files))
+	rec, err := startProc(cp, ProcAPIServer, apiServerArgs(&cp.Config, &cp.Files))
 	if err != nil {
 		return err
 	}
-	tlsAdmin, err := cpAdminTLS(&cp.Files)
+	tlsAdmin, err := adminTLS(&cp.Files)
 	if err != nil {
 		return err
 	}
 	url := cp.Config.APIServerURL()
-	if err := cpWait(ctx, cp.Config.Timeout, rec, "/readyz", cpHTTPSHealthy(cp.Config.Netns, tlsAdmin, url+"/readyz")); err != nil {
+	if err := waitHealthy(ctx, cp.Config.Timeout, rec, "/readyz", httpsHealthy(cp.Config.Netns, tlsAdmin, url+"/readyz")); err != nil {
 		return err
 	}
-	cp.progress("control plane: kube-apiserver ready at %s in %s (pid %d)", url, cpRound(time.Since(t)), rec.PID)
+	cp.progress("control plane: kube-apiserver ready at %s in %s (pid %d)", url, round(time.Since(t)), rec.PID)
 
 	rc, err := cp.RESTConfig()
 	if err != nil {
@@ -149,13 +149,13 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
 // applyRBAC gives podnet's agents their ClusterRole.
 func (cp *ControlPlane) applyRBAC(ctx context.Context) error {
 	t := time.Now()
-	err := cpWaitNoProc(ctx, cp.Config.Timeout, func(ctx context.Context) error {
+	err := retryUntil(ctx, cp.Config.Timeout, func(ctx context.Context) error {
 		return ApplyAgentRBAC(ctx, cp.admin)
 	})
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: apply RBAC for %s: %w", AgentClusterRole, err)
 	}
-	cp.progress("control plane: ClusterRole %s bound to group %s in %s", AgentClusterRole, AgentGroup, cpRound(time.Since(t)))
+	cp.progress("control plane: ClusterRole %s bound to group %s in %s", AgentClusterRole, AgentGroup, round(time.Since(t)))
 	return nil
 }
 
@@ -163,15 +163,15 @@ func (cp *ControlPlane) applyRBAC(ctx context.Context) error {
 // together and waits for both.
 func (cp *ControlPlane) startControllers(ctx context.Context) error {
 	t := time.Now()
-	kcm, err := cpStart(cp, ProcControllerManager, cpControllerManagerArgs(&cp.Config, &cp.Files, cp.ControllerManagerPort))
+	kcm, err := startProc(cp, ProcControllerManager, controllerManagerArgs(&cp.Config, &cp.Files, cp.ControllerManagerPort))
 	if err != nil {
 		return err
 	}
-	sched, err := cpStart(cp, ProcScheduler, cpSchedulerArgs(&cp.Files, cp.SchedulerPort))
+	sched, err := startProc(cp, ProcScheduler, schedulerArgs(&cp.Files, cp.SchedulerPort))
 	if err != nil {
 		return err
 	}
-	tlsLocal, err := cpLocalTLS(&cp.Files)
+	tlsLocal, err := localTLS(&cp.Files)
 	if err != nil {
 		return err
 	}
@@ -179,19 +179,19 @@ func (cp *ControlPlane) startControllers(ctx context.Context) error {
 	waits := []struct {
 		rec   *proc.Record
 		what  string
-		check cpCheck
+		check healthCheck
 	}{
-		{kcm, "/healthz and the default ServiceAccount", cpAll(
-			cpHTTPSHealthy(cp.Config.Netns, tlsLocal, local(cp.ControllerManagerPort, "/healthz")),
-			cpDefaultServiceAccount(cp.admin))},
-		{sched, "/readyz", cpHTTPSHealthy(cp.Config.Netns, tlsLocal, local(cp.SchedulerPort, "/readyz"))},
+		{kcm, "/healthz and the default ServiceAccount", allOf(
+			httpsHealthy(cp.Config.Netns, tlsLocal, local(cp.ControllerManagerPort, "/healthz")),
+			defaultServiceAccount(cp.admin))},
+		{sched, "/readyz", httpsHealthy(cp.Config.Netns, tlsLocal, local(cp.SchedulerPort, "/readyz"))},
 	}
 	errs := make([]error, len(waits))
 	var wg sync.WaitGroup
 	for i, w := range waits {
 		wg.Go(func() {
-			if errs[i] = cpWait(ctx, cp.Config.Timeout, w.rec, w.what, w.check); errs[i] == nil {
-				cp.progress("control plane: %s healthy in %s (pid %d)", w.rec.Name, cpRound(time.Since(t)), w.rec.PID)
+			if errs[i] = waitHealthy(ctx, cp.Config.Timeout, w.rec, w.what, w.check); errs[i] == nil {
+				cp.progress("control plane: %s healthy in %s (pid %d)", w.rec.Name, round(time.Since(t)), w.rec.PID)
 			}
 		})
 	}

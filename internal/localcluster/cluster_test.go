@@ -1,0 +1,39 @@
+package localcluster
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
+	"github.com/podnet/podnet/internal/podruntime"
+	"github.com/podnet/podnet/internal/proc"
+)
+
+// TestDownEndsContainersThatOutlivedTheirRuntimeOnEveryNode records a
+// container process on each node of a 2-node cluster, as the pod runtime
+// does, and checks that Down ends all of them: nodes are numbered from 1,
+// so the last node's containers must be found too.
+func TestDownEndsContainersThatOutlivedTheirRuntimeOnEveryNode(t *testing.T) {
+	lctest.NeedRoot(t) // Down also deletes the (here absent) topology
+	c := lctest.RandomConfig(2)
+	c.StateDir = filepath.Join(t.TempDir(), "state")
+	var recs []*proc.Record
+	for i := 1; i <= c.Nodes; i++ {
+		dir := podruntime.ContainersDir(c.NodeDir(i))
+		rec, err := proc.Start(dir, proc.Spec{Name: "leftover", Argv: []string{"sleep", "60"},
+			LogFile: filepath.Join(c.NodeDir(i), "leftover.log")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = proc.Stop(rec, 0) })
+		recs = append(recs, rec)
+	}
+	if err := Down(c); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	for i, rec := range recs {
+		if proc.Alive(rec) {
+			t.Errorf("the container on node %s (pid %d) outlived Down", c.NodeName(i+1), rec.PID)
+		}
+	}
+}
