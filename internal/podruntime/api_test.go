@@ -527,3 +527,33 @@ func TestTheNodeAdvertisesTheKubeletAPIItServes(t *testing.T) {
 		t.Errorf("healthz: %d %q", resp.StatusCode, b)
 	}
 }
+
+func TestKubeletAPIAttachStreamsWhatTheContainerWritesFromThenOn(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "go-on")
+	script := fmt.Sprintf(`i=0; until [ -e %s ]; do i=$((i+1)); echo line$i; sleep 0.05; done; echo after; echo oops >&2`, flag)
+	tr := runPod(t, v1.Container{Name: "app", Command: []string{"sh", "-c", script}})
+	tr.waitLog("app", "line2\n")
+	out, errs := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- tr.exec(kubeletapitest.SPDY, nil, remotecommand.StreamOptions{Stdout: out, Stderr: errs})
+	}()
+	waitOutput(t, out, "line", nil) // attached
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if err != nil || got[len(got)-1] != "after" || errs.String() != "oops\n" {
+			t.Errorf("err %v, stdout %q, stderr %q", err, out.String(), errs.String())
+		}
+		for _, l := range got[:len(got)-1] {
+			if n, _ := strconv.Atoi(strings.TrimPrefix(l, "line")); n < 3 {
+				t.Errorf("attach showed %q, written before it attached", l)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("attach did not end with the container; stdout %q", out.String())
+	}
+}

@@ -97,9 +97,14 @@ const (
 	WebSocket Protocol = "WebSocket"
 )
 
-// ExecURL is the kubelet URL of an exec in target.
-func (e *Env) ExecURL(target kubeletapi.Target, cmd []string, o remotecommand.StreamOptions) *url.URL {
-	q := url.Values{"command": cmd}
+// StreamURL is the kubelet URL of an exec (cmd given) or an attach (cmd
+// nil) in target.
+func (e *Env) StreamURL(target kubeletapi.Target, cmd []string, o remotecommand.StreamOptions) *url.URL {
+	q := url.Values{}
+	kind := "attach"
+	if cmd != nil {
+		kind, q["command"] = "exec", cmd
+	}
 	for _, f := range []struct {
 		name string
 		on   bool
@@ -108,14 +113,15 @@ func (e *Env) ExecURL(target kubeletapi.Target, cmd []string, o remotecommand.St
 			q.Set(f.name, "1")
 		}
 	}
-	u, _ := url.Parse(fmt.Sprintf("%s/exec/%s/%s/%s?%s", e.URL, target.Namespace, target.Pod, target.Container, q.Encode()))
+	u, _ := url.Parse(fmt.Sprintf("%s/%s/%s/%s/%s?%s", e.URL, kind, target.Namespace, target.Pod, target.Container, q.Encode()))
 	return u
 }
 
 // Exec runs cmd in target as cfg over p and returns the executor's error
-// (a k8s.io/client-go/util/exec.CodeExitError for a non-zero exit).
+// (a k8s.io/client-go/util/exec.CodeExitError for a non-zero exit). A nil
+// cmd attaches instead.
 func (e *Env) Exec(ctx context.Context, cfg *rest.Config, p Protocol, target kubeletapi.Target, cmd []string, o remotecommand.StreamOptions) error {
-	u := e.ExecURL(target, cmd, o)
+	u := e.StreamURL(target, cmd, o)
 	var ex remotecommand.Executor
 	var err error
 	if p == WebSocket {
