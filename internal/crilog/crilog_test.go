@@ -1,6 +1,7 @@
 package crilog
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -165,42 +166,31 @@ func TestReadAppliesTheKubeletLogOptions(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while Read writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestFollowShowsLaterOutputAndEndsWithTheLog(t *testing.T) {
 	c, _ := capture(t)
 	write(t, c.Stdout(), "before\n")
-	out := &syncBuffer{}
+	pr, pw := io.Pipe()
 	ended := make(chan error, 1)
 	go func() {
-		ended <- Read(context.Background(), c.Path(), c.Done(), Options{Follow: true}, out, out)
+		ended <- Read(context.Background(), c.Path(), c.Done(), Options{Follow: true}, pw, pw)
+		pw.Close()
 	}()
-	waitFor(t, func() bool { return out.String() == "before\n" })
-	write(t, c.Stderr(), "after\n")
-	waitFor(t, func() bool { return out.String() == "before\nafter\n" })
-	select {
-	case err := <-ended:
-		t.Fatalf("follow ended while the log was open: %v", err)
-	default:
+	followed := bufio.NewReader(pr)
+	next := func(want string) {
+		t.Helper()
+		if line, err := followed.ReadString('\n'); line != want {
+			t.Fatalf("followed %q (%v), want %q", line, err, want)
+		}
 	}
+	next("before\n")
+	write(t, c.Stderr(), "after\n")
+	next("after\n")
 	write(t, c.Stdout(), "last words\n")
 	c.Started()
+	next("last words\n")
+	if rest, err := io.ReadAll(followed); err != nil || len(rest) != 0 {
+		t.Errorf("after the end: %q %v", rest, err)
+	}
 	select {
 	case err := <-ended:
 		if err != nil {
@@ -208,9 +198,6 @@ func TestFollowShowsLaterOutputAndEndsWithTheLog(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("follow did not end with the log")
-	}
-	if got := out.String(); got != "before\nafter\nlast words\n" {
-		t.Errorf("followed %q", got)
 	}
 }
 
@@ -225,16 +212,5 @@ func TestFollowEndsWithTheContext(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("follow ignored its context")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -9,12 +9,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -284,22 +281,7 @@ func TestPortForwardCarriesDataIntactAndNamesThePort(t *testing.T) {
 	rt := newFake(t)
 	env := kubeletapitest.Start(t, rt)
 	local := env.PortForward(t, kubeletapi.Target{Namespace: "default", Pod: "web"}, 8080)
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", local))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	data := make([]byte, 1<<20)
-	_, _ = rand.Read(data)
-	go func() { _, _ = conn.Write(data) }()
-	back := make([]byte, len(data))
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.ReadFull(conn, back); err != nil {
-		t.Fatal(err)
-	}
-	if sha256.Sum256(back) != sha256.Sum256(data) {
-		t.Error("the echoed megabyte differs from what was sent")
-	}
+	kubeletapitest.EchoThrough(t, local, 1<<20)
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if len(rt.forwarded) != 1 || rt.forwarded[0] != 8080 {

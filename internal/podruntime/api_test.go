@@ -12,8 +12,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -383,23 +381,7 @@ func TestKubeletAPIPortForwardDialsInsideThePodAndCarriesTenMegabytes(t *testing
 	tr := runPod(t, v1.Container{Name: "app", Command: []string{os.Args[0], "echo-server", strconv.Itoa(port)}})
 	tr.waitLog("app", "listening")
 	local := tr.env.PortForward(t, kubeletapi.Target{Namespace: "shop", Pod: "web"}, port)
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", local))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	data := make([]byte, 10<<20)
-	_, _ = rand.Read(data)
-	go func() { _, _ = conn.Write(data) }()
-	back := make([]byte, len(data))
-	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-	n, err := io.ReadFull(conn, back)
-	if err != nil {
-		t.Fatalf("read %d of %d bytes: %v (start %q)", n, len(data), err, back[:min(n, 16)])
-	}
-	if sha256.Sum256(back) != sha256.Sum256(data) {
-		t.Error("the 10 MB that came back differ from what was sent")
-	}
+	kubeletapitest.EchoThrough(t, local, 10<<20)
 }
 
 func TestKubeletAPILogsFollowAndPreviousInstance(t *testing.T) {

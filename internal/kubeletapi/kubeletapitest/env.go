@@ -6,6 +6,8 @@ package kubeletapitest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -168,6 +171,28 @@ func (e *Env) PortForward(t testing.TB, target kubeletapi.Target, remotePort int
 		t.Fatalf("port-forward ports %v: %v", ports, err)
 	}
 	return ports[0].Local
+}
+
+// EchoThrough sends size random bytes to 127.0.0.1:port, which must echo
+// them back, and fails the test unless exactly those bytes return.
+func EchoThrough(t testing.TB, port uint16, size int) {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	go func() { _, _ = conn.Write(data) }()
+	back := make([]byte, size)
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if n, err := io.ReadFull(conn, back); err != nil {
+		t.Fatalf("read %d of %d bytes: %v (starting %q)", n, size, err, back[:min(n, 16)])
+	}
+	if sha256.Sum256(back) != sha256.Sum256(data) {
+		t.Errorf("the %d bytes that came back differ from those sent", size)
+	}
 }
 
 // Get requests path (with its query) as cfg.
