@@ -539,3 +539,35 @@ func TestKubeletAPIAttachStreamsWhatTheContainerWritesFromThenOn(t *testing.T) {
 		t.Fatalf("attach did not end with the container; stdout %q", out.String())
 	}
 }
+
+// With pipes a program that writes dies of SIGPIPE when its client has
+// gone; on a terminal nothing would stop it, so the session is killed.
+func TestKubeletAPIExecEndsATerminalSessionWhenTheClientGoes(t *testing.T) {
+	tr := runPod(t, sleeper)
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- tr.env.Exec(ctx, tr.env.Config, kubeletapitest.SPDY, tr.target,
+			[]string{"sh", "-c", "echo $$ > " + pidFile + "; while :; do echo tick; sleep 0.05; done"},
+			remotecommand.StreamOptions{Stdin: stdinR, Stdout: out, Tty: true})
+	}()
+	waitOutput(t, out, "tick", nil)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	cancel() // kubectl is gone
+	<-done
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the command (pid %d) still runs after its client left", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,7 +43,11 @@ func (a apiRuntime) Exec(ctx context.Context, t kubeletapi.Target, cmd []string,
 			msg = s.Stdout
 		}
 		if msg != nil {
-			fmt.Fprintf(msg, "%v\r\n", err)
+			eol := "\n"
+			if s.TTY {
+				eol = "\r\n"
+			}
+			fmt.Fprint(msg, err.Error()+eol)
 		}
 		return kubeletapi.ExitCode(code)
 	}
@@ -79,18 +84,19 @@ func runPipes(ctx context.Context, p *exec.Cmd, s kubeletapi.Streams) error {
 			w.Close()
 		}()
 	}
+	gone := newClientGone()
 	if s.Stdout != nil {
-		p.Stdout = s.Stdout
+		p.Stdout = gone.watch(s.Stdout)
 	}
 	if s.Stderr != nil {
-		p.Stderr = s.Stderr
+		p.Stderr = gone.watch(s.Stderr)
 	}
 	p.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p.WaitDelay = outputGrace
 	if err := p.Start(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) })
+	stop := gone.killOnEnd(ctx, p.Process.Pid)
 	defer stop()
 	if err := p.Wait(); err != nil && p.ProcessState == nil {
 		return err
@@ -139,16 +145,17 @@ func runTTY(ctx context.Context, p *exec.Cmd, s kubeletapi.Streams) error {
 	if s.Stdin != nil {
 		go func() { _, _ = io.Copy(ptmx, s.Stdin) }()
 	}
-	out := writer(s.Stdout)
-	if out == nil {
-		out = io.Discard
+	gone := newClientGone()
+	var out io.Writer = io.Discard
+	if s.Stdout != nil {
+		out = gone.watch(s.Stdout)
 	}
 	copied := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(out, ptmx) // ends with EIO once nothing holds the terminal
 		close(copied)
 	}()
-	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) })
+	stop := gone.killOnEnd(ctx, p.Process.Pid)
 	defer stop()
 	_ = p.Wait()
 	close(exited)
@@ -158,6 +165,45 @@ func runTTY(ctx context.Context, p *exec.Cmd, s kubeletapi.Streams) error {
 	}
 	return nil
 }
+
+// clientGone notices that the client went away: a write to it failed
+// (the request context of a hijacked connection does not end with it).
+type clientGone struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newClientGone() *clientGone { return &clientGone{ch: make(chan struct{})} }
+
+func (g *clientGone) watch(w io.Writer) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		n, err := w.Write(p)
+		if err != nil {
+			g.once.Do(func() { close(g.ch) })
+		}
+		return n, err
+	})
+}
+
+// killOnEnd kills process group pgid when ctx ends or the client is gone,
+// until the returned stop is called.
+func (g *clientGone) killOnEnd(ctx context.Context, pgid int) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-g.ch:
+		case <-done:
+			return
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}()
+	return func() { close(done) }
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func setSize(ptmx *os.File, size kubeletapi.TerminalSize) {
 	_ = pty.Setsize(ptmx, &pty.Winsize{Rows: size.Height, Cols: size.Width})
