@@ -255,4 +255,3 @@ func freePorts(t *testing.T, n int) []int {
 	}
 	return ports
 }
-
