@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -570,4 +572,97 @@ func TestKubeletAPIExecEndsATerminalSessionWhenTheClientGoes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestKubectlThroughTheAPIServer is the user's path end to end: the real
+// kubectl and kube-apiserver from tools/bin, this runtime's kubelet API and
+// a real pod.
+func TestKubectlThroughTheAPIServer(t *testing.T) {
+	decoy, err := net.Listen("tcp", "127.0.0.1:0") // a free port number for the pod's echo server
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(decoy.Addr().(*net.TCPAddr).Port)
+	decoy.Close()
+	tr := runPod(t, v1.Container{Name: "app", Command: []string{"sh", "-c", "echo hello from app; exec sleep 1000"}},
+		v1.Container{Name: "echo", Command: []string{os.Args[0], "echo-server", port}})
+	api := kubeletapitest.StartAPIServer(t, tr.env)
+	kubectlBin := filepath.Join(api.BinDir, "kubectl")
+	if _, err := os.Stat(kubectlBin); err != nil {
+		t.Skipf("control-plane test: kubectl is not built (make tools): %v", err)
+	}
+	api.CreatePod(t, "shop", "web", "app", "echo")
+	tr.waitLog("echo", "listening")
+	kubectl := func(args ...string) *exec.Cmd {
+		return exec.Command(kubectlBin, append([]string{"--kubeconfig", api.Kubeconfig, "-n", "shop"}, args...)...)
+	}
+	run := func(stdin string, args ...string) (string, int) {
+		c := kubectl(args...)
+		c.Stdin = strings.NewReader(stdin)
+		out, _ := c.CombinedOutput()
+		return string(out), c.ProcessState.ExitCode()
+	}
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+		out         string
+		code        int
+	}{
+		{"exec passes the exit code", "", []string{"exec", "web", "-c", "app", "--", "sh", "-c", "exit 3"}, "command terminated with exit code 3", 3},
+		{"exec -i carries stdin", "hi\n", []string{"exec", "-i", "web", "-c", "app", "--", "sh", "-c", "read x; echo got $x"}, "got hi", 0},
+		{"a missing program is 127 with the reason", "", []string{"exec", "web", "-c", "app", "--", "no-such-program"},
+			`exec: "no-such-program": executable file not found in $PATH`, 127},
+		{"logs", "", []string{"logs", "web", "-c", "app"}, "hello from app", 0},
+	} {
+		t.Run("kubectl "+tc.name, func(t *testing.T) {
+			out, code := run(tc.stdin, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.out) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, out, tc.code, tc.out)
+			}
+		})
+	}
+	t.Run("kubectl exec -it is a terminal of the client's size", func(t *testing.T) {
+		c := kubectl("exec", "-it", "web", "-c", "app", "--", "sh")
+		term, err := pty.StartWithSize(c, &pty.Winsize{Rows: 33, Cols: 111})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer term.Close()
+		out := &syncBuffer{}
+		go func() { _, _ = io.Copy(out, term) }()
+		_, _ = io.WriteString(term, "stty size; hostname; exit 7\r")
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = c.Process.Kill()
+			t.Fatalf("kubectl exec -it did not end; output %q", out.String())
+		}
+		if code := c.ProcessState.ExitCode(); code != 7 || !strings.Contains(out.String(), "33 111") || !strings.Contains(out.String(), "web") {
+			t.Errorf("exit %d, output %q", code, out.String())
+		}
+	})
+	t.Run("kubectl port-forward", func(t *testing.T) {
+		c := kubectl("port-forward", "--address", "127.0.0.1", "pod/web", ":"+port)
+		errs := &syncBuffer{}
+		c.Stderr = errs
+		stdout, err := c.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}()
+		line, err := bufio.NewReader(stdout).ReadString('\n') // Forwarding from 127.0.0.1:NNNN -> PORT
+		var local uint16
+		if _, serr := fmt.Sscanf(line, "Forwarding from 127.0.0.1:%d ->", &local); err != nil || serr != nil {
+			t.Fatalf("kubectl port-forward said %q, %q (%v, %v)", line, errs.String(), err, serr)
+		}
+		kubeletapitest.EchoThrough(t, local, 10<<20)
+	})
 }

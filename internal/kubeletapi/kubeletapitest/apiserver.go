@@ -129,7 +129,7 @@ func (a *APIServer) registerNode(t testing.TB, env *Env) {
 }
 
 // CreatePod creates pod ns/name with the given containers on NodeName (and
-// ns and its default service account when missing). Its status is not the runtime's business here.
+// ns and its default service account when missing), in phase Running.
 func (a *APIServer) CreatePod(t testing.TB, ns, name string, containers ...string) {
 	t.Helper()
 	ctx := context.Background()
@@ -149,7 +149,13 @@ func (a *APIServer) CreatePod(t testing.TB, ns, name string, containers ...strin
 	for _, c := range containers {
 		pod.Spec.Containers = append(pod.Spec.Containers, v1.Container{Name: c, Image: "x"})
 	}
-	if _, err := a.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	pod, err := a.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Running, as the runtime would report it (kubectl port-forward wants it).
+	pod.Status.Phase = v1.PodRunning
+	if _, err := a.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

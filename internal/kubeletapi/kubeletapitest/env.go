@@ -184,15 +184,18 @@ func EchoThrough(t testing.TB, port uint16, size int) {
 	defer conn.Close()
 	data := make([]byte, size)
 	_, _ = rand.Read(data)
+	start := time.Now()
 	go func() { _, _ = conn.Write(data) }()
 	back := make([]byte, size)
 	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 	if n, err := io.ReadFull(conn, back); err != nil {
 		t.Fatalf("read %d of %d bytes: %v (starting %q)", n, size, err, back[:min(n, 16)])
 	}
+	took := time.Since(start)
 	if sha256.Sum256(back) != sha256.Sum256(data) {
 		t.Errorf("the %d bytes that came back differ from those sent", size)
 	}
+	t.Logf("%d bytes there and back in %s (%.1f MB/s each way)", size, took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6)
 }
 
 // Get requests path (with its query) as cfg.
