@@ -128,8 +128,9 @@ func runTTY(ctx context.Context, p *exec.Cmd, s kubeletapi.Streams) error {
 	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
+	exited, resizing := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(resizing)
 		for {
 			select {
 			case size, ok := <-s.Resize:
@@ -159,6 +160,7 @@ func runTTY(ctx context.Context, p *exec.Cmd, s kubeletapi.Streams) error {
 	defer stop()
 	_ = p.Wait()
 	close(exited)
+	<-resizing // before ptmx closes
 	select {
 	case <-copied:
 	case <-time.After(outputGrace):
