@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+
+	"github.com/podnet/podnet/internal/kubeletapi"
 )
 
 // Config configures the runtime of one node.
@@ -26,7 +28,11 @@ type Config struct {
 	ClusterDomain string
 	// HostResolvConf is used for dnsPolicy Default.
 	HostResolvConf string
-	Log            *slog.Logger
+	// KubeletAPI serves exec, attach, logs and port-forward to the API
+	// server when its Addr is set; the port goes into the Node's
+	// daemonEndpoints.
+	KubeletAPI kubeletapi.Config
+	Log        *slog.Logger
 }
 
 func (c *Config) podDir(ns, name, uid string) string {

@@ -1,17 +1,16 @@
 package podruntime
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podnet/podnet/internal/crilog"
 	"github.com/podnet/podnet/internal/podexec"
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -35,6 +34,9 @@ type container struct {
 	// finished: will not run again (restartPolicy says so).
 	finished   bool
 	stopProbes func()
+	// out and prevOut record the output of the latest and the one before
+	// (kubectl logs and logs --previous).
+	out, prevOut *crilog.Capture
 }
 
 type exitInfo struct {
@@ -83,28 +85,23 @@ func (w *podWorker) start(c *container) error {
 	r := w.r
 	env := containerEnv(w.pod, &c.spec, w.sandbox.ips, r.cfg.NodeIP, r.svcLister)
 	argv := r.argv(w.pod, &c.spec, env)
-	opts := podexec.Options{NetNS: w.sandbox.nsPath, ResolvConf: w.sandbox.resolv, Hosts: w.sandbox.hosts, Dir: c.spec.WorkingDir}
-	if !w.pod.Spec.HostNetwork {
-		opts.Hostname = w.pod.Name
-		if w.pod.Spec.Hostname != "" {
-			opts.Hostname = w.pod.Spec.Hostname
-		}
-	}
+	opts := execOptions(w.pod, w.sandbox, c.spec.WorkingDir)
 	cmd := podexec.Command(r.cfg.Self, opts, argv)
 	cmd.Env = env
-	logPath := filepath.Join(w.sandbox.dir, "logs", c.spec.Name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	out, err := w.sandbox.capture(c.spec.Name, c.restarts)
 	if err != nil {
 		return err
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = out.Stdout(), out.Stderr()
 	// Its own process group (so stop reaches its children) and death with
 	// the runtime.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	err = cmd.Start()
+	out.Started()
+	if err != nil {
 		return fmt.Errorf("start %s: %w", c.spec.Name, err)
 	}
+	c.prevOut, c.out = c.out, out
 	c.generation++
 	gen := c.generation
 	c.cmd, c.running, c.startedAt, c.curExit, c.ready = cmd, true, time.Now(), nil, false
@@ -117,24 +114,40 @@ func (w *podWorker) start(c *container) error {
 		r.log.Error("cannot record container process", "pod", w.key(), "container", name, "err", err)
 	}
 	go func() {
-		err := cmd.Wait()
+		_ = cmd.Wait()
 		_ = proc.Remove(r.containersDir(), recName)
-		logf.Close()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				code = 128 + int(ws.Signal())
-			}
-		} else if err != nil {
-			code = 128
-		}
+		code := exitCode(cmd.ProcessState)
 		w.send(event{kind: evExit, container: name, generation: gen, code: code, at: time.Now()})
 	}()
 	w.startProbes(c, gen)
 	r.log.Info("container started", "pod", w.key(), "container", name, "pid", cmd.Process.Pid, "argv", argv)
 	return nil
+}
+
+// exitCode is a finished process's exit code: 128+N for a death by signal
+// N (the shell's and the kubelet's convention), 128 when it was never
+// waited for.
+func exitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return 128
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// execOptions are the namespaces and files a process of the pod enters:
+// its containers and what kubectl exec runs beside them.
+func execOptions(pod *v1.Pod, sb *sandbox, dir string) podexec.Options {
+	opts := podexec.Options{NetNS: sb.nsPath, ResolvConf: sb.resolv, Hosts: sb.hosts, Dir: dir}
+	if !pod.Spec.HostNetwork {
+		opts.Hostname = pod.Name
+		if pod.Spec.Hostname != "" {
+			opts.Hostname = pod.Spec.Hostname
+		}
+	}
+	return opts
 }
 
 // stop ends the container's process group: SIGTERM, then SIGKILL after

@@ -13,10 +13,20 @@
 // pod stops its processes (SIGTERM, then SIGKILL after the grace period),
 // calls CNI DEL, removes the namespace and finally deletes the Pod object.
 //
+// With Config.KubeletAPI set it serves the kubelet API (internal/kubeletapi)
+// so that kubectl exec, attach, logs and port-forward work through the API
+// server: exec runs beside the container in the pod's namespaces with the
+// container's environment (a real pseudo-terminal with -t); port-forward
+// dials the pod's loopback from inside its network namespace; logs come from
+// each container instance's CRI-format log, logs/<container>/<restarts>.log
+// under the pod's directory (the latest two are kept, for --previous), while
+// logs/<container>.log keeps the plain output of every instance for podnet
+// logs. The Node advertises the port in status.daemonEndpoints.
+//
 // What it does not do, compared with a kubelet: images (the image name is
 // only recorded), volumes, resource limits, init containers, ephemeral
-// containers, exec/logs through the API server (podnet exec and podnet logs
-// go straight to the node's files), static pods, eviction.
+// containers, a container's own stdin and TTY (spec.stdin/tty: attach only
+// streams output), static pods, eviction.
 //
 // Dangerous: container processes run as root host programs with the node's
 // file system; only the network, mount (for resolv.conf/hosts) and UTS

@@ -64,6 +64,7 @@ func (r *Runtime) nodeStatus(now metav1.Time) v1.NodeStatus {
 			OSImage: "podnet local node (" + hostname + ")", ContainerRuntimeVersion: "podnet://" + version.Version,
 			KubeletVersion: "podnet-" + version.Version,
 		},
+		DaemonEndpoints: v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: int32(r.apiPort)}},
 	}
 }
 
@@ -108,6 +109,7 @@ func (r *Runtime) updateNodeStatus(ctx context.Context) error {
 	}
 	n.Status.Conditions, n.Status.Addresses, n.Status.Capacity, n.Status.Allocatable, n.Status.NodeInfo =
 		st.Conditions, st.Addresses, st.Capacity, st.Allocatable, st.NodeInfo
+	n.Status.DaemonEndpoints = st.DaemonEndpoints
 	_, err = r.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 	return err
 }

@@ -37,6 +37,9 @@ type Runtime struct {
 	cni         *libcni.CNIConfig
 	svcLister   corelisters.ServiceLister
 	probeClient *http.Client
+	apiPort     int // of the kubelet API; 0 when not served
+
+	api apiState // pods as the kubelet API sees them
 
 	// mu guards workers.
 	mu      sync.Mutex
@@ -74,6 +77,9 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 	}
 	r.cleanupStale(ctx)
+	if r.apiPort, err = r.startKubeletAPI(ctx); err != nil {
+		return err
+	}
 	for {
 		err := r.registerNode(ctx)
 		if err == nil {

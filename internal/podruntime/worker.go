@@ -94,8 +94,10 @@ func (w *podWorker) run() {
 		case <-tick.C:
 		}
 		if finished := w.reconcile(); finished {
+			w.unpublish()
 			return
 		}
+		w.publish()
 	}
 }
 
