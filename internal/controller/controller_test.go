@@ -67,7 +67,9 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	return f
 }
 
-func (f *fixture) deps() Deps { return Deps{Client: f.client, Factory: f.factory, Metrics: f.metrics, Log: quiet} }
+func (f *fixture) deps() Deps {
+	return Deps{Client: f.client, Factory: f.factory, Metrics: f.metrics, Log: quiet}
+}
 
 // start starts the informers and runs c.
 func (f *fixture) start(c *Controller) {
