@@ -28,6 +28,15 @@ type Deps struct {
 	Log     *slog.Logger
 }
 
+// Logger returns d.Log (slog's default when nil) for the controller name.
+func (d Deps) Logger(name string) *slog.Logger {
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return log.With("controller", name)
+}
+
 // Source is one informer a controller reads.
 type Source struct {
 	Informer cache.SharedIndexInformer
@@ -82,12 +91,8 @@ func New(d Deps, s Spec) (*Controller, error) {
 	if err := d.Metrics.claim(s.Name); err != nil {
 		return nil, err
 	}
-	log := d.Log
-	if log == nil {
-		log = slog.Default()
-	}
 	c := &Controller{
-		spec: s, log: log.With("controller", s.Name),
+		spec: s, log: d.Logger(s.Name),
 		duration:    d.Metrics.SyncDuration.WithLabelValues(s.Name),
 		failures:    d.Metrics.SyncFailures.WithLabelValues(s.Name),
 		lastSuccess: d.Metrics.LastSuccess.WithLabelValues(s.Name),

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the metrics every controller has, one series per controller
@@ -89,4 +91,26 @@ func Undocumented(c prometheus.Collector, doc string) []string {
 		}
 	}
 	return out
+}
+
+// MetricSet is a component's metrics: NewMetrics declares them, Register
+// adds them to a registry.
+type MetricSet interface {
+	Register(prometheus.Registerer) error
+}
+
+// NewRegistry returns the registry a process serves on /metrics: the Go
+// runtime and process collectors, and sets.
+func NewRegistry(sets ...MetricSet) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	if err := errors.Join(reg.Register(collectors.NewGoCollector()),
+		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))); err != nil {
+		return nil, fmt.Errorf("runtime metrics: %w", err)
+	}
+	for _, s := range sets {
+		if err := s.Register(reg); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
 }
