@@ -9,7 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Metrics are the server's Prometheus metrics. Every label has a bounded
+// Metrics are the server's own Prometheus metrics; the zone rebuilds are
+// counted by the common controller metrics (package controller, controller
+// "dns"). Every label has a bounded
 // set of values: qtypes and rcodes outside miekg/dns's tables count as
 // "other", upstreams are the configured ones.
 type Metrics struct {
@@ -23,8 +25,6 @@ type Metrics struct {
 	UpstreamRejected prometheus.Counter
 	Panics           prometheus.Counter
 	ZoneReady        prometheus.Gauge
-	SnapshotBuilds   prometheus.Counter
-	LastSnapshot     prometheus.Gauge
 }
 
 // The values of the Duration metric's source label: who answered.
@@ -62,17 +62,13 @@ func NewMetrics() *Metrics {
 			Help: "Requests whose handling panicked (recovered; the client got SERVFAIL or nothing)."}),
 		ZoneReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_dns_zone_ready",
 			Help: "1 once the informers have synced and the cluster zone answers."}),
-		SnapshotBuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "podnet_dns_snapshot_builds_total",
-			Help: "Zone snapshots built from the informers' caches."}),
-		LastSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_dns_last_snapshot_timestamp_seconds",
-			Help: "Unix time the current zone snapshot was stored."}),
 	}
 }
 
 // Register adds the metrics to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Requests, m.Duration, m.CacheHits, m.CacheMisses, m.CacheEntries,
-		m.UpstreamRequests, m.UpstreamErrors, m.UpstreamRejected, m.Panics, m.ZoneReady, m.SnapshotBuilds, m.LastSnapshot} {
+		m.UpstreamRequests, m.UpstreamErrors, m.UpstreamRejected, m.Panics, m.ZoneReady} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("dns metrics: %w", err)
 		}
