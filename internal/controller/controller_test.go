@@ -332,18 +332,23 @@ func TestBadSpecsAreRejected(t *testing.T) {
 	}
 }
 
-func TestMetricNamesAndUndocumented(t *testing.T) {
+func TestDocProblems(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics()
 	if err := m.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"podnet_controller_last_success_timestamp_seconds", "podnet_controller_sync_duration_seconds", "podnet_controller_sync_failures_total"}
-	if got := MetricNames(reg); !slices.Equal(got, want) {
-		t.Errorf("names %v, want %v", got, want)
+	doc := "| `podnet_controller_sync_duration_seconds` | histogram | `controller` |\n" +
+		"| `podnet_controller_sync_failures_total` | counter | controller, without quotes |\n" +
+		"podnet_controller_last_success_timestamp_seconds without quotes\n" +
+		"| `podnet_controller_gone_total` | counter | |\n| `podnet_other_total` | counter | |\n"
+	got := DocProblems(reg, doc, func(name string) bool { return strings.HasPrefix(name, "podnet_controller_") })
+	want := []string{
+		"podnet_controller_gone_total is documented but not registered",
+		"podnet_controller_last_success_timestamp_seconds is not documented",
+		"podnet_controller_sync_failures_total: label controller is not documented on its line",
 	}
-	doc := "| `podnet_controller_sync_duration_seconds` |\n| `podnet_controller_sync_failures_total` |\n podnet_controller_last_success_timestamp_seconds without quotes"
-	if got := Undocumented(reg, doc); !slices.Equal(got, want[:1]) {
-		t.Errorf("undocumented %v, want %v", got, want[:1])
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

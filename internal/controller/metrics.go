@@ -60,37 +60,72 @@ func (m *Metrics) claim(name string) error {
 	return nil
 }
 
-var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+var (
+	descName   = regexp.MustCompile(`fqName: "([^"]+)"`)
+	descLabels = regexp.MustCompile(`variableLabels: \{([^}]*)\}\}$`)
+	docName    = regexp.MustCompile("`(podnet_[a-z0-9_]*[a-z0-9])`")
+)
 
-// MetricNames returns the sorted names of the metrics c describes (a
-// registry describes everything registered in it).
-func MetricNames(c prometheus.Collector) []string {
+// Describe returns the metrics c describes (a registry describes
+// everything registered in it), by name, with their variable labels.
+func Describe(c prometheus.Collector) map[string][]string {
 	ch := make(chan *prometheus.Desc)
 	go func() {
 		c.Describe(ch)
 		close(ch)
 	}()
-	var names []string
+	out := map[string][]string{}
 	for d := range ch {
-		if m := fqName.FindStringSubmatch(d.String()); m != nil {
-			names = append(names, m[1])
+		s := d.String()
+		n := descName.FindStringSubmatch(s)
+		if n == nil {
+			continue
 		}
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
-
-// Undocumented returns the podnet metrics c describes that doc (the text of
-// docs/metrics.md) does not name in backquotes; tests keep the document
-// true with it.
-func Undocumented(c prometheus.Collector, doc string) []string {
-	var out []string
-	for _, n := range MetricNames(c) {
-		if strings.HasPrefix(n, "podnet_") && !strings.Contains(doc, "`"+n+"`") {
-			out = append(out, n)
+		var labels []string
+		if l := descLabels.FindStringSubmatch(s); l != nil && l[1] != "" {
+			labels = strings.Split(l[1], ",")
 		}
+		out[n[1]] = labels
 	}
 	return out
+}
+
+// DocProblems returns what doc, the text of docs/metrics.md, gets wrong
+// about the podnet_ metrics c describes: a metric without a line that
+// names it in backquotes, a label missing from that line, and a metric the
+// document names, that owns says belongs to c, but c does not describe.
+// Tests keep the document true with it.
+func DocProblems(c prometheus.Collector, doc string, owns func(name string) bool) []string {
+	have := Describe(c)
+	var problems []string
+	for name, labels := range have {
+		if !strings.HasPrefix(name, "podnet_") {
+			continue
+		}
+		line := ""
+		for l := range strings.Lines(doc) {
+			if strings.Contains(l, "`"+name+"`") {
+				line = l
+				break
+			}
+		}
+		if line == "" {
+			problems = append(problems, name+" is not documented")
+			continue
+		}
+		for _, label := range labels {
+			if !strings.Contains(line, "`"+label+"`") {
+				problems = append(problems, fmt.Sprintf("%s: label %s is not documented on its line", name, label))
+			}
+		}
+	}
+	for _, m := range docName.FindAllStringSubmatch(doc, -1) {
+		if _, ok := have[m[1]]; !ok && owns(m[1]) {
+			problems = append(problems, m[1]+" is documented but not registered")
+		}
+	}
+	slices.Sort(problems)
+	return slices.Compact(problems)
 }
 
 // MetricSet is a component's metrics: NewMetrics declares them, Register

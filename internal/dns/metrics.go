@@ -7,6 +7,8 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/podnet/podnet/internal/controller"
 )
 
 // Metrics are the server's own Prometheus metrics; the zone rebuilds are
@@ -74,6 +76,14 @@ func (m *Metrics) Register(r prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// newMetrics returns the server's metrics, the zone controller's, and the
+// registry they are served from (docs/metrics.md lists them).
+func newMetrics() (*Metrics, *controller.Metrics, *prometheus.Registry, error) {
+	m, cm := NewMetrics(), controller.NewMetrics()
+	reg, err := controller.NewRegistry(m, cm)
+	return m, cm, reg, err
 }
 
 // qtypeLabel names a question type for a label; unknown types are "other"

@@ -146,8 +146,7 @@ func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConf
 	ctx, cancel := context.WithCancel(context.WithoutCancel(outer))
 	defer cancel()
 
-	metrics, cm := NewMetrics(), controller.NewMetrics()
-	reg, err := controller.NewRegistry(metrics, cm)
+	metrics, cm, reg, err := newMetrics()
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
