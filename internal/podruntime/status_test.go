@@ -16,7 +16,9 @@ func TestStatusFollowsTheContainers(t *testing.T) {
 	exit := func(code int) *exitInfo {
 		return &exitInfo{code: code, reason: "Error", startedAt: t0, finishedAt: t0.Add(time.Second)}
 	}
-	running := func(ready bool) *container { return &container{running: true, ready: ready, startedAt: t0, generation: 1} }
+	running := func(ready bool) *container {
+		return &container{running: true, ready: ready, startedAt: t0, generation: 1}
+	}
 	sb := &sandbox{ips: []netip.Addr{netip.MustParseAddr("10.244.1.5")}}
 	for _, tc := range []struct {
 		name       string
