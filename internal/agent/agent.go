@@ -104,29 +104,37 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// newControllers constructs the controllers that are on, in the order
-// their health is listed.
+// newControllers constructs the controllers that are on. A new component
+// adds one line here.
 func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics) ([]*controller.Controller, error) {
 	var ctrls []*controller.Controller
-	add := func(c *controller.Controller, err error) error {
-		if err == nil {
-			ctrls = append(ctrls, c)
+	for _, c := range []struct {
+		on  bool
+		new func() (*controller.Controller, error)
+	}{
+		{true, func() (*controller.Controller, error) {
+			return routing.NewController(d, routing.ControllerConfig{NodeName: cfg.NodeName, Mode: cfg.RoutingMode,
+				Masq: routing.MasqConfig{PodCIDRs: cfg.ClusterCIDRs, ServiceCIDRs: cfg.ServiceCIDRs}})
+		}},
+		{cfg.CNIConfDir != "", func() (*controller.Controller, error) { return newCNIConfController(d, cfg) }},
+		{!cfg.DisableProxy, func() (*controller.Controller, error) {
+			return proxy.NewController(ctx, d, m.proxy, proxy.ControllerConfig{NodeName: cfg.NodeName,
+				PodCIDRs: cfg.ClusterCIDRs, NodePortAddresses: cfg.NodePortAddresses})
+		}},
+		{!cfg.DisablePolicy, func() (*controller.Controller, error) {
+			return policy.NewController(ctx, d, m.policy, policy.ControllerConfig{NodeName: cfg.NodeName})
+		}},
+	} {
+		if !c.on {
+			continue
 		}
-		return err
+		ctrl, err := c.new()
+		if err != nil {
+			return nil, err
+		}
+		ctrls = append(ctrls, ctrl)
 	}
-	err := add(routing.NewController(d, routing.ControllerConfig{NodeName: cfg.NodeName, Mode: cfg.RoutingMode,
-		Masq: routing.MasqConfig{PodCIDRs: cfg.ClusterCIDRs, ServiceCIDRs: cfg.ServiceCIDRs}}))
-	if err == nil && cfg.CNIConfDir != "" {
-		err = add(newCNIConfController(d, cfg))
-	}
-	if err == nil && !cfg.DisableProxy {
-		err = add(proxy.NewController(ctx, d, m.proxy, proxy.ControllerConfig{NodeName: cfg.NodeName,
-			PodCIDRs: cfg.ClusterCIDRs, NodePortAddresses: cfg.NodePortAddresses}))
-	}
-	if err == nil && !cfg.DisablePolicy {
-		err = add(policy.NewController(ctx, d, m.policy, policy.ControllerConfig{NodeName: cfg.NodeName}))
-	}
-	return ctrls, err
+	return ctrls, nil
 }
 
 // dropManagedFields is an informer transform that removes managedFields.
