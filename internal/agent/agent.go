@@ -6,20 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
-	"github.com/podnet/podnet/internal/runner"
 )
 
 // Config configures the agent on one node.
@@ -59,7 +58,9 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return clientcmd.BuildConfigFromFlags("", kubeconfig)
 }
 
-// Run runs the agent until ctx ends.
+// Run runs the agent until ctx ends: it assembles the controllers that are
+// on, serves metrics and health, starts the informers and runs the
+// controllers (each waits for its own informers).
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -74,107 +75,66 @@ func Run(ctx context.Context, cfg Config) error {
 	rc.UserAgent = "podnet-agent/" + cfg.NodeName
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return err
+		return fmt.Errorf("agent: client: %w", err)
 	}
-	nft, err := routing.NewNFT()
+	m, err := newMetrics(cfg)
 	if err != nil {
-		return fmt.Errorf("agent: nftables: %w", err)
-	}
-	syncer, err := routing.NewSyncer(cfg.RoutingMode, routing.MasqConfig{PodCIDRs: cfg.ClusterCIDRs, ServiceCIDRs: cfg.ServiceCIDRs}, nft)
-	if err != nil {
-		return err
+		return fmt.Errorf("agent: %w", err)
 	}
 	// The caches keep every Service, EndpointSlice and Node of the
 	// cluster; their managedFields are often most of an object's size and
 	// nothing here reads them.
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(dropManagedFields))
-	nodes := factory.Core().V1().Nodes()
-	nodeLister := nodes.Lister()
-	var proxyRunner *runner.Runner
-	health := &syncHealth{}
-	if !cfg.DisableProxy {
-		metrics := proxy.NewMetrics()
-		if err := metrics.Register(prometheus.DefaultRegisterer); err != nil {
-			return err
-		}
-		if proxyRunner, err = newProxyRunner(ctx, cfg, factory, nodeLister, metrics, health); err != nil {
-			return err
-		}
+	d := controller.Deps{Client: client, Factory: factory, Metrics: m.controllers, Log: cfg.Log}
+	ctrls, err := newControllers(ctx, d, cfg, m)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
-	var policyRunner *runner.Runner
-	policyHealth := &syncHealth{}
-	if !cfg.DisablePolicy {
-		if policyRunner, err = newPolicyRunner(ctx, cfg, client, factory, policyHealth); err != nil {
-			return err
-		}
-	}
-	if err := serveHTTP(ctx, cfg, health, policyHealth); err != nil {
-		return err
-	}
-
-	sync := func(ctx context.Context) error {
-		all, err := nodeLister.List(labels.Everything())
-		if err != nil {
-			return err
-		}
-		me, peers := routing.Peers(cfg.NodeName, all)
-		var errs []error
-		if err := syncer.Sync(ctx, me, peers); err != nil {
-			errs = append(errs, fmt.Errorf("routing: %w", err))
-		}
-		if cfg.CNIConfDir != "" && me != nil && len(me.PodCIDRs) > 0 {
-			mtu := cfg.MTU
-			if mtu == 0 {
-				mtu = 1500
-				if cfg.RoutingMode == routing.ModeVXLAN {
-					mtu -= routing.VXLANOverhead
-				}
-			}
-			wrote, err := WriteCNIConf(cfg.CNIConfDir, CNIConf{Network: cfg.CNINetwork, PodCIDRs: me.PodCIDRs, DataDir: cfg.CNIDataDir, MTU: mtu})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("cni config: %w", err))
-			} else if wrote {
-				cfg.Log.Info("wrote CNI configuration", "dir", cfg.CNIConfDir, "podCIDRs", me.PodCIDRs)
-			}
-		}
-		if len(errs) == 0 {
-			cfg.Log.Debug("synced", "peers", len(peers))
-		}
-		return errors.Join(errs...)
-	}
-	r := runner.New("routing", sync, 200*time.Millisecond, time.Minute, func(err error) {
-		cfg.Log.Error("sync failed; will retry", "err", err)
-	})
-	poke := func(any) {
-		r.Poke()
-		if proxyRunner != nil {
-			proxyRunner.Poke() // node addresses feed NodePorts
-		}
-	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    poke,
-		UpdateFunc: func(_, o any) { poke(o) },
-		DeleteFunc: poke,
-	}); err != nil {
+	if err := serveHTTP(ctx, cfg, m.reg, ctrls); err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
-	cfg.Log.Info("waiting for informers to sync")
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("agent: cache for %v never synced", typ)
-		}
-	}
 	cfg.Log.Info("agent running", "node", cfg.NodeName, "routing", cfg.RoutingMode, "proxy", !cfg.DisableProxy, "policy", !cfg.DisablePolicy)
-	if proxyRunner != nil {
-		go proxyRunner.Run(ctx)
+	var wg sync.WaitGroup
+	for _, c := range ctrls {
+		wg.Go(func() { c.Run(ctx) })
 	}
-	if policyRunner != nil {
-		go policyRunner.Run(ctx)
-	}
-	r.Run(ctx)
+	wg.Wait()
 	factory.Shutdown()
 	return nil
+}
+
+// newControllers constructs the controllers that are on. A new component
+// adds one line here.
+func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics) ([]*controller.Controller, error) {
+	var ctrls []*controller.Controller
+	for _, c := range []struct {
+		on  bool
+		new func() (*controller.Controller, error)
+	}{
+		{true, func() (*controller.Controller, error) {
+			return routing.NewController(d, routing.ControllerConfig{NodeName: cfg.NodeName, Mode: cfg.RoutingMode,
+				Masq: routing.MasqConfig{PodCIDRs: cfg.ClusterCIDRs, ServiceCIDRs: cfg.ServiceCIDRs}})
+		}},
+		{cfg.CNIConfDir != "", func() (*controller.Controller, error) { return newCNIConfController(d, cfg) }},
+		{!cfg.DisableProxy, func() (*controller.Controller, error) {
+			return proxy.NewController(ctx, d, m.proxy, proxy.ControllerConfig{NodeName: cfg.NodeName,
+				PodCIDRs: cfg.ClusterCIDRs, NodePortAddresses: cfg.NodePortAddresses})
+		}},
+		{!cfg.DisablePolicy, func() (*controller.Controller, error) {
+			return policy.NewController(ctx, d, m.policy, policy.ControllerConfig{NodeName: cfg.NodeName})
+		}},
+	} {
+		if !c.on {
+			continue
+		}
+		ctrl, err := c.new()
+		if err != nil {
+			return nil, err
+		}
+		ctrls = append(ctrls, ctrl)
+	}
+	return ctrls, nil
 }
 
 // dropManagedFields is an informer transform that removes managedFields.

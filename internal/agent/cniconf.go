@@ -2,11 +2,18 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/routing"
 )
 
 // CNIConfFile is the conflist the agent writes into the runtime's CNI
@@ -75,4 +82,45 @@ func WriteCNIConf(dir string, c CNIConf) (bool, error) {
 		return false, err
 	}
 	return true, os.Rename(tmp.Name(), path)
+}
+
+// newCNIConfController writes the conflist once this node has pod CIDRs,
+// and again whenever they (or the file) change.
+func newCNIConfController(d controller.Deps, cfg Config) (*controller.Controller, error) {
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = 1500
+		if cfg.RoutingMode == routing.ModeVXLAN {
+			mtu -= routing.VXLANOverhead
+		}
+	}
+	nodes := d.Factory.Core().V1().Nodes()
+	log := d.Logger("cni-config")
+	return controller.New(d, controller.Spec{
+		Name:        "cni-config",
+		Sources:     []controller.Source{{Informer: nodes.Informer()}},
+		MinInterval: 200 * time.Millisecond, MaxInterval: time.Minute,
+		FailureEffect: "the previous conflist stays",
+		Sync: func(context.Context) error {
+			n, err := nodes.Lister().Get(cfg.NodeName)
+			if apierrors.IsNotFound(err) {
+				return nil // not registered yet: its add event pokes
+			}
+			if err != nil {
+				return err
+			}
+			cidrs := routing.PodCIDRs(n)
+			if len(cidrs) == 0 {
+				return nil // no pod CIDR yet: the runtime reports the network not ready
+			}
+			wrote, err := WriteCNIConf(cfg.CNIConfDir, CNIConf{Network: cfg.CNINetwork, PodCIDRs: cidrs, DataDir: cfg.CNIDataDir, MTU: mtu})
+			if err != nil {
+				return fmt.Errorf("cni config: %w", err)
+			}
+			if wrote {
+				log.Info("wrote CNI configuration", "dir", cfg.CNIConfDir, "podCIDRs", cidrs)
+			}
+			return nil
+		},
+	})
 }

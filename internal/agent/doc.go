@@ -1,14 +1,25 @@
 // Package agent is the podnet agent that runs on every node (a DaemonSet
 // in a real cluster, one process per node namespace in the local cluster).
-// It wires Kubernetes informers to podnet's controllers on that node; today:
-//   - routing: routes to the other nodes' pod CIDRs and masquerade of traffic
-//     leaving the cluster (package routing);
-//   - the CNI configuration: once the node has pod CIDRs, it writes the
-//     conflist that the container runtime hands to podnet-cni, the way
-//     kindnet or Calico do. Until then the runtime reports the network as
-//     not ready.
+// It only assembles: one client, one shared informer factory, the
+// controllers that are on, and the HTTP servers. The controllers are
+// declared in their own packages, all in the shape of package controller:
+//   - routing: routes to the other nodes' pod CIDRs, the VXLAN device and
+//     masquerade of traffic leaving the cluster (package routing);
+//   - cni-config: once the node has pod CIDRs, it writes the conflist that
+//     the container runtime hands to podnet-cni, the way kindnet or Calico
+//     do (cniconf.go). Until then the runtime reports the network as not
+//     ready;
+//   - proxy: the service proxy, kube-proxy's job (package proxy; off with
+//     DisableProxy);
+//   - policy: NetworkPolicy enforcement (package policy; off with
+//     DisablePolicy).
 //
-// Every controller follows one shape: informer handlers only poke a runner;
-// the runner calls one sync that reads the listers; nothing is programmed
-// before every informer it reads has synced.
+// Metrics (one registry, docs/metrics.md) are served on MetricsAddr;
+// health on HealthzAddr: /healthz answers for the proxy as kube-proxy's
+// does, /healthz/<controller> for each controller.
+//
+// Dangerous: the informers are started once every controller has been
+// constructed; a controller that asked the factory for an informer later
+// would wait for it forever. The caches drop managedFields (nothing here
+// reads them).
 package agent

@@ -5,73 +5,25 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/podnet/podnet/internal/controller"
 )
 
-// stallAfter is how long a change may wait for a successful sync before
-// /healthz reports the proxy as stalled.
-const stallAfter = time.Minute
-
-// syncHealth tracks whether syncs keep up with changes, as kube-proxy's
-// healthz does: healthy unless a change has waited longer than stallAfter
-// without a successful sync.
-type syncHealth struct {
-	mu          sync.Mutex
-	firstChange time.Time // oldest change not yet synced; zero when none
-	lastSuccess time.Time
-}
-
-func (h *syncHealth) changed() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.firstChange.IsZero() {
-		h.firstChange = time.Now()
-	}
-}
-
-func (h *syncHealth) synced() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.firstChange, h.lastSuccess = time.Time{}, time.Now()
-}
-
-// healthy returns whether syncs keep up, and a line saying why.
-func (h *syncHealth) healthy(now time.Time) (bool, string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.firstChange.IsZero() && now.Sub(h.firstChange) > stallAfter {
-		return false, fmt.Sprintf("a change has waited %s for a successful sync (last success %s)",
-			now.Sub(h.firstChange).Round(time.Second), h.lastSuccess.Format(time.RFC3339))
-	}
-	return true, fmt.Sprintf("ok (last successful sync %s)", h.lastSuccess.Format(time.RFC3339))
-}
-
 // serveHTTP starts the metrics and healthz servers; they stop with ctx.
-// /healthz answers for the service proxy (as kube-proxy's does, for load
-// balancers), /healthz/policy for NetworkPolicy enforcement.
-func serveHTTP(ctx context.Context, cfg Config, health, policyHealth *syncHealth) error {
-	type srv struct {
+// /metrics serves reg. /healthz answers for the service proxy (as
+// kube-proxy's does, for load balancers; always 200 when the proxy is off),
+// /healthz/<name> for each controller (routing, cni-config, proxy, policy).
+func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	for _, s := range []struct {
 		addr string
 		h    http.Handler
-	}
-	handler := func(h *syncHealth) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			ok, why := h.healthy(time.Now())
-			if !ok {
-				w.WriteHeader(http.StatusServiceUnavailable)
-			}
-			fmt.Fprintln(w, why)
-		})
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
-	hz := http.NewServeMux()
-	hz.Handle("/healthz", handler(health))
-	hz.Handle("/healthz/policy", handler(policyHealth))
-	for _, s := range []srv{{cfg.MetricsAddr, mux}, {cfg.HealthzAddr, hz}} {
+	}{{cfg.MetricsAddr, mux}, {cfg.HealthzAddr, healthMux(ctrls)}} {
 		if s.addr == "" {
 			continue
 		}
@@ -84,4 +36,22 @@ func serveHTTP(ctx context.Context, cfg Config, health, policyHealth *syncHealth
 		go func() { <-ctx.Done(); _ = server.Close() }()
 	}
 	return nil
+}
+
+// healthMux serves /healthz/<name> for every controller and /healthz for
+// the proxy.
+func healthMux(ctrls []*controller.Controller) *http.ServeMux {
+	hz := http.NewServeMux()
+	var proxyHealth http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok (the service proxy is off)")
+	})
+	for _, c := range ctrls {
+		h := controller.HealthHandler(c)
+		hz.Handle("/healthz/"+c.Name(), h)
+		if c.Name() == "proxy" {
+			proxyHealth = h
+		}
+	}
+	hz.Handle("/healthz", proxyHealth)
+	return hz
 }

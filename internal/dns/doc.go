@@ -19,8 +19,9 @@
 // truncated to the client's size with TC). Forwarder (forward.go) asks
 // the upstreams round-robin with failover and a bound on questions in
 // flight, and keeps a bounded LRU cache of positive and negative replies
-// (cache.go, RFC 2308). Run (run.go) wires informers to the zone: handlers
-// only poke a rate-limited runner that rebuilds the whole snapshot.
+// (cache.go, RFC 2308). Run (run.go) keeps the zone current with one
+// controller (package controller, named "dns"): its handlers only poke,
+// and its sync rebuilds the whole snapshot from the listers.
 //
 // What is dangerous: without an upstream, names outside the zone get
 // REFUSED (never a silent fallback to the host's resolver: in a local

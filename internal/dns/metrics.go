@@ -7,9 +7,13 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/podnet/podnet/internal/controller"
 )
 
-// Metrics are the server's Prometheus metrics. Every label has a bounded
+// Metrics are the server's own Prometheus metrics; the zone rebuilds are
+// counted by the common controller metrics (package controller, controller
+// "dns"). Every label has a bounded
 // set of values: qtypes and rcodes outside miekg/dns's tables count as
 // "other", upstreams are the configured ones.
 type Metrics struct {
@@ -23,8 +27,6 @@ type Metrics struct {
 	UpstreamRejected prometheus.Counter
 	Panics           prometheus.Counter
 	ZoneReady        prometheus.Gauge
-	SnapshotBuilds   prometheus.Counter
-	LastSnapshot     prometheus.Gauge
 }
 
 // The values of the Duration metric's source label: who answered.
@@ -62,22 +64,26 @@ func NewMetrics() *Metrics {
 			Help: "Requests whose handling panicked (recovered; the client got SERVFAIL or nothing)."}),
 		ZoneReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_dns_zone_ready",
 			Help: "1 once the informers have synced and the cluster zone answers."}),
-		SnapshotBuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "podnet_dns_snapshot_builds_total",
-			Help: "Zone snapshots built from the informers' caches."}),
-		LastSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_dns_last_snapshot_timestamp_seconds",
-			Help: "Unix time the current zone snapshot was stored."}),
 	}
 }
 
 // Register adds the metrics to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Requests, m.Duration, m.CacheHits, m.CacheMisses, m.CacheEntries,
-		m.UpstreamRequests, m.UpstreamErrors, m.UpstreamRejected, m.Panics, m.ZoneReady, m.SnapshotBuilds, m.LastSnapshot} {
+		m.UpstreamRequests, m.UpstreamErrors, m.UpstreamRejected, m.Panics, m.ZoneReady} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("dns metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// newMetrics returns the server's metrics, the zone controller's, and the
+// registry they are served from (docs/metrics.md lists them).
+func newMetrics() (*Metrics, *controller.Metrics, *prometheus.Registry, error) {
+	m, cm := NewMetrics(), controller.NewMetrics()
+	reg, err := controller.NewRegistry(m, cm)
+	return m, cm, reg, err
 }
 
 // qtypeLabel names a question type for a label; unknown types are "other"

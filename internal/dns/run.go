@@ -11,8 +11,6 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -25,7 +23,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/podnet/podnet/internal/runner"
+	"github.com/podnet/podnet/internal/controller"
 )
 
 // RunConfig configures the DNS server process.
@@ -148,40 +146,23 @@ func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConf
 	ctx, cancel := context.WithCancel(context.WithoutCancel(outer))
 	defer cancel()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := NewMetrics()
-	if err := metrics.Register(reg); err != nil {
+	metrics, cm, reg, err := newMetrics()
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	zone, srv, err := newServer(cfg, metrics)
+	if err != nil {
 		return err
 	}
-	zone := NewZone(Config{Zone: cfg.Zone, TTL: cfg.TTL, PodMode: cfg.PodMode})
-	var fwd *Forwarder
-	if len(cfg.Upstreams) > 0 {
-		var err error
-		fwd, err = NewForwarder(ForwarderConfig{Upstreams: cfg.Upstreams, Timeout: cfg.UpstreamTimeout,
-			MaxConcurrent: cfg.MaxConcurrentUpstream, CacheSize: cfg.CacheSize, CacheMaxTTL: cfg.CacheMaxTTL, Metrics: metrics})
-		if err != nil {
-			return err
-		}
-	}
-	srv := NewServer(ServerConfig{Zone: zone, Forwarder: fwd, Metrics: metrics, Log: log})
-
 	pc, ln, err := listenDNS(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	var healthAddr net.Addr
-	if cfg.HealthListen != "" {
-		hl, err := net.Listen("tcp", cfg.HealthListen)
-		if err != nil {
-			pc.Close()
-			ln.Close()
-			return fmt.Errorf("dns: listen %s: %w", cfg.HealthListen, err)
-		}
-		healthAddr = hl.Addr()
-		hs := &http.Server{Handler: HTTPHandler(zone, reg), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = hs.Serve(hl) }()
-		go func() { <-ctx.Done(); _ = hs.Close() }()
+	healthAddr, err := serveHealth(ctx, cfg.HealthListen, HTTPHandler(zone, reg))
+	if err != nil {
+		pc.Close()
+		ln.Close()
+		return err
 	}
 	if cfg.Listening != nil {
 		cfg.Listening(pc.LocalAddr(), healthAddr)
@@ -190,25 +171,9 @@ func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConf
 	go func() { serveErr <- srv.Serve(ctx, pc, ln) }()
 	log.Info("dns serving", "listen", pc.LocalAddr().String(), "zone", zone.Name(), "pods", cfg.PodMode,
 		"upstreams", cfg.Upstreams, "health", cfg.HealthListen)
-
-	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-outer.Done():
-		}
-		if cfg.Lameduck > 0 {
-			zone.Drain()
-			log.Info("dns stopping: lame duck, still answering", "for", cfg.Lameduck)
-			select {
-			case <-time.After(cfg.Lameduck):
-			case <-ctx.Done():
-			}
-		}
-		cancel()
-	}()
+	go lameDuck(ctx, outer, cancel, zone, cfg)
 	syncErr := make(chan error, 1)
-	go func() { syncErr <- watch(ctx, client, cfg, zone, metrics) }()
+	go func() { syncErr <- watch(ctx, client, cfg, zone, metrics, cm) }()
 	select {
 	case err = <-serveErr:
 		cancel()
@@ -221,6 +186,58 @@ func RunWithClient(ctx context.Context, client kubernetes.Interface, cfg RunConf
 		<-serveErr
 	}
 	return err
+}
+
+// newServer returns the zone and the server that answers from it (and
+// forwards, when cfg has upstreams).
+func newServer(cfg RunConfig, metrics *Metrics) (*Zone, *Server, error) {
+	zone := NewZone(Config{Zone: cfg.Zone, TTL: cfg.TTL, PodMode: cfg.PodMode})
+	var fwd *Forwarder
+	if len(cfg.Upstreams) > 0 {
+		var err error
+		fwd, err = NewForwarder(ForwarderConfig{Upstreams: cfg.Upstreams, Timeout: cfg.UpstreamTimeout,
+			MaxConcurrent: cfg.MaxConcurrentUpstream, CacheSize: cfg.CacheSize, CacheMaxTTL: cfg.CacheMaxTTL, Metrics: metrics})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return zone, NewServer(ServerConfig{Zone: zone, Forwarder: fwd, Metrics: metrics, Log: cfg.Log}), nil
+}
+
+// serveHealth serves h on addr until ctx ends ("" serves nothing) and
+// returns the bound address.
+func serveHealth(ctx context.Context, addr string, h http.Handler) (net.Addr, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	hl, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dns: listen %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(hl) }()
+	go func() { <-ctx.Done(); _ = hs.Close() }()
+	return hl.Addr(), nil
+}
+
+// lameDuck calls cancel once outer ends, after the lame-duck period during
+// which the zone is drained (/ready fails) and the server goes on
+// answering. It returns early when ctx ends.
+func lameDuck(ctx, outer context.Context, cancel context.CancelFunc, zone *Zone, cfg RunConfig) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-outer.Done():
+	}
+	if cfg.Lameduck > 0 {
+		zone.Drain()
+		cfg.Log.Info("dns stopping: lame duck, still answering", "for", cfg.Lameduck)
+		select {
+		case <-time.After(cfg.Lameduck):
+		case <-ctx.Done():
+		}
+	}
+	cancel()
 }
 
 // listenDNS opens UDP and TCP on the same address; with port 0, TCP takes
@@ -240,12 +257,12 @@ func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
 	return pc, ln, nil
 }
 
-// watch keeps the zone's snapshot current until ctx ends: informer
-// handlers only poke a runner, which rebuilds the whole snapshot from the
-// listers at most every MinSyncInterval. Nothing is stored before every
-// informer has synced. Pods are watched only in verified mode, the only
-// one that reads them (CoreDNS does the same).
-func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone *Zone, metrics *Metrics) error {
+// watch keeps the zone's snapshot current until ctx ends: a controller
+// (package controller) rebuilds the whole snapshot from the listers at most
+// every MinSyncInterval; its handlers only poke. Nothing is stored before
+// every informer has synced. Pods are watched only in verified mode, the
+// only one that reads them (CoreDNS does the same).
+func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone *Zone, metrics *Metrics, cm *controller.Metrics) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimObject))
 	defer factory.Shutdown()
 	svcInf := factory.Core().V1().Services()
@@ -273,37 +290,22 @@ func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone
 			}
 		}
 		zone.Store(Build(svcs, sls, pods))
-		metrics.SnapshotBuilds.Inc()
-		metrics.LastSnapshot.SetToCurrentTime()
 		metrics.ZoneReady.Set(1)
 		cfg.Log.Debug("zone snapshot stored", "services", len(svcs), "endpointSlices", len(sls), "pods", len(pods))
 		return nil
 	}
-	r := runner.New("dns", sync, cfg.MinSyncInterval, 0, func(err error) {
-		cfg.Log.Error("zone rebuild failed; will retry", "err", err)
-	})
-	poke := func(any) { r.Poke() }
-	for _, inf := range infs {
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    poke,
-			UpdateFunc: func(_, o any) { poke(o) },
-			DeleteFunc: poke,
-		}); err != nil {
-			return fmt.Errorf("dns: informer handler: %w", err)
-		}
+	sources := make([]controller.Source, len(infs))
+	for i, inf := range infs {
+		sources[i] = controller.Source{Informer: inf}
+	}
+	c, err := controller.New(controller.Deps{Client: client, Factory: factory, Metrics: cm, Log: cfg.Log},
+		controller.Spec{Name: "dns", Sources: sources, Sync: sync, MinInterval: cfg.MinSyncInterval,
+			FailureEffect: "the previous snapshot answers"})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
 	}
 	factory.Start(ctx.Done())
-	cfg.Log.Info("waiting for informers to sync")
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("dns: cache for %v never synced", typ)
-		}
-	}
-	cfg.Log.Info("informers synced; answering the zone")
-	r.Run(ctx)
+	c.Run(ctx)
 	return nil
 }
 

@@ -95,24 +95,12 @@ func Run(ctx context.Context, cfg Config) error {
 	_ = renewLease(ctx, client, cfg.NodeName)
 	go r.heartbeat(ctx)
 
-	svcFactory := informers.NewSharedInformerFactory(client, 10*time.Minute)
-	r.svcLister = svcFactory.Core().V1().Services().Lister()
-	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-		}))
-	podInformer := podFactory.Core().V1().Pods().Informer()
-	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if err := r.watch(ctx, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { r.dispatch(ctx, o) },
 		UpdateFunc: func(_, o any) { r.dispatch(ctx, o) },
 		DeleteFunc: func(o any) { r.dispatchDelete(o) },
 	}); err != nil {
 		return err
-	}
-	svcFactory.Start(ctx.Done())
-	podFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInformer.HasSynced, svcFactory.Core().V1().Services().Informer().HasSynced) {
-		return ctx.Err()
 	}
 	r.log.Info("pod runtime running", "node", cfg.NodeName, "ip", cfg.NodeIP)
 	<-ctx.Done()
@@ -124,6 +112,36 @@ func Run(ctx context.Context, cfg Config) error {
 	r.mu.Unlock()
 	for _, w := range workers {
 		<-w.done
+	}
+	return nil
+}
+
+// watch starts the Service informer (for the containers' service
+// variables) and, once it has synced, the informer of the pods bound to
+// this node, whose events go to h; it returns once both have synced. The
+// order matters: a pod event starts containers, and a container started
+// before the Service cache is complete would miss the *_SERVICE_HOST
+// variables of existing Services (the kubelet waits for its Service cache
+// too).
+func (r *Runtime) watch(ctx context.Context, h cache.ResourceEventHandler) error {
+	svcFactory := informers.NewSharedInformerFactory(r.client, 10*time.Minute)
+	services := svcFactory.Core().V1().Services()
+	r.svcLister = services.Lister()
+	podFactory := informers.NewSharedInformerFactoryWithOptions(r.client, 10*time.Minute,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()
+		}))
+	podInformer := podFactory.Core().V1().Pods().Informer()
+	if _, err := podInformer.AddEventHandler(h); err != nil {
+		return fmt.Errorf("podruntime: pod handler: %w", err)
+	}
+	svcFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), services.Informer().HasSynced) {
+		return ctx.Err()
+	}
+	podFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.HasSynced) {
+		return ctx.Err()
 	}
 	return nil
 }

@@ -306,53 +306,11 @@ func (w *podWorker) status() v1.PodStatus {
 	}
 	allReady, anyRunning, allDone, anyFailed := true, false, true, false
 	for _, spec := range w.pod.Spec.Containers {
-		cs := v1.ContainerStatus{Name: spec.Name, Image: spec.Image, ImageID: "podnet://" + spec.Image}
-		c := w.containers[spec.Name]
-		switch {
-		case c == nil:
-			reason := "ContainerCreating"
-			if w.sandboxErr != "" {
-				reason = "NetworkNotReady"
-			}
-			cs.State.Waiting = &v1.ContainerStateWaiting{Reason: reason, Message: w.sandboxErr}
-			allDone = false
-		case c.running:
-			cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(c.startedAt.Truncate(time.Second))}
-			cs.ContainerID = fmt.Sprintf("podnet://%s/%s/%d", w.pod.UID, spec.Name, c.generation)
-			cs.Started = ptr.To(true)
-			anyRunning, allDone = true, false
-		case c.curExit != nil && (c.finished || !c.nextStart.IsZero()):
-			e := c.curExit
-			term := &v1.ContainerStateTerminated{ExitCode: int32(e.code), Reason: e.reason,
-				StartedAt: metav1.NewTime(e.startedAt.Truncate(time.Second)), FinishedAt: metav1.NewTime(e.finishedAt.Truncate(time.Second))}
-			if c.finished {
-				cs.State.Terminated = term
-				if e.code != 0 {
-					anyFailed = true
-				}
-			} else {
-				cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
-					Message: fmt.Sprintf("back-off %s restarting failed container %s", c.backoff, spec.Name)}
-				cs.LastTerminationState.Terminated = term
-				allDone = false
-			}
-			cs.Started = ptr.To(false)
-		default:
-			cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "ContainerCreating"}
-			allDone = false
-		}
-		if c != nil {
-			cs.RestartCount = c.restarts
-			cs.Ready = c.running && c.ready
-			if c.lastExit != nil && cs.LastTerminationState.Terminated == nil {
-				e := c.lastExit
-				cs.LastTerminationState.Terminated = &v1.ContainerStateTerminated{ExitCode: int32(e.code), Reason: e.reason,
-					StartedAt: metav1.NewTime(e.startedAt.Truncate(time.Second)), FinishedAt: metav1.NewTime(e.finishedAt.Truncate(time.Second))}
-			}
-		}
-		if !cs.Ready {
-			allReady = false
-		}
+		cs, p := w.containerStatus(spec)
+		allReady = allReady && cs.Ready
+		anyRunning = anyRunning || p.running
+		allDone = allDone && p.done
+		anyFailed = anyFailed || p.failed
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
 	switch {
@@ -371,17 +329,75 @@ func (w *podWorker) status() v1.PodStatus {
 		cond(v1.PodReady, ready, "ContainersNotReady"),
 		cond(v1.PodScheduled, true, ""),
 	}
-	// Keep transition times stable across pushes.
+	w.keepTransitionTimes(st.Conditions)
+	return st
+}
+
+// containerPhase is what one container says about its pod's phase.
+type containerPhase struct {
+	running bool // it runs
+	done    bool // it finished for good
+	failed  bool // it finished for good with a non-zero exit code
+}
+
+// containerStatus returns the status of the container spec.
+func (w *podWorker) containerStatus(spec v1.Container) (v1.ContainerStatus, containerPhase) {
+	cs := v1.ContainerStatus{Name: spec.Name, Image: spec.Image, ImageID: "podnet://" + spec.Image}
+	var p containerPhase
+	c := w.containers[spec.Name]
+	switch {
+	case c == nil:
+		reason := "ContainerCreating"
+		if w.sandboxErr != "" {
+			reason = "NetworkNotReady"
+		}
+		cs.State.Waiting = &v1.ContainerStateWaiting{Reason: reason, Message: w.sandboxErr}
+		return cs, p
+	case c.running:
+		cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(c.startedAt.Truncate(time.Second))}
+		cs.ContainerID = fmt.Sprintf("podnet://%s/%s/%d", w.pod.UID, spec.Name, c.generation)
+		cs.Started = ptr.To(true)
+		p.running = true
+	case c.curExit != nil && (c.finished || !c.nextStart.IsZero()):
+		term := c.curExit.terminated()
+		if c.finished {
+			cs.State.Terminated = term
+			p.done, p.failed = true, c.curExit.code != 0
+		} else {
+			cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off %s restarting failed container %s", c.backoff, spec.Name)}
+			cs.LastTerminationState.Terminated = term
+		}
+		cs.Started = ptr.To(false)
+	default:
+		cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "ContainerCreating"}
+	}
+	cs.RestartCount = c.restarts
+	cs.Ready = c.running && c.ready
+	if c.lastExit != nil && cs.LastTerminationState.Terminated == nil {
+		cs.LastTerminationState.Terminated = c.lastExit.terminated()
+	}
+	return cs, p
+}
+
+// terminated is the container state of exit e.
+func (e *exitInfo) terminated() *v1.ContainerStateTerminated {
+	return &v1.ContainerStateTerminated{ExitCode: int32(e.code), Reason: e.reason,
+		StartedAt: metav1.NewTime(e.startedAt.Truncate(time.Second)), FinishedAt: metav1.NewTime(e.finishedAt.Truncate(time.Second))}
+}
+
+// keepTransitionTimes sets the conditions' transition times: now, or the
+// last pushed one for a condition whose status did not change.
+func (w *podWorker) keepTransitionTimes(conds []v1.PodCondition) {
 	now := metav1.Now()
-	for i := range st.Conditions {
-		st.Conditions[i].LastTransitionTime = now
+	for i := range conds {
+		conds[i].LastTransitionTime = now
 		if w.lastStatus != nil {
 			for _, old := range w.lastStatus.Conditions {
-				if old.Type == st.Conditions[i].Type && old.Status == st.Conditions[i].Status {
-					st.Conditions[i].LastTransitionTime = old.LastTransitionTime
+				if old.Type == conds[i].Type && old.Status == conds[i].Status {
+					conds[i].LastTransitionTime = old.LastTransitionTime
 				}
 			}
 		}
 	}
-	return st
 }

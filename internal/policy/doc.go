@@ -21,6 +21,12 @@
 // Traffic the node itself sends to its pods (probes) never passes the
 // forward hook and is always allowed; host-network pods are not policed.
 //
+// NewController (controller.go) is the agent's policy controller (package
+// controller): it reads Pods, Namespaces and NetworkPolicies and compiles
+// them all at every sync. A policy the compiler cannot use as written is
+// replaced by its last good version (or applies with its bad parts
+// matching nothing) and gets a PolicyNotApplied Warning Event.
+//
 // Dangerous: the table fails closed. While the agent is down the rules stay
 // in the kernel; a sync replaces them in one transaction, never through an
 // empty (open) table.

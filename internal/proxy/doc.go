@@ -33,7 +33,10 @@
 // informer handlers marked; a Service port passed as the same pointer as
 // last time is unchanged by contract and costs a map lookup. Each Service
 // port keeps its endpoint slots across syncs, so one Service's change never
-// moves another's.
+// moves another's. NewController (controller.go) is the agent's proxy
+// controller (package controller): it reads Services, EndpointSlices and
+// Nodes, Service and slice events mark their Service in the PortCache, and
+// a sync runs the Syncer and the health check servers (health.go).
 //
 // Dangerous: the table sits on the nat and filter hooks of every packet the
 // node routes. A failed transaction changes nothing in the kernel (and makes

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -9,11 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the proxy's Prometheus metrics. Register them with Register.
+// Metrics are the proxy's own Prometheus metrics; its failures and last
+// success are the common controller metrics (package controller). Register
+// them with Register.
 type Metrics struct {
 	SyncDuration       *prometheus.HistogramVec
-	SyncFailures       prometheus.Counter
-	LastSync           prometheus.Gauge
 	Operations         prometheus.Gauge
 	ServicePorts       prometheus.Gauge
 	Endpoints          prometheus.Gauge
@@ -32,10 +33,6 @@ func NewMetrics() *Metrics {
 	return &Metrics{
 		SyncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "podnet_proxy_sync_duration_seconds",
 			Help: "Time to compute and apply the proxy's nftables table, by kind (full or partial).", Buckets: buckets}, []string{"kind"}),
-		SyncFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "podnet_proxy_sync_failures_total",
-			Help: "Syncs that failed (the previous rules stayed in place)."}),
-		LastSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_last_successful_sync_timestamp_seconds",
-			Help: "Unix time of the last successful sync."}),
 		Operations: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_transaction_operations",
 			Help: "Operations (rules, elements, chains) in the last transaction."}),
 		ServicePorts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podnet_proxy_service_ports",
@@ -53,30 +50,25 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.SyncDuration, m.SyncFailures, m.LastSync, m.Operations, m.ServicePorts,
+	for _, c := range []prometheus.Collector{m.SyncDuration, m.Operations, m.ServicePorts,
 		m.Endpoints, m.ConntrackDeleted, m.ProgrammingLatency} {
 		if err := r.Register(c); err != nil {
-			return err
+			return fmt.Errorf("proxy metrics: %w", err)
 		}
 	}
 	return nil
 }
 
-// Observe records a sync; slices are the EndpointSlices it read (at least
-// those of the Services that changed), whose trigger times give the network
-// programming latency, each change once. Changes older than
+// Observe records a successful sync; slices are the EndpointSlices it read
+// (at least those of the Services that changed), whose trigger times give
+// the network programming latency, each change once. Changes older than
 // latencyHorizon are not measured (their bookkeeping is dropped).
-func (m *Metrics) Observe(res SyncResult, err error, sps []*ServicePort, slices []*discoveryv1.EndpointSlice, now time.Time) {
-	if err != nil {
-		m.SyncFailures.Inc()
-		return
-	}
+func (m *Metrics) Observe(res SyncResult, sps []*ServicePort, slices []*discoveryv1.EndpointSlice, now time.Time) {
 	kind := "partial"
 	if res.Full {
 		kind = "full"
 	}
 	m.SyncDuration.WithLabelValues(kind).Observe(res.Duration.Seconds())
-	m.LastSync.Set(float64(now.Unix()))
 	m.Operations.Set(float64(res.Operations))
 	m.ServicePorts.Set(float64(len(sps)))
 	n := 0

@@ -18,4 +18,8 @@
 // (family inet, chain postrouting, hook postrouting, priority srcnat). The
 // table is owned by this package; nothing else writes to it, and it touches
 // no other table. Pod-to-pod traffic is never masqueraded.
+//
+// NewController (controller_linux.go) is the agent's routing controller
+// (package controller): it reads the Nodes, and each sync runs
+// Syncer.Sync for this node and its peers.
 package routing

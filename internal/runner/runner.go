@@ -3,6 +3,8 @@
 // least once per MaxInterval (a periodic full reconcile), and again after a
 // failure with exponential backoff. Only one sync runs at a time. This is the
 // shape every podnet controller uses: handlers record, the runner syncs.
+// Controllers do not use it directly: package controller runs one per
+// controller, with the cache-sync wait, metrics and health around it.
 package runner
 
 import (

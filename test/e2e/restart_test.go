@@ -129,7 +129,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"podnet_proxy_sync_duration_seconds_count", "podnet_proxy_last_successful_sync_timestamp_seconds", "podnet_proxy_service_ports"} {
+	for _, m := range []string{"podnet_proxy_sync_duration_seconds_count", `podnet_controller_last_success_timestamp_seconds{controller="proxy"}`, "podnet_proxy_service_ports"} {
 		if !strings.Contains(string(out), m) {
 			t.Errorf("metrics lack %s", m)
 		}

@@ -1,0 +1,35 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/policy"
+	"github.com/podnet/podnet/internal/proxy"
+)
+
+// metrics are the agent's metrics, all in one registry served on /metrics
+// (docs/metrics.md lists them): the controllers' common ones and the own
+// metrics of each component that is on.
+type metrics struct {
+	reg         *prometheus.Registry
+	controllers *controller.Metrics
+	proxy       *proxy.Metrics  // nil when the proxy is off
+	policy      *policy.Metrics // nil when policy is off
+}
+
+func newMetrics(cfg Config) (*metrics, error) {
+	m := &metrics{controllers: controller.NewMetrics()}
+	sets := []controller.MetricSet{m.controllers}
+	if !cfg.DisableProxy {
+		m.proxy = proxy.NewMetrics()
+		sets = append(sets, m.proxy)
+	}
+	if !cfg.DisablePolicy {
+		m.policy = policy.NewMetrics()
+		sets = append(sets, m.policy)
+	}
+	var err error
+	m.reg, err = controller.NewRegistry(sets...)
+	return m, err
+}

@@ -1,0 +1,27 @@
+package agent
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/podnet/podnet/internal/controller"
+)
+
+// TestEveryMetricIsDocumented keeps docs/metrics.md true for the agent:
+// every metric it registers, with its labels, is listed, and every listed
+// metric that is not the DNS server's is registered.
+func TestEveryMetricIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMetrics(Config{}) // every component on
+	if err != nil {
+		t.Fatal(err)
+	}
+	notDNS := func(name string) bool { return !strings.HasPrefix(name, "podnet_dns_") }
+	for _, p := range controller.DocProblems(m.reg, string(doc), notDNS) {
+		t.Errorf("docs/metrics.md: %s", p)
+	}
+}
