@@ -214,7 +214,7 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 	case "ent":
 		switch {
 		case req.Proto != "":
-			sv := s.services[req.Service+"."+req.Namespace]
+			sv := s.service(req)
 			return sv != nil && hasProto(sv, req.Proto)
 		case req.Namespace != "":
 			if strings.HasSuffix(strings.ToLower(b.q.Name), ".pod."+z.zone) {
@@ -224,14 +224,14 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 		}
 		return true
 	case "service":
-		sv := s.services[req.Service+"."+req.Namespace]
+		sv := s.service(req)
 		if sv == nil {
 			return false
 		}
 		b.service(sv)
 		return true
 	case "endpoint":
-		sv := s.services[req.Service+"."+req.Namespace]
+		sv := s.service(req)
 		if sv == nil || !sv.headless {
 			return false
 		}
@@ -244,7 +244,7 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 		}
 		return found
 	case "srv":
-		sv := s.services[req.Service+"."+req.Namespace]
+		sv := s.service(req)
 		if sv == nil {
 			return false
 		}
@@ -269,6 +269,18 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 		return true
 	}
 	return false
+}
+
+// service is the Service a request names, nil when there is none or it
+// has no names: a headless Service without ready endpoints has neither A,
+// AAAA nor SRV records, so its name does not exist (NXDOMAIN, DNS
+// specification §2.4.1), nor any name below it.
+func (s *Snapshot) service(req Request) *service {
+	sv := s.services[req.Service+"."+req.Namespace]
+	if sv == nil || (sv.headless && len(sv.endpoints) == 0) {
+		return nil
+	}
+	return sv
 }
 
 func hasProto(sv *service, proto string) bool {

@@ -52,16 +52,21 @@ func fixture() ([]*v1.Service, []*discoveryv1.EndpointSlice, []*v1.Pod) {
 	headless := svc("headless", v1.ClusterIPNone, sport("http", v1.ProtocolTCP, 8080))
 	pnr := svc("pnr", v1.ClusterIPNone, sport("http", v1.ProtocolTCP, 8080))
 	pnr.Spec.PublishNotReadyAddresses = true
+	// Headless Services without ready endpoints: none at all, and only a
+	// not-ready one (not published).
+	empty := svc("empty", v1.ClusterIPNone, sport("http", v1.ProtocolTCP, 8080))
+	unready := svc("unready", v1.ClusterIPNone, sport("http", v1.ProtocolTCP, 8080))
 	ext := &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "ext"},
 		Spec: v1.ServiceSpec{Type: v1.ServiceTypeExternalName, ExternalName: "example.com"}}
 	slices_ := []*discoveryv1.EndpointSlice{
 		eps("web", "http", 8080, ep("10.244.1.9", "", true)),
 		eps("headless", "http", 8080, ep("10.244.1.2", "web-0", true), ep("10.244.1.3", "", true), ep("10.244.1.4", "", false)),
 		eps("pnr", "http", 8080, ep("10.244.2.2", "", false)),
+		eps("unready", "http", 8080, ep("10.244.2.3", "", false)),
 	}
 	pods := []*v1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p1"},
 		Status: v1.PodStatus{PodIPs: []v1.PodIP{{IP: "10.244.1.2"}}}}}
-	return []*v1.Service{web, dual, headless, pnr, ext}, slices_, pods
+	return []*v1.Service{web, dual, headless, pnr, empty, unready, ext}, slices_, pods
 }
 
 // zoneCase is one question and the whole expected reply, records written as
@@ -91,6 +96,18 @@ func TestZoneAnswers(t *testing.T) {
 		{qname: "headless.default.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{
 			"headless.default.svc.cluster.local. 30 IN A 10.244.1.2", "headless.default.svc.cluster.local. 30 IN A 10.244.1.3"}},
 		{qname: "pnr.default.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"pnr.default.svc.cluster.local. 30 IN A 10.244.2.2"}},
+		// §2.4.1: a headless Service with no ready endpoints has no
+		// names at all (NXDOMAIN, whatever the type), not an empty answer.
+		{qname: "empty.default.svc.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "empty.default.svc.cluster.local.", qtype: mdns.TypeAAAA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "empty.default.svc.cluster.local.", qtype: mdns.TypeSRV, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "empty.default.svc.cluster.local.", qtype: mdns.TypeTXT, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "_http._tcp.empty.default.svc.cluster.local.", qtype: mdns.TypeSRV, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "_tcp.empty.default.svc.cluster.local.", qtype: mdns.TypeSRV, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "unready.default.svc.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "unready.default.svc.cluster.local.", qtype: mdns.TypeAAAA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "_http._tcp.unready.default.svc.cluster.local.", qtype: mdns.TypeSRV, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{qname: "10-244-2-3.unready.default.svc.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
 		{qname: "web-0.headless.default.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"web-0.headless.default.svc.cluster.local. 30 IN A 10.244.1.2"}},
 		{qname: "10-244-1-3.headless.default.svc.cluster.local.", qtype: mdns.TypeA, answer: []string{"10-244-1-3.headless.default.svc.cluster.local. 30 IN A 10.244.1.3"}},
 		{qname: "10-244-1-4.headless.default.svc.cluster.local.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
