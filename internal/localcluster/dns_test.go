@@ -223,6 +223,12 @@ func cpTestDNS(ctx context.Context, t *testing.T, admin kubernetes.Interface, cp
 	if _, err := dnsClient.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("DNS cannot list namespaces: %v", err)
 	}
+	if _, err := dnsClient.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("DNS cannot list nodes: %v", err)
+	}
+	if _, err := dnsClient.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("DNS cannot list servicecidrs: %v", err)
+	}
 	if _, err := dnsClient.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("DNS listing secrets: %v, want Forbidden", err)
 	}
