@@ -516,6 +516,9 @@ func TestKernelBadInputGetsAnErrorAndChangesNothing(t *testing.T) {
 		{"a missing CNI_IFNAME", good, map[string]string{"CNI_IFNAME": ""}, types.ErrInvalidEnvironmentVariables, "CNI_IFNAME"},
 		{"an interface name over 15 bytes", good, map[string]string{"CNI_IFNAME": "eth0123456789abc"}, types.ErrInvalidEnvironmentVariables, "interface name is too long"},
 		{"a network namespace that does not exist", good, map[string]string{"CNI_NETNS": "/run/netns/pnt-none-such"}, types.ErrUnknownContainer, "cannot open network namespace"},
+		// skel checks this only after ADD has wired the pod and printed
+		// its result.
+		{"the plugin's own network namespace", good, map[string]string{"CNI_NETNS": n.path}, types.ErrInvalidNetNS, "is the plugin's own network namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": q.id, "CNI_NETNS": q.path, "CNI_IFNAME": "eth0"}
