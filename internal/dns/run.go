@@ -46,7 +46,8 @@ type RunConfig struct {
 	PodMode PodMode
 	// Upstreams, CacheSize, CacheMaxTTL, MaxConcurrentUpstream and
 	// UpstreamTimeout configure the forwarder (see ForwarderConfig). No
-	// upstream: names outside the zone are answered REFUSED.
+	// upstream: names outside the zone are answered REFUSED, reverse names
+	// outside the cluster's ranges NXDOMAIN.
 	Upstreams             []string
 	CacheSize             int
 	CacheMaxTTL           time.Duration

@@ -20,9 +20,10 @@ const defaultUDPSize = 1232
 // ServerConfig configures a Server.
 type ServerConfig struct {
 	Zone *Zone
-	// Forwarder answers names outside the zone; nil means such questions
-	// are answered REFUSED (as an authoritative-only server does), never
-	// forwarded anywhere.
+	// Forwarder answers names outside the zone, and reverse names outside
+	// the cluster's ranges; nil means such questions are answered REFUSED
+	// (as an authoritative-only server does) and the reverse names by the
+	// zone (NXDOMAIN), never forwarded anywhere.
 	Forwarder *Forwarder
 	// UDPSize is the EDNS0 buffer size advertised to clients (default 1232).
 	UDPSize uint16
