@@ -4,12 +4,12 @@
 package main
 
 import (
-	"github.com/containernetworking/cni/pkg/skel"
+	"os"
 
 	"github.com/podnet/podnet/internal/cni"
 	"github.com/podnet/podnet/internal/version"
 )
 
 func main() {
-	skel.PluginMainFuncs(cni.Funcs(), cni.SupportedVersions, "podnet-cni "+version.Version)
+	os.Exit(cni.Main("podnet-cni " + version.Version))
 }

@@ -22,6 +22,12 @@
 // networking needs. Setting net.ipv6.conf.all.forwarding makes the node stop
 // accepting IPv6 router advertisements on interfaces left at accept_ra=1.
 //
+// Main is the binary's entry point: the verbs run through skel, and Main
+// adds what skel leaves out of the specification (VERSION answers in the
+// version it was asked in; every error object carries the config's
+// cniVersion). It replaces os.Stdin with a pipe holding what it read, since
+// skel reads the config from os.Stdin itself.
+//
 // The plugin imports no client-go: it is executed once per pod and must start
 // fast.
 package cni

@@ -203,11 +203,29 @@ func (n *node) mustFail(command, id, nsPath, ifName, stdin string, code uint, ms
 	if err := json.Unmarshal(out, &e); err != nil {
 		n.t.Fatalf("%s: error output is not JSON: %v: %q", command, err, out)
 	}
+	var conf struct {
+		CNIVersion string `json:"cniVersion"`
+	}
+	if err := json.Unmarshal([]byte(stdin), &conf); err != nil || conf.CNIVersion == "" {
+		n.t.Fatalf("mustFail needs a config with a cniVersion: %v", err)
+	}
+	checkErrorVersion(n.t, out, conf.CNIVersion)
 	if e.Code != code {
 		n.t.Errorf("%s: error code %d, want %d (msg %q)", command, e.Code, code, e.Msg)
 	}
 	if !strings.Contains(e.Msg+" "+e.Details, msg) {
 		n.t.Errorf("%s: error message %q does not mention %q", command, e.Msg, msg)
+	}
+}
+
+// checkErrorVersion checks that a CNI error object says cniVersion want.
+func checkErrorVersion(t *testing.T, out []byte, want string) {
+	t.Helper()
+	var v struct {
+		CNIVersion *string `json:"cniVersion"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.CNIVersion == nil || *v.CNIVersion != want {
+		t.Errorf("error object %q: cniVersion is not %q (%v)", out, want, err)
 	}
 }
 

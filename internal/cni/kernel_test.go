@@ -503,6 +503,8 @@ func TestKernelBadInputGetsAnErrorAndChangesNothing(t *testing.T) {
 		code   uint
 		substr string
 	}{
+		// The error's cniVersion is the config's (1.1.0); malformed JSON
+		// has none and gets the newest, 1.1.0 too; 7.0.0 is echoed.
 		{"malformed JSON", `{"cniVersion":"1.1.0","name":`, nil, types.ErrDecodingFailure, "unexpected end of JSON input"},
 		{"a range with host bits", strings.Replace(good, "10.250.0.0/24", "10.250.0.7/24", 1), nil, types.ErrInvalidNetworkConfig, "has host bits set"},
 		{"a range start outside its subnet", strings.Replace(good, `"subnet":"10.250.0.0/24"`, `"subnet":"10.250.0.0/24","rangeStart":"10.9.9.9"`, 1), nil, types.ErrInvalidNetworkConfig, "rangeStart 10.9.9.9 is not in subnet"},
@@ -514,6 +516,9 @@ func TestKernelBadInputGetsAnErrorAndChangesNothing(t *testing.T) {
 		{"a missing CNI_IFNAME", good, map[string]string{"CNI_IFNAME": ""}, types.ErrInvalidEnvironmentVariables, "CNI_IFNAME"},
 		{"an interface name over 15 bytes", good, map[string]string{"CNI_IFNAME": "eth0123456789abc"}, types.ErrInvalidEnvironmentVariables, "interface name is too long"},
 		{"a network namespace that does not exist", good, map[string]string{"CNI_NETNS": "/run/netns/pnt-none-such"}, types.ErrUnknownContainer, "cannot open network namespace"},
+		// skel checks this only after ADD has wired the pod and printed
+		// its result.
+		{"the plugin's own network namespace", good, map[string]string{"CNI_NETNS": n.path}, types.ErrInvalidNetNS, "is the plugin's own network namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": q.id, "CNI_NETNS": q.path, "CNI_IFNAME": "eth0"}
@@ -540,6 +545,11 @@ func TestKernelBadInputGetsAnErrorAndChangesNothing(t *testing.T) {
 			if e.Code != tc.code || !strings.Contains(e.Msg+" "+e.Details, tc.substr) {
 				t.Errorf("error = {code %d, %q, %q}, want code %d mentioning %q", e.Code, e.Msg, e.Details, tc.code, tc.substr)
 			}
+			wantVersion := "1.1.0"
+			if tc.code == types.ErrIncompatibleCNIVersion {
+				wantVersion = "7.0.0"
+			}
+			checkErrorVersion(t, out, wantVersion)
 			if strings.Contains(e.Msg, "\n") {
 				t.Errorf("error message spans lines: %q", e.Msg)
 			}
@@ -597,18 +607,22 @@ func TestKernelAnswersInTheRequestedVersion(t *testing.T) {
 
 func TestKernelVersionVerb(t *testing.T) {
 	n := newNode(t)
-	out, code := n.run("VERSION", "", "", "", `{"cniVersion":"1.1.0"}`)
+	out, code := n.run("VERSION", "", "", "", `{"cniVersion":"1.0.0"}`)
 	if code != 0 {
 		t.Fatalf("VERSION: exit %d: %s", code, out)
 	}
 	var v struct {
-		Supported []string `json:"supportedVersions"`
+		CNIVersion string   `json:"cniVersion"`
+		Supported  []string `json:"supportedVersions"`
 	}
 	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}; !slices.Equal(v.Supported, want) {
 		t.Errorf("supportedVersions = %v, want %v", v.Supported, want)
+	}
+	if v.CNIVersion != "1.0.0" {
+		t.Errorf("cniVersion = %q, want 1.0.0, the version asked in", v.CNIVersion)
 	}
 }
 

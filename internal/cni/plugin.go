@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	cnins "github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -43,6 +44,24 @@ func checkIfName(name string) error {
 	return nil
 }
 
+// checkNotOwnNS refuses a CNI_NETNS that is the plugin's own network
+// namespace (unless CNI_NETNS_OVERRIDE says so), before anything is
+// acquired. skel checks it too, but only after ADD has wired the pod and
+// printed its result, which would leave both and a second JSON object.
+func checkNotOwnNS(args *skel.CmdArgs) error {
+	if o := strings.ToUpper(args.NetnsOverride); o == "TRUE" || o == "1" {
+		return nil
+	}
+	same, terr := cnins.CheckNetNS(args.Netns)
+	if terr != nil {
+		return terr
+	}
+	if same {
+		return newErr(types.ErrInvalidNetNS, "podnet-cni: CNI_NETNS %q is the plugin's own network namespace; a pod needs one of its own", args.Netns)
+	}
+	return nil
+}
+
 // Add wires a pod into the network: addresses from IPAM, a routed veth pair,
 // and prints the result in the config's CNI version.
 func Add(args *skel.CmdArgs) error {
@@ -59,6 +78,9 @@ func Add(args *skel.CmdArgs) error {
 
 func add(conf *NetConf, args *skel.CmdArgs) (_ *types100.Result, err error) {
 	if err := checkIfName(args.IfName); err != nil {
+		return nil, err
+	}
+	if err := checkNotOwnNS(args); err != nil {
 		return nil, err
 	}
 	podNS, pod, err := openPodNS(args.Netns)

@@ -45,6 +45,10 @@ type Source struct {
 	// object, never a tombstone; "" marks nothing. Without Key, events
 	// only poke the runner.
 	Key func(obj any) string
+	// Ignore, optional, drops an update that changes nothing Sync reads
+	// (e.g. a Node's heartbeat for a controller that reads its pod
+	// CIDRs): it returns true when old and cur are the same for it.
+	Ignore func(old, cur any) bool
 }
 
 // Spec says what a controller is.
@@ -101,7 +105,7 @@ func New(d Deps, s Spec) (*Controller, error) {
 		c.log.Error("sync failed; will retry", "err", err, "effect", s.FailureEffect)
 	})
 	for _, src := range s.Sources {
-		reg, err := src.Informer.AddEventHandler(c.handler(src.Key))
+		reg, err := src.Informer.AddEventHandler(c.handler(src))
 		if err != nil {
 			return nil, fmt.Errorf("controller %s: informer handler: %w", s.Name, err)
 		}
@@ -140,7 +144,8 @@ func (s *Spec) validate(d Deps) error {
 
 // handler records what an event changed and pokes the runner; it does no
 // other work.
-func (c *Controller) handler(key func(any) string) cache.ResourceEventHandler {
+func (c *Controller) handler(src Source) cache.ResourceEventHandler {
+	key := src.Key
 	changed := func(objs ...any) {
 		if key != nil {
 			for _, o := range objs {
@@ -159,7 +164,12 @@ func (c *Controller) handler(key func(any) string) cache.ResourceEventHandler {
 		AddFunc: func(obj any) { changed(obj) },
 		// An object may move to another key (a slice to another
 		// Service): both keys changed.
-		UpdateFunc: func(old, obj any) { changed(old, obj) },
+		UpdateFunc: func(old, obj any) {
+			if src.Ignore != nil && src.Ignore(old, obj) {
+				return
+			}
+			changed(old, obj)
+		},
 		DeleteFunc: func(obj any) { changed(obj) },
 	}
 }

@@ -30,6 +30,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/podnet/podnet/internal/runner"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -189,7 +191,7 @@ func TestEventsMarkKeys(t *testing.T) {
 	}
 	take("default/db")
 	// A delete seen late comes as a tombstone: the key is the object's.
-	c.handler(sliceService).OnDelete(cache.DeletedFinalStateUnknown{Key: "default/s2", Obj: slice("s2", "cache")})
+	c.handler(Source{Key: sliceService}).OnDelete(cache.DeletedFinalStateUnknown{Key: "default/s2", Obj: slice("s2", "cache")})
 	take("default/cache")
 }
 
@@ -358,5 +360,20 @@ func TestDocProblems(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestIgnoredUpdatesMarkNothing(t *testing.T) {
+	var marked []string
+	c := &Controller{spec: Spec{Mark: func(k string) { marked = append(marked, k) }}, runner: runner.New("t", func(context.Context) error { return nil }, time.Hour, 0, nil)}
+	sameService := func(old, cur any) bool { return sliceService(old) == sliceService(cur) }
+	h := c.handler(Source{Key: sliceService, Ignore: sameService})
+	h.OnUpdate(slice("s1", "web"), slice("s1", "web"))
+	if len(marked) != 0 {
+		t.Errorf("an ignored update marked %v", marked)
+	}
+	h.OnUpdate(slice("s1", "web"), slice("s1", "db"))
+	if !slices.Equal(marked, []string{"default/web", "default/db"}) {
+		t.Errorf("an update that matters marked %v, want default/web and default/db", marked)
 	}
 }

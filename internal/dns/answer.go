@@ -64,30 +64,46 @@ type Reply struct {
 	Rcode             int
 	Answer, Ns, Extra []mdns.RR
 	Authoritative     bool
+	// Forward marks a reverse name that is not the cluster's alone: no
+	// record of the cluster owns it and it is not inside the cluster's
+	// ranges. A server with an upstream asks the upstream instead; one
+	// without sends this reply (NXDOMAIN, or NODATA for a name with
+	// cluster records below it).
+	Forward bool
 }
 
 // Request is a question parsed against the zone: what the name asks for.
 type Request struct {
 	// Kind is what the name is: "apex", "dns-version", "ent" (a name that
 	// exists only as a parent of others), "service", "endpoint", "srv",
-	// "pod", "ptr" or "" (no such name).
+	// "pod", "ptr" (the reverse name of a whole address), "reverse" (a
+	// reverse name of fewer labels: a prefix) or "" (no such name).
 	Kind               string
 	Service, Namespace string
 	Endpoint           string // endpoint label (hostname or dashed address)
 	PortName, Proto    string // for srv, without the underscores
 	Addr               netip.Addr
+	// Prefix is, for every name under in-addr.arpa. and ip6.arpa., the
+	// addresses the name stands for: 96.10.in-addr.arpa. is 10.96.0.0/16,
+	// a ptr name a single address. For a name that is no reverse name
+	// (kind "", e.g. x.0.96.10.in-addr.arpa.) it is the prefix of its
+	// longest well-formed suffix, the part of the address space it lies in.
+	Prefix netip.Prefix
 }
 
 // Parse turns a lower-case fully qualified name into a Request; inZone is
 // false for names outside the zone and the reverse zones.
 func (z *Zone) Parse(name string) (r Request, inZone bool) {
-	switch {
-	case strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa."):
-		a, ok := reverseAddr(name)
-		if !ok {
-			return Request{}, true
+	if p, whole, ok := reversePrefix(name); ok {
+		switch {
+		case !whole:
+			return Request{Prefix: p}, true
+		case p.IsSingleIP():
+			return Request{Kind: "ptr", Addr: p.Addr(), Prefix: p}, true
 		}
-		return Request{Kind: "ptr", Addr: a}, true
+		return Request{Kind: "reverse", Prefix: p}, true
+	}
+	switch {
 	case name == z.zone:
 		return Request{Kind: "apex"}, true
 	case !strings.HasSuffix(name, "."+z.zone):
@@ -130,8 +146,9 @@ func (z *Zone) Parse(name string) (r Request, inZone bool) {
 }
 
 // Answer answers q. inZone is false when the name belongs to neither the
-// cluster zone nor a reverse zone with a cluster address in it: the server
-// forwards those upstream.
+// cluster zone nor a reverse zone: the server forwards those upstream.
+// Every reverse name is answered, and marked Forward when it is not the
+// cluster's alone (see reverseIsOurs).
 func (z *Zone) Answer(q mdns.Question) (Reply, bool) {
 	name := strings.ToLower(q.Name)
 	req, inZone := z.Parse(name)
@@ -145,25 +162,26 @@ func (z *Zone) Answer(q mdns.Question) (Reply, bool) {
 		// either.)
 		return Reply{Rcode: mdns.RcodeServerFailure}, true
 	}
-	if req.Kind == "ptr" {
-		names := s.ptr[req.Addr]
-		if len(names) == 0 {
-			return Reply{}, false // not ours: upstream may know it
-		}
-	}
-	if req.Kind == "" && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
-		return Reply{}, false
-	}
 	b := &builder{z: z, q: q, r: Reply{Authoritative: true}}
 	exists := b.answer(s, req)
 	switch {
 	case !exists:
 		b.r.Rcode = mdns.RcodeNameError
-		b.r.Ns = []mdns.RR{z.soa()}
+		b.r.Ns = []mdns.RR{z.soa(req)}
 	case len(b.r.Answer) == 0:
-		b.r.Ns = []mdns.RR{z.soa()}
+		b.r.Ns = []mdns.RR{z.soa(req)}
 	}
+	b.r.Forward = req.Prefix.IsValid() && !reverseIsOurs(s, req)
 	return b.r, true
+}
+
+// reverseIsOurs says whether the cluster alone answers a reverse name: a
+// cluster record owns it, or all the addresses it stands for lie inside
+// one of the cluster's ranges (a name above a range, such as
+// 10.in-addr.arpa. over 10.96.0.0/16, also stands for addresses that are
+// not the cluster's, so an upstream may know more about it).
+func reverseIsOurs(s *Snapshot, req Request) bool {
+	return (req.Kind == "ptr" && len(s.ptr[req.Addr]) > 0) || s.inRanges(req.Prefix)
 }
 
 type builder struct {
@@ -199,12 +217,7 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 	z, qt := b.z, b.q.Qtype
 	switch req.Kind {
 	case "apex":
-		switch qt {
-		case mdns.TypeSOA:
-			b.r.Answer = append(b.r.Answer, z.soaNamed(b.q.Name))
-		case mdns.TypeNS:
-			b.r.Answer = append(b.r.Answer, &mdns.NS{Hdr: b.hdr(b.q.Name, mdns.TypeNS), Ns: "ns.dns." + z.zone})
-		}
+		b.apex(z.zone)
 		return true
 	case "dns-version":
 		if qt == mdns.TypeTXT || qt == mdns.TypeANY {
@@ -214,7 +227,7 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 	case "ent":
 		switch {
 		case req.Proto != "":
-			sv := s.services[req.Service+"."+req.Namespace]
+			sv := s.service(req)
 			return sv != nil && hasProto(sv, req.Proto)
 		case req.Namespace != "":
 			if strings.HasSuffix(strings.ToLower(b.q.Name), ".pod."+z.zone) {
@@ -224,14 +237,14 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 		}
 		return true
 	case "service":
-		sv := s.services[req.Service+"."+req.Namespace]
+		sv := s.service(req)
 		if sv == nil {
 			return false
 		}
 		b.service(sv)
 		return true
 	case "endpoint":
-		sv := s.services[req.Service+"."+req.Namespace]
+		sv := s.service(req)
 		if sv == nil || !sv.headless {
 			return false
 		}
@@ -244,7 +257,7 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 		}
 		return found
 	case "srv":
-		sv := s.services[req.Service+"."+req.Namespace]
+		sv := s.service(req)
 		if sv == nil {
 			return false
 		}
@@ -261,14 +274,44 @@ func (b *builder) answer(s *Snapshot, req Request) bool {
 		b.addr(req.Addr)
 		return true
 	case "ptr":
+		names := s.ptr[req.Addr]
 		if qt == mdns.TypePTR || qt == mdns.TypeANY {
-			for _, n := range s.ptr[req.Addr] {
+			for _, n := range names {
 				b.r.Answer = append(b.r.Answer, &mdns.PTR{Hdr: b.hdr(b.q.Name, mdns.TypePTR), Ptr: n + "." + z.zone})
 			}
 		}
-		return true
+		return len(names) > 0
+	case "reverse":
+		if req.Prefix.Bits() == 0 {
+			b.apex(reverseApex(req.Prefix))
+			return true
+		}
+		return s.ownsBelow(req.Prefix) // an empty non-terminal, or nothing
 	}
 	return false
+}
+
+// apex answers the SOA and NS questions of a zone's apex (apex is the
+// zone's name in lower case; the records are owned by the name as asked).
+func (b *builder) apex(apex string) {
+	switch b.q.Qtype {
+	case mdns.TypeSOA:
+		b.r.Answer = append(b.r.Answer, soaRR(b.q.Name, apex, b.z.ttl))
+	case mdns.TypeNS:
+		b.r.Answer = append(b.r.Answer, &mdns.NS{Hdr: b.hdr(b.q.Name, mdns.TypeNS), Ns: "ns.dns." + apex})
+	}
+}
+
+// service is the Service a request names, nil when there is none or it
+// has no names: a headless Service without ready endpoints has neither A,
+// AAAA nor SRV records, so its name does not exist (NXDOMAIN, DNS
+// specification §2.4.1), nor any name below it.
+func (s *Snapshot) service(req Request) *service {
+	sv := s.services[req.Service+"."+req.Namespace]
+	if sv == nil || (sv.headless && len(sv.endpoints) == 0) {
+		return nil
+	}
+	return sv
 }
 
 func hasProto(sv *service, proto string) bool {
@@ -382,51 +425,83 @@ func anyAddrType(a netip.Addr) uint16 {
 	return mdns.TypeAAAA
 }
 
-// soa is the zone's SOA record, for the authority section of negative
-// answers.
-func (z *Zone) soa() mdns.RR { return z.soaNamed(z.zone) }
-
-func (z *Zone) soaNamed(name string) mdns.RR {
-	return &mdns.SOA{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: z.ttl},
-		Ns: "ns.dns." + z.zone, Mbox: "hostmaster." + z.zone, Serial: 1, Refresh: 7200, Retry: 1800, Expire: 86400, Minttl: z.ttl}
+// soa is the SOA record for the authority section of a negative answer to
+// req: the cluster zone's, or for a reverse name that of its reverse zone
+// (in-addr.arpa. or ip6.arpa., the zones podnet serves, as CoreDNS does
+// with its default Corefile).
+func (z *Zone) soa(req Request) mdns.RR {
+	apex := z.zone
+	if req.Prefix.IsValid() {
+		apex = reverseApex(req.Prefix)
+	}
+	return soaRR(apex, apex, z.ttl)
 }
 
-// reverseAddr reads the address of an in-addr.arpa or ip6.arpa name.
-func reverseAddr(name string) (netip.Addr, bool) {
-	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa."); ok {
-		parts := strings.Split(rest, ".")
-		if len(parts) != 4 {
-			return netip.Addr{}, false
-		}
-		var b [4]byte
-		for i, p := range parts {
-			v, err := strconv.ParseUint(p, 10, 8)
-			if err != nil || (len(p) > 1 && p[0] == '0') {
-				return netip.Addr{}, false
-			}
-			b[3-i] = byte(v)
-		}
-		return netip.AddrFrom4(b), true
+// soaRR is the SOA record of zone apex, owned by name, with the TTL and
+// negative-caching TTL ttl.
+func soaRR(name, apex string, ttl uint32) mdns.RR {
+	return &mdns.SOA{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: ttl},
+		Ns: "ns.dns." + apex, Mbox: "hostmaster." + apex, Serial: 1, Refresh: 7200, Retry: 1800, Expire: 86400, Minttl: ttl}
+}
+
+func reverseApex(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "in-addr.arpa."
 	}
-	if rest, ok := strings.CutSuffix(name, ".ip6.arpa."); ok {
-		parts := strings.Split(rest, ".")
-		if len(parts) != 32 {
-			return netip.Addr{}, false
-		}
-		var b [16]byte
-		for i, p := range parts {
-			v, err := strconv.ParseUint(p, 16, 8)
-			if err != nil || len(p) != 1 {
-				return netip.Addr{}, false
-			}
-			nib := 31 - i
-			if nib%2 == 0 {
-				b[nib/2] |= byte(v) << 4
-			} else {
-				b[nib/2] |= byte(v)
-			}
-		}
-		return netip.AddrFrom16(b), true
+	return "ip6.arpa."
+}
+
+// reversePrefix reads a lower-case fully qualified name under in-addr.arpa.
+// or ip6.arpa. (ok is false for any other name): the prefix its labels
+// stand for, read from the right (one decimal octet, or one hex nibble, a
+// label), and whether every label was read. Reading stops at the first
+// label that is no octet or nibble, or once the address is complete, so a
+// malformed name gets the prefix of its longest well-formed suffix.
+func reversePrefix(name string) (p netip.Prefix, whole, ok bool) {
+	var rest string
+	v6 := false
+	switch {
+	case name == "in-addr.arpa.":
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0), true, true
+	case name == "ip6.arpa.":
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0), true, true
+	case strings.HasSuffix(name, ".in-addr.arpa."):
+		rest = strings.TrimSuffix(name, ".in-addr.arpa.")
+	case strings.HasSuffix(name, ".ip6.arpa."):
+		rest, v6 = strings.TrimSuffix(name, ".ip6.arpa."), true
+	default:
+		return netip.Prefix{}, false, false
 	}
-	return netip.Addr{}, false
+	labels := strings.Split(rest, ".")
+	var b [16]byte
+	bits, step, size := 0, 8, 32
+	if v6 {
+		step, size = 4, 128
+	}
+	read := 0
+	for i := len(labels) - 1; i >= 0 && bits < size; i-- {
+		v, ok := reverseLabel(labels[i], v6)
+		if !ok {
+			break
+		}
+		b[bits/8] |= v << (8 - step - bits%8)
+		bits += step
+		read++
+	}
+	a := netip.AddrFrom16(b)
+	if !v6 {
+		a = netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.PrefixFrom(a, bits), read == len(labels), true
+}
+
+// reverseLabel reads one label of a reverse name: a decimal octet without
+// leading zeros (in-addr.arpa.) or one hex digit (ip6.arpa.).
+func reverseLabel(l string, v6 bool) (byte, bool) {
+	if v6 {
+		v, err := strconv.ParseUint(l, 16, 8)
+		return byte(v), err == nil && len(l) == 1
+	}
+	v, err := strconv.ParseUint(l, 10, 8)
+	return byte(v), err == nil && (len(l) == 1 || l[0] != '0')
 }

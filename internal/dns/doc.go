@@ -2,16 +2,20 @@
 // Service Discovery specification (schema 1.1.0): a drop-in for CoreDNS
 // with its kubernetes plugin.
 //
-// The core is pure: Build turns Services, EndpointSlices and Pods into an
-// immutable Snapshot of slim records; a Zone parses each question into a
-// typed Request (Parse) before looking anything up, and answers it from the
-// current snapshot (Answer). The server swaps whole snapshots, so a query
-// never sees half an update. Until the first snapshot is stored (the
-// informers have synced) every in-zone question gets SERVFAIL, never a
-// false NXDOMAIN.
+// The core is pure: Build turns Services, EndpointSlices and Pods, and the
+// cluster's address ranges (ClusterRanges: ServiceCIDRs and the Nodes' pod
+// CIDRs), into an immutable Snapshot of slim records; a Zone parses each
+// question into a typed Request (Parse) before looking anything up, and
+// answers it from the current snapshot (Answer). The server swaps whole
+// snapshots, so a query never sees half an update. Until the first
+// snapshot is stored (the informers have synced) every in-zone question
+// gets SERVFAIL, never a false NXDOMAIN.
 //
-// Names outside the cluster zone, and reverse names of addresses the
-// cluster does not own, are forwarded to the configured upstreams.
+// Names outside the cluster zone are forwarded to the configured
+// upstreams. Reverse names are the zone's when a cluster record owns them
+// or they lie inside the cluster's ranges (NXDOMAIN when nothing owns
+// them); the others are forwarded too, and answered NXDOMAIN by the zone
+// when there is no upstream.
 //
 // Around the core: Server (server.go) is the miekg/dns handler that
 // checks each message (one question, QUERY, EDNS version 0), asks the

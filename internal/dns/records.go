@@ -3,10 +3,12 @@ package dns
 import (
 	"net/netip"
 	"slices"
+	"sort"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // PodMode says how pod A records (a-b-c-d.NS.pod.ZONE) are answered, as
@@ -35,6 +37,13 @@ type Snapshot struct {
 	podIPs map[string]map[netip.Addr]bool
 	// ptr maps addresses to the names they answer as (without the zone).
 	ptr map[netip.Addr][]string
+	// owned holds the keys of ptr, sorted: which reverse names have
+	// records below them.
+	owned []netip.Addr
+	// ranges are the cluster's own address ranges (service CIDRs and the
+	// nodes' pod CIDRs), masked, sorted and disjoint: reverse names inside
+	// them are answered here even when nothing owns them.
+	ranges []netip.Prefix
 }
 
 type service struct {
@@ -62,9 +71,11 @@ type endpoint struct {
 	ports    []port
 }
 
-// Build makes a snapshot from the objects.
-func Build(services []*v1.Service, slices_ []*discoveryv1.EndpointSlice, pods []*v1.Pod) *Snapshot {
-	s := &Snapshot{services: map[string]*service{}, svcNamespaces: map[string]bool{}, podIPs: map[string]map[netip.Addr]bool{}, ptr: map[netip.Addr][]string{}}
+// Build makes a snapshot from the objects and the cluster's address
+// ranges (see ClusterRanges).
+func Build(services []*v1.Service, slices_ []*discoveryv1.EndpointSlice, pods []*v1.Pod, ranges []netip.Prefix) *Snapshot {
+	s := &Snapshot{services: map[string]*service{}, svcNamespaces: map[string]bool{}, podIPs: map[string]map[netip.Addr]bool{},
+		ptr: map[netip.Addr][]string{}, ranges: disjoint(ranges)}
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, sl := range slices_ {
 		if name := sl.Labels[discoveryv1.LabelServiceName]; name != "" {
@@ -123,8 +134,81 @@ func Build(services []*v1.Service, slices_ []*discoveryv1.EndpointSlice, pods []
 	for a := range s.ptr {
 		slices.Sort(s.ptr[a])
 		s.ptr[a] = slices.Compact(s.ptr[a])
+		s.owned = append(s.owned, a)
 	}
+	slices.SortFunc(s.owned, netip.Addr.Compare)
 	return s
+}
+
+// ClusterRanges lists the cluster's own address ranges as the API has
+// them: the ServiceCIDRs' spec.cidrs (the API server makes one named
+// "kubernetes" from --service-cluster-ip-range) and the Nodes'
+// spec.podCIDRs. Unparsable entries are left out.
+func ClusterRanges(cidrs []*networkingv1.ServiceCIDR, nodes []*v1.Node) []netip.Prefix {
+	var out []netip.Prefix
+	add := func(s string) {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	for _, c := range cidrs {
+		for _, s := range c.Spec.CIDRs {
+			add(s)
+		}
+	}
+	for _, n := range nodes {
+		pcs := n.Spec.PodCIDRs
+		if len(pcs) == 0 && n.Spec.PodCIDR != "" {
+			pcs = []string{n.Spec.PodCIDR}
+		}
+		for _, s := range pcs {
+			add(s)
+		}
+	}
+	return out
+}
+
+// disjoint returns the prefixes masked and sorted, without those inside
+// another, so that a binary search finds the one that may hold an address.
+func disjoint(ps []netip.Prefix) []netip.Prefix {
+	sorted := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if p.IsValid() {
+			sorted = append(sorted, p.Masked())
+		}
+	}
+	slices.SortFunc(sorted, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	// Prefixes either nest or do not overlap: sorted by first address,
+	// shorter first, one inside an earlier kept prefix is inside the last
+	// one kept.
+	var out []netip.Prefix
+	for _, p := range sorted {
+		if n := len(out); n > 0 && covers(out[n-1], p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// covers says whether prefix p holds all of q.
+func covers(p, q netip.Prefix) bool { return p.Bits() <= q.Bits() && p.Contains(q.Addr()) }
+
+// inRanges says whether all of p lies inside one of the cluster's ranges.
+func (s *Snapshot) inRanges(p netip.Prefix) bool {
+	i := sort.Search(len(s.ranges), func(i int) bool { return s.ranges[i].Addr().Compare(p.Addr()) > 0 })
+	return i > 0 && covers(s.ranges[i-1], p)
+}
+
+// ownsBelow says whether some address in p has PTR records.
+func (s *Snapshot) ownsBelow(p netip.Prefix) bool {
+	i := sort.Search(len(s.owned), func(i int) bool { return s.owned[i].Compare(p.Addr()) >= 0 })
+	return i < len(s.owned) && p.Contains(s.owned[i])
 }
 
 // endpointsOf lists a headless Service's endpoints: ready ones (serving

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	mdns "github.com/miekg/dns"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -42,7 +44,8 @@ type RunConfig struct {
 	PodMode PodMode
 	// Upstreams, CacheSize, CacheMaxTTL, MaxConcurrentUpstream and
 	// UpstreamTimeout configure the forwarder (see ForwarderConfig). No
-	// upstream: names outside the zone are answered REFUSED.
+	// upstream: names outside the zone are answered REFUSED, reverse names
+	// outside the cluster's ranges NXDOMAIN.
 	Upstreams             []string
 	CacheSize             int
 	CacheMaxTTL           time.Duration
@@ -261,14 +264,18 @@ func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
 // (package controller) rebuilds the whole snapshot from the listers at most
 // every MinSyncInterval; its handlers only poke. Nothing is stored before
 // every informer has synced. Pods are watched only in verified mode, the
-// only one that reads them (CoreDNS does the same).
+// only one that reads them (CoreDNS does the same). ServiceCIDRs and Nodes
+// give the cluster's ranges (reverse names inside them are answered here);
+// a Node update that leaves its pod CIDRs alone pokes nothing.
 func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone *Zone, metrics *Metrics, cm *controller.Metrics) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimObject))
 	defer factory.Shutdown()
 	svcInf := factory.Core().V1().Services()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
+	cidrInf := factory.Networking().V1().ServiceCIDRs()
+	nodeInf := factory.Core().V1().Nodes()
 	var podLister corelisters.PodLister
-	infs := []toolscache.SharedIndexInformer{svcInf.Informer(), sliceInf.Informer()}
+	infs := []toolscache.SharedIndexInformer{svcInf.Informer(), sliceInf.Informer(), cidrInf.Informer(), nodeInf.Informer()}
 	if cfg.PodMode == PodsVerified {
 		podInf := factory.Core().V1().Pods()
 		podLister = podInf.Lister()
@@ -289,14 +296,23 @@ func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone
 				return err
 			}
 		}
-		zone.Store(Build(svcs, sls, pods))
+		cidrs, err := cidrInf.Lister().List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		nodes, err := nodeInf.Lister().List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		ranges := ClusterRanges(cidrs, nodes)
+		zone.Store(Build(svcs, sls, pods, ranges))
 		metrics.ZoneReady.Set(1)
-		cfg.Log.Debug("zone snapshot stored", "services", len(svcs), "endpointSlices", len(sls), "pods", len(pods))
+		cfg.Log.Debug("zone snapshot stored", "services", len(svcs), "endpointSlices", len(sls), "pods", len(pods), "ranges", len(ranges))
 		return nil
 	}
 	sources := make([]controller.Source, len(infs))
 	for i, inf := range infs {
-		sources[i] = controller.Source{Informer: inf}
+		sources[i] = controller.Source{Informer: inf, Ignore: sameForDNS}
 	}
 	c, err := controller.New(controller.Deps{Client: client, Factory: factory, Metrics: cm, Log: cfg.Log},
 		controller.Spec{Name: "dns", Sources: sources, Sync: sync, MinInterval: cfg.MinSyncInterval,
@@ -309,13 +325,30 @@ func watch(ctx context.Context, client kubernetes.Interface, cfg RunConfig, zone
 	return nil
 }
 
+// sameForDNS says whether an update changed nothing the zone reads: a
+// Node whose pod CIDRs stayed (kubelets update their Node's status every
+// few minutes; a rebuild for each would be wasted).
+func sameForDNS(old, cur any) bool {
+	o, ok1 := old.(*v1.Node)
+	n, ok2 := cur.(*v1.Node)
+	return ok1 && ok2 && o.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(o.Spec.PodCIDRs, n.Spec.PodCIDRs)
+}
+
 // slimObject is the informers' transform: it drops managedFields from
 // every object and keeps of a Pod only what Build reads (namespace,
-// hostNetwork, pod IPs), as CoreDNS's object.ToPod does; the pod cache of
-// a large cluster is otherwise most of the server's memory. It is
-// idempotent and leaves tombstones alone.
+// hostNetwork, pod IPs), as CoreDNS's object.ToPod does, and of a Node
+// only its pod CIDRs; the pod cache of a large cluster is otherwise most
+// of the server's memory, and a Node's status (images, conditions) is
+// large. It is idempotent and leaves tombstones alone.
 func slimObject(obj any) (any, error) {
 	switch o := obj.(type) {
+	case *v1.Node:
+		return &v1.Node{
+			TypeMeta: o.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID,
+				ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp},
+			Spec: v1.NodeSpec{PodCIDR: o.Spec.PodCIDR, PodCIDRs: o.Spec.PodCIDRs},
+		}, nil
 	case *v1.Pod:
 		return &v1.Pod{
 			TypeMeta: o.TypeMeta,
@@ -324,7 +357,7 @@ func slimObject(obj any) (any, error) {
 			Spec:   v1.PodSpec{HostNetwork: o.Spec.HostNetwork},
 			Status: v1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
 		}, nil
-	case *v1.Service, *discoveryv1.EndpointSlice:
+	case *v1.Service, *discoveryv1.EndpointSlice, *networkingv1.ServiceCIDR:
 		if a, err := meta.Accessor(o); err == nil {
 			a.SetManagedFields(nil)
 		}

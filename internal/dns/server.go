@@ -20,9 +20,10 @@ const defaultUDPSize = 1232
 // ServerConfig configures a Server.
 type ServerConfig struct {
 	Zone *Zone
-	// Forwarder answers names outside the zone; nil means such questions
-	// are answered REFUSED (as an authoritative-only server does), never
-	// forwarded anywhere.
+	// Forwarder answers names outside the zone, and reverse names outside
+	// the cluster's ranges; nil means such questions are answered REFUSED
+	// (as an authoritative-only server does) and the reverse names by the
+	// zone (NXDOMAIN), never forwarded anywhere.
 	Forwarder *Forwarder
 	// UDPSize is the EDNS0 buffer size advertised to clients (default 1232).
 	UDPSize uint16
@@ -39,6 +40,10 @@ type ServerConfig struct {
 //   - a class other than IN (or ANY), AXFR and IXFR: REFUSED;
 //   - in-zone names before the zone is ready: SERVFAIL (never NXDOMAIN);
 //   - in-zone names: the zone's answer, AA set;
+//   - reverse names (in-addr.arpa., ip6.arpa.): the zone's answer when a
+//     cluster record owns the name or it lies inside the cluster's ranges
+//     (NXDOMAIN when nothing owns it); others are forwarded, and answered
+//     by the zone (NXDOMAIN with the SOA) only without a forwarder;
 //   - other names: the forwarder's answer (REFUSED without a forwarder,
 //     SERVFAIL when the upstream limit is reached or no upstream answers).
 //
@@ -212,7 +217,7 @@ func (s *Server) chase(m *mdns.Msg, q mdns.Question, do bool) {
 		}
 		seen[target] = true
 		tq := mdns.Question{Name: cname.Target, Qtype: q.Qtype, Qclass: q.Qclass}
-		if rep, in := s.zone.Answer(tq); in {
+		if rep, in := s.zoneAnswer(tq); in {
 			m.Rcode = rep.Rcode
 			m.Answer = append(m.Answer, dropNil(rep.Answer)...)
 			if len(rep.Answer) == 0 {
@@ -236,12 +241,15 @@ func (s *Server) chase(m *mdns.Msg, q mdns.Question, do bool) {
 	}
 }
 
-// zoneAnswer asks the zone. Before the zone has data, every name under
-// the zone or a reverse zone is the zone's and gets SERVFAIL (only the data
-// could tell a reverse name of a cluster address from another); names
-// outside go to the forwarder already.
+// zoneAnswer asks the zone, and says whether its reply is the one to
+// send. Before the zone has data, every name under the zone or a reverse
+// zone is the zone's and gets SERVFAIL (only the data could tell a reverse
+// name of a cluster address from another); names outside go to the
+// forwarder already. A reverse name that is not the cluster's alone goes
+// to the forwarder when there is one.
 func (s *Server) zoneAnswer(q mdns.Question) (Reply, bool) {
-	return s.zone.Answer(q)
+	rep, in := s.zone.Answer(q)
+	return rep, in && !(rep.Forward && s.fwd != nil)
 }
 
 // finish adds the OPT record for an EDNS0 client and fits the message to

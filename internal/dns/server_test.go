@@ -1,10 +1,13 @@
 package dns_test
 
 // Fixture conventions: the zone is cluster.local with TTL 30; Services in
-// 10.96.0.0/16, pods and endpoints in 10.244.0.0/16. Names outside the
-// zone live under example.org and are answered by a fake upstream (a
-// miekg/dns server on loopback) with addresses from 192.0.2.0/24
-// (TEST-NET-1). Every server listens on 127.0.0.1 with a random port.
+// 10.96.0.0/16 and fd00:96::/64, pods and endpoints in 10.244.1.0/24 (one
+// node's pod CIDR): those three are the cluster's ranges (serverRanges).
+// Names outside the zone live under example.org and are answered by a fake
+// upstream (a miekg/dns server on loopback) with addresses from
+// 192.0.2.0/24 (TEST-NET-1); it answers every reverse name with a PTR to
+// upstream.example.org. Every server listens on 127.0.0.1 with a random
+// port.
 
 import (
 	"context"
@@ -13,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -55,11 +59,15 @@ func serverFixture() ([]*v1.Service, []*discoveryv1.EndpointSlice) {
 	return []*v1.Service{web, many, ext, alias}, []*discoveryv1.EndpointSlice{sl}
 }
 
+// serverRanges are the cluster's ranges of serverFixture.
+var serverRanges = []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("fd00:96::/64"),
+	netip.MustParsePrefix("10.244.1.0/24")}
+
 // readyZone is cluster.local holding serverFixture.
 func readyZone() *dns.Zone {
 	z := dns.NewZone(dns.Config{Zone: "cluster.local", TTL: 30, PodMode: dns.PodsInsecure})
 	svcs, sls := serverFixture()
-	z.Store(dns.Build(svcs, sls, nil))
+	z.Store(dns.Build(svcs, sls, nil, serverRanges))
 	return z
 }
 
@@ -68,6 +76,7 @@ func readyZone() *dns.Zone {
 //   - nx.example.org: NXDOMAIN with a SOA (TTL 60, MINIMUM 20);
 //   - big.example.org A: 100 addresses, truncated over UDP;
 //   - slow.example.org: waits until release is closed;
+//   - any name under in-addr.arpa. or ip6.arpa.: PTR upstream.example.org.;
 //   - anything else: NOERROR, no answer, no SOA.
 type fakeUpstream struct {
 	addr    string
@@ -135,6 +144,9 @@ func (u *fakeUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 		m.Answer = []mdns.RR{a("192.0.2.99")}
 	case strings.HasSuffix(name, ".example.org.") && q.Qtype == mdns.TypeA:
 		m.Answer = []mdns.RR{a("192.0.2.10")}
+	case strings.HasSuffix(name, "in-addr.arpa.") || strings.HasSuffix(name, "ip6.arpa."):
+		m.Answer = []mdns.RR{&mdns.PTR{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypePTR, Class: mdns.ClassINET, Ttl: 60},
+			Ptr: "upstream.example.org."}}
 	}
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(1232, opt.Do())
@@ -298,7 +310,7 @@ func TestServerServfailsTheZoneUntilReady(t *testing.T) {
 		}
 	}
 	svcs, sls := serverFixture()
-	zone.Store(dns.Build(svcs, sls, nil))
+	zone.Store(dns.Build(svcs, sls, nil, serverRanges))
 	r := exchange(t, "udp", s.addr, query("web.default.svc.cluster.local.", mdns.TypeA, 0, false))
 	if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Errorf("after Store: rcode %s answer %q, want the ClusterIP", mdns.RcodeToString[r.Rcode], rrStrings(r.Answer))
@@ -552,7 +564,7 @@ func TestHTTPHealthReadyMetrics(t *testing.T) {
 	if code, _ := get("/ready"); code != http.StatusServiceUnavailable {
 		t.Errorf("/ready before Store %d, want 503", code)
 	}
-	zone.Store(dns.Build(nil, nil, nil))
+	zone.Store(dns.Build(nil, nil, nil, nil))
 	if code, _ := get("/ready"); code != http.StatusOK {
 		t.Errorf("/ready after Store %d, want 200", code)
 	}
@@ -580,5 +592,94 @@ func TestServerFollowsTheCNAMEOfAnExternalNameService(t *testing.T) {
 		if got := rrStrings(r.Answer); r.Rcode != mdns.RcodeSuccess || !slices.Equal(got, tc.want) {
 			t.Errorf("%s %s: rcode %s answer %q, want NOERROR %q", mdns.TypeToString[tc.qtype], tc.name, mdns.RcodeToString[r.Rcode], got, tc.want)
 		}
+	}
+}
+
+// TestServerForwardsOnlyReverseNamesOutsideTheCluster: with an upstream,
+// reverse names inside the cluster's ranges are answered here (a PTR, or
+// NXDOMAIN with the reverse zone's SOA) and never reach the upstream;
+// names outside them are forwarded. Without an upstream every reverse name
+// is answered here: NXDOMAIN, never REFUSED.
+func TestServerForwardsOnlyReverseNamesOutsideTheCluster(t *testing.T) {
+	up := startUpstream(t)
+	withUp := startServer(t, readyZone(), &dns.ForwarderConfig{Upstreams: []string{up.addr}, CacheSize: 100})
+	alone := startServer(t, readyZone(), nil)
+	const (
+		local = iota // answered by the zone
+		fwd          // forwarded when there is an upstream
+	)
+	for _, tc := range []struct {
+		addr  string // reverse name of this address, or a name ending in "."
+		where int
+		rcode int // without an upstream (and with one, when local)
+		ptr   string
+	}{
+		{"10.96.0.20", local, mdns.RcodeSuccess, "web.default.svc.cluster.local."},
+		{"10.244.1.7", local, mdns.RcodeSuccess, "10-244-1-7.many.default.svc.cluster.local."},
+		{"10.96.0.99", local, mdns.RcodeNameError, ""},
+		{"10.244.1.200", local, mdns.RcodeNameError, ""},
+		{"fd00:96::99", local, mdns.RcodeNameError, ""},
+		{"96.10.in-addr.arpa.", local, mdns.RcodeSuccess, ""},
+		{"7.96.10.in-addr.arpa.", local, mdns.RcodeNameError, ""},
+		{"10.244.2.1", fwd, mdns.RcodeNameError, ""}, // another node's range is unknown here
+		{"192.0.2.1", fwd, mdns.RcodeNameError, ""},
+		{"2001:db8::1", fwd, mdns.RcodeNameError, ""},
+		{"10.in-addr.arpa.", fwd, mdns.RcodeSuccess, ""},
+	} {
+		name := tc.addr
+		if !strings.HasSuffix(name, ".") {
+			var err error
+			if name, err = mdns.ReverseAddr(tc.addr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Run(name, func(t *testing.T) {
+			r := exchange(t, "udp", alone.addr, query(name, mdns.TypePTR, 0, false))
+			checkReverse(t, "without upstream", r, tc.rcode, tc.ptr)
+			r = exchange(t, "udp", withUp.addr, query(name, mdns.TypePTR, 0, false))
+			asked := up.count(strings.ToLower(name), "udp")
+			if tc.where == local {
+				checkReverse(t, "with upstream", r, tc.rcode, tc.ptr)
+				if asked != 0 {
+					t.Errorf("the upstream was asked %d times, want never", asked)
+				}
+				return
+			}
+			if got := rrStrings(r.Answer); r.Rcode != mdns.RcodeSuccess || r.Authoritative || len(got) != 1 || !strings.HasSuffix(got[0], "upstream.example.org.") {
+				t.Errorf("with upstream: rcode %s AA %v answer %q, want the upstream's PTR", mdns.RcodeToString[r.Rcode], r.Authoritative, got)
+			}
+			if asked != 1 {
+				t.Errorf("the upstream was asked %d times, want once", asked)
+			}
+		})
+	}
+}
+
+// checkReverse checks a reply of the zone to a PTR question: rcode, AA,
+// the PTR target (none when ptr is empty) and, for a negative answer, the
+// reverse zone's SOA.
+func checkReverse(t *testing.T, what string, r *mdns.Msg, rcode int, ptr string) {
+	t.Helper()
+	if r.Rcode != rcode || !r.Authoritative {
+		t.Errorf("%s: rcode %s AA %v, want %s AA", what, mdns.RcodeToString[r.Rcode], r.Authoritative, mdns.RcodeToString[rcode])
+	}
+	var got []string
+	for _, rr := range r.Answer {
+		if p, ok := rr.(*mdns.PTR); ok {
+			got = append(got, p.Ptr)
+		}
+	}
+	if ptr == "" {
+		apex := "in-addr.arpa."
+		if strings.HasSuffix(r.Question[0].Name, "ip6.arpa.") {
+			apex = "ip6.arpa."
+		}
+		if len(got) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != mdns.TypeSOA || r.Ns[0].Header().Name != apex {
+			t.Errorf("%s: answer %q authority %q, want none and the SOA of %s", what, got, rrStrings(r.Ns), apex)
+		}
+		return
+	}
+	if len(got) != 1 || got[0] != ptr {
+		t.Errorf("%s: PTR %q, want %s", what, got, ptr)
 	}
 }

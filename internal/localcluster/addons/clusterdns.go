@@ -65,9 +65,11 @@ func DNSRBACRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 	read := []string{"get", "list", "watch"}
 	return []*rbacv1ac.PolicyRuleApplyConfiguration{
 		rbacv1ac.PolicyRule().WithAPIGroups("").
-			WithResources("services", "pods", "namespaces").WithVerbs(read...),
+			WithResources("services", "pods", "namespaces", "nodes").WithVerbs(read...),
 		rbacv1ac.PolicyRule().WithAPIGroups("discovery.k8s.io").
 			WithResources("endpointslices").WithVerbs(read...),
+		rbacv1ac.PolicyRule().WithAPIGroups("networking.k8s.io").
+			WithResources("servicecidrs").WithVerbs(read...),
 	}
 }
 

@@ -2,7 +2,9 @@ package addons
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	podnetdns "github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
 	"github.com/podnet/podnet/internal/localcluster/plan"
@@ -275,10 +278,62 @@ func TestDNSDeployedAtTheTenthServiceIPReadsOnlyWhatItNeeds(t *testing.T) {
 	if _, err := dnsClient.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("DNS cannot list namespaces: %v", err)
 	}
+	if _, err := dnsClient.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("DNS cannot list nodes: %v", err)
+	}
+	if _, err := dnsClient.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("DNS cannot list servicecidrs: %v", err)
+	}
+	cpTestDNSServerSyncs(ctx, t, dnsClient)
 	if _, err := dnsClient.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("DNS listing secrets: %v, want Forbidden", err)
 	}
 	if err := dnsClient.CoreV1().Services("kube-system").Delete(ctx, "kube-dns", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("DNS deleting a Service: %v, want Forbidden", err)
+	}
+}
+
+// cpTestDNSServerSyncs runs the DNS server with exactly the DNS pods'
+// credentials: it gets ready only once every informer it runs could list
+// and watch. Its upstream is a loopback port nobody answers on, so a
+// reverse name it forwards gets SERVFAIL; one inside the ServiceCIDR the
+// API server made from --service-cluster-ip-range gets NXDOMAIN.
+func cpTestDNSServerSyncs(ctx context.Context, t *testing.T, client kubernetes.Interface) {
+	runCtx, stop := context.WithCancel(ctx)
+	addrs, done := make(chan [2]net.Addr, 1), make(chan error, 1)
+	go func() {
+		done <- podnetdns.RunWithClient(runCtx, client, podnetdns.RunConfig{Listen: "127.0.0.1:0",
+			HealthListen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:1"}, UpstreamTimeout: time.Second,
+			Listening: func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }})
+	}()
+	var a [2]net.Addr
+	select {
+	case a = <-addrs:
+	case err := <-done:
+		stop()
+		t.Fatalf("DNS server ended before listening: %v", err)
+	}
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("DNS server: %v", err)
+		}
+	}()
+	lctest.Eventually(t, 30*time.Second, "the DNS server ready with its own credentials", func() error {
+		resp, err := http.Get("http://" + a[1].String() + "/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+	for name, rcode := range map[string]int{"99.0.96.10.in-addr.arpa.": dns.RcodeNameError, "1.2.0.192.in-addr.arpa.": dns.RcodeServerFailure} {
+		m := new(dns.Msg).SetQuestion(name, dns.TypePTR)
+		if r, err := dns.Exchange(m, a[0].String()); err != nil || r.Rcode != rcode {
+			t.Errorf("PTR %s: %v %v, want %s", name, r, err, dns.RcodeToString[rcode])
+		}
 	}
 }

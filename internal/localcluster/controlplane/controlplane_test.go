@@ -327,19 +327,6 @@ func needControlPlane(t *testing.T) {
 	}
 }
 
-// eventually polls fn every 100ms until it returns nil, failing with its
-// last error after d.
-func eventually(t *testing.T, d time.Duration, what string, fn func() error) {
-	t.Helper()
-	var err error
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if err = fn(); err == nil {
-			return
-		}
-	}
-	t.Fatalf("%s: not within %s: %v", what, d, err)
-}
-
 func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 	needControlPlane(t)
 	cfg := testConfig(t)
@@ -423,7 +410,7 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 		if proc.Alive(rec) {
 			t.Errorf("%s (pid %d) alive after Stop", rec.Name, rec.PID)
 		}
-		eventually(t, 10*time.Second, rec.Name+" reaped", func() error {
+		lctest.Eventually(t, 10*time.Second, rec.Name+" reaped", func() error {
 			if _, err := os.Stat("/proc/" + strconv.Itoa(rec.PID)); !errors.Is(err, os.ErrNotExist) {
 				if st, _ := proc.StartTime(rec.PID); st == rec.StartTime {
 					return errors.New("pid still exists")
@@ -555,7 +542,7 @@ func testDeployment(ctx context.Context, t *testing.T, admin kubernetes.Interfac
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	eventually(t, 60*time.Second, "ReplicaSet and 2 Pods", func() error {
+	lctest.Eventually(t, 60*time.Second, "ReplicaSet and 2 Pods", func() error {
 		rss, err := admin.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -593,7 +580,7 @@ func testNodeCIDR(ctx context.Context, t *testing.T, admin kubernetes.Interface,
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	eventually(t, 60*time.Second, "spec.podCIDR allocated", func() error {
+	lctest.Eventually(t, 60*time.Second, "spec.podCIDR allocated", func() error {
 		n, err := admin.CoreV1().Nodes().Get(ctx, "pnt-node-a", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -630,7 +617,7 @@ func testKubernetesService(ctx context.Context, t *testing.T, admin kubernetes.I
 		// TestControlPlaneInANamespaceAdvertisesItsAddress checks it.
 		return
 	}
-	eventually(t, 30*time.Second, "EndpointSlice of the kubernetes Service", func() error {
+	lctest.Eventually(t, 30*time.Second, "EndpointSlice of the kubernetes Service", func() error {
 		slices_, err := admin.DiscoveryV1().EndpointSlices("default").List(ctx,
 			metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes"})
 		if err != nil {

@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/netns"
@@ -88,4 +89,17 @@ func ToolsBin() string {
 		panic("lctest: cannot locate the source")
 	}
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "tools", "bin")
+}
+
+// Eventually polls fn every 100ms until it returns nil, failing with its
+// last error after d.
+func Eventually(t testing.TB, d time.Duration, what string, fn func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = fn(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %s: %v", what, d, err)
 }
