@@ -28,7 +28,9 @@ func newDNSCommand() *cobra.Command {
 for the cluster zone and the reverse zones, from Services, EndpointSlices and
 (with --pods verified) Pods; other names are forwarded to --upstream with a
 cache. Until the informers have synced, names in the zone get SERVFAIL.
-Without --upstream, names outside the zone get REFUSED.`,
+Without --upstream, names outside the zone get REFUSED, and reverse names
+(PTR) that no cluster object owns get NXDOMAIN. With one, only reverse names
+outside the cluster's ranges (ServiceCIDRs, Nodes' podCIDRs) are forwarded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.PodMode = dns.PodMode(podMode)

@@ -13,11 +13,12 @@ import (
 const Table = "podnet-policy"
 
 // Set names. Per family (4, 6): the local pods isolated per direction, and
-// what they may exchange: "-any" sets hold (pod . peer range) for rules
-// without ports (every protocol), "-ports" sets (pod . peer range .
-// protocol . port range). Every set is an interval set whose elements never
-// overlap (the kernel refuses overlapping concatenated ranges), so the
-// renderer turns the union of all rules into disjoint boxes first.
+// what they may exchange: "-any" sets hold (pod . peer) for rules without
+// ports (every protocol), "-ports" sets (pod . peer . protocol . port).
+// Single peers and ports go to the "-exact" hash sets; real ranges go to
+// interval sets, whose elements never overlap (the kernel refuses
+// overlapping concatenated ranges), so the renderer turns the union of all
+// rules into disjoint boxes first.
 func setName(kind string, d Direction, v4 bool) string {
 	f := "v6"
 	if v4 {
