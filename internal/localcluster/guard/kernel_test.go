@@ -388,3 +388,74 @@ func TestKernelLoadsTheClusterTable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKernelDeleteRemovesOnlyItsOwnGuard: Create then Delete of two
+// clusters (tables in a namespace of the test's own, groups in the
+// machine's net_cls hierarchy): Delete removes exactly its cluster's
+// table, group and mount, also when the mount and the state directory are
+// already gone (a crash, a directory removed by hand), and a second Delete
+// is success.
+func TestKernelDeleteRemovesOnlyItsOwnGuard(t *testing.T) {
+	lctest.NeedRoot(t)
+	if err := Supported(); err != nil {
+		t.Skipf("kernel test: %v", err)
+	}
+	name := netns.UniqueName("pnt-guard-del-")
+	path, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.Delete(name) })
+	a, b := lctest.RandomConfig(1), lctest.RandomConfig(1)
+	for a.ID() == b.ID() {
+		b = lctest.RandomConfig(1)
+	}
+	a.StateDir, b.StateDir = filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	ctx := context.Background()
+	in := func(fn func() error) {
+		t.Helper()
+		if err := netns.Do(path, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*plan.Config{a, b} {
+		in(func() error { _, err := Create(ctx, c); return err })
+		t.Cleanup(func() { _ = netns.Do(path, func() error { return Delete(c) }) })
+	}
+	// a crashed and its state directory was removed by hand.
+	if err := unmountAll(MountPoint(a)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(a.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		in(func() error { return Delete(a) })
+	}
+	installed := func(c *plan.Config) (ok bool) {
+		in(func() error {
+			nft, err := NewNFT(TableName(c))
+			if err == nil {
+				_, _, ok, err = Dropped(ctx, nft)
+			}
+			return err
+		})
+		return ok
+	}
+	if installed(a) {
+		t.Errorf("table %s left by Delete", TableName(a))
+	}
+	if !installed(b) || !isCgroupMount(MountPoint(b)) {
+		t.Fatalf("Delete of %s removed the table or the mount of %s", a.Name, b.Name)
+	}
+	if _, err := os.Stat(filepath.Join(MountPoint(b), GroupName(a))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("group %s left by Delete: %v", GroupName(a), err)
+	}
+	if _, err := os.Stat(filepath.Join(MountPoint(b), GroupName(b))); err != nil {
+		t.Errorf("group %s removed by the Delete of another cluster: %v", GroupName(b), err)
+	}
+	in(func() error { return Delete(b) })
+	if installed(b) || isCgroupMount(MountPoint(b)) {
+		t.Errorf("Delete left the table or the mount of %s", b.Name)
+	}
+}
