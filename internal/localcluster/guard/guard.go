@@ -177,21 +177,26 @@ type Stats struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Read reads the guard of cfg: the counter through nft (for TableName(cfg);
-// nil when it could not be made, with nftErr saying why) and the group's
-// processes from its mount.
-func Read(ctx context.Context, nft knftables.Interface, nftErr error, cfg *plan.Config) Stats {
-	g := Group{Mount: MountPoint(cfg), Name: GroupName(cfg), ClassID: ClassID(cfg)}
-	s := Stats{Table: "inet " + TableName(cfg), Group: g.Dir(), ClassID: fmt.Sprintf("%#x", g.ClassID)}
-	var errs []error
-	if nft != nil {
-		var err error
-		s.DroppedPackets, s.DroppedBytes, s.Installed, err = Dropped(ctx, nft)
-		errs = append(errs, err)
-	} else {
-		errs = append(errs, nftErr)
+// Read reads the guard of cfg from the calling thread's network namespace
+// (the root one, for podnet status): ReadWith on the real nftables.
+func Read(ctx context.Context, cfg *plan.Config) Stats {
+	nft, err := NewNFT(TableName(cfg))
+	if err != nil {
+		s := stats(cfg)
+		s.Error = err.Error()
+		return s
 	}
-	if isCgroupMount(g.Mount) {
+	return ReadWith(ctx, nft, cfg)
+}
+
+// ReadWith reads the guard of cfg: the counter through nft (for
+// TableName(cfg)) and the group's processes from its mount.
+func ReadWith(ctx context.Context, nft knftables.Interface, cfg *plan.Config) Stats {
+	s := stats(cfg)
+	var err error
+	s.DroppedPackets, s.DroppedBytes, s.Installed, err = Dropped(ctx, nft)
+	errs := []error{err}
+	if g := (Group{Mount: MountPoint(cfg), Name: GroupName(cfg)}); isCgroupMount(g.Mount) {
 		pids, err := g.Procs()
 		s.Processes = len(pids)
 		errs = append(errs, err)
@@ -200,4 +205,10 @@ func Read(ctx context.Context, nft knftables.Interface, nftErr error, cfg *plan.
 		s.Error = err.Error()
 	}
 	return s
+}
+
+// stats are the names of cfg's guard, with nothing read yet.
+func stats(cfg *plan.Config) Stats {
+	g := Group{Mount: MountPoint(cfg), Name: GroupName(cfg)}
+	return Stats{Table: "inet " + TableName(cfg), Group: g.Dir(), ClassID: fmt.Sprintf("%#x", ClassID(cfg))}
 }
