@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,15 +113,21 @@ func netClsHierarchy() (bool, error) {
 	return hierarchy != "0" && hierarchy != "", err
 }
 
-// netClsLine reads the net_cls line of /proc/cgroups: its hierarchy ID and
-// whether it is enabled. A kernel without the controller has no line.
+// netClsLine reads the net_cls line of /proc/cgroups (parseNetCls).
 func netClsLine() (hierarchy string, enabled bool, err error) {
 	f, err := os.Open("/proc/cgroups")
 	if err != nil {
 		return "", false, fmt.Errorf("guard: %w", err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return parseNetCls(f)
+}
+
+// parseNetCls finds the net_cls line of a /proc/cgroups text: its
+// hierarchy ID ("0": not mounted since boot) and whether it is enabled. A
+// kernel without the controller has no line: "", false.
+func parseNetCls(r io.Reader) (hierarchy string, enabled bool, err error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		// subsys_name hierarchy num_cgroups enabled
 		fields := strings.Fields(sc.Text())

@@ -85,19 +85,9 @@ func newGuardLab(t *testing.T) *guardLab {
 	if err := Supported(); err != nil {
 		t.Skipf("kernel test: %v", err) // typed: ErrUnsupported names the missing feature
 	}
-	base := netns.UniqueName("pnt-guard-")
-	lab := &guardLab{}
-	for _, p := range []struct {
-		path *string
-		name string
-	}{{&lab.host, base + "-host"}, {&lab.in, base + "-in"}, {&lab.out, base + "-out"}} {
-		path, err := netns.Create(p.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = netns.Delete(p.name) })
-		*p.path = path
-	}
+	lab := &guardLab{host: testNamespace(t, "pnt-guard-host-"), in: testNamespace(t, "pnt-guard-in-"),
+		out: testNamespace(t, "pnt-guard-out-")}
+	base := filepath.Base(lab.host)
 	suffix := base[len(base)-4:]
 	lab.link(t, "pgi"+suffix, lab.in, "198.18.1.1/24", labIn.String()+"/24")
 	lab.link(t, "pgo"+suffix, lab.out, "198.18.2.1/24", labOut.String()+"/24")
@@ -109,7 +99,7 @@ func newGuardLab(t *testing.T) *guardLab {
 		LogPrefix: "pnt-guard-" + suffix + " drop: ",
 	}
 	mount := filepath.Join(t.TempDir(), "net_cls")
-	g, err := CreateGroup(mount, strings.TrimPrefix(base, "pnt-guard-")+"-pnt-guard", lab.model.ClassID)
+	g, err := CreateGroup(mount, strings.TrimPrefix(base, "pnt-guard-host-")+"-pnt-guard", lab.model.ClassID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +148,19 @@ func upWithAddr(name, prefix string) error {
 		return err
 	}
 	return netlink.LinkSetUp(l)
+}
+
+// testNamespace creates a network namespace named prefix + 8 random hex
+// digits, removed in t.Cleanup, and returns its path.
+func testNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	name := netns.UniqueName(prefix)
+	path, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.Delete(name) })
+	return path
 }
 
 func (lab *guardLab) inHost(t *testing.T, fn func() error) {
@@ -353,15 +356,10 @@ func TestKernelLoadsTheClusterTable(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("kernel test: the nft binary is missing (Debian package nftables)")
 	}
-	name := netns.UniqueName("pnt-guard-load-")
-	path, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Delete(name) })
+	path := testNamespace(t, "pnt-guard-load-")
 	m := ForCluster(plan.DefaultConfig("podnet"))
 	ctx := context.Background()
-	err = netns.Do(path, func() error {
+	err := netns.Do(path, func() error {
 		nft, err := NewNFT(m.Table)
 		if err != nil {
 			return err
@@ -400,12 +398,7 @@ func TestKernelDeleteRemovesOnlyItsOwnGuard(t *testing.T) {
 	if err := Supported(); err != nil {
 		t.Skipf("kernel test: %v", err)
 	}
-	name := netns.UniqueName("pnt-guard-del-")
-	path, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.Delete(name) })
+	path := testNamespace(t, "pnt-guard-del-")
 	a, b := lctest.RandomConfig(1), lctest.RandomConfig(1)
 	for a.ID() == b.ID() {
 		b = lctest.RandomConfig(1)

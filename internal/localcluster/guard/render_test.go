@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,23 +209,11 @@ func TestAllowedPrefixesAreSplitByFamilyWithoutOverlaps(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v4, v6 := splitAllowed(tc.in)
-			if !equalPrefixes(v4, tc.v4) || !equalPrefixes(v6, tc.v6) {
+			if !slices.Equal(v4, tc.v4) || !slices.Equal(v6, tc.v6) {
 				t.Errorf("splitAllowed(%v) = %v %v, want %v %v", tc.in, v4, v6, tc.v4, tc.v6)
 			}
 		})
 	}
-}
-
-func equalPrefixes(a, b []netip.Prefix) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestModelValidateReportsEveryProblem(t *testing.T) {
@@ -237,5 +226,25 @@ func TestModelValidateReportsEveryProblem(t *testing.T) {
 	}
 	if err := ForCluster(plan.DefaultConfig("podnet")).Validate(); err != nil {
 		t.Errorf("the default cluster's model: %v", err)
+	}
+}
+
+func TestParseNetClsLineOfProcCgroups(t *testing.T) {
+	const header = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\n"
+	for _, tc := range []struct {
+		name, text, hierarchy string
+		enabled               bool
+	}{
+		{"enabled, never mounted", header + "net_cls\t0\t1\t1\nnet_prio\t0\t1\t1\n", "0", true},
+		{"enabled, mounted as hierarchy 11", header + "net_cls\t11\t2\t1\n", "11", true},
+		{"disabled", header + "net_cls\t0\t1\t0\n", "0", false},
+		{"a kernel without the controller", header, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, on, err := parseNetCls(strings.NewReader(tc.text))
+			if err != nil || h != tc.hierarchy || on != tc.enabled {
+				t.Errorf("parseNetCls = %q %v %v, want %q %v", h, on, err, tc.hierarchy, tc.enabled)
+			}
+		})
 	}
 }
