@@ -4,8 +4,12 @@ import (
 	"context"
 	"strings"
 
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/localcluster/guard"
 )
+
+// The guard is what confines the control plane.
+var _ controlplane.Confiner = (*guard.Guard)(nil)
 
 // createGuard installs the cluster's guard (package guard) before any
 // root-namespace process starts: the table that drops what they send
