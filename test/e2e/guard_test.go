@@ -15,6 +15,7 @@ import (
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/localcluster/guard"
+	"github.com/podnet/podnet/internal/proc"
 )
 
 // guardPlan is the address plan of TestGuardCountsNothingWhileKubectlExecAndLogsRun's
@@ -113,8 +114,9 @@ func (c *cluster) status(t *testing.T) localcluster.Status {
 	return st
 }
 
-// checkConfined: the guard is installed, with its counter at 0, and every
-// control-plane process is in its group.
+// checkConfined: the guard is installed, with its counter at 0, and
+// exactly the processes the cluster started in the root namespace (those
+// recorded without a namespace: the control plane) are in its group.
 func checkConfined(t *testing.T, cfg *localcluster.Config, st localcluster.Status) {
 	t.Helper()
 	if g := st.Guard; !g.Installed || g.Error != "" || g.DroppedPackets != 0 || g.Processes < len(controlplane.Binaries)-1 {
@@ -125,10 +127,14 @@ func checkConfined(t *testing.T, cfg *localcluster.Config, st localcluster.Statu
 		t.Fatal(err)
 	}
 	confined := strings.Fields(string(data))
-	for _, p := range st.Processes {
-		isCP := slices.Contains(controlplane.Binaries, p.Name)
-		if in := slices.Contains(confined, strconv.Itoa(p.PID)); in != isCP {
-			t.Errorf("%s (pid %d): confined %v, want %v", p.Name, p.PID, in, isCP)
+	recs, err := proc.ReadAll(cfg.ProcsDir())
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("process records: %d, %v", len(recs), err)
+	}
+	for _, r := range recs {
+		root := r.Netns == ""
+		if in := slices.Contains(confined, strconv.Itoa(r.PID)); in != root {
+			t.Errorf("%s (pid %d, namespace %q): confined %v, want %v", r.Name, r.PID, r.Netns, in, root)
 		}
 	}
 }
