@@ -17,28 +17,39 @@ import (
 )
 
 func newStatusCommand(cf *clusterFlags) *cobra.Command {
-	return newStatusCommandWith(cf.client)
+	return newStatusCommandWith(cf.client, localcluster.ReadStatus)
 }
 
+// statusReader reads a cluster's status (localcluster.ReadStatus).
+type statusReader func(context.Context, *localcluster.Config, kubernetes.Interface) (*localcluster.Status, error)
+
 // newStatusCommandWith builds the command on a function that loads the
-// cluster and makes its client (the tests' seam).
-func newStatusCommandWith(connect func() (*localcluster.Config, kubernetes.Interface, error)) *cobra.Command {
+// cluster and makes its client, and one that reads the status (the tests'
+// seams).
+func newStatusCommandWith(connect func() (*localcluster.Config, kubernetes.Interface, error), read statusReader) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status [-o json|yaml]",
-		Short: "Show the local cluster's processes, addresses and nodes",
+		Short: "Show the local cluster's processes, addresses, nodes and guard",
 		Long: `Show the local cluster's address plan, every process it started (with its
-pid and whether it is alive) and its nodes as the API server has them (Ready
-or not, with their pod CIDRs). When the API server does not answer, the
-processes are still shown (a dead one tells why) and the command fails.
+pid and whether it is alive), its nodes as the API server has them (Ready
+or not, with their pod CIDRs) and its guard: the nftables table that drops
+what the cluster's root-namespace processes send outside the cluster, with
+how many processes it confines and how many packets it dropped (anything
+but 0 is a bug: dmesg | grep podnet-guard- names the destination). When the
+API server does not answer, the rest is still shown (a dead process tells
+why) and the command fails.
 
 -o json and -o yaml print the same as a document whose fields are stable:
 name, apiServer, stateDir, kubeconfig, addresses {podCIDR, serviceCIDR,
 nodeNetwork, worldNetwork, lbPool, clusterDNS}, processes [{name, pid,
-state: running|dead}], nodes [{name, ready, internalIP, podCIDRs}].`,
+state: running|dead}], nodes [{name, ready, internalIP, podCIDRs}],
+guard {table, installed, group, classID, processes, droppedPackets,
+droppedBytes, error}.`,
 		Example: `  podnet status
   podnet status --cluster dev
-  podnet status -o json | jq -r '.nodes[] | select(.ready | not) | .name'`,
+  podnet status -o json | jq -r '.nodes[] | select(.ready | not) | .name'
+  podnet status -o json | jq .guard.droppedPackets`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			printStatus, err := statusPrinter(output)
@@ -51,7 +62,7 @@ state: running|dead}], nodes [{name, ready, internalIP, podCIDRs}].`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 			defer cancel()
-			st, err := localcluster.ReadStatus(ctx, cfg, client)
+			st, err := read(ctx, cfg, client)
 			if perr := printStatus(cmd.OutOrStdout(), st); perr != nil {
 				return perr
 			}
@@ -107,7 +118,19 @@ func printStatusText(w io.Writer, st *localcluster.Status) error {
 		}
 		fmt.Fprintf(w, "  node %-20s %-8s podCIDR %s\n", n.Name, ready, cidrs)
 	}
+	fmt.Fprintf(w, "  guard %s\n", guardText(st.Guard))
 	return nil
+}
+
+// guardText is the guard's line of the text status.
+func guardText(g localcluster.GuardStatus) string {
+	switch {
+	case g.Error != "":
+		return fmt.Sprintf("%s: UNKNOWN: %s", g.Table, g.Error)
+	case !g.Installed:
+		return fmt.Sprintf("%s: NOT INSTALLED", g.Table)
+	}
+	return fmt.Sprintf("%s: %d processes confined, %d packets dropped", g.Table, g.Processes, g.DroppedPackets)
 }
 
 func newClustersCommand() *cobra.Command {

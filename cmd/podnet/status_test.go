@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -38,9 +39,21 @@ func statusCluster(t *testing.T) (*localcluster.Config, kubernetes.Interface) {
 	return cfg, fake.NewClientset(node("st-node-1", "10.244.1.0/24", v1.ConditionTrue), node("st-node-2", "10.244.2.0/24", v1.ConditionFalse))
 }
 
+// testGuard is the guard runStatus reports: installed, 4 processes, 2
+// packets dropped.
+func testGuard(c *localcluster.Config) localcluster.GuardStatus {
+	return localcluster.GuardStatus{Table: "inet podnet-guard-" + c.ID(), Installed: true, Group: filepath.Join(c.StateDir, "net_cls", "podnet-"+c.Name),
+		ClassID: "0x70123456", Processes: 4, DroppedPackets: 2, DroppedBytes: 120}
+}
+
 func runStatus(t *testing.T, cfg *localcluster.Config, client kubernetes.Interface, args ...string) (string, error) {
 	t.Helper()
-	cmd := newStatusCommandWith(func() (*localcluster.Config, kubernetes.Interface, error) { return cfg, client, nil })
+	cmd := newStatusCommandWith(func() (*localcluster.Config, kubernetes.Interface, error) { return cfg, client, nil },
+		func(ctx context.Context, c *localcluster.Config, k kubernetes.Interface) (*localcluster.Status, error) {
+			return localcluster.ReadStatusWith(ctx, c, k, func(context.Context, *localcluster.Config) localcluster.GuardStatus {
+				return testGuard(c)
+			})
+		})
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetArgs(args)
@@ -61,6 +74,7 @@ func TestStatusOutputDecodes(t *testing.T) {
 			{Name: "st-node-1", Ready: true, PodCIDRs: []string{"10.244.1.0/24"}},
 			{Name: "st-node-2", Ready: false, PodCIDRs: []string{"10.244.2.0/24"}},
 		},
+		Guard: testGuard(cfg),
 	}
 	for format, unmarshal := range map[string]func([]byte, any) error{
 		"json": json.Unmarshal,
@@ -79,7 +93,8 @@ func TestStatusOutputDecodes(t *testing.T) {
 				t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
 			}
 			// The field names are the interface: a script reads these.
-			for _, key := range []string{"apiServer", "podCIDR", "serviceCIDR", "nodeNetwork", "processes", "pid", "state", "nodes", "ready", "podCIDRs"} {
+			for _, key := range []string{"apiServer", "podCIDR", "serviceCIDR", "nodeNetwork", "processes", "pid", "state", "nodes", "ready", "podCIDRs",
+				"guard", "table", "installed", "group", "classID", "droppedPackets", "droppedBytes"} {
 				if !strings.Contains(out, key) {
 					t.Errorf("output lacks %q:\n%s", key, out)
 				}
@@ -100,10 +115,32 @@ func TestStatusText(t *testing.T) {
 		"  etcd ", " running\n",
 		"  node st-node-1            Ready    podCIDR 10.244.1.0/24\n",
 		"  node st-node-2            NotReady podCIDR 10.244.2.0/24\n",
+		"  guard inet podnet-guard-" + cfg.ID() + ": 4 processes confined, 2 packets dropped\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A guard that is missing or cannot be read says so in capitals.
+func TestStatusTextGuardStates(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		g    localcluster.GuardStatus
+		want string
+	}{
+		{"installed", localcluster.GuardStatus{Table: "inet podnet-guard-abcdef", Installed: true, Processes: 4},
+			"inet podnet-guard-abcdef: 4 processes confined, 0 packets dropped"},
+		{"not installed", localcluster.GuardStatus{Table: "inet podnet-guard-abcdef"}, "inet podnet-guard-abcdef: NOT INSTALLED"},
+		{"unreadable", localcluster.GuardStatus{Table: "inet podnet-guard-abcdef", Error: "nft: permission denied"},
+			"inet podnet-guard-abcdef: UNKNOWN: nft: permission denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := guardText(tc.g); got != tc.want {
+				t.Errorf("guardText = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/podnet/podnet/internal/localcluster/addons"
 	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/localcluster/guard"
 	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/localcluster/safety"
 	"github.com/podnet/podnet/internal/localcluster/topology"
@@ -81,7 +82,11 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 	if err := createNetwork(cfg, o); err != nil {
 		return err
 	}
-	client, err := startCluster(ctx, cfg, o)
+	g, err := createGuard(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	client, err := startCluster(ctx, cfg, o, g)
 	if err != nil {
 		return err
 	}
@@ -90,7 +95,7 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 		return err
 	}
 	for _, m := range o.Manifests {
-		if err := Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m); err != nil {
+		if err := g.Do(func() error { return Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m) }); err != nil {
 			return fmt.Errorf("apply %s: %w", m, err)
 		}
 	}
@@ -110,11 +115,17 @@ func prepareUp(cfg *Config, o UpOptions) error {
 	if err := checkUpBinaries(o); err != nil {
 		return err
 	}
+	if err := guard.Supported(); err != nil {
+		return fmt.Errorf("%w (podnet up confines its root-namespace processes with it; see docs/local-cluster.md, Safety)", err)
+	}
 	// Leftovers of a crashed run of this cluster (processes are gone: the
 	// check above): remove them so the conflict check sees a clean host.
+	// The guard first: its mount is inside the state directory.
+	_ = guard.Delete(cfg)
 	if _, serr := os.Stat(cfg.StateDir); serr == nil {
 		if old, lerr := Load(cfg.StateDir); lerr == nil {
 			_ = topology.Delete(old)
+			_ = guard.Delete(old)
 		}
 		_ = os.RemoveAll(cfg.StateDir)
 	}
@@ -157,12 +168,12 @@ func createNetwork(cfg *Config, o UpOptions) error {
 
 // startCluster starts the control plane and every node, and waits until
 // the nodes are Ready. It returns an admin client.
-func startCluster(ctx context.Context, cfg *Config, o UpOptions) (kubernetes.Interface, error) {
+func startCluster(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard) (kubernetes.Interface, error) {
 	o.say("starting the control plane (etcd, kube-apiserver at %s, kube-controller-manager, kube-scheduler)", cfg.APIServerURL())
 	cp, err := controlplane.Start(ctx, controlplane.Config{
 		ClusterName: cfg.Name, StateDir: cfg.StateDir, BinDir: o.ToolsBin,
 		APIAddress: cfg.RootIP, APIPort: cfg.APIServerPort,
-		ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, NodeCIDRMaskSize: cfg.NodeCIDRMaskSize,
+		ServiceCIDR: cfg.ServiceCIDR, PodCIDR: cfg.PodCIDR, NodeCIDRMaskSize: cfg.NodeCIDRMaskSize, Confine: g,
 		Progress: func(s string) { o.say("  %s", s) },
 	})
 	if err != nil {
@@ -298,6 +309,9 @@ func Down(cfg *Config) error {
 		if err := proc.StopAll(podruntime.ContainersDir(cfg.NodeDir(i)), 5*time.Second); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := guard.Delete(cfg); err != nil { // after the processes: a group with any cannot go
+		errs = append(errs, err)
 	}
 	if err := topology.Delete(cfg); err != nil {
 		errs = append(errs, err)

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/localcluster/guard"
 	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -30,7 +31,13 @@ type Status struct {
 	Processes  []ProcessStatus `json:"processes"`
 	// Nodes is empty when the API server did not answer.
 	Nodes []NodeStatus `json:"nodes"`
+	// Guard is what confines the root-namespace processes (package
+	// guard); its droppedPackets should stay 0.
+	Guard GuardStatus `json:"guard"`
 }
+
+// GuardStatus is the guard's table, group and counter (guard.Stats).
+type GuardStatus = guard.Stats
 
 // AddressPlan is the cluster's address plan (see Config).
 type AddressPlan struct {
@@ -64,10 +71,17 @@ type NodeStatus struct {
 	PodCIDRs   []string `json:"podCIDRs"`
 }
 
-// ReadStatus reads the cluster's processes from its state directory and its
-// Nodes from the API server. When the API server cannot be asked, it
-// returns what it has (no nodes) and the error.
+// ReadStatus reads the cluster's processes from its state directory, its
+// guard from the root namespace (guard.Read) and its Nodes from the API
+// server. When the API server cannot be asked, it returns what it has (no
+// nodes) and the error; a guard that cannot be read says why in its Error.
 func ReadStatus(ctx context.Context, c *Config, client kubernetes.Interface) (*Status, error) {
+	return ReadStatusWith(ctx, c, client, guard.Read)
+}
+
+// ReadStatusWith is ReadStatus with the guard read by readGuard.
+func ReadStatusWith(ctx context.Context, c *Config, client kubernetes.Interface,
+	readGuard func(context.Context, *Config) GuardStatus) (*Status, error) {
 	s := &Status{
 		Name: c.Name, APIServer: c.APIServerURL(), StateDir: c.StateDir, Kubeconfig: AdminKubeconfigPath(c.StateDir),
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
@@ -83,6 +97,7 @@ func ReadStatus(ctx context.Context, c *Config, client kubernetes.Interface) (*S
 		}
 		s.Processes = append(s.Processes, ProcessStatus{Name: r.Name, PID: r.PID, State: state})
 	}
+	s.Guard = readGuard(ctx, c)
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return s, fmt.Errorf("API server: %w", err)

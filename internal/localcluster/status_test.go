@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/knftables"
+
+	"github.com/podnet/podnet/internal/localcluster/guard"
 
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -62,7 +66,7 @@ func TestStatus(t *testing.T) {
 	c.StateDir = t.TempDir()
 	recordProcs(t, c, []string{"etcd"}, []string{"kube-apiserver"})
 	client := fake.NewClientset(testNode("st-node-2", "10.244.2.0/24", "172.30.0.12", false), testNode("st-node-1", "10.244.1.0/24", "172.30.0.11", true))
-	got, err := ReadStatus(context.Background(), c, client)
+	got, err := ReadStatusWith(context.Background(), c, client, guardWithDrops(t, 3, 180))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +79,26 @@ func TestStatus(t *testing.T) {
 			{Name: "st-node-1", Ready: true, InternalIP: "172.30.0.11", PodCIDRs: []string{"10.244.1.0/24"}},
 			{Name: "st-node-2", Ready: false, InternalIP: "172.30.0.12", PodCIDRs: []string{"10.244.2.0/24"}},
 		},
+		Guard: GuardStatus{Table: "inet podnet-guard-" + c.ID(), Installed: true, Group: filepath.Join(c.StateDir, "net_cls", "podnet-st"),
+			ClassID: fmt.Sprintf("%#x", guard.ClassID(c)), DroppedPackets: 3, DroppedBytes: 180},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Status =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// guardWithDrops reads the guard of a cluster from a knftables.Fake whose
+// table has dropped packets and bytes (its group is not mounted).
+func guardWithDrops(t *testing.T, packets, bytes uint64) func(context.Context, *Config) GuardStatus {
+	t.Helper()
+	return func(ctx context.Context, c *Config) GuardStatus {
+		fake := knftables.NewFake(knftables.InetFamily, guard.TableName(c))
+		if err := guard.Install(ctx, fake, guard.ForCluster(c)); err != nil {
+			t.Fatal(err)
+		}
+		fake.Table.Counters[guard.CounterDropped].Packets = &packets
+		fake.Table.Counters[guard.CounterDropped].Bytes = &bytes
+		return guard.ReadWith(ctx, fake, c)
 	}
 }
 

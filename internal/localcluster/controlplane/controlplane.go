@@ -98,11 +98,26 @@ type Config struct {
 	// the machine. Addresses must then be IP literals.
 	Netns string
 
+	// Confine, if set, confines every process Start starts: each is
+	// started inside Confine.Do and must then be held (Confine.Holds). The
+	// local cluster passes its guard (package guard), so that nothing the
+	// control plane sends can leave the cluster's ranges. Do's function
+	// forks on the calling thread, so Confine and Netns do not combine:
+	// Start refuses both.
+	Confine Confiner
+
 	// Timeout bounds each wait for a process to become healthy. Default
 	// DefaultTimeout.
 	Timeout time.Duration
 	// Progress, if set, receives one self-contained line per step.
 	Progress func(string)
+}
+
+// Confiner confines processes: Do runs a function that starts processes
+// so that they begin confined; Holds says whether a pid is.
+type Confiner interface {
+	Do(start func() error) error
+	Holds(pid int) error
 }
 
 // Defaults fills in the zero fields that have defaults.
@@ -163,6 +178,9 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(c.Netns); err != nil {
 			add("netns: %v", err)
 		}
+	}
+	if c.Confine != nil && c.Netns != "" {
+		add("confine and netns: a process started in a namespace would escape the confinement")
 	}
 	if c.Timeout < 0 {
 		add("timeout %v: want positive", c.Timeout)
@@ -305,16 +323,33 @@ func CheckBinaries(binDir string) error {
 	return nil
 }
 
-// startProc starts one control-plane process and appends its record to cp.
+// startProc starts one control-plane process (confined, with
+// Config.Confine) and appends its record to cp.
 func startProc(cp *ControlPlane, name string, args []string) (*proc.Record, error) {
-	rec, err := proc.Start(plan.ProcsDir(cp.Config.StateDir), proc.Spec{
-		Name:    name,
-		Argv:    append([]string{filepath.Join(cp.Config.BinDir, name)}, args...),
-		Env:     ProcessEnv(),
-		Dir:     cp.Config.StateDir,
-		LogFile: filepath.Join(plan.LogsDir(cp.Config.StateDir), name+".log"),
-		Netns:   cp.Config.Netns,
-	})
+	var rec *proc.Record
+	start := func() (err error) {
+		rec, err = proc.Start(plan.ProcsDir(cp.Config.StateDir), proc.Spec{
+			Name:    name,
+			Argv:    append([]string{filepath.Join(cp.Config.BinDir, name)}, args...),
+			Env:     ProcessEnv(),
+			Dir:     cp.Config.StateDir,
+			LogFile: filepath.Join(plan.LogsDir(cp.Config.StateDir), name+".log"),
+			Netns:   cp.Config.Netns,
+		})
+		return err
+	}
+	// A process started but not confined is recorded: Start's cleanup
+	// stops it with the others.
+	var err error
+	if c := cp.Config.Confine; c != nil {
+		if err = c.Do(start); err == nil {
+			if herr := c.Holds(rec.PID); herr != nil {
+				err = fmt.Errorf("%s (pid %d) is not confined: %w", name, rec.PID, herr)
+			}
+		}
+	} else {
+		err = start()
+	}
 	if err != nil {
 		return nil, err
 	}

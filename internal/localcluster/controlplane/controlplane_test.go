@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
@@ -121,6 +122,7 @@ func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
 			"--allow-privileged=true",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--client-ca-file=" + f.CACert,
+			"--kubelet-preferred-address-types=InternalIP",
 		}},
 		{"kube-controller-manager allocates node CIDRs", controllerManagerArgs(&cfg, f, 10257), []string{
 			"--allocate-node-cidrs=true",
@@ -299,6 +301,49 @@ func TestControlPlaneStartFailureNamesTheProcessAndQuotesItsLog(t *testing.T) {
 		!strings.Contains(err.Error(), filepath.Join(missing.BinDir, "kube-apiserver")) ||
 		!strings.Contains(err.Error(), "make tools") {
 		t.Errorf("missing binaries: %v", err)
+	}
+}
+
+// recordingConfiner runs every start it is given and says no process is
+// held.
+type recordingConfiner struct{ started int }
+
+func (c *recordingConfiner) Do(start func() error) error { c.started++; return start() }
+func (c *recordingConfiner) Holds(pid int) error {
+	return fmt.Errorf("pid %d is not in the test's group", pid)
+}
+
+// Every process starts inside Confine.Do, and one that Confine does not
+// hold fails the start, which leaves nothing running.
+func TestControlPlaneStartRefusesAProcessThatIsNotConfined(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range Binaries {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig(t)
+	cfg.BinDir = bin
+	confiner := &recordingConfiner{}
+	cfg.Confine = confiner
+	_, err := Start(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "etcd (pid ") || !strings.Contains(err.Error(), "is not confined: pid") {
+		t.Fatalf("start with an unconfined etcd: %v", err)
+	}
+	if confiner.started != 1 {
+		t.Errorf("Confine.Do ran %d times, want once (etcd, then the start stopped)", confiner.started)
+	}
+	recs, _ := proc.ReadAll(plan.ProcsDir(cfg.StateDir))
+	for _, r := range recs {
+		if proc.Alive(r) {
+			t.Errorf("%s (pid %d) left running", r.Name, r.PID)
+		}
+	}
+
+	both := testConfig(t)
+	both.Confine, both.Netns = confiner, "/proc/self/ns/net"
+	if err := both.Validate(); err == nil || !strings.Contains(err.Error(), "confine and netns") {
+		t.Errorf("Confine with Netns accepted: %v", err)
 	}
 }
 

@@ -18,5 +18,9 @@
 // loopback without TLS or authentication, so any local process can read
 // and write the whole cluster state through it. Every process gets
 // ProcessEnv, the caller's environment without proxy settings, so that
-// cluster traffic never goes to an HTTP(S) proxy off the machine.
+// cluster traffic never goes to an HTTP(S) proxy off the machine, and
+// kube-apiserver dials kubelets at their InternalIP only, never resolving
+// a node name through the machine's resolver. With Config.Confine set
+// (podnet up passes the cluster's guard), every process starts confined
+// and Start fails if one is not.
 package controlplane

@@ -41,6 +41,11 @@ func apiServerArgs(cfg *Config, f *Files) []string {
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
 		"--profiling=false",
+		// The kubelet API (exec, logs, port-forward) at the Node's
+		// InternalIP only: the default tries the Hostname first, and
+		// resolving a node name asks this machine's resolver, off the
+		// machine (the guard drops it: package guard).
+		"--kubelet-preferred-address-types=InternalIP",
 	}
 	if cfg.APIAddress.IsLoopback() {
 		// v1.37 exits at start when the endpoint reconciler would have to
