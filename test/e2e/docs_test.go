@@ -221,6 +221,7 @@ func runDocCommand(t *testing.T, sh *shell, dc docCommand, rep *strings.Replacer
 		want[i] = rep.Replace(w)
 	}
 	start := time.Now()
+	first := ""
 	for {
 		out, code, err := sh.run(text, docTimeout)
 		if err != nil {
@@ -233,8 +234,12 @@ func runDocCommand(t *testing.T, sh *shell, dc docCommand, rep *strings.Replacer
 		if problem == nil {
 			return
 		}
+		if first == "" {
+			first = fmt.Sprintf("  first run: %v\n  output:\n%s", problem, indent(out))
+		}
 		if time.Since(start) > docRetry {
-			t.Errorf("%s: %s\n  %v (retried for %s)\n  ran: %s\n  output:\n%s", dc.where(), dc.firstLine(), problem, docRetry, text, indent(out))
+			t.Errorf("%s: %s\n  ran: %s\n%s\n  last run, %s later: %v\n  output:\n%s", dc.where(), dc.firstLine(), text,
+				first, time.Since(start).Round(time.Second), problem, indent(out))
 			return
 		}
 		time.Sleep(time.Second)

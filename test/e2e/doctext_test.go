@@ -45,16 +45,34 @@ func (c docCommand) where() string { return fmt.Sprintf("%s:%d", c.file, c.line)
 // firstLine is the command's first line without its comment.
 func (c docCommand) firstLine() string {
 	line, _, _ := strings.Cut(c.text, "\n")
-	if m := commentRE.FindStringIndex(line); m != nil {
-		line = line[:m[0]]
+	code, _ := splitComment(line)
+	return strings.TrimSpace(code)
+}
+
+// splitComment splits a shell line at its comment: a # that starts a word
+// outside quotes.
+func splitComment(line string) (code, comment string) {
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		switch ch := line[i]; {
+		case quote != 0:
+			if ch == quote {
+				quote = 0
+			}
+		case ch == '\\':
+			i++
+		case ch == '\'' || ch == '"':
+			quote = ch
+		case ch == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i], line[i:]
+		}
 	}
-	return strings.TrimSpace(line)
+	return line, ""
 }
 
 var (
 	fenceRE   = regexp.MustCompile("^```\\s*([A-Za-z0-9_-]*)")
 	markerRE  = regexp.MustCompile(`^<!--\s*doc-test:\s*skip\s*\((.+)\)\s*-->$`)
-	commentRE = regexp.MustCompile(`(?:^|\s)#[^'"]*$`)
 	exitRE    = regexp.MustCompile(`\bexit ([0-9]+)\b`)
 	heredocRE = regexp.MustCompile(`<<-?\s*['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?`)
 )
@@ -129,12 +147,11 @@ func parseConsole(file string, first int, body []string, skip string) ([]docComm
 		case strings.HasPrefix(l, "$ "):
 			cmds = append(cmds, docCommand{file: file, line: first + k, text: strings.TrimSpace(l[2:]), skip: skip})
 			cur = &cmds[len(cmds)-1]
-			if c := commentRE.FindString(l); c != "" {
-				if m := exitRE.FindStringSubmatch(c); m != nil {
-					cur.exit, _ = strconv.Atoi(m[1])
-				}
+			code, comment := splitComment(l)
+			if m := exitRE.FindStringSubmatch(comment); m != nil {
+				cur.exit, _ = strconv.Atoi(m[1])
 			}
-			if m := heredocRE.FindStringSubmatch(commentRE.ReplaceAllString(l, "")); m != nil {
+			if m := heredocRE.FindStringSubmatch(code); m != nil {
 				heredoc = m[1]
 			}
 		case cur != nil:
@@ -201,7 +218,7 @@ func TestParseDoc(t *testing.T) {
 		"```console",
 		"$ podnet probe frontend pod/api:8080     # from one pod to another",
 		"tcp frontend -> pod/api:8080 (10.244.1.3:8080): answered by pod api, ...",
-		"$ podnet probe nginx-pod pod/api:8080    # exit 1: not a frontend",
+		"$ podnet probe nginx-pod pod/api:8080    # exit 1: the seed's api-allow \"admits\" frontends only",
 		"$ podnet kubectl -- apply -f - <<'YAML'",
 		"kind: Namespace",
 		"$ not a command: inside the here-document",
@@ -226,7 +243,7 @@ func TestParseDoc(t *testing.T) {
 	want := []docCommand{
 		{file: "d.md", line: 3, text: "podnet probe frontend pod/api:8080     # from one pod to another",
 			want: []string{"tcp frontend -> pod/api:8080 (10.244.1.3:8080): answered by pod api, ..."}},
-		{file: "d.md", line: 5, text: "podnet probe nginx-pod pod/api:8080    # exit 1: not a frontend", exit: 1},
+		{file: "d.md", line: 5, text: "podnet probe nginx-pod pod/api:8080    # exit 1: the seed's api-allow \"admits\" frontends only", exit: 1},
 		{file: "d.md", line: 6, text: "podnet kubectl -- apply -f - <<'YAML'\nkind: Namespace\n$ not a command: inside the here-document\nYAML",
 			want: []string{"namespace/x created"}},
 		{file: "d.md", line: 11, text: "echo a \\\n  b", want: []string{"a b"}},
@@ -238,13 +255,25 @@ func TestParseDoc(t *testing.T) {
 	if got := cmds[1].firstLine(); got != "podnet probe nginx-pod pod/api:8080" {
 		t.Errorf("firstLine() = %q", got)
 	}
+	for line, want := range map[string]string{
+		`a # b`:                 "a |# b",
+		`a '# not' "# not" # c`: `a '# not' "# not" |# c`,
+		`a#b c`:                 "a#b c|",
+		`a \# b # c`:            `a \# b |# c`,
+		`# only`:                "|# only",
+		`echo "it's" # exit 1`:  `echo "it's" |# exit 1`,
+	} {
+		if code, comment := splitComment(line); code+"|"+comment != want {
+			t.Errorf("splitComment(%q) = %q, %q; want %q", line, code, comment, want)
+		}
+	}
 
 	for name, bad := range map[string]string{
-		"a sh block":                            "```sh\npodnet status\n```",
-		"a bash block":                          "```bash\npodnet status\n```",
-		"output before a command":               "```console\nhello\n$ echo\n```",
-		"an unclosed here-document":             "```console\n$ cat <<EOF\nx\n```",
-		"a marker without a reason":             "<!-- doc-test: skip -->\n```console\n$ x\n```",
+		"a sh block":                             "```sh\npodnet status\n```",
+		"a bash block":                           "```bash\npodnet status\n```",
+		"output before a command":                "```console\nhello\n$ echo\n```",
+		"an unclosed here-document":              "```console\n$ cat <<EOF\nx\n```",
+		"a marker without a reason":              "<!-- doc-test: skip -->\n```console\n$ x\n```",
 		"a marker before a block that never ran": "<!-- doc-test: skip (why) -->\n```json\n{}\n```",
 	} {
 		if _, errs := parseDoc("bad.md", bad); len(errs) == 0 {
