@@ -8,16 +8,37 @@ import (
 	v1 "k8s.io/api/core/v1"
 )
 
+// parseCase is a case of a target parser: what it returns for in, or a
+// part of its error.
+type parseCase struct {
+	name, in string
+	want     Target
+	err      string // "" when none
+}
+
+func runParseCases(t *testing.T, fn string, parse func(s, defaultNS string) (Target, error), cases []parseCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parse(tc.in, "shop")
+			switch {
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("%s(%q) = %+v, %v; want an error with %q", fn, tc.in, got, err, tc.err)
+			case tc.err == "" && err != nil:
+				t.Fatalf("%s(%q): %v", fn, tc.in, err)
+			case tc.err == "" && got != tc.want:
+				t.Fatalf("%s(%q) = %+v, want %+v", fn, tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
 func podRef(ns, name string) Object { return Object{Kind: KindPod, Namespace: ns, Name: name} }
 func svcRef(ns, name string) Object { return Object{Kind: KindService, Namespace: ns, Name: name} }
 
 func TestParseTarget(t *testing.T) {
 	addr := netip.MustParseAddr
-	for _, tc := range []struct {
-		name, in string
-		want     Target
-		err      string // a part of the error; "" when none
-	}{
+	runParseCases(t, "ParseTarget", ParseTarget, []parseCase{
 		{name: "a pod name is in the default namespace on tcp/80", in: "web-1",
 			want: Target{Object: podRef("shop", "web-1"), Protocol: v1.ProtocolTCP, Port: 80}},
 		{name: "ns/name names another namespace", in: "kube-system/coredns-0",
@@ -76,19 +97,7 @@ func TestParseTarget(t *testing.T) {
 		{name: "three slashes are refused", in: "a/pod/b/c", err: "want pod/NAME"},
 		{name: "a Service name is a DNS label", in: "svc/web.x", err: "bad svc name"},
 		{name: "a kind without a name is refused", in: "pod/", err: "bad pod name"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseTarget(tc.in, "shop")
-			switch {
-			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-				t.Fatalf("ParseTarget(%q) = %+v, %v; want an error with %q", tc.in, got, err, tc.err)
-			case tc.err == "" && err != nil:
-				t.Fatalf("ParseTarget(%q): %v", tc.in, err)
-			case tc.err == "" && got != tc.want:
-				t.Fatalf("ParseTarget(%q) = %+v, want %+v", tc.in, got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestParsePod(t *testing.T) {
@@ -109,11 +118,7 @@ func TestParsePod(t *testing.T) {
 // is refused with the forms that work, since it reads like a DNS name.
 func TestParseHostPort(t *testing.T) {
 	addr := netip.MustParseAddr
-	for _, tc := range []struct {
-		name, in string
-		want     Target
-		err      string // a part of the error; "" when none
-	}{
+	runParseCases(t, "ParseHostPort", ParseHostPort, []parseCase{
 		{name: "an IPv4 address and port", in: "10.244.2.7:8080",
 			want: Target{Addr: addr("10.244.2.7"), Protocol: v1.ProtocolTCP, Port: 8080}},
 		{name: "an IPv6 address in brackets", in: "[fd00:10:244::7]:53",
@@ -137,17 +142,5 @@ func TestParseHostPort(t *testing.T) {
 		{name: "IPv6 without brackets is refused", in: "fd00::1:80", err: "too many colons"},
 		{name: "a bad IPv4 address is refused", in: "10.0.0.300:80", err: "bad IPv4 address"},
 		{name: "a bad name is refused", in: "pod/Web_1:80", err: "bad pod name"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseHostPort(tc.in, "shop")
-			switch {
-			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-				t.Fatalf("ParseHostPort(%q) = %+v, %v; want an error with %q", tc.in, got, err, tc.err)
-			case tc.err == "" && err != nil:
-				t.Fatalf("ParseHostPort(%q): %v", tc.in, err)
-			case tc.err == "" && got != tc.want:
-				t.Fatalf("ParseHostPort(%q) = %+v, want %+v", tc.in, got, tc.want)
-			}
-		})
-	}
+	})
 }
