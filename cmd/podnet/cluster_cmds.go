@@ -137,7 +137,7 @@ kubeconfig for your own kubectl: %s
 		if onPath != "" {
 			what = "the podnet on your PATH is " + onPath + ", not this one"
 		}
-		fmt.Fprintf(w, "%s: `sudo make install` links /usr/local/bin/podnet to %s (or type that path instead of podnet)\n", what, exe)
+		fmt.Fprintf(w, "%s: `make install` (as root) links /usr/local/bin/podnet to %s (or type that path instead of podnet)\n", what, exe)
 	}
 }
 

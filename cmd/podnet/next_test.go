@@ -29,7 +29,7 @@ func TestWriteNext(t *testing.T) {
 	if err := os.Symlink(exe, link); err != nil {
 		t.Fatal(err)
 	}
-	hint := "`sudo make install` links /usr/local/bin/podnet to " + exe
+	hint := "`make install` (as root) links /usr/local/bin/podnet to " + exe
 	for _, tc := range []struct {
 		name, cluster, onPath string
 		want, not             []string

@@ -71,9 +71,9 @@ func docReplacer(name, tmp string) *strings.Replacer {
 // notRun are the commands the docs show that the test does not run, and
 // why.
 var notRun = map[string]string{
-	"make up":           "the test's own cluster, started with the seed examples, is what make up makes",
-	"make test":         "it runs this test",
-	"sudo make install": "the test puts bin/podnet on PATH itself and changes nothing outside the checkout",
+	"make up":      "the test's own cluster, started with the seed examples, is what make up makes",
+	"make test":    "it runs this test",
+	"make install": "the test puts bin/podnet on PATH itself and changes nothing outside the checkout",
 }
 
 // docFiles are the docs whose commands run, in this order: the quick
