@@ -119,13 +119,19 @@ func docCommands(t *testing.T) [][]docCommand {
 // The docs are readable by the convention, whether or not a cluster can
 // run them (no root needed).
 func TestDocsFollowTheConvention(t *testing.T) {
+	n := 0
 	for _, cmds := range docCommands(t) {
 		for _, c := range cmds {
 			if c.skip != "" {
 				t.Logf("%s: skipped: %s", c.where(), c.skip)
 			}
 		}
+		if len(cmds) > 0 {
+			t.Logf("%s: %d commands", cmds[0].file, len(cmds))
+		}
+		n += len(cmds)
 	}
+	t.Logf("%d commands in all", n)
 }
 
 func TestDocCommands(t *testing.T) {
