@@ -46,6 +46,15 @@ test: deps build tools vet
 up: deps build tools
 	$(BIN)/podnet up -f examples/seed
 
+## install: put podnet on PATH as the docs type it: a symbolic link $(PREFIX)/bin/podnet -> bin/podnet
+## (a link, not a copy: podnet finds podnet-cni and tools/bin next to its target, and each make build updates it)
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	@mkdir -p $(PREFIX)/bin
+	ln -sfn $(BIN)/podnet $(PREFIX)/bin/podnet
+	@echo "podnet is $$(command -v podnet || echo "$(PREFIX)/bin/podnet (add $(PREFIX)/bin to PATH)")"
+
 ## down: remove the local cluster
 down:
 	$(BIN)/podnet down

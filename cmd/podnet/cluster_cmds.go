@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/podexec"
-	"github.com/podnet/podnet/internal/probe"
 )
 
 // addClusterCommands adds the commands a person runs against a local
@@ -106,22 +106,50 @@ process records) goes to --state-dir.`,
 }
 
 func printNext(cmd *cobra.Command, cfg *localcluster.Config) {
+	exe, _ := os.Executable()
+	onPath, _ := exec.LookPath("podnet")
+	writeNext(cmd.OutOrStdout(), cfg, exe, onPath)
+}
+
+// writeNext prints what to try on the cluster that just came up, in the
+// form the docs use (podnet on PATH), and how to get there when the podnet
+// on PATH (onPath, "" for none) is not this one (exe).
+func writeNext(w io.Writer, cfg *localcluster.Config, exe, onPath string) {
 	c := ""
 	if cfg.Name != "podnet" {
 		c = " --cluster " + cfg.Name
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), `
+	fmt.Fprintf(w, `
 Cluster %q is up. Try:
   podnet%s kubectl -- get nodes -o wide
   podnet%s kubectl -- get pods -A -o wide
   podnet%s exec POD -- ip addr
   podnet%s exec POD -- nslookup kubernetes.default   (cluster DNS)
-  podnet%s probe POD OTHER-POD-IP:80
-  podnet%s trace POD OTHER-POD:80      (why NetworkPolicy allows or denies it)
+  podnet%s probe POD pod/OTHER-POD:PORT
+  podnet%s probe POD svc/SERVICE:PORT
+  podnet%s trace POD pod/OTHER-POD:PORT   (why NetworkPolicy allows or denies it)
   podnet%s logs POD
   podnet%s down
 kubeconfig for your own kubectl: %s
-`, cfg.Name, c, c, c, c, c, c, c, c, localcluster.AdminKubeconfigPath(cfg.StateDir))
+`, cfg.Name, c, c, c, c, c, c, c, c, c, localcluster.AdminKubeconfigPath(cfg.StateDir))
+	if !samePath(exe, onPath) {
+		what := "podnet is not on your PATH"
+		if onPath != "" {
+			what = "the podnet on your PATH is " + onPath + ", not this one"
+		}
+		fmt.Fprintf(w, "%s: `make install` (as root) links /usr/local/bin/podnet to %s (or type that path instead of podnet)\n", what, exe)
+	}
+}
+
+// samePath says whether a and b are the same file (symbolic links
+// followed).
+func samePath(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
 
 func newDownCommand(cf *clusterFlags) *cobra.Command {
@@ -316,73 +344,4 @@ func exitErr(err error) error {
 		return exitError{code: ee.ExitCode()}
 	}
 	return err
-}
-
-func newProbeCommand(cf *clusterFlags) *cobra.Command {
-	return newProbeCommandWith(cf.kubeconfig, func(cmd *cobra.Command, ns, name string) (string, error) {
-		p, err := findPod(cmd, cf, ns, name)
-		if err != nil {
-			return "", err
-		}
-		return p.NetNS, nil
-	})
-}
-
-// newProbeCommandWith builds the command on the kubeconfig that holds the
-// default namespace and a function that finds a pod's network namespace
-// (the tests' seams).
-func newProbeCommandWith(kubeconfig func() string, podNetNS func(cmd *cobra.Command, ns, name string) (string, error)) *cobra.Command {
-	var protocol string
-	var timeout time.Duration
-	nsf := &namespaceFlag{kubeconfig: kubeconfig}
-	cmd := &cobra.Command{
-		Use:   "probe [-n NS] POD TARGET:PORT",
-		Short: "Connect from inside a pod; exit 0 when a reply came back, 1 when not, 2 on error",
-		Long: `Connect from inside POD's network namespace to TARGET:PORT, an IP address
-(a pod, a Service's cluster IP, a node, the outside world; names are refused
-because this machine's resolver, not the cluster's, would resolve them: use
-podnet exec POD -- curl NAME). TCP sends an HTTP request, UDP a datagram.
-Against podnet's built-in test server it prints which pod answered and the
-client address that pod saw.
-
-Exit status: 0 when a reply came back, 1 when none did (refused, dropped,
-timed out), 2 on errors (bad arguments, unknown pod, a namespace that cannot
-be entered).`,
-		Example: `  podnet probe frontend 10.244.2.2:8080     # the api pod answers: exit 0
-  podnet probe nginx-pod 10.244.2.2:8080    # api-allow admits frontends only: exit 1
-  podnet probe frontend 10.96.0.1:443       # the kubernetes Service
-  podnet probe -n secure database 203.0.113.53:53 --protocol udp --timeout 3s`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 2 {
-				return exitError{code: 2, msg: fmt.Sprintf("probe takes POD and TARGET:PORT, got %d arguments", len(args))}
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			nsPath, err := podNetNS(cmd, nsf.get(), args[0])
-			if err != nil {
-				return exitError{code: 2, msg: err.Error()}
-			}
-			reply, err := probe.From(nsPath, protocol, args[1], timeout)
-			out := cmd.OutOrStdout()
-			var noReply *probe.NoReplyError
-			switch {
-			case errors.As(err, &noReply):
-				fmt.Fprintf(out, "%s %s -> %s: %v\n", protocol, args[0], args[1], err)
-				return exitError{code: 1, quiet: true}
-			case err != nil:
-				return exitError{code: 2, msg: err.Error()}
-			case reply.Pod != "":
-				fmt.Fprintf(out, "%s %s -> %s: answered by pod %s, which saw the client as %s\n", protocol, args[0], args[1], reply.Pod, reply.Client)
-			default:
-				fmt.Fprintf(out, "%s %s -> %s: reply %q\n", protocol, args[0], args[1], strings.TrimSpace(reply.Body))
-			}
-			return nil
-		},
-	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: 2, msg: err.Error()} })
-	nsf.register(cmd, "namespace of POD")
-	cmd.Flags().StringVar(&protocol, "protocol", "tcp", "tcp or udp")
-	cmd.Flags().DurationVar(&timeout, "timeout", time.Second, "how long to wait for a reply")
-	return cmd
 }

@@ -26,15 +26,35 @@ type clusterFlags struct {
 	toolsBin string
 }
 
-// register adds the cluster flags to cmd. --tools-bin is listed when the
-// command runs a bundled binary (tools) and accepted but hidden on the
-// others, so that a script may give the same three flags to every cluster
-// command (test/e2e and bench/ do).
+// Environment variables that, when set, are the defaults of the cluster
+// flags, the way KUBECONFIG is kubectl's: a shell that works with another
+// cluster exports them once, and commands typed as the docs show them
+// (`podnet probe ...`) talk to that cluster (test/e2e's doc test does this).
+const (
+	envCluster  = "PODNET_CLUSTER"
+	envStateDir = "PODNET_STATE_DIR"
+	envToolsBin = "PODNET_TOOLS_BIN"
+)
+
+// envOr is the environment variable key when it is set and not empty, else
+// def.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// register adds the cluster flags to cmd, with their defaults from the
+// environment (envCluster, ...). --tools-bin is listed when the command
+// runs a bundled binary (tools) and accepted but hidden on the others, so
+// that a script may give the same three flags to every cluster command
+// (test/e2e and bench/ do).
 func (f *clusterFlags) register(cmd *cobra.Command, tools bool) {
-	cmd.Flags().StringVar(&f.name, "cluster", "podnet", "local cluster name")
-	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "cluster state directory (default "+stateRoot+"/<cluster>)")
+	cmd.Flags().StringVar(&f.name, "cluster", envOr(envCluster, "podnet"), "local cluster name (env "+envCluster+")")
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", os.Getenv(envStateDir), "cluster state directory (env "+envStateDir+"; default "+stateRoot+"/<cluster>)")
 	exe, _ := os.Executable()
-	cmd.Flags().StringVar(&f.toolsBin, "tools-bin", filepath.Join(filepath.Dir(exe), "..", "tools", "bin"), "directory with etcd, kube-apiserver, ..., kubectl (make tools)")
+	cmd.Flags().StringVar(&f.toolsBin, "tools-bin", envOr(envToolsBin, filepath.Join(filepath.Dir(exe), "..", "tools", "bin")), "directory with etcd, kube-apiserver, ..., kubectl (env "+envToolsBin+"; make tools)")
 	if !tools {
 		_ = cmd.Flags().MarkHidden("tools-bin")
 	}

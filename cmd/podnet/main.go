@@ -53,7 +53,7 @@ DaemonSet, or on this machine as a local cluster of network namespaces with
 a real control plane (podnet up).`,
 		Example: `  sudo podnet up -f examples/seed
   podnet status
-  podnet probe frontend 10.244.2.2:8080`,
+  podnet probe frontend pod/api:8080`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

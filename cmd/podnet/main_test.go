@@ -133,6 +133,32 @@ func TestClusterFlagsBeforeTheCommand(t *testing.T) {
 	}
 }
 
+// PODNET_CLUSTER, PODNET_STATE_DIR and PODNET_TOOLS_BIN are the cluster
+// flags' defaults, and a flag on the command line still wins.
+func TestClusterFlagsFromTheEnvironment(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	t.Setenv("PODNET_CLUSTER", "envtest")
+	t.Setenv("PODNET_STATE_DIR", dir)
+	t.Setenv("PODNET_TOOLS_BIN", other)
+	_, err := runRoot(t, "status")
+	if err == nil || !strings.Contains(err.Error(), `no local cluster "envtest"`) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("podnet status with the environment: %v, want no local cluster \"envtest\" in %s", err, dir)
+	}
+	_, err = runRoot(t, "status", "--cluster", "flagwins", "--state-dir", other)
+	if err == nil || !strings.Contains(err.Error(), `no local cluster "flagwins"`) || !strings.Contains(err.Error(), other) {
+		t.Errorf("podnet status --cluster flagwins --state-dir OTHER: %v, want the flags to win", err)
+	}
+	help, err := runRoot(t, "kubectl", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`--tools-bin string   directory with etcd, kube-apiserver, ..., kubectl (env PODNET_TOOLS_BIN; make tools) (default "` + other + `")`, "(env PODNET_CLUSTER)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("podnet kubectl --help does not show %q:\n%s", want, help)
+		}
+	}
+}
+
 // userCommands are the commands of podnet --help that a person runs: every
 // visible command but the daemons and cobra's own.
 func userCommands(root *cobra.Command) []*cobra.Command {

@@ -89,7 +89,7 @@ func TestProbeNamespaceDefault(t *testing.T) {
 		cmd := newProbeCommandWith(func() string { return kc }, func(_ *cobra.Command, ns, _ string) (string, error) {
 			got = ns
 			return "", errorsNotFound
-		})
+		}, func() (kubernetes.Interface, error) { return nil, errors.New("no client needed") })
 		cmd.SetArgs(tc.args)
 		cmd.SilenceErrors, cmd.SilenceUsage = true, true
 		_ = cmd.Execute()
@@ -100,6 +100,27 @@ func TestProbeNamespaceDefault(t *testing.T) {
 }
 
 var errorsNotFound = errors.New("not found") // the probe stops after the lookup
+
+// A target named without NS is in -n's namespace, as with trace; NS/pod/NAME
+// names another.
+func TestProbeTargetNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "other", "web", "pod/api:80"}, `pod other/api: pods "api" not found`},
+		{[]string{"-n", "other", "web", "default/pod/api:80"}, "found default/api"},
+	} {
+		cmd := newProbeCommandWith(func() string { return "" }, func(*cobra.Command, string, string) (string, error) {
+			return "", errors.New("found default/api")
+		}, func() (kubernetes.Interface, error) { return fake.NewClientset(probeObjects(t)...), nil })
+		cmd.SetArgs(tc.args)
+		cmd.SilenceErrors, cmd.SilenceUsage = true, true
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("probe %v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
 
 // trace takes -n from --kubeconfig when given, else from the local
 // cluster's kubeconfig.

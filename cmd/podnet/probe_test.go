@@ -13,6 +13,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podnet/podnet/internal/testserver"
 )
@@ -22,7 +27,8 @@ import (
 // main would use.
 func runProbe(t *testing.T, nsPath string, findErr error, args ...string) (string, int) {
 	t.Helper()
-	cmd := newProbeCommandWith(func() string { return "" }, func(*cobra.Command, string, string) (string, error) { return nsPath, findErr })
+	cmd := newProbeCommandWith(func() string { return "" }, func(*cobra.Command, string, string) (string, error) { return nsPath, findErr },
+		func() (kubernetes.Interface, error) { return fake.NewClientset(probeObjects(t)...), nil })
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(io.Discard)
@@ -39,7 +45,28 @@ func runProbe(t *testing.T, nsPath string, findErr error, args ...string) (strin
 	return out.String() + ee.msg, ee.code
 }
 
+// probeObjects are what the API server holds for the probe command's
+// tests: a pod "api" and a Service "loop" whose addresses are loopback, in
+// front of the test server's port (probeServerPort) and a closed port.
+func probeObjects(t *testing.T) []runtime.Object {
+	return []runtime.Object{
+		&v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "api"},
+			Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: "127.0.0.1", PodIPs: []v1.PodIP{{IP: "127.0.0.1"}}}},
+		&v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "loop"},
+			Spec: v1.ServiceSpec{ClusterIP: "127.0.0.1", Ports: []v1.ServicePort{{Port: int32(probeServerPort), Protocol: v1.ProtocolTCP}}}},
+	}
+}
+
+// probeServerPort is the port the test server of TestProbeExitStatus
+// listens on (set before any probe runs).
+var probeServerPort int
+
 // closedPort is a loopback address nothing listens on.
+func closedPortNumber(t *testing.T) string {
+	_, port, _ := net.SplitHostPort(closedPort(t))
+	return port
+}
+
 func closedPort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,6 +111,8 @@ func TestProbeExitStatus(t *testing.T) {
 	}
 	self := "/proc/self/ns/net"
 	server := startTestServer(t, "web-1")
+	_, port, _ := net.SplitHostPort(server)
+	probeServerPort, _ = strconv.Atoi(port)
 	for _, tc := range []struct {
 		name    string
 		nsPath  string
@@ -96,7 +125,16 @@ func TestProbeExitStatus(t *testing.T) {
 		{name: "the test server's reply exits 0", nsPath: self, target: server, code: 0, out: "tcp web -> " + server + ": answered by pod web-1, which saw the client as 127.0.0.1:"},
 		{name: "a UDP reply exits 0", nsPath: self, target: server, extra: []string{"--protocol", "udp"}, code: 0, out: "answered by pod web-1, which saw the client as 127.0.0.1:"},
 		{name: "a refused connection is no reply: 1", nsPath: self, target: closedPort(t), code: 1, out: "no reply"},
-		{name: "a name as target is an error: 2", nsPath: self, target: "api:8080", code: 2, out: "give an IP address"},
+		{name: "a pod by name is probed at its address from the API server: 0", nsPath: self, target: "pod/api:" + port, code: 0,
+			out: "tcp web -> pod/api:" + port + " (" + server + "): answered by pod web-1, which saw the client as 127.0.0.1:"},
+		{name: "a Service by name is probed at its cluster IP: 0", nsPath: self, target: "default/svc/loop:" + port, code: 0,
+			out: "tcp web -> default/svc/loop:" + port + " (" + server + "): answered by pod web-1"},
+		{name: "a pod by name that does not answer is no reply: 1", nsPath: self, target: "pod/api:" + closedPortNumber(t), code: 1, out: "no reply"},
+		{name: "a name alone is an error that shows the forms: 2", nsPath: self, target: "api:8080", code: 2,
+			out: "a name alone is not looked up (this machine's resolver would answer, not the cluster's DNS): name a pod or Service as pod/NAME, svc/NAME, NS/pod/NAME or NS/svc/NAME, or give an IP address"},
+		{name: "an unknown pod as target is an error: 2", nsPath: self, target: "pod/nobody:80", code: 2, out: `pods "nobody" not found`},
+		{name: "a port the Service lacks is an error: 2", nsPath: self, target: "svc/loop:1", code: 2, out: "has no port 1/TCP"},
+		{name: "a Service's port over another protocol is an error: 2", nsPath: self, target: "svc/loop:" + port, extra: []string{"--protocol", "udp"}, code: 2, out: "has no port " + port + "/UDP"},
 		{name: "a target without a port is an error: 2", nsPath: self, target: "127.0.0.1", code: 2, out: "missing port"},
 		{name: "a namespace that cannot be entered is an error: 2", nsPath: "/nonexistent-netns", target: closedPort(t), code: 2, out: "nonexistent-netns"},
 		{name: "a pod that cannot be found is an error: 2", findErr: errors.New(`pods "web" not found`), target: closedPort(t), code: 2, out: "not found"},

@@ -17,14 +17,17 @@ source and the ingress policies of the destination, with the policies that
 isolate each end and the rules that allow the connection.
 
 POD is a pod name in -n's namespace (by default the namespace of the
-kubeconfig's current context, as with kubectl), or NS/NAME. TARGET is a pod
-(NAME or NS/NAME), a pod IP, or any other address; PORT defaults to 80 and
-PROTO to tcp (tcp, udp, sctp, or icmp, which has no port: TARGET:icmp). IPv6
-addresses with a port go in brackets: [fd00::1]:53/udp.
+kubeconfig's current context, as with kubectl), NS/NAME or pod/NAME. TARGET
+is a pod as podnet probe names it (pod/NAME, or NS/pod/NAME in another
+namespace; NAME and NS/NAME alone are short for these here), a pod IP, or
+any other address; PORT defaults to 80 and PROTO to tcp (tcp, udp, sctp, or
+icmp, which has no port: TARGET:icmp). IPv6 addresses with a port go in
+brackets: [fd00::1]:53/udp.
 
 The objects are read from the API server once (the local cluster's, or
 --kubeconfig's); the answer is what the agents should have programmed.
-Services are not followed yet: trace to a pod behind the Service.
+Services (svc/NAME, cluster IPs) are not followed yet: trace to a pod
+behind the Service.
 
 Exit status: 0 when the connection is allowed, 1 when it is denied, 2 on
 errors (bad arguments, unknown pods, the API server).`
@@ -49,10 +52,11 @@ func newTraceCommandWith(localKubeconfig func() string, newClient func(kubeconfi
 		Use:   "trace [-n NS] POD TARGET[:PORT[/PROTO]]",
 		Short: "Explain whether POD can reach TARGET under the NetworkPolicies; exit 0 allowed, 1 denied, 2 on error",
 		Long:  traceLong,
-		Example: `  podnet trace nginx-pod api:8080
-  podnet trace frontend default/api:8080/tcp
+		Example: `  podnet trace nginx-pod pod/api:8080
+  podnet trace frontend default/pod/api:8080/tcp
+  podnet trace frontend secure/pod/database:5432
   podnet trace -n secure database 203.0.113.53:53/udp
-  podnet trace frontend 10.244.2.2:icmp
+  podnet trace frontend pod/api:icmp
   podnet trace --kubeconfig ~/.kube/config -n shop web-0 '[fd00:10:244::7]:80'`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 2 {

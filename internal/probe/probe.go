@@ -11,7 +11,9 @@
 // problem).
 //
 // Dangerous: the target must be an address. A name would be resolved by
-// this machine's resolver, outside the cluster, so names are refused.
+// this machine's resolver, outside the cluster, so names are refused here;
+// podnet probe turns pod/NAME and svc/NAME into addresses through the API
+// server first (trace.Resolve).
 package probe
 
 import (

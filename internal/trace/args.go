@@ -3,6 +3,7 @@ package trace
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -16,49 +17,78 @@ type PodName struct{ Namespace, Name string }
 
 func (p PodName) String() string { return p.Namespace + "/" + p.Name }
 
-// ParsePod parses NAME (in defaultNS) or NS/NAME.
+// ParsePod parses a pod: NAME (in defaultNS), NS/NAME, or as a target
+// names one (pod/NAME, NS/pod/NAME).
 func ParsePod(s, defaultNS string) (PodName, error) {
-	ns, name, found := strings.Cut(s, "/")
-	if !found {
-		ns, name = defaultNS, s
+	o, err := parseObject(s, defaultNS, true)
+	if err != nil {
+		return PodName{}, fmt.Errorf("%q: %w", s, err)
 	}
-	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return PodName{}, fmt.Errorf("%q: bad namespace %q: %s", s, ns, strings.Join(errs, "; "))
+	if o.Kind != KindPod {
+		return PodName{}, fmt.Errorf("%q: want a pod (NAME, NS/NAME, pod/NAME or NS/pod/NAME)", s)
 	}
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return PodName{}, fmt.Errorf("%q: bad pod name %q: %s", s, name, strings.Join(errs, "; "))
-	}
-	return PodName{ns, name}, nil
+	return o.Pod(), nil
 }
 
-// Target is a parsed TARGET[:PORT[/PROTO]]: a pod or an address, and what
-// to reach on it.
+// Kind is the kind of object a target names.
+type Kind string
+
+// The kinds a target may name, as written before the name (kubectl's
+// short names).
+const (
+	KindPod     Kind = "pod"
+	KindService Kind = "svc"
+)
+
+// kindWords are the words accepted for each kind, as kubectl accepts them.
+var kindWords = map[string]Kind{
+	"pod": KindPod, "pods": KindPod, "po": KindPod,
+	"svc": KindService, "service": KindService, "services": KindService,
+}
+
+// Object is a pod or a Service named on the command line.
+type Object struct {
+	Kind            Kind
+	Namespace, Name string
+}
+
+// String is NS/KIND/NAME, the form that names it from any namespace.
+func (o Object) String() string { return o.Namespace + "/" + string(o.Kind) + "/" + o.Name }
+
+// Key is NS/NAME.
+func (o Object) Key() string { return o.Namespace + "/" + o.Name }
+
+// Pod is the object's name as a pod's.
+func (o Object) Pod() PodName { return PodName{o.Namespace, o.Name} }
+
+// TargetForms lists the ways a target may name a pod or a Service, for
+// help texts and errors.
+const TargetForms = "pod/NAME, svc/NAME, NS/pod/NAME or NS/svc/NAME"
+
+// Target is a parsed target: a pod, a Service or an address, and what to
+// reach on it.
 type Target struct {
-	Pod  PodName    // when Addr is not valid
-	Addr netip.Addr // valid when the target is an address
+	Object Object     // the pod or Service, when Addr is not valid
+	Addr   netip.Addr // valid when the target is an address
 	// Protocol is TCP, UDP, SCTP or ProtocolICMP; Port is 0 for ICMP.
 	Protocol v1.Protocol
 	Port     int32
 }
 
-// ParseTarget parses TARGET[:PORT[/PROTO]] where TARGET is NAME, NS/NAME,
-// an IPv4 address, an IPv6 address (in brackets when a port follows), and
-// the part after the colon is PORT, PORT/PROTO or PROTO alone (icmp, or a
-// protocol with the default port 80). A pod NAME is in defaultNS.
+// ParseTarget parses podnet trace's TARGET[:PORT[/PROTO]]. TARGET is a pod
+// or Service by kind (TargetForms), a pod's NAME or NS/NAME alone (the
+// short form: trace reads only the API server, so a name is never taken
+// for a DNS name), an IPv4 address, or an IPv6 address (in brackets when a
+// port follows); the part after the colon is PORT, PORT/PROTO or PROTO
+// alone (icmp, or a protocol with the default port 80). A NAME without NS
+// is in defaultNS.
 func ParseTarget(s, defaultNS string) (Target, error) {
 	host, spec, hasSpec, err := splitTarget(s)
 	if err != nil {
 		return Target{}, err
 	}
 	t := Target{Protocol: v1.ProtocolTCP, Port: 80}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Zone() != "" {
-			return Target{}, fmt.Errorf("%q: addresses with a zone are not pod or cluster addresses", s)
-		}
-		t.Addr = a.Unmap()
-	} else if strings.Count(host, ".") == 3 && strings.Trim(host, "0123456789.") == "" {
-		return Target{}, fmt.Errorf("%q: bad IPv4 address: %w", s, err)
-	} else if t.Pod, err = ParsePod(host, defaultNS); err != nil {
+	if err := parseHost(s, host, defaultNS, true, &t); err != nil {
 		return Target{}, err
 	}
 	if hasSpec {
@@ -67,6 +97,89 @@ func ParseTarget(s, defaultNS string) (Target, error) {
 		}
 	}
 	return t, nil
+}
+
+// ParseHostPort parses podnet probe's TARGET:PORT: TARGET is an IP address
+// (IPv6 in brackets) or a pod or Service by kind (TargetForms), in
+// defaultNS unless NS is given. A name alone is refused: it reads like a
+// DNS name, which podnet would have to resolve on this machine, not in the
+// cluster. The protocol is left TCP.
+func ParseHostPort(s, defaultNS string) (Target, error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		return Target{}, fmt.Errorf("target %q: want TARGET:PORT (TARGET an IP address, %s): %w", s, TargetForms, err)
+	}
+	t := Target{Protocol: v1.ProtocolTCP}
+	if err := parseHost(s, host, defaultNS, false, &t); err != nil {
+		return Target{}, err
+	}
+	n, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || n == 0 {
+		return Target{}, fmt.Errorf("target %q: bad port %q (1-65535)", s, portStr)
+	}
+	t.Port = int32(n)
+	return t, nil
+}
+
+// parseHost parses the part of s before the port into t: an address or an
+// object. short allows a pod's NAME and NS/NAME without the kind.
+func parseHost(s, host, defaultNS string, short bool, t *Target) error {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return fmt.Errorf("%q: addresses with a zone are not pod or cluster addresses", s)
+		}
+		t.Addr = a.Unmap()
+		return nil
+	} else if strings.Count(host, ".") == 3 && strings.Trim(host, "0123456789.") == "" {
+		return fmt.Errorf("%q: bad IPv4 address: %w", s, err)
+	}
+	o, err := parseObject(host, defaultNS, short)
+	if err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	t.Object = o
+	return nil
+}
+
+// errNeedKind is a name given without its kind where one is needed.
+var errNeedKind = errors.New("a name alone is not looked up (this machine's resolver would answer, not the cluster's DNS): " +
+	"name a pod or Service as " + TargetForms + ", or give an IP address; for a DNS name use podnet exec POD -- curl NAME")
+
+// parseObject parses [NS/]KIND/NAME, and with short also NAME and NS/NAME
+// as a pod. A kind word in the middle wins: a pod of a namespace called
+// "svc" is svc/pod/NAME.
+func parseObject(s, defaultNS string, short bool) (Object, error) {
+	parts := strings.Split(s, "/")
+	o := Object{Kind: KindPod, Namespace: defaultNS}
+	kind, isKind := Kind(""), false
+	if len(parts) >= 2 {
+		kind, isKind = kindWords[strings.ToLower(parts[len(parts)-2])]
+	}
+	switch {
+	case len(parts) == 3 && isKind:
+		o.Kind, o.Namespace, o.Name = kind, parts[0], parts[2]
+	case len(parts) == 2 && isKind:
+		o.Kind, o.Name = kind, parts[1]
+	case len(parts) > 3 || len(parts) == 3:
+		return Object{}, fmt.Errorf("want %s", TargetForms)
+	case !short:
+		return Object{}, errNeedKind
+	case len(parts) == 2:
+		o.Namespace, o.Name = parts[0], parts[1]
+	default:
+		o.Name = s
+	}
+	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+		return Object{}, fmt.Errorf("bad namespace %q: %s", o.Namespace, strings.Join(errs, "; "))
+	}
+	validName := validation.IsDNS1123Subdomain
+	if o.Kind == KindService {
+		validName = validation.IsDNS1035Label
+	}
+	if errs := validName(o.Name); len(errs) > 0 {
+		return Object{}, fmt.Errorf("bad %s name %q: %s", o.Kind, o.Name, strings.Join(errs, "; "))
+	}
+	return o, nil
 }
 
 // splitTarget splits TARGET[:SPEC] into the host and the part after the

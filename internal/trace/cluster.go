@@ -39,11 +39,8 @@ func FromAPI(ctx context.Context, client kubernetes.Interface, src PodName, tgt 
 	if tgt.Addr.IsValid() {
 		q.Dst.Addr = tgt.Addr
 	} else {
-		dstPod, err := lookupPod(compiled, podList.Items, tgt.Pod)
+		dstPod, err := targetPod(ctx, client, compiled, podList.Items, tgt.Object)
 		if err != nil {
-			if _, serr := client.CoreV1().Services(tgt.Pod.Namespace).Get(ctx, tgt.Pod.Name, metav1.GetOptions{}); serr == nil {
-				return nil, nil, fmt.Errorf("%s is a Service, not a pod; podnet trace does not follow Services yet: trace to one of its pods", tgt.Pod)
-			}
 			return nil, nil, err
 		}
 		q.Dst = Endpoint{Addr: dstPod.IPs[0], Pod: dstPod}
@@ -98,6 +95,30 @@ func lookupPod(c *policy.Compiled, items []v1.Pod, ref PodName) (*policy.Pod, er
 		}
 	}
 	return nil, fmt.Errorf("pod %s not found", ref)
+}
+
+// targetPod finds the pod a target names. A Service is an error that says
+// what to do instead, also when a pod's short name turns out to be a
+// Service's.
+func targetPod(ctx context.Context, client kubernetes.Interface, c *policy.Compiled, items []v1.Pod, o Object) (*policy.Pod, error) {
+	svc := Object{Kind: KindService, Namespace: o.Namespace, Name: o.Name}
+	if o.Kind == KindService {
+		return nil, serviceNotFollowed(svc)
+	}
+	p, err := lookupPod(c, items, o.Pod())
+	if err != nil {
+		if _, serr := client.CoreV1().Services(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{}); serr == nil {
+			return nil, fmt.Errorf("%s is a Service, not a pod: %w", o.Pod(), serviceNotFollowed(svc))
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// serviceNotFollowed is the error for a Service as trace's target.
+func serviceNotFollowed(svc Object) error {
+	return fmt.Errorf("podnet trace does not follow Services yet: trace to one of the pods behind %s "+
+		"(podnet kubectl -- get endpointslices -n %s -l kubernetes.io/service-name=%s lists them)", svc, svc.Namespace, svc.Name)
 }
 
 // addrOfFamily returns the pod's address of dst's family.

@@ -64,7 +64,10 @@ func TestFromAPI(t *testing.T) {
 		{name: "an unknown target pod is an error", src: "client", tgt: "other/web-1", wantErr: true, want: "pod other/web-1 not found"},
 		{name: "a pod without an address is an error", src: "client", tgt: "pending", wantErr: true, want: "pod default/pending has no address (phase Pending)"},
 		{name: "a Service IP is an error for now", src: "client", tgt: "10.96.0.80", wantErr: true, want: "10.96.0.80 is Service default/web's cluster IP"},
-		{name: "a Service name is an error for now", src: "client", tgt: "web", wantErr: true, want: "default/web is a Service, not a pod"},
+		{name: "a Service name is an error for now", src: "client", tgt: "web", wantErr: true, want: "default/web is a Service, not a pod: podnet trace does not follow Services yet: trace to one of the pods behind default/svc/web"},
+		{name: "svc/NAME is an error for now that says what to do", src: "client", tgt: "svc/web:80", wantErr: true,
+			want: "trace to one of the pods behind default/svc/web (podnet kubectl -- get endpointslices -n default -l kubernetes.io/service-name=web lists them)"},
+		{name: "pod/NAME is a pod", src: "pod/client", tgt: "default/pod/web-1:8080", want: "default/client (10.244.1.5, node-1) -> default/web-1 (10.244.2.7, node-2) tcp/8080: DENIED"},
 		{name: "a family the source lacks is an error", src: "client", tgt: "fd00::1", wantErr: true, want: "pod default/client has no IPv6 address to reach fd00::1 from"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,7 +110,7 @@ func TestFromAPIListErrors(t *testing.T) {
 			c.PrependReactor("list", resource, func(k8stesting.Action) (bool, runtime.Object, error) {
 				return true, nil, errors.New("forbidden")
 			})
-			_, _, err := FromAPI(context.Background(), c, PodName{"default", "client"}, Target{Pod: PodName{"default", "web-1"}, Protocol: v1.ProtocolTCP, Port: 80})
+			_, _, err := FromAPI(context.Background(), c, PodName{"default", "client"}, Target{Object: podRef("default", "web-1"), Protocol: v1.ProtocolTCP, Port: 80})
 			if err == nil || !strings.Contains(err.Error(), "list "+resource+": forbidden") {
 				t.Fatalf("FromAPI: %v, want list %s: forbidden", err, resource)
 			}

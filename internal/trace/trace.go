@@ -3,9 +3,14 @@
 // decided it. It is the engine behind `podnet trace`: the command only
 // parses flags and prints. Trace works on compiled objects alone and
 // touches no kernel state, so everything it says can be tested from
-// objects; FromAPI is the one function that reads the API server (one list
-// of each kind), and ParsePod and ParseTarget read the command's
-// arguments.
+// objects; FromAPI reads the API server (one list of each kind), and
+// ParsePod and ParseTarget read the command's arguments.
+//
+// The same target syntax serves podnet probe: ParseHostPort reads its
+// TARGET:PORT and Resolve turns a pod or Service named as pod/NAME,
+// svc/NAME, NS/pod/NAME or NS/svc/NAME into an address through the API
+// server, never through a DNS resolver (this machine's would answer, not
+// the cluster's).
 //
 // A connection's path has stages in the order a packet meets them:
 //

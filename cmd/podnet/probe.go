@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podnet/podnet/internal/probe"
+	"github.com/podnet/podnet/internal/trace"
+)
+
+const probeLong = `Connect from inside POD's network namespace to TARGET:PORT and say whether a
+reply came back. TCP sends an HTTP request, UDP a datagram. Against podnet's
+built-in test server it prints which pod answered and the client address
+that pod saw.
+
+TARGET is an IP address (a pod, a Service's cluster IP, a node, the outside
+world; IPv6 in brackets) or a pod or Service by name: pod/NAME, svc/NAME, or
+NS/pod/NAME and NS/svc/NAME in another namespace than -n's. Names are looked
+up in the API server (a pod's address, a Service's cluster IP), never by
+this machine's resolver; a name alone is refused, since it reads like a DNS
+name, which only the cluster's DNS could answer: use podnet exec POD -- curl
+NAME for that. POD is NAME, NS/NAME or pod/NAME.
+
+Exit status: 0 when a reply came back, 1 when none did (refused, dropped,
+timed out), 2 on errors (bad arguments, an unknown pod or Service, a
+namespace that cannot be entered).`
+
+func newProbeCommand(cf *clusterFlags) *cobra.Command {
+	return newProbeCommandWith(cf.kubeconfig, func(cmd *cobra.Command, ns, name string) (string, error) {
+		p, err := findPod(cmd, cf, ns, name)
+		if err != nil {
+			return "", err
+		}
+		return p.NetNS, nil
+	}, func() (kubernetes.Interface, error) {
+		_, c, err := cf.client()
+		return c, err
+	})
+}
+
+// probeEnv is what the probe command reads from outside (the tests'
+// seams): the kubeconfig that holds the default namespace, a pod's network
+// namespace, and a client of the API server that names resolve through.
+type probeEnv struct {
+	kubeconfig func() string
+	podNetNS   func(cmd *cobra.Command, ns, name string) (string, error)
+	client     func() (kubernetes.Interface, error)
+}
+
+func newProbeCommandWith(kubeconfig func() string, podNetNS func(cmd *cobra.Command, ns, name string) (string, error), client func() (kubernetes.Interface, error)) *cobra.Command {
+	env := probeEnv{kubeconfig: kubeconfig, podNetNS: podNetNS, client: client}
+	var protocol string
+	var timeout time.Duration
+	nsf := &namespaceFlag{kubeconfig: kubeconfig}
+	cmd := &cobra.Command{
+		Use:   "probe [-n NS] POD TARGET:PORT",
+		Short: "Connect from inside a pod; exit 0 when a reply came back, 1 when not, 2 on error",
+		Long:  probeLong,
+		Example: `  podnet probe frontend pod/api:8080            # the api pod answers: exit 0
+  podnet probe nginx-pod pod/api:8080           # api-allow admits frontends only: exit 1
+  podnet probe frontend svc/nginx-service:80    # through the Service's cluster IP
+  podnet probe frontend 10.96.0.1:443           # an address: the kubernetes Service
+  podnet probe frontend secure/pod/database:5432
+  podnet probe -n secure database 203.0.113.53:53 --protocol udp --timeout 3s`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return exitError{code: 2, msg: fmt.Sprintf("probe takes POD and TARGET:PORT, got %d arguments", len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return env.run(cmd, nsf.get(), protocol, timeout, args[0], args[1])
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: 2, msg: err.Error()} })
+	nsf.register(cmd, "namespace of POD and of TARGET when it names a pod or Service without NS")
+	cmd.Flags().StringVar(&protocol, "protocol", "tcp", "tcp or udp")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Second, "how long to wait for a reply")
+	return cmd
+}
+
+// run probes target from pod and prints the outcome; every error but "no
+// reply" (exit 1) is exit 2.
+func (env probeEnv) run(cmd *cobra.Command, ns, protocol string, timeout time.Duration, pod, target string) error {
+	src, err := trace.ParsePod(pod, ns)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	dest, err := env.resolve(cmd.Context(), ns, protocol, target)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	nsPath, err := env.podNetNS(cmd, src.Namespace, src.Name)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	label := target
+	if dest != target {
+		label = fmt.Sprintf("%s (%s)", target, dest)
+	}
+	reply, err := probe.From(nsPath, protocol, dest, timeout)
+	out := cmd.OutOrStdout()
+	var noReply *probe.NoReplyError
+	switch {
+	case errors.As(err, &noReply):
+		fmt.Fprintf(out, "%s %s -> %s: %v\n", protocol, pod, label, err)
+		return exitError{code: 1, quiet: true}
+	case err != nil:
+		return exitError{code: 2, msg: err.Error()}
+	case reply.Pod != "":
+		fmt.Fprintf(out, "%s %s -> %s: answered by pod %s, which saw the client as %s\n", protocol, pod, label, reply.Pod, reply.Client)
+	default:
+		fmt.Fprintf(out, "%s %s -> %s: reply %q\n", protocol, pod, label, strings.TrimSpace(reply.Body))
+	}
+	return nil
+}
+
+// resolve parses target and returns it as ADDR:PORT, asking the API server
+// for the address of a pod or Service.
+func (env probeEnv) resolve(ctx context.Context, ns, protocol, target string) (string, error) {
+	tgt, err := trace.ParseHostPort(target, ns)
+	if err != nil {
+		return "", err
+	}
+	switch protocol {
+	case "tcp", "udp":
+		tgt.Protocol = v1.Protocol(strings.ToUpper(protocol))
+	default:
+		return "", fmt.Errorf("protocol %q: want tcp or udp", protocol)
+	}
+	if tgt.Addr.IsValid() {
+		return target, nil
+	}
+	client, err := env.client()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addr, err := trace.Resolve(ctx, client, tgt)
+	if err != nil {
+		return "", err
+	}
+	return netip.AddrPortFrom(addr, uint16(tgt.Port)).String(), nil
+}
