@@ -41,6 +41,14 @@ func apiServerArgs(cfg *Config, f *Files) []string {
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
 		"--profiling=false",
+		// The nodes' kubelet API (kubectl exec, attach, logs,
+		// port-forward, nodes/proxy): the API server dials a node's
+		// InternalIP, verifies its serving certificate against the
+		// cluster CA and presents KubeletClientUser.
+		"--kubelet-client-certificate=" + f.KubeletClientCert,
+		"--kubelet-client-key=" + f.KubeletClientKey,
+		"--kubelet-certificate-authority=" + f.CACert,
+		"--kubelet-preferred-address-types=InternalIP",
 	}
 	if cfg.APIAddress.IsLoopback() {
 		// v1.37 exits at start when the endpoint reconciler would have to
