@@ -23,6 +23,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
@@ -38,6 +39,8 @@ type Runtime struct {
 	svcLister   corelisters.ServiceLister
 	probeClient *http.Client
 	apiPort     int // of the kubelet API; 0 when not served
+	// recorder records the pods' Events (events.go); nil: none.
+	recorder record.EventRecorder
 
 	api apiState // pods as the kubelet API sees them
 
@@ -76,6 +79,9 @@ func Run(ctx context.Context, cfg Config) error {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	var stopEvents func()
+	r.recorder, stopEvents = newEventRecorder(ctx, client, cfg.NodeName)
+	defer stopEvents()
 	r.cleanupStale(ctx)
 	if r.apiPort, err = r.startKubeletAPI(ctx); err != nil {
 		return err
