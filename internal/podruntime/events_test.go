@@ -267,7 +267,7 @@ func TestEventsOfAStartedContainerAndItsExecProbe(t *testing.T) {
 	rec := &captureRecorder{}
 	tr.w.r.recorder = rec
 	spec := v1.Container{Name: "c", Command: []string{"sleep", "1000"}, ReadinessProbe: &v1.Probe{
-		ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"sh", "-c", "echo not ready; echo because >&2; exit 1"}}},
+		ProbeHandler:  v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"sh", "-c", "echo not ready; echo because >&2; exit 1"}}},
 		PeriodSeconds: 1}}
 	tr.w.pod.Spec.Containers = []v1.Container{spec}
 	c := &container{spec: spec}
