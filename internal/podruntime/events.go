@@ -46,11 +46,11 @@ const (
 )
 
 // newEventRecorder starts the runtime's event broadcaster, writing to the
-// API server until stop is called.
-func newEventRecorder(ctx context.Context, client kubernetes.Interface, node string) (rec record.EventRecorder, stop func()) {
+// API server until ctx ends.
+func newEventRecorder(ctx context.Context, client kubernetes.Interface, node string) record.EventRecorder {
 	b := record.NewBroadcaster(record.WithContext(ctx))
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	return b.NewRecorder(scheme.Scheme, v1.EventSource{Component: eventComponent, Host: node}), b.Shutdown
+	return b.NewRecorder(scheme.Scheme, v1.EventSource{Component: eventComponent, Host: node})
 }
 
 // podRef is the Events' involved object for pod: the Pod itself, or with

@@ -295,8 +295,7 @@ func TestEventsAreCorrelatedAsTheKubeletsAre(t *testing.T) {
 	client := fake.NewClientset()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rec, stop := newEventRecorder(ctx, client, "node-1")
-	defer stop()
+	rec := newEventRecorder(ctx, client, "node-1")
 	pod := func(name string) *v1.Pod {
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID(name + "-uid")}}
 	}

@@ -72,16 +72,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r := &Runtime{
 		cfg: cfg, log: cfg.Log, client: client,
-		cni:     libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.StateDir, "cni-cache"), nil),
-		workers: map[types.UID]*podWorker{},
-		probeClient: &http.Client{
-			Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, //nolint:gosec // probes, as the kubelet's
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		cni:         libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.StateDir, "cni-cache"), nil),
+		workers:     map[types.UID]*podWorker{},
+		probeClient: newProbeClient(),
+		recorder:    newEventRecorder(ctx, client, cfg.NodeName),
 	}
-	var stopEvents func()
-	r.recorder, stopEvents = newEventRecorder(ctx, client, cfg.NodeName)
-	defer stopEvents()
 	r.cleanupStale(ctx)
 	if r.apiPort, err = r.startKubeletAPI(ctx); err != nil {
 		return err
@@ -132,6 +127,15 @@ func Run(ctx context.Context, cfg Config) error {
 		<-w.done
 	}
 	return nil
+}
+
+// newProbeClient is the HTTP client of httpGet probes: like the kubelet's,
+// it does not verify certificates and does not follow redirects.
+func newProbeClient() *http.Client {
+	return &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, //nolint:gosec // probes, as the kubelet's
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 func (r *Runtime) dispatch(ctx context.Context, o any) {
