@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,33 +21,19 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/podnet/podnet/internal/kubeletapi/kubeletapitest"
 	"github.com/podnet/podnet/internal/pki"
 )
 
-// echoEnv makes the e2e test binary a TCP echo server on the port it
-// names: the program of the port-forward pods (a 10 MB transfer needs a
-// peer that answers with what it got, and no Debian tool of the test set
-// is one). It runs in init, before the tests, and never returns.
+// echoEnv makes the e2e test binary a TCP echo server on the pod's
+// 127.0.0.1:<port>: the program of the port-forward pods (a 10 MB transfer
+// needs a peer that answers with what it got, and no Debian tool of the
+// test set is one). It runs in init, before the tests, and never returns.
 const echoEnv = "PODNET_E2E_ECHO_PORT"
 
 func init() {
 	if port := os.Getenv(echoEnv); port != "" {
-		ln, err := net.Listen("tcp", ":"+port)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Println("echoing on", ln.Addr())
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				os.Exit(1)
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
+		kubeletapitest.ServeEcho("127.0.0.1:" + port)
 	}
 }
 

@@ -397,6 +397,12 @@ func kubectlLogs(t *testing.T, c *cluster, k kubectlClient, files string) {
 
 func kubectlPortForward(t *testing.T, c *cluster, k kubectlClient, _ string) {
 	podOf(t, c, "app=kubectl-echo")
+	eventually(t, 30*time.Second, "the echo server listens", func() error {
+		if out, _, _ := k.run(t, nil, "logs", "echo"); out != "listening\n" {
+			return fmt.Errorf("logs %q", out)
+		}
+		return nil
+	})
 	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 7000`)
 	for _, target := range []struct{ name, port string }{{"pod/echo", "7000"}, {"service/kubectl-echo", "80"}} {
 		pf := k.start(t, "port-forward", target.name, ":"+target.port)
