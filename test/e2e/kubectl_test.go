@@ -250,8 +250,9 @@ func kubectlExecTerminal(t *testing.T, c *cluster, k kubectlClient, _ string) {
 	}
 	term.waitFor(`50 120\r\n`)
 	// Ctrl-C goes to the program in the pod, not to kubectl.
-	term.typeIn("sleep 100; echo slept\r")
-	time.Sleep(500 * time.Millisecond)
+	term.typeIn("echo started; sleep 100\r")
+	term.waitFor(`\r\nstarted\r\n`)
+	time.Sleep(200 * time.Millisecond) // sleep has started
 	start := time.Now()
 	term.typeIn("\x03")
 	term.typeIn("echo status=$?\r")
