@@ -18,9 +18,10 @@ import (
 // on host <node>, about the pod, or about one of its containers with
 // fieldPath spec.containers{<name>}. They go through client-go's event
 // broadcaster with its default correlator, the kubelet's: a repeat of the
-// same event is one Event whose count grows, more than 10 events that
-// differ only in their message within 10 minutes are combined into one,
-// and each object gets 25 events per type, then one every 5 minutes. A
+// same event is one Event whose count grows; of the events that differ
+// only in their message within 10 minutes, the 10th and later are combined
+// into one; and each object gets 25 events per type, then one every 5
+// minutes. A
 // probe that keeps failing therefore never writes one Event per probe
 // forever.
 const (
