@@ -9,7 +9,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/podnet/podnet/internal/kubeletapi"
 	"github.com/podnet/podnet/internal/podexec"
 	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/testserver"
@@ -56,7 +58,19 @@ func newRuntimeCommand() *cobra.Command {
 	f.StringSliceVar(&dns, "cluster-dns", []string{"10.96.0.10"}, "cluster DNS server(s) for ClusterFirst pods")
 	f.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain")
 	f.StringVar(&cfg.HostResolvConf, "host-resolv-conf", "", "resolv.conf for dnsPolicy Default pods")
+	kubeletAPIFlags(f, &cfg.KubeletAPI)
 	return cmd
+}
+
+// kubeletAPIFlags are the runtime's kubelet API settings (kubectl exec,
+// attach, logs, port-forward through the API server); without an address
+// it is not served.
+func kubeletAPIFlags(f *pflag.FlagSet, c *kubeletapi.Config) {
+	f.StringVar(&c.Addr, "kubelet-api-address", "", "serve the kubelet API on this host:port (the node's InternalIP and 10250); empty: not served")
+	f.StringVar(&c.CertFile, "kubelet-api-cert", "", "the kubelet API's serving certificate (PEM; valid for the node's InternalIP)")
+	f.StringVar(&c.KeyFile, "kubelet-api-key", "", "the serving certificate's key (PEM)")
+	f.StringVar(&c.ClientCAFile, "kubelet-api-client-ca", "", "CA certificates (PEM) that clients' certificates must chain to")
+	f.StringSliceVar(&c.AllowedUsers, "kubelet-api-allowed-users", nil, "client certificate CNs allowed to use the kubelet API (kube-apiserver's --kubelet-client-certificate)")
 }
 
 func newServeCommand() *cobra.Command {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/kubeletapi"
 	"github.com/podnet/podnet/internal/localcluster/addons"
 	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/localcluster/guard"
@@ -227,6 +229,10 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	if err != nil {
 		return err
 	}
+	kubelet, err := controlplane.IssueKubeletServing(cfg.StateDir, node, cfg.NodeIP(i))
+	if err != nil {
+		return err
+	}
 	dir := cfg.NodeDir(i)
 	confDir, ipamDir := filepath.Join(dir, "cni", "net.d"), filepath.Join(dir, "cni", "ipam")
 	for _, d := range []string{confDir, ipamDir} {
@@ -246,7 +252,10 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 		{Name: "runtime-" + node, Argv: []string{o.Podnet, "runtime", "--kubeconfig", runtimeKC, "--node-name", node,
 			"--node-ip", cfg.NodeIP(i).String(), "--state-dir", dir, "--cni-conf-dir", confDir, "--cni-bin-dir", o.CNIBin,
 			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String(),
-			"--cluster-domain", addons.ClusterDomain, "--host-resolv-conf", cfg.NodeResolvConfPath(i)}},
+			"--cluster-domain", addons.ClusterDomain, "--host-resolv-conf", cfg.NodeResolvConfPath(i),
+			"--kubelet-api-address", netip.AddrPortFrom(cfg.NodeIP(i), kubeletapi.DefaultPort).String(),
+			"--kubelet-api-cert", kubelet.CertFile, "--kubelet-api-key", kubelet.KeyFile,
+			"--kubelet-api-client-ca", kubelet.ClientCAFile, "--kubelet-api-allowed-users", kubelet.AllowedUser}},
 	}
 	for _, s := range specs {
 		s.LogFile = filepath.Join(cfg.LogsDir(), s.Name+".log")

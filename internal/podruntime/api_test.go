@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 		case "pod-exec":
 			podExecMain(os.Args[2:])
 		case "echo-server":
-			echoServerMain(os.Args[2])
+			kubeletapitest.ServeEcho("127.0.0.1:" + os.Args[2])
 		}
 	}
 	os.Exit(m.Run())
@@ -71,26 +71,6 @@ func podExecMain(args []string) {
 	err := podexec.Exec(o, fs.Args())
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(1)
-}
-
-// echoServerMain echoes every connection on 127.0.0.1:port.
-func echoServerMain(port string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("listening")
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			os.Exit(1)
-		}
-		go func() {
-			defer c.Close()
-			_, _ = io.Copy(c, c)
-		}()
-	}
 }
 
 // testRun is a pod of a runtime whose kubelet API is served.

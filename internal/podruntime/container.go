@@ -81,7 +81,8 @@ func (r *Runtime) argv(pod *v1.Pod, c *v1.Container, env []string) []string {
 
 // start runs the container's process in the pod; exits are reported on
 // w.events.
-func (w *podWorker) start(c *container) error {
+func (w *podWorker) start(c *container) (err error) {
+	defer func() { w.started(c, err) }()
 	r := w.r
 	env := containerEnv(w.pod, &c.spec, w.sandbox.ips, r.cfg.NodeIP, r.svcLister)
 	argv := r.argv(w.pod, &c.spec, env)

@@ -23,6 +23,13 @@
 // logs/<container>.log keeps the plain output of every instance for podnet
 // logs. The Node advertises the port in status.daemonEndpoints.
 //
+// It records the Events of `kubectl describe pod` as the kubelet does
+// (events.go): Created and Started, Failed, Killing, BackOff, Unhealthy with
+// the probe's output, FailedCreatePodSandBox with the CNI error and
+// NetworkNotReady while the node has no CNI configuration, from component
+// "kubelet", through client-go's correlator (repeats counted, similar
+// events combined, rate-limited per pod).
+//
 // What it does not do, compared with a kubelet: images (the image name is
 // only recorded), volumes, resource limits, init containers, ephemeral
 // containers, a container's own stdin and TTY (spec.stdin/tty: attach only

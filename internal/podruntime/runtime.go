@@ -23,6 +23,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
@@ -38,6 +39,8 @@ type Runtime struct {
 	svcLister   corelisters.ServiceLister
 	probeClient *http.Client
 	apiPort     int // of the kubelet API; 0 when not served
+	// recorder records the pods' Events (events.go); nil: none.
+	recorder record.EventRecorder
 
 	api apiState // pods as the kubelet API sees them
 
@@ -69,12 +72,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r := &Runtime{
 		cfg: cfg, log: cfg.Log, client: client,
-		cni:     libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.StateDir, "cni-cache"), nil),
-		workers: map[types.UID]*podWorker{},
-		probeClient: &http.Client{
-			Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, //nolint:gosec // probes, as the kubelet's
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		cni:         libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.StateDir, "cni-cache"), nil),
+		workers:     map[types.UID]*podWorker{},
+		probeClient: newProbeClient(),
+		recorder:    newEventRecorder(ctx, client, cfg.NodeName),
 	}
 	r.cleanupStale(ctx)
 	if r.apiPort, err = r.startKubeletAPI(ctx); err != nil {
@@ -144,6 +145,15 @@ func (r *Runtime) watch(ctx context.Context, h cache.ResourceEventHandler) error
 		return ctx.Err()
 	}
 	return nil
+}
+
+// newProbeClient is the HTTP client of httpGet probes: like the kubelet's,
+// it does not verify certificates and does not follow redirects.
+func newProbeClient() *http.Client {
+	return &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, //nolint:gosec // probes, as the kubelet's
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 func (r *Runtime) dispatch(ctx context.Context, o any) {

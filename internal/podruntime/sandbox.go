@@ -35,7 +35,11 @@ func (r *Runtime) loadConflist() (*libcni.NetworkConfigList, error) {
 	if err != nil || len(files) == 0 {
 		return nil, fmt.Errorf("no CNI configuration in %s", r.cfg.CNIConfDir)
 	}
-	return libcni.ConfListFromFile(files[0])
+	list, err := libcni.ConfListFromFile(files[0])
+	if err != nil {
+		return nil, fmt.Errorf("CNI configuration %s: %w", files[0], err)
+	}
+	return list, nil
 }
 
 func (r *Runtime) runtimeConf(pod *v1.Pod, nsPath string) *libcni.RuntimeConf {

@@ -47,6 +47,7 @@ type podWorker struct {
 	startTime  *metav1.Time
 	lastStatus *v1.PodStatus
 	nextRetry  time.Time
+	warned     warningGate // of the pod's Events (events.go)
 	done       chan struct{}
 }
 
@@ -126,6 +127,7 @@ func (w *podWorker) handle(ev event) {
 		}
 		c.backoff = min(max(c.backoff*2, initialBackoff), maxBackoff)
 		c.nextStart = time.Now().Add(c.backoff)
+		w.backingOff(c)
 		w.r.log.Info("container exited; restarting after backoff", "pod", w.key(), "container", c.spec.Name, "code", ev.code, "backoff", c.backoff)
 	case evReady:
 		if c.running {
@@ -134,6 +136,7 @@ func (w *podWorker) handle(ev event) {
 	case evLivenessFailed:
 		if c.running {
 			w.r.log.Info("liveness probe failed; killing container", "pod", w.key(), "container", c.spec.Name)
+			w.livenessKill(c)
 			c.signal(syscall.SIGKILL)
 		}
 	}
@@ -152,6 +155,7 @@ func (w *podWorker) reconcile() bool {
 		if w.pod.DeletionGracePeriodSeconds != nil {
 			grace = *w.pod.DeletionGracePeriodSeconds
 		}
+		w.stopping()
 		w.killAll(time.Duration(grace) * time.Second)
 		if err := w.r.teardownSandbox(ctx, w.pod, w.sandbox); err != nil {
 			w.r.log.Warn("sandbox teardown", "pod", w.key(), "err", err)
@@ -171,8 +175,10 @@ func (w *podWorker) reconcile() bool {
 	if w.sandbox == nil && time.Now().After(w.nextRetry) && !w.podFinished() {
 		if ready, msg := w.r.networkReady(); !ready {
 			w.sandboxErr = msg
+			w.networkNotReady(msg)
 		} else if sb, err := w.r.createSandbox(ctx, w.pod); err != nil {
 			w.sandboxErr = err.Error()
+			w.sandboxFailed(err)
 			w.nextRetry = time.Now().Add(2 * time.Second)
 			w.r.log.Warn("sandbox", "pod", w.key(), "err", err)
 		} else {

@@ -122,6 +122,9 @@ func TestControlPlaneFlagsFollowTheContract(t *testing.T) {
 			"--allow-privileged=true",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--client-ca-file=" + f.CACert,
+			"--kubelet-client-certificate=" + filepath.Join(cfg.StateDir, "pki", "apiserver-kubelet-client.crt"),
+			"--kubelet-client-key=" + filepath.Join(cfg.StateDir, "pki", "apiserver-kubelet-client.key"),
+			"--kubelet-certificate-authority=" + filepath.Join(cfg.StateDir, "pki", "ca.crt"),
 			"--kubelet-preferred-address-types=InternalIP",
 		}},
 		{"kube-controller-manager allocates node CIDRs", controllerManagerArgs(&cfg, f, 10257), []string{
@@ -229,11 +232,54 @@ func TestControlPlanePKIFollowsTheContract(t *testing.T) {
 			}
 		})
 	}
+	kubeletClient := testCert(t, f.KubeletClientCert)
+	if _, err := kubeletClient.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil ||
+		kubeletClient.Subject.CommonName != KubeletClientUser || len(kubeletClient.Subject.Organization) != 0 {
+		t.Errorf("kube-apiserver's kubelet client: CN %q O %q (want %s, no group): %v", kubeletClient.Subject.CommonName,
+			kubeletClient.Subject.Organization, KubeletClientUser, err)
+	}
 	if _, _, err := IssueNodeCredentials(cfg.StateDir, "Not_A_Node"); err == nil {
 		t.Error("invalid node name accepted")
 	}
 	if _, _, err := IssueNodeCredentials(t.TempDir(), "pnt-node-1"); err == nil {
 		t.Error("node credentials issued without a control-plane PKI")
+	}
+}
+
+func TestKubeletServingCertificateIsTheNodes(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Defaults()
+	if _, err := ensurePKI(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := IssueKubeletServing(cfg.StateDir, "pnt-node-1", netip.MustParseAddr("172.30.0.11"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(filepath.Join(cfg.StateDir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := testCert(t, ks.CertFile)
+	// kube-apiserver dials the InternalIP; the name is there for clients
+	// that dial by hostname.
+	for _, name := range []string{"172.30.0.11", "pnt-node-1"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: name,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("kubelet serving certificate not valid for %s: %v", name, err)
+		}
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: "172.30.0.12"}); err == nil {
+		t.Error("node 1's certificate is valid for another node's address")
+	}
+	if cert.Subject.CommonName != "system:node:pnt-node-1" || ks.ClientCAFile != ca.CertFile() || ks.AllowedUser != KubeletClientUser {
+		t.Errorf("CN %q, client CA %s, allowed %q", cert.Subject.CommonName, ks.ClientCAFile, ks.AllowedUser)
+	}
+	if _, err := os.Stat(ks.KeyFile); err != nil {
+		t.Error(err)
+	}
+	if _, err := IssueKubeletServing(t.TempDir(), "pnt-node-1", netip.MustParseAddr("172.30.0.11")); err == nil {
+		t.Error("issued without a control-plane PKI")
 	}
 }
 

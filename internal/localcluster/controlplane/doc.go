@@ -9,7 +9,9 @@
 // (wait.go), grants podnet's agents their ClusterRole (rbac.go), and on
 // failure stops everything it started, naming the process and quoting the
 // end of its log. IssueNodeCredentials gives each node's runtime and agent
-// their identities (DESIGN-NOTES.md, "Identities").
+// their identities (DESIGN-NOTES.md, "Identities"), IssueKubeletServing
+// the runtime's kubelet API its serving certificate; kube-apiserver calls
+// that API as KubeletClientUser.
 //
 // Dangerous: Start writes a CA whose key can mint any identity (including
 // system:masters) to <StateDir>/pki, and hands the same key to

@@ -41,10 +41,15 @@ func apiServerArgs(cfg *Config, f *Files) []string {
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
 		"--profiling=false",
-		// The kubelet API (exec, logs, port-forward) at the Node's
-		// InternalIP only: the default tries the Hostname first, and
+		// The nodes' kubelet API (kubectl exec, attach, logs,
+		// port-forward, nodes/proxy): the API server dials a node's
+		// InternalIP only (the default tries the Hostname first, and
 		// resolving a node name asks this machine's resolver, off the
-		// machine (the guard drops it: package guard).
+		// machine: the guard drops it, package guard), verifies its serving certificate against the
+		// cluster CA and presents KubeletClientUser.
+		"--kubelet-client-certificate=" + f.KubeletClientCert,
+		"--kubelet-client-key=" + f.KubeletClientKey,
+		"--kubelet-certificate-authority=" + f.CACert,
 		"--kubelet-preferred-address-types=InternalIP",
 	}
 	if cfg.APIAddress.IsLoopback() {

@@ -22,6 +22,11 @@ const (
 	NodesGroup            = "system:nodes"
 	AgentUserPrefix       = "podnet-agent:"
 	AgentGroup            = "podnet:agents"
+	// KubeletClientUser is the identity kube-apiserver presents to the
+	// nodes' kubelet API (exec, attach, logs, port-forward, node proxy):
+	// the only user a pod runtime's kubelet API lets in. No group: it
+	// is no cluster administrator.
+	KubeletClientUser = "kube-apiserver-kubelet-client"
 )
 
 // Files are the paths Start writes under StateDir.
@@ -35,6 +40,8 @@ type Files struct {
 	ControllerManagerServingKey  string
 	SchedulerServingCert         string // pki/scheduler-serving.crt (its /readyz)
 	SchedulerServingKey          string
+	KubeletClientCert            string // pki/apiserver-kubelet-client.crt (KubeletClientUser)
+	KubeletClientKey             string
 
 	AdminKubeconfig             string // kubeconfig
 	ControllerManagerKubeconfig string // kubeconfigs/controller-manager.kubeconfig
@@ -83,6 +90,12 @@ func ensurePKI(cfg *Config) (*Files, error) {
 		return nil, err
 	}
 	f.SchedulerServingCert, f.SchedulerServingKey = schedServing.CertFile, schedServing.KeyFile
+
+	kubeletClient, err := ca.IssueClient("apiserver-kubelet-client", KubeletClientUser, nil)
+	if err != nil {
+		return nil, err
+	}
+	f.KubeletClientCert, f.KubeletClientKey = kubeletClient.CertFile, kubeletClient.KeyFile
 
 	if f.SAKey, f.SAPub, err = pki.EnsureServiceAccountKey(dir); err != nil {
 		return nil, err
@@ -162,6 +175,38 @@ func IssueNodeCredentials(stateDir, nodeName string) (runtimeKubeconfig, agentKu
 		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
 	}
 	return runtimeKubeconfig, agentKubeconfig, nil
+}
+
+// KubeletServing is what a node's kubelet API serves and trusts.
+type KubeletServing struct {
+	// CertFile and KeyFile: pki/kubelet-<node>.{crt,key}, CN
+	// system:node:<node>, valid for the node's name and InternalIP.
+	CertFile, KeyFile string
+	// ClientCAFile is the cluster CA, which signed the API server's
+	// kubelet client certificate.
+	ClientCAFile string
+	// AllowedUser is KubeletClientUser.
+	AllowedUser string
+}
+
+// IssueKubeletServing issues node's kubelet API serving certificate from
+// the cluster CA in stateDir/pki, for the name and address kube-apiserver
+// dials (--kubelet-preferred-address-types=InternalIP, verified against
+// --kubelet-certificate-authority). Calling it again reuses valid files.
+func IssueKubeletServing(stateDir, nodeName string, nodeIP netip.Addr) (*KubeletServing, error) {
+	if errs := validation.IsDNS1123Subdomain(nodeName); len(errs) > 0 {
+		return nil, fmt.Errorf("kubelet serving certificate: node name %q: %s", nodeName, errs[0])
+	}
+	ca, err := pki.LoadCA(plan.PKIDir(stateDir))
+	if err != nil {
+		return nil, fmt.Errorf("kubelet serving certificate for %s: %w", nodeName, err)
+	}
+	kp, err := ca.IssueServing("kubelet-"+nodeName, NodeUserPrefix+nodeName, []string{nodeName}, []netip.Addr{nodeIP})
+	if err != nil {
+		return nil, fmt.Errorf("kubelet serving certificate for %s: %w", nodeName, err)
+	}
+	return &KubeletServing{CertFile: kp.CertFile, KeyFile: kp.KeyFile, ClientCAFile: ca.CertFile(),
+		AllowedUser: KubeletClientUser}, nil
 }
 
 // schedulerConfig is kube-scheduler's configuration: its --kubeconfig
