@@ -47,13 +47,18 @@ up: deps build tools
 	$(BIN)/podnet up -f examples/seed
 
 ## install: put podnet on PATH as the docs type it: a symbolic link $(PREFIX)/bin/podnet -> bin/podnet
-## (a link, not a copy: podnet finds podnet-cni and tools/bin next to its target, and each make build updates it)
+## (a link, not a copy: podnet finds podnet-cni and tools/bin next to its target, and each make build updates it),
+## and the bundled kubectl as $(PREFIX)/bin/kubectl unless a kubectl is already on PATH
 PREFIX ?= /usr/local
 .PHONY: install
-install: build
+install: build tools
 	@mkdir -p $(PREFIX)/bin
 	ln -sfn $(BIN)/podnet $(PREFIX)/bin/podnet
+	@if ! command -v kubectl >/dev/null 2>&1 || [ "$$(readlink -f "$$(command -v kubectl)")" = "$$(readlink -f tools/bin/kubectl)" ]; then \
+		ln -sfn $(CURDIR)/tools/bin/kubectl $(PREFIX)/bin/kubectl; \
+	fi
 	@echo "podnet is $$(command -v podnet || echo "$(PREFIX)/bin/podnet (add $(PREFIX)/bin to PATH)")"
+	@echo "kubectl is $$(command -v kubectl || echo "$(PREFIX)/bin/kubectl (add $(PREFIX)/bin to PATH)")"
 
 ## down: remove the local cluster
 down:

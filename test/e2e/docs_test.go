@@ -54,8 +54,9 @@ var docPlan = []string{"--node-network", "172.28.66.0/24", "--pod-cidr", "10.172
 // cluster name's: namespaces named after the cluster, the default plan's
 // addresses, and the names of docs/cni.md's example (made unique, under
 // tmp).
-func docReplacer(name, tmp string) *strings.Replacer {
+func docReplacer(name, stateDir, tmp string) *strings.Replacer {
 	return strings.NewReplacer(
+		"/var/lib/podnet/podnet/", stateDir+"/",
 		"podnet-world", name+"-world",
 		"podnet-node-", name+"-node-",
 		"172.30.0.", "172.28.66.",
@@ -142,7 +143,7 @@ func TestDocCommands(t *testing.T) {
 	c := docCluster(t)
 	tmp := t.TempDir()
 	env := docEnv(t, c, tmp)
-	rep := docReplacer(c.name, tmp)
+	rep := docReplacer(c.name, c.stateDir, tmp)
 	t.Cleanup(func() {
 		for _, ns := range []string{c.name + "-demo-node", c.name + "-demo-pod"} {
 			_ = exec.Command("ip", "netns", "del", ns).Run() // left by a failed docs/cni.md example
@@ -193,8 +194,8 @@ func docCluster(t *testing.T) *cluster {
 	return c
 }
 
-// docEnv is the environment of the docs' shell: podnet and a no-op sudo
-// first on PATH, the test cluster as the default one.
+// docEnv is the environment of the docs' shell: podnet, the bundled
+// kubectl (as make install links it) and a no-op sudo first on PATH, the test cluster as the default one.
 func docEnv(t *testing.T, c *cluster, tmp string) []string {
 	t.Helper()
 	bin := filepath.Join(tmp, "bin")
@@ -202,6 +203,9 @@ func docEnv(t *testing.T, c *cluster, tmp string) []string {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(podnetBin, filepath.Join(bin, "podnet")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(toolsBin, "kubectl"), filepath.Join(bin, "kubectl")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte("#!/bin/sh\n# the doc test runs as root\nexec env \"$@\"\n"), 0o755); err != nil {
