@@ -121,17 +121,17 @@ func writeNext(w io.Writer, cfg *localcluster.Config, exe, onPath string) {
 	}
 	fmt.Fprintf(w, `
 Cluster %q is up. Try:
-  podnet%s kubectl -- get nodes -o wide
-  podnet%s kubectl -- get pods -A -o wide
-  podnet%s exec POD -- ip addr
-  podnet%s exec POD -- nslookup kubernetes.default   (cluster DNS)
-  podnet%s probe POD pod/OTHER-POD:PORT
-  podnet%s probe POD svc/SERVICE:PORT
-  podnet%s trace POD pod/OTHER-POD:PORT   (why NetworkPolicy allows or denies it)
-  podnet%s logs POD
+  export KUBECONFIG=%s
+  kubectl get pods -A -o wide                       (or: podnet%s kubectl -- get pods -A -o wide)
+  kubectl exec -it POD -- ping -c1 OTHER-POD-IP
+  kubectl exec -it POD -- wget -O- SERVICE
+  kubectl exec -it POD -- nslookup kubernetes.default   (cluster DNS)
+  kubectl describe pod POD
+  kubectl logs POD
+  podnet%s probe POD pod/OTHER-POD:PORT              (or svc/SERVICE:PORT)
+  podnet%s trace POD pod/OTHER-POD:PORT              (why NetworkPolicy allows or denies it)
   podnet%s down
-kubeconfig for your own kubectl: %s
-`, cfg.Name, c, c, c, c, c, c, c, c, c, localcluster.AdminKubeconfigPath(cfg.StateDir))
+`, cfg.Name, localcluster.AdminKubeconfigPath(cfg.StateDir), c, c, c, c)
 	if !samePath(exe, onPath) {
 		what := "podnet is not on your PATH"
 		if onPath != "" {

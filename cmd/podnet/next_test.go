@@ -10,7 +10,7 @@ import (
 	"github.com/podnet/podnet/internal/localcluster"
 )
 
-// What podnet up prints next uses podnet as the docs do, with --cluster
+// What podnet up prints next uses kubectl and podnet as the docs do, with --cluster
 // for another cluster, and says how to put this podnet on PATH when it is
 // not there.
 func TestWriteNext(t *testing.T) {
@@ -35,14 +35,14 @@ func TestWriteNext(t *testing.T) {
 		want, not             []string
 	}{
 		{name: "not on PATH", cluster: "podnet", onPath: "",
-			want: []string{"\n  podnet probe POD pod/OTHER-POD:PORT\n", "  podnet trace POD pod/OTHER-POD:PORT ", "podnet is not on your PATH: " + hint},
+			want: []string{"\n  podnet probe POD pod/OTHER-POD:PORT ", "  podnet trace POD pod/OTHER-POD:PORT ", "  kubectl exec -it POD -- nslookup kubernetes.default ", "podnet is not on your PATH: " + hint},
 			not:  []string{"--cluster"}},
 		{name: "linked into PATH", cluster: "podnet", onPath: link,
-			want: []string{"  podnet probe POD svc/SERVICE:PORT\n"}, not: []string{"make install", "--cluster"}},
+			want: []string{"  export KUBECONFIG=/var/lib/podnet/podnet/kubeconfig\n", "(or svc/SERVICE:PORT)"}, not: []string{"make install", "--cluster"}},
 		{name: "another podnet on PATH", cluster: "podnet", onPath: other,
 			want: []string{"the podnet on your PATH is " + other + ", not this one: " + hint}},
 		{name: "another cluster", cluster: "dev", onPath: exe,
-			want: []string{`Cluster "dev" is up.`, "  podnet --cluster dev probe POD pod/OTHER-POD:PORT\n", "  podnet --cluster dev down\n"}, not: []string{"make install"}},
+			want: []string{`Cluster "dev" is up.`, "  podnet --cluster dev probe POD pod/OTHER-POD:PORT ", "  export KUBECONFIG=/var/lib/podnet/dev/kubeconfig\n", "  podnet --cluster dev down\n"}, not: []string{"make install"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := localcluster.DefaultConfig(tc.cluster)
