@@ -9,7 +9,8 @@
 // (wait.go), grants podnet's agents their ClusterRole (rbac.go), and on
 // failure stops everything it started, naming the process and quoting the
 // end of its log. IssueNodeCredentials gives each node's runtime and agent
-// their identities (DESIGN-NOTES.md, "Identities").
+// their identities, IssueKubeProxyCredentials its kube-proxy's when the
+// cluster runs one (DESIGN-NOTES.md, "Identities").
 //
 // Dangerous: Start writes a CA whose key can mint any identity (including
 // system:masters) to <StateDir>/pki, and hands the same key to
