@@ -110,6 +110,9 @@ func prepareUp(cfg *Config, o UpOptions) error {
 	if err := checkUpBinaries(o); err != nil {
 		return err
 	}
+	if err := checkKubeProxy(cfg, o.ToolsBin); err != nil {
+		return err
+	}
 	// Leftovers of a crashed run of this cluster (processes are gone: the
 	// check above): remove them so the conflict check sees a clean host.
 	if _, serr := os.Stat(cfg.StateDir); serr == nil {
@@ -173,7 +176,7 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions) (kubernetes.Int
 			return nil, fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
 		}
 	}
-	o.say("started a pod runtime and a podnet agent in each node namespace; waiting for %d nodes to be Ready", cfg.Nodes)
+	o.say("started a pod runtime and a podnet agent in each node namespace; service proxy: %s; waiting for %d nodes to be Ready", plan.DescribeServiceProxy(cfg.ServiceProxy), cfg.Nodes)
 	rc, err := cp.RESTConfig()
 	if err != nil {
 		return nil, err
@@ -188,6 +191,9 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions) (kubernetes.Int
 	}
 	if err := waitNodesReady(ctx, client, cfg.Nodes, timeout); err != nil {
 		return nil, fmt.Errorf("%w (see %s)", err, cfg.LogsDir())
+	}
+	if err := waitKubeProxies(ctx, cfg, timeout); err != nil {
+		return nil, err
 	}
 	return client, nil
 }
@@ -236,6 +242,9 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			"--node-ip", cfg.NodeIP(i).String(), "--state-dir", dir, "--cni-conf-dir", confDir, "--cni-bin-dir", o.CNIBin,
 			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String(),
 			"--cluster-domain", addons.ClusterDomain, "--host-resolv-conf", cfg.NodeResolvConfPath(i)}},
+	}
+	if specs, err = withKubeProxy(cfg, i, o.ToolsBin, specs); err != nil {
+		return err
 	}
 	for _, s := range specs {
 		s.LogFile = filepath.Join(cfg.LogsDir(), s.Name+".log")

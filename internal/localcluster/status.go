@@ -22,12 +22,15 @@ import (
 // Its JSON (and YAML) form is a stable interface for scripts: fields may be
 // added, never renamed or removed.
 type Status struct {
-	Name       string          `json:"name"`
-	APIServer  string          `json:"apiServer"`
-	StateDir   string          `json:"stateDir"`
-	Kubeconfig string          `json:"kubeconfig"`
-	Addresses  AddressPlan     `json:"addresses"`
-	Processes  []ProcessStatus `json:"processes"`
+	Name       string `json:"name"`
+	APIServer  string `json:"apiServer"`
+	StateDir   string `json:"stateDir"`
+	Kubeconfig string `json:"kubeconfig"`
+	// ServiceProxy is what proxies Services on the nodes: one of
+	// ServiceProxies (podnet, kube-proxy-nftables, kube-proxy-iptables).
+	ServiceProxy string          `json:"serviceProxy"`
+	Addresses    AddressPlan     `json:"addresses"`
+	Processes    []ProcessStatus `json:"processes"`
 	// Nodes is empty when the API server did not answer.
 	Nodes []NodeStatus `json:"nodes"`
 }
@@ -70,6 +73,7 @@ type NodeStatus struct {
 func ReadStatus(ctx context.Context, c *Config, client kubernetes.Interface) (*Status, error) {
 	s := &Status{
 		Name: c.Name, APIServer: c.APIServerURL(), StateDir: c.StateDir, Kubeconfig: AdminKubeconfigPath(c.StateDir),
+		ServiceProxy: c.ServiceProxy,
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
 			WorldNetwork: c.WorldNetwork, LBPool: c.LBPool, ClusterDNS: c.DNSServiceIP()},
 		Processes: []ProcessStatus{},

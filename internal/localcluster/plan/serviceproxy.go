@@ -48,3 +48,12 @@ func (c *Config) validateServiceProxy() error {
 func (c *Config) KubeProxyConfigPath(i int) string {
 	return filepath.Join(c.NodeDir(i), "kube-proxy.yaml")
 }
+
+// DescribeServiceProxy says in a few words what runs as proxy, for
+// `podnet up` and `podnet status`.
+func DescribeServiceProxy(proxy string) string {
+	if mode, ok := strings.CutPrefix(proxy, kubeProxyPrefix); ok {
+		return fmt.Sprintf("%s (upstream kube-proxy in %s mode in each node namespace; the agents' proxy is off)", proxy, mode)
+	}
+	return proxy + " (the podnet agent in each node namespace, table podnet-proxy)"
+}
