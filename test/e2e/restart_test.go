@@ -127,19 +127,24 @@ spec:
 	if err := roundTrip(); err != nil {
 		t.Errorf("established connection after the resync: %v", err)
 	}
-	out, err := exec.Command("nsenter", "--net="+node1, "curl", "-s", "http://127.0.0.1:10249/metrics").CombinedOutput()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Each proxy's own names for the same facts: how long syncs take,
-	// when the last one succeeded, and how much it programs.
+	// when the last one succeeded, and how much it programs. Both answer
+	// /healthz before their first sync after a start, and kube-proxy
+	// exports its sync metrics only after it: wait for them.
 	metrics := []string{"podnet_proxy_sync_duration_seconds_count", "podnet_proxy_last_successful_sync_timestamp_seconds", "podnet_proxy_service_ports"}
 	if serviceProxy != localcluster.ServiceProxyPodnet {
 		metrics = []string{"kubeproxy_sync_proxy_rules_duration_seconds_count", "kubeproxy_sync_proxy_rules_last_timestamp_seconds", "kubeproxy_sync_proxy_rules_endpoint_changes_total"}
 	}
-	for _, m := range metrics {
-		if !strings.Contains(string(out), m) {
-			t.Errorf("%s metrics lack %s", serviceProxy, m)
+	eventually(t, 30*time.Second, serviceProxy+" metrics after the restart", func() error {
+		out, err := exec.Command("nsenter", "--net="+node1, "curl", "-s", "http://127.0.0.1:10249/metrics").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v %q", err, out)
 		}
-	}
+		for _, m := range metrics {
+			if !strings.Contains(string(out), m) {
+				return fmt.Errorf("no %s", m)
+			}
+		}
+		return nil
+	})
 }
