@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -164,13 +163,7 @@ func waitKubeProxies(ctx context.Context, cfg *Config, timeout time.Duration) er
 // in the namespace at nsPath; it fails when the series is missing.
 func kubeProxyMetric(ctx context.Context, nsPath, name string) (float64, error) {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = netns.Do(nsPath, func() error {
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		}}}
+		DialContext: controlplane.Dialer(nsPath)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+KubeProxyMetricsAddr+"/metrics", nil)
 	if err != nil {
 		return 0, err

@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -191,5 +193,32 @@ kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 1.8e+09
 	}
 	if _, err := parseMetric(strings.NewReader(text), "kubeproxy_sync_proxy_rules_last_timestamp_seconds"); err == nil {
 		t.Error("a name without its labels matched a labelled series")
+	}
+}
+
+// Up does not wait out its timeout for a kube-proxy that died: it says
+// so at once, with the end of its log.
+func TestWaitKubeProxiesNamesAKubeProxyThatExited(t *testing.T) {
+	c := kubeProxyCluster(t, ServiceProxyKubeProxyNFTables)
+	name := KubeProxyProcName(c.NodeName(1))
+	rec, err := proc.Start(c.ProcsDir(), proc.Spec{Name: name, Argv: []string{"sh", "-c", "echo cannot write nf_conntrack_max; exit 1"},
+		LogFile: filepath.Join(c.LogsDir(), name+".log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for proc.Alive(rec) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	err = waitKubeProxies(context.Background(), c, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "cannot write nf_conntrack_max") {
+		t.Errorf("waitKubeProxies = %v, want the process, that it exited and its log", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s to notice", d)
+	}
+	c.ServiceProxy = ServiceProxyPodnet
+	if err := waitKubeProxies(context.Background(), c, time.Second); err != nil {
+		t.Errorf("a podnet cluster has no kube-proxy to wait for: %v", err)
 	}
 }
