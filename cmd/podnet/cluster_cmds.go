@@ -71,7 +71,7 @@ the same cluster compares the proxies side by side (docs/services.md).`,
 		Example: `  podnet up
   podnet up -f examples/seed
   podnet up --cluster dev --nodes 3 --routing-mode vxlan
-  podnet up --cluster kp --service-proxy kube-proxy-nftables --node-network 172.29.0.0/24 --pod-cidr 10.162.0.0/16 --service-cidr 10.163.0.0/16 --world-network 198.51.100.0/24
+  podnet up --service-proxy kube-proxy-iptables   # upstream kube-proxy instead of the agents' proxy
   podnet up --cluster second --node-network 172.29.0.0/24 --pod-cidr 10.162.0.0/16 --service-cidr 10.163.0.0/16 --world-network 198.51.100.0/24`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
