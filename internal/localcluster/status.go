@@ -22,17 +22,18 @@ import (
 // Its JSON (and YAML) form is a stable interface for scripts: fields may be
 // added, never renamed or removed.
 type Status struct {
-	Name       string `json:"name"`
-	APIServer  string `json:"apiServer"`
-	StateDir   string `json:"stateDir"`
-	Kubeconfig string `json:"kubeconfig"`
-	// ServiceProxy is what proxies Services on the nodes: one of
-	// ServiceProxies (podnet, kube-proxy-nftables, kube-proxy-iptables).
-	ServiceProxy string          `json:"serviceProxy"`
-	Addresses    AddressPlan     `json:"addresses"`
-	Processes    []ProcessStatus `json:"processes"`
+	Name       string          `json:"name"`
+	APIServer  string          `json:"apiServer"`
+	StateDir   string          `json:"stateDir"`
+	Kubeconfig string          `json:"kubeconfig"`
+	Addresses  AddressPlan     `json:"addresses"`
+	Processes  []ProcessStatus `json:"processes"`
 	// Nodes is empty when the API server did not answer.
 	Nodes []NodeStatus `json:"nodes"`
+
+	// ServiceProxy is what proxies Services on the nodes: one of
+	// ServiceProxies (podnet, kube-proxy-nftables, kube-proxy-iptables).
+	ServiceProxy string `json:"serviceProxy"`
 }
 
 // AddressPlan is the cluster's address plan (see Config).
