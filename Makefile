@@ -7,7 +7,10 @@ BIN      := $(CURDIR)/bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/podnet/podnet/internal/version.Version=$(VERSION)
 # Debian packages the tests and the local cluster use (command they provide).
-DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget
+# iptables is for `podnet up --service-proxy kube-proxy-iptables`: kube-proxy
+# runs the iptables found on PATH, which Debian points at iptables-nft (the
+# nf_tables backend, beside podnet's own tables in one ruleset).
+DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin
@@ -63,6 +66,17 @@ install: build tools
 ## down: remove the local cluster
 down:
 	$(BIN)/podnet down
+
+## e2e-kube-proxy: the Service end-to-end tests with upstream kube-proxy as every node's proxy instead of
+## podnet's, in nftables then iptables mode (docs/services.md, "kube-proxy's modes side by side")
+E2E_SERVICE_TESTS := Test(Services|ExternalTrafficPolicy|ServiceProxyRestart|DNS|EnvironmentAndServiceVariables|KillEverythingThenDownThenUp)
+KUBE_PROXY_MODES  := kube-proxy-nftables kube-proxy-iptables
+.PHONY: e2e-kube-proxy
+e2e-kube-proxy: deps build tools
+	@status=0; for m in $(KUBE_PROXY_MODES); do \
+		echo "== Service end-to-end tests with podnet up --service-proxy $$m"; \
+		PODNET_E2E_SERVICE_PROXY=$$m $(GO) test -count=1 -timeout 30m -v -run '$(E2E_SERVICE_TESTS)' ./test/e2e/ || status=1; \
+	done; exit $$status
 
 ## selfcheck: wire two throwaway pods with podnet-cni on this machine
 selfcheck: build

@@ -48,7 +48,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 func newUpCommand(cf *clusterFlags) *cobra.Command {
 	var o localcluster.UpOptions
 	var nodes int
-	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork string
+	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: control plane, nodes and pods in network namespaces",
@@ -61,15 +61,22 @@ Ready, applies the -f manifests and prints what to try next.
 It needs root. Before anything is made it refuses address ranges that
 overlap this machine's addresses, routes or resolvers, and a cluster of the
 same name that still runs. The state (kubeconfig, certificates, logs,
-process records) goes to --state-dir.`,
+process records) goes to --state-dir.
+
+--service-proxy chooses what proxies Services on every node: podnet (the
+agent's own proxy, the default), or upstream kube-proxy (tools/bin) in
+nftables or iptables mode, run in each node namespace next to the agent,
+whose proxy is then off. Routing, NetworkPolicy and DNS stay podnet's, so
+the same cluster compares the proxies side by side (docs/services.md).`,
 		Example: `  podnet up
   podnet up -f examples/seed
   podnet up --cluster dev --nodes 3 --routing-mode vxlan
+  podnet up --service-proxy kube-proxy-iptables   # upstream kube-proxy instead of the agents' proxy
   podnet up --cluster second --node-network 172.29.0.0/24 --pod-cidr 10.162.0.0/16 --service-cidr 10.163.0.0/16 --world-network 198.51.100.0/24`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
-			cfg.Nodes = nodes
+			cfg.Nodes, cfg.ServiceProxy = nodes, serviceProxy
 			if err := cfg.SetRanges(localcluster.Ranges{PodCIDR: podCIDR, ServiceCIDR: serviceCIDR, NodeNetwork: nodeNetwork, WorldNetwork: worldNetwork}); err != nil {
 				return err
 			}
@@ -102,6 +109,8 @@ process records) goes to --state-dir.`,
 	cmd.Flags().StringArrayVarP(&o.Manifests, "filename", "f", nil, "manifest file or directory to apply once the nodes are Ready (repeatable)")
 	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
 	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
+	cmd.Flags().StringVar(&serviceProxy, "service-proxy", localcluster.ServiceProxyPodnet,
+		"what proxies Services on each node: "+strings.Join(localcluster.ServiceProxies, ", ")+" (upstream kube-proxy in that mode; the agents' proxy off)")
 	return cmd
 }
 

@@ -41,7 +41,8 @@ API server does not answer, the rest is still shown (a dead process tells
 why) and the command fails.
 
 -o json and -o yaml print the same as a document whose fields are stable:
-name, apiServer, stateDir, kubeconfig, addresses {podCIDR, serviceCIDR,
+name, apiServer, stateDir, kubeconfig, serviceProxy (podnet,
+kube-proxy-nftables or kube-proxy-iptables), addresses {podCIDR, serviceCIDR,
 nodeNetwork, worldNetwork, lbPool, clusterDNS}, processes [{name, pid,
 state: running|dead}], nodes [{name, ready, internalIP, podCIDRs}],
 guard {table, installed, group, classID, processes, droppedPackets,
@@ -100,6 +101,7 @@ func statusPrinter(format string) (func(io.Writer, *localcluster.Status) error, 
 func printStatusText(w io.Writer, st *localcluster.Status) error {
 	a := st.Addresses
 	fmt.Fprintf(w, "cluster %s: API %s, pods %s, services %s, nodes on %s\n", st.Name, st.APIServer, a.PodCIDR, a.ServiceCIDR, a.NodeNetwork)
+	fmt.Fprintf(w, "  service proxy: %s\n", localcluster.DescribeServiceProxy(st.ServiceProxy))
 	for _, p := range st.Processes {
 		state := p.State
 		if state == localcluster.StateDead {

@@ -29,6 +29,7 @@ func statusCluster(t *testing.T) (*localcluster.Config, kubernetes.Interface) {
 	t.Helper()
 	cfg := localcluster.DefaultConfig("st")
 	cfg.StateDir = t.TempDir()
+	cfg.ServiceProxy = localcluster.ServiceProxyKubeProxyNFTables
 	if _, err := proc.Adopt(filepath.Join(cfg.StateDir, "procs"), "etcd", os.Getpid(), []string{"etcd"}); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +68,7 @@ func TestStatusOutputDecodes(t *testing.T) {
 	cfg, client := statusCluster(t)
 	want := localcluster.Status{
 		Name: "st", APIServer: "https://172.30.0.1:6443", StateDir: cfg.StateDir, Kubeconfig: filepath.Join(cfg.StateDir, "kubeconfig"),
+		ServiceProxy: "kube-proxy-nftables",
 		Addresses: localcluster.AddressPlan{PodCIDR: cfg.PodCIDR, ServiceCIDR: cfg.ServiceCIDR, NodeNetwork: cfg.NodeNetwork,
 			WorldNetwork: cfg.WorldNetwork, LBPool: cfg.LBPool, ClusterDNS: cfg.DNSServiceIP()},
 		Processes: []localcluster.ProcessStatus{{Name: "etcd", PID: os.Getpid(), State: "running"}},
@@ -93,7 +95,7 @@ func TestStatusOutputDecodes(t *testing.T) {
 				t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
 			}
 			// The field names are the interface: a script reads these.
-			for _, key := range []string{"apiServer", "podCIDR", "serviceCIDR", "nodeNetwork", "processes", "pid", "state", "nodes", "ready", "podCIDRs",
+			for _, key := range []string{"apiServer", "serviceProxy", "podCIDR", "serviceCIDR", "nodeNetwork", "processes", "pid", "state", "nodes", "ready", "podCIDRs",
 				"guard", "table", "installed", "group", "classID", "droppedPackets", "droppedBytes"} {
 				if !strings.Contains(out, key) {
 					t.Errorf("output lacks %q:\n%s", key, out)
@@ -112,6 +114,7 @@ func TestStatusText(t *testing.T) {
 	}
 	for _, want := range []string{
 		"cluster st: API https://172.30.0.1:6443, pods 10.244.0.0/16, services 10.96.0.0/16, nodes on 172.30.0.0/24\n",
+		"  service proxy: kube-proxy-nftables (upstream kube-proxy in nftables mode in each node namespace; the agents' proxy is off)\n",
 		"  etcd ", " running\n",
 		"  node st-node-1            Ready    podCIDR 10.244.1.0/24\n",
 		"  node st-node-2            NotReady podCIDR 10.244.2.0/24\n",

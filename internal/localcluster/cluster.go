@@ -120,6 +120,9 @@ func prepareUp(cfg *Config, o UpOptions) error {
 	if err := guard.Supported(); err != nil {
 		return fmt.Errorf("%w (podnet up confines its root-namespace processes with it; see docs/local-cluster.md, Safety)", err)
 	}
+	if err := checkKubeProxy(cfg, o.ToolsBin); err != nil {
+		return err
+	}
 	// Leftovers of a crashed run of this cluster (processes are gone: the
 	// check above): remove them so the conflict check sees a clean host.
 	// The guard first: its mount is inside the state directory.
@@ -186,7 +189,7 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard)
 			return nil, fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
 		}
 	}
-	o.say("started a pod runtime and a podnet agent in each node namespace; waiting for %d nodes to be Ready", cfg.Nodes)
+	o.say("started a pod runtime and a podnet agent in each node namespace; service proxy: %s; waiting for %d nodes to be Ready", plan.DescribeServiceProxy(cfg.ServiceProxy), cfg.Nodes)
 	rc, err := cp.RESTConfig()
 	if err != nil {
 		return nil, err
@@ -201,6 +204,9 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard)
 	}
 	if err := waitNodesReady(ctx, client, cfg.Nodes, timeout); err != nil {
 		return nil, fmt.Errorf("%w (see %s)", err, cfg.LogsDir())
+	}
+	if err := waitKubeProxies(ctx, cfg, timeout); err != nil {
+		return nil, err
 	}
 	return client, nil
 }
@@ -256,6 +262,9 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			"--kubelet-api-address", netip.AddrPortFrom(cfg.NodeIP(i), kubeletapi.DefaultPort).String(),
 			"--kubelet-api-cert", kubelet.CertFile, "--kubelet-api-key", kubelet.KeyFile,
 			"--kubelet-api-client-ca", kubelet.ClientCAFile, "--kubelet-api-allowed-users", kubelet.AllowedUser}},
+	}
+	if specs, err = withKubeProxy(cfg, i, o.ToolsBin, specs); err != nil {
+		return err
 	}
 	for _, s := range specs {
 		s.LogFile = filepath.Join(cfg.LogsDir(), s.Name+".log")

@@ -27,3 +27,17 @@ func AdminKubeconfigPath(stateDir string) string { return plan.AdminKubeconfigPa
 
 // DefaultStateRoot holds one state directory per cluster.
 const DefaultStateRoot = plan.DefaultStateRoot
+
+// The service proxies of Config.ServiceProxy (plan.ServiceProxies).
+const (
+	ServiceProxyPodnet            = plan.ServiceProxyPodnet
+	ServiceProxyKubeProxyNFTables = plan.ServiceProxyKubeProxyNFTables
+	ServiceProxyKubeProxyIPTables = plan.ServiceProxyKubeProxyIPTables
+)
+
+// ServiceProxies are the values Config.ServiceProxy accepts, default first.
+var ServiceProxies = plan.ServiceProxies
+
+// DescribeServiceProxy says in a few words what runs as the service proxy
+// (plan.DescribeServiceProxy).
+func DescribeServiceProxy(proxy string) string { return plan.DescribeServiceProxy(proxy) }

@@ -15,8 +15,10 @@
 // Up checks the binaries, the kernel (net_cls, for the guard) and the host,
 // creates the topology, starts the world's DNS server, installs the guard,
 // starts the control plane confined by it, then one pod runtime and one
-// podnet agent per node inside its namespace; it waits for the nodes to be
-// Ready and deploys the cluster DNS. Down undoes all of it. FindPod tells
+// podnet agent per node inside its namespace (and upstream kube-proxy, with
+// the agent's proxy off, when Config.ServiceProxy names a kube-proxy mode:
+// kubeproxy.go); it waits for the nodes to be Ready and deploys the
+// cluster DNS. Down undoes all of it. FindPod tells
 // the CLI where a pod lives: its node, its namespace, its state directory.
 // DESIGN-NOTES.md fixes the contract between these parts.
 //

@@ -34,6 +34,10 @@ type Status struct {
 	// Guard is what confines the root-namespace processes (package
 	// guard); its droppedPackets should stay 0.
 	Guard GuardStatus `json:"guard"`
+
+	// ServiceProxy is what proxies Services on the nodes: one of
+	// ServiceProxies (podnet, kube-proxy-nftables, kube-proxy-iptables).
+	ServiceProxy string `json:"serviceProxy"`
 }
 
 // GuardStatus is the guard's table, group and counter (guard.Stats).
@@ -84,6 +88,7 @@ func ReadStatusWith(ctx context.Context, c *Config, client kubernetes.Interface,
 	readGuard func(context.Context, *Config) GuardStatus) (*Status, error) {
 	s := &Status{
 		Name: c.Name, APIServer: c.APIServerURL(), StateDir: c.StateDir, Kubeconfig: AdminKubeconfigPath(c.StateDir),
+		ServiceProxy: c.ServiceProxy,
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
 			WorldNetwork: c.WorldNetwork, LBPool: c.LBPool, ClusterDNS: c.DNSServiceIP()},
 		Processes: []ProcessStatus{},

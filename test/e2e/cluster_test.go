@@ -318,7 +318,8 @@ func (c *cluster) podnetWithTools(tools string, args ...string) (string, error) 
 }
 
 // assertNothingOf checks that no namespace, link or process of the cluster
-// exists.
+// exists (a node's processes name it: the agent's and runtime's
+// --node-name, kube-proxy's configuration file).
 func assertNothingOf(t *testing.T, name string) {
 	t.Helper()
 	entries, _ := os.ReadDir("/run/netns")
@@ -329,7 +330,7 @@ func assertNothingOf(t *testing.T, name string) {
 	}
 	out, _ := exec.Command("ps", "-eo", "args").Output()
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(l, "--node-name "+name+"-node") || strings.Contains(l, "/"+name+"/") {
+		if strings.Contains(l, name+"-node-") || strings.Contains(l, "/"+name+"/") {
 			t.Errorf("process left behind: %s", l)
 		}
 	}

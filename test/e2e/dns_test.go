@@ -511,8 +511,8 @@ spec:
 		t.Errorf("query not answered within 1 s: %s", f)
 	}
 	if len(failures) > 0 {
-		if b, err := os.ReadFile(filepath.Join(c.stateDir, "logs", "agent-"+client.Spec.NodeName+".log")); err == nil {
-			t.Logf("agent log tail:\n%s", tail(string(b), 20))
+		if b, err := os.ReadFile(filepath.Join(c.stateDir, "logs", proxyProcName(client.Spec.NodeName)+".log")); err == nil {
+			t.Logf("%s log tail:\n%s", proxyProcName(client.Spec.NodeName), tail(string(b), 20))
 		}
 	}
 }

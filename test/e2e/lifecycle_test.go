@@ -18,7 +18,8 @@ import (
 // TestKillEverythingThenDownThenUp runs a cluster in VXLAN routing mode,
 // checks pods reach each other across nodes through the tunnel, then kills
 // every process of the cluster with SIGKILL: down must still remove
-// everything, and up must work again.
+// everything, and up must work again; a down of that running cluster ends
+// every process it started.
 func TestKillEverythingThenDownThenUp(t *testing.T) {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
@@ -106,4 +107,11 @@ spec:
 		t.Errorf("nodes after re-up:\n%s", out)
 	}
 	fmt.Fprintf(os.Stderr, "re-up took %s\n", c2.upTime.Round(100*time.Millisecond))
+
+	// A down of a running cluster ends every process it started, by its
+	// record: its kube-proxies too under a kube-proxy mode.
+	if out, err := c2.podnet("down"); err != nil {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+	assertNothingOf(t, c2.name)
 }

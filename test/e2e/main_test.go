@@ -7,6 +7,12 @@
 // the defaults: pods 10.160.0.0/16, services 10.161.0.0/16, nodes
 // 172.29.0.0/24 (API server .1, nodes .11 and .12, world .254), world
 // 198.51.100.0/24. Tests that need a cluster of their own use 172.28.x.
+//
+// The shared cluster's service proxy is $PODNET_E2E_SERVICE_PROXY: podnet
+// (the default, what `make test` runs), kube-proxy-nftables or
+// kube-proxy-iptables (`make e2e-kube-proxy` runs the Service tests with
+// each). Where the proxies differ in name only (their processes, their
+// metrics) a test checks each by its own name (proxyProcName).
 package e2e
 
 import (
@@ -19,11 +25,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/localcluster/controlplane"
 )
 
@@ -32,13 +40,27 @@ var (
 	podnetBin string
 	toolsBin  string
 	skipWhy   string
+	// serviceProxy is the clusters' --service-proxy
+	// ($PODNET_E2E_SERVICE_PROXY, podnet when unset).
+	serviceProxy string
 )
+
+// serviceProxyEnv chooses the clusters' service proxy.
+const serviceProxyEnv = "PODNET_E2E_SERVICE_PROXY"
 
 func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Join(filepath.Dir(file), "..", "..")
 	podnetBin = filepath.Join(repoRoot, "bin", "podnet")
 	toolsBin = filepath.Join(repoRoot, "tools", "bin")
+	serviceProxy = os.Getenv(serviceProxyEnv)
+	if serviceProxy == "" {
+		serviceProxy = localcluster.ServiceProxyPodnet
+	}
+	if !slices.Contains(localcluster.ServiceProxies, serviceProxy) {
+		fmt.Fprintf(os.Stderr, "e2e: %s=%q: want one of %s\n", serviceProxyEnv, serviceProxy, strings.Join(localcluster.ServiceProxies, ", "))
+		os.Exit(2)
+	}
 	switch {
 	case os.Geteuid() != 0:
 		skipWhy = "end-to-end: the local cluster needs root"
@@ -103,7 +125,7 @@ func up(name string, args ...string) (*cluster, error) {
 	}
 	c.stateDir = filepath.Join(dir, "state")
 	start := time.Now()
-	out, err := c.podnet(append([]string{"up", "--nodes", "2"}, args...)...)
+	out, err := c.podnet(append([]string{"up", "--nodes", "2", "--service-proxy", serviceProxy}, args...)...)
 	c.upTime, c.upOut = time.Since(start), out
 	if err != nil {
 		c.down()
@@ -151,6 +173,15 @@ func (c *cluster) apply(t *testing.T, manifest string) {
 	if out, err := c.podnet("apply", "-f", f); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
+}
+
+// proxyProcName is the process (record and log) that proxies Services on
+// node: the podnet agent, or kube-proxy.
+func proxyProcName(node string) string {
+	if serviceProxy == localcluster.ServiceProxyPodnet {
+		return "agent-" + node
+	}
+	return localcluster.KubeProxyProcName(node)
 }
 
 // eventually retries check until it returns nil or the timeout passes.

@@ -238,7 +238,7 @@ func (c *Config) RESTConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, err
 	}
 	if c.Netns != "" {
-		rc.Dial = dialer(c.Netns)
+		rc.Dial = Dialer(c.Netns)
 	}
 	rc.Proxy = noProxy // never send cluster traffic to an HTTP(S)_PROXY
 	return rc, nil
@@ -385,10 +385,11 @@ func freePorts(nsPath string, n int) ([]int, error) {
 	return ports, netns.Do(nsPath, pick)
 }
 
-// dialer dials from the namespace at nsPath: the socket is made on a
-// thread inside it and keeps that namespace. Only IP literals: resolving
-// a name could race other goroutines, which run in the root namespace.
-func dialer(nsPath string) func(ctx context.Context, network, address string) (net.Conn, error) {
+// Dialer dials from the namespace at nsPath ("" for the caller's): the
+// socket is made on a thread inside it and keeps that namespace. Only IP
+// literals: resolving a name could race other goroutines, which run in the
+// root namespace.
+func Dialer(nsPath string) func(ctx context.Context, network, address string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if nsPath == "" {
 		return d.DialContext

@@ -192,11 +192,16 @@ func TestControlPlanePKIFollowsTheContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kubeProxyKC, err := IssueKubeProxyCredentials(cfg.StateDir, "pnt-node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		path, wantPath, cn, group string
 	}{
 		{runtimeKC, "kubeconfigs/node-pnt-node-1.kubeconfig", "system:node:pnt-node-1", "system:nodes"},
 		{agentKC, "kubeconfigs/agent-pnt-node-1.kubeconfig", "podnet-agent:pnt-node-1", "podnet:agents"},
+		{kubeProxyKC, "kubeconfigs/kube-proxy-pnt-node-1.kubeconfig", "system:kube-proxy", ""},
 		{f.AdminKubeconfig, "kubeconfig", "kubernetes-admin", "system:masters"},
 		{f.ControllerManagerKubeconfig, "kubeconfigs/controller-manager.kubeconfig", "system:kube-controller-manager", ""},
 		{f.SchedulerKubeconfig, "kubeconfigs/scheduler.kubeconfig", "system:kube-scheduler", ""},
@@ -243,6 +248,9 @@ func TestControlPlanePKIFollowsTheContract(t *testing.T) {
 	}
 	if _, _, err := IssueNodeCredentials(t.TempDir(), "pnt-node-1"); err == nil {
 		t.Error("node credentials issued without a control-plane PKI")
+	}
+	if _, err := IssueKubeProxyCredentials(cfg.StateDir, "Not_A_Node"); err == nil {
+		t.Error("invalid node name accepted for kube-proxy")
 	}
 }
 
@@ -485,6 +493,9 @@ func TestControlPlaneRunsAKubernetesAPI(t *testing.T) {
 	})
 	t.Run("a node registers itself and no other node", func(t *testing.T) {
 		testNodeIdentity(ctx, t, cfg.StateDir)
+	})
+	t.Run("kube-proxy is a node-proxier: reads what it proxies, not secrets", func(t *testing.T) {
+		testKubeProxyRBAC(ctx, t, cfg.StateDir)
 	})
 
 	recs := slices.Clone(cp.Procs)
@@ -754,6 +765,34 @@ func testAgentRBAC(ctx context.Context, t *testing.T, stateDir string) {
 	}, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("agent creating a pod: %v, want Forbidden", err)
+	}
+}
+
+func testKubeProxyRBAC(ctx context.Context, t *testing.T, stateDir string) {
+	kc, err := IssueKubeProxyCredentials(stateDir, "pnt-node-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp := testClient(t, kc)
+	who, err := kp.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := who.Status.UserInfo.Username; u != KubeProxyUser {
+		t.Errorf("kube-proxy authenticated as %q, want %q", u, KubeProxyUser)
+	}
+	all := metav1.ListOptions{}
+	for what, list := range map[string]func() error{
+		"services":       func() (err error) { _, err = kp.CoreV1().Services("").List(ctx, all); return },
+		"endpointslices": func() (err error) { _, err = kp.DiscoveryV1().EndpointSlices("").List(ctx, all); return },
+		"nodes":          func() (err error) { _, err = kp.CoreV1().Nodes().List(ctx, all); return },
+	} {
+		if err := list(); err != nil {
+			t.Errorf("kube-proxy cannot list %s: %v", what, err)
+		}
+	}
+	if _, err := kp.CoreV1().Secrets("kube-system").List(ctx, all); !apierrors.IsForbidden(err) {
+		t.Errorf("kube-proxy listing secrets: %v, want Forbidden", err)
 	}
 }
 

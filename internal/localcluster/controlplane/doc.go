@@ -10,8 +10,9 @@
 // failure stops everything it started, naming the process and quoting the
 // end of its log. IssueNodeCredentials gives each node's runtime and agent
 // their identities (DESIGN-NOTES.md, "Identities"), IssueKubeletServing
-// the runtime's kubelet API its serving certificate; kube-apiserver calls
-// that API as KubeletClientUser.
+// the runtime's kubelet API its serving certificate (kube-apiserver calls
+// that API as KubeletClientUser), IssueKubeProxyCredentials its kube-proxy's
+// when the cluster runs one.
 //
 // Dangerous: Start writes a CA whose key can mint any identity (including
 // system:masters) to <StateDir>/pki, and hands the same key to

@@ -27,6 +27,11 @@ const (
 	// the only user a pod runtime's kubelet API lets in. No group: it
 	// is no cluster administrator.
 	KubeletClientUser = "kube-apiserver-kubelet-client"
+	// KubeProxyUser is the identity of kube-proxy, when a cluster runs it:
+	// Kubernetes' bootstrap policy binds it to ClusterRole
+	// NodeProxierClusterRole.
+	KubeProxyUser          = "system:kube-proxy"
+	NodeProxierClusterRole = "system:node-proxier"
 )
 
 // Files are the paths Start writes under StateDir.
@@ -141,40 +146,71 @@ func ensurePKI(cfg *Config) (*Files, error) {
 // admin kubeconfig. The control plane's PKI must exist (Start
 // makes it). Calling it again reuses valid files.
 func IssueNodeCredentials(stateDir, nodeName string) (runtimeKubeconfig, agentKubeconfig string, err error) {
+	paths, err := issueKubeconfigs(stateDir, nodeName,
+		clientIdentity{"node-" + nodeName, NodeUserPrefix + nodeName, NodesGroup},
+		clientIdentity{"agent-" + nodeName, AgentUserPrefix + nodeName, AgentGroup})
+	if err != nil {
+		return "", "", err
+	}
+	return paths[0], paths[1], nil
+}
+
+// IssueKubeProxyCredentials issues the client certificate of one node's
+// kube-proxy, user system:kube-proxy (in no group: Kubernetes' bootstrap
+// ClusterRoleBinding system:node-proxier grants that user the ClusterRole
+// of the same name), and writes kubeconfigs/kube-proxy-<node>.kubeconfig,
+// as IssueNodeCredentials does.
+func IssueKubeProxyCredentials(stateDir, nodeName string) (kubeconfig string, err error) {
+	paths, err := issueKubeconfigs(stateDir, nodeName, clientIdentity{"kube-proxy-" + nodeName, KubeProxyUser, ""})
+	if err != nil {
+		return "", err
+	}
+	return paths[0], nil
+}
+
+// clientIdentity is one client certificate (pki/<file>.{crt,key}) and its
+// kubeconfig, kubeconfigs/<file>.kubeconfig; group may be empty.
+type clientIdentity struct{ file, cn, group string }
+
+// issueKubeconfigs issues the identities of a node's components from the
+// cluster CA in stateDir/pki and writes their kubeconfigs, pointing at the
+// API server of the admin kubeconfig. It returns their paths in order.
+func issueKubeconfigs(stateDir, nodeName string, ids ...clientIdentity) ([]string, error) {
 	if errs := validation.IsDNS1123Subdomain(nodeName); len(errs) > 0 {
-		return "", "", fmt.Errorf("node credentials: node name %q: %s", nodeName, errs[0])
+		return nil, fmt.Errorf("node credentials: node name %q: %s", nodeName, errs[0])
 	}
 	ca, err := pki.LoadCA(plan.PKIDir(stateDir))
 	if err != nil {
-		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
+		return nil, fmt.Errorf("node credentials for %s: %w", nodeName, err)
 	}
 	admin, err := clientcmd.LoadFromFile(plan.AdminKubeconfigPath(stateDir))
 	if err != nil {
-		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
+		return nil, fmt.Errorf("node credentials for %s: %w", nodeName, err)
 	}
 	ctx, ok := admin.Contexts[admin.CurrentContext]
 	if !ok || admin.Clusters[ctx.Cluster] == nil {
-		return "", "", fmt.Errorf("node credentials for %s: %s has no current cluster", nodeName, plan.AdminKubeconfigPath(stateDir))
+		return nil, fmt.Errorf("node credentials for %s: %s has no current cluster", nodeName, plan.AdminKubeconfigPath(stateDir))
 	}
 	server := admin.Clusters[ctx.Cluster].Server
-
-	issue := func(file, cn, group string) (string, error) {
-		kp, err := ca.IssueClient(file, cn, []string{group})
-		if err != nil {
-			return "", err
+	var paths []string
+	for _, id := range ids {
+		var orgs []string
+		if id.group != "" {
+			orgs = []string{id.group}
 		}
-		path := filepath.Join(plan.KubeconfigDir(stateDir), file+".kubeconfig")
-		kc := pki.Kubeconfig{Cluster: ctx.Cluster, User: file, Server: server,
+		kp, err := ca.IssueClient(id.file, id.cn, orgs)
+		if err != nil {
+			return nil, fmt.Errorf("node credentials for %s: %w", nodeName, err)
+		}
+		path := filepath.Join(plan.KubeconfigDir(stateDir), id.file+".kubeconfig")
+		kc := pki.Kubeconfig{Cluster: ctx.Cluster, User: id.file, Server: server,
 			CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
-		return path, kc.Write(path)
+		if err := kc.Write(path); err != nil {
+			return nil, fmt.Errorf("node credentials for %s: %w", nodeName, err)
+		}
+		paths = append(paths, path)
 	}
-	if runtimeKubeconfig, err = issue("node-"+nodeName, NodeUserPrefix+nodeName, NodesGroup); err != nil {
-		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
-	}
-	if agentKubeconfig, err = issue("agent-"+nodeName, AgentUserPrefix+nodeName, AgentGroup); err != nil {
-		return "", "", fmt.Errorf("node credentials for %s: %w", nodeName, err)
-	}
-	return runtimeKubeconfig, agentKubeconfig, nil
+	return paths, nil
 }
 
 // KubeletServing is what a node's kubelet API serves and trusts.

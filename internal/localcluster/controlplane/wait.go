@@ -103,7 +103,7 @@ func allOf(checks ...healthCheck) healthCheck {
 // the member has a leader and serves requests.
 func etcdHealthy(nsPath string, port int) healthCheck {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
-		DialContext: dialer(nsPath)}}
+		DialContext: Dialer(nsPath)}}
 	url := etcdURL(port) + "/health"
 	return func(ctx context.Context) error {
 		body, err := get(ctx, client, url)
@@ -127,7 +127,7 @@ func etcdHealthy(nsPath string, port int) healthCheck {
 // httpsHealthy GETs url with tlsCfg and wants 200 and "ok".
 func httpsHealthy(nsPath string, tlsCfg *tls.Config, url string) healthCheck {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsCfg,
-		DisableKeepAlives: true, DialContext: dialer(nsPath)}}
+		DisableKeepAlives: true, DialContext: Dialer(nsPath)}}
 	return func(ctx context.Context) error {
 		body, err := get(ctx, client, url)
 		if err != nil {

@@ -90,6 +90,11 @@ type Config struct {
 	// EtcdPort is etcd's client port on 127.0.0.1, chosen by up; 0 until
 	// then.
 	EtcdPort int `json:"etcdPort,omitempty"`
+
+	// ServiceProxy is what proxies Services on every node: one of
+	// ServiceProxies (serviceproxy.go). A cluster.json saved before the
+	// field existed has none, which Load reads as ServiceProxyPodnet.
+	ServiceProxy string `json:"serviceProxy"`
 }
 
 // DefaultConfig returns the default configuration of the cluster called
@@ -103,6 +108,7 @@ func DefaultConfig(name string) *Config {
 		NodeCIDRMaskSize: DefaultNodeCIDRMaskSize,
 		ServiceCIDR:      netip.MustParsePrefix(DefaultServiceCIDR),
 		APIServerPort:    DefaultAPIServerPort,
+		ServiceProxy:     ServiceProxyPodnet,
 	}
 	if err := errors.Join(c.SetNodeNetwork(netip.MustParsePrefix(DefaultNodeNetwork)),
 		c.SetWorldNetwork(netip.MustParsePrefix(DefaultWorldNetwork))); err != nil {
@@ -267,6 +273,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EtcdPort < 0 || c.EtcdPort > 65535 {
 		add("etcdPort %d: want 0 (not chosen yet) to 65535", c.EtcdPort)
+	}
+	if err := c.validateServiceProxy(); err != nil {
+		errs = append(errs, err)
 	}
 
 	ranges := []struct {
@@ -435,6 +444,9 @@ func Load(stateDir string) (*Config, error) {
 		stateDir = abs
 	}
 	c.StateDir = stateDir
+	if c.ServiceProxy == "" { // saved before the field existed
+		c.ServiceProxy = ServiceProxyPodnet
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("load cluster config %s: %w", path, err)
 	}

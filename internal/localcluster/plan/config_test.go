@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -153,6 +154,8 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"a world DNS IP outside the world", func(c *Config) { c.WorldDNSIP = a("198.51.100.53") }, "worldDNSIP"},
 		{"no API server port", func(c *Config) { c.APIServerPort = 0 }, "apiServerPort"},
 		{"a negative etcd port", func(c *Config) { c.EtcdPort = -1 }, "etcdPort"},
+		{"an unknown service proxy", func(c *Config) { c.ServiceProxy = "kube-proxy-ipvs" }, `serviceProxy "kube-proxy-ipvs": want one of podnet, kube-proxy-nftables, kube-proxy-iptables`},
+		{"no service proxy", func(c *Config) { c.ServiceProxy = "" }, `serviceProxy ""`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig("podnet")
@@ -189,6 +192,7 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 	c.StateDir = filepath.Join(t.TempDir(), "state")
 	c.Nodes = 5
 	c.EtcdPort = 23790
+	c.ServiceProxy = ServiceProxyKubeProxyIPTables
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +203,7 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"podCIDR": "10.244.0.0/16"`, `"rootIP": "172.30.0.1"`, `"etcdPort": 23790`} {
+	for _, want := range []string{`"podCIDR": "10.244.0.0/16"`, `"rootIP": "172.30.0.1"`, `"etcdPort": 23790`, `"serviceProxy": "kube-proxy-iptables"`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("cluster.json lacks %s:\n%s", want, data)
 		}
@@ -248,5 +252,57 @@ func TestConfigLoadRejects(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); err == nil {
 		t.Error("Load of a directory without cluster.json succeeded")
+	}
+}
+
+func TestConfigServiceProxy(t *testing.T) {
+	c := DefaultConfig("proxies")
+	if c.ServiceProxy != ServiceProxyPodnet {
+		t.Errorf("default service proxy %q, want %q", c.ServiceProxy, ServiceProxyPodnet)
+	}
+	for _, tc := range []struct {
+		proxy, mode string
+		kubeProxy   bool
+	}{
+		{ServiceProxyPodnet, "", false},
+		{ServiceProxyKubeProxyNFTables, "nftables", true},
+		{ServiceProxyKubeProxyIPTables, "iptables", true},
+	} {
+		t.Run(tc.proxy+" runs kube-proxy: "+strconv.FormatBool(tc.kubeProxy), func(t *testing.T) {
+			c.ServiceProxy = tc.proxy
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			mode, ok := c.KubeProxyMode()
+			if ok != tc.kubeProxy || (ok && mode != tc.mode) {
+				t.Errorf("KubeProxyMode() = %q, %v; want %q, %v", mode, ok, tc.mode, tc.kubeProxy)
+			}
+		})
+	}
+}
+
+func TestConfigLoadReadsAClusterSavedBeforeServiceProxyAsPodnet(t *testing.T) {
+	c := DefaultConfig("old")
+	c.StateDir = t.TempDir()
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(c.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Replace(string(data), `"serviceProxy": "podnet"`, `"x": 0`, 1)
+	if old == string(data) {
+		t.Fatalf("cluster.json has no serviceProxy to remove:\n%s", data)
+	}
+	if err := os.WriteFile(c.Path(), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(c.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ServiceProxy != ServiceProxyPodnet {
+		t.Errorf("service proxy %q, want %q", got.ServiceProxy, ServiceProxyPodnet)
 	}
 }

@@ -1,5 +1,7 @@
 // Package plan is the plan of a local cluster: its name, its node count,
-// every address it uses and every name and file derived from them, in one
+// its service proxy (the podnet agents' own or upstream kube-proxy in one
+// of its modes, serviceproxy.go), every address it uses and every name and
+// file derived from them, in one
 // Config that `podnet up` saves as <StateDir>/cluster.json and every other
 // part (topology, safety, control plane, add-ons, the node runtimes, the
 // CLI) loads. ../DESIGN-NOTES.md is the contract this package writes down
