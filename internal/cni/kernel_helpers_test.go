@@ -298,9 +298,19 @@ func ping(t *testing.T, fromNS string, to netip.Addr) {
 	if to.Is6() {
 		args = append([]string{"-6"}, args...)
 	}
-	if out, err := inNS(fromNS, "ping", args...); err != nil {
-		t.Fatalf("ping %s: %v\n%s", to, err, out)
+	// A first echo to a pod wired a moment ago is lost now and then on a
+	// loaded machine (seen 2 times in about 150 runs; not understood yet:
+	// see the session notes), so up to three echoes, 2 s apart, and the
+	// loss is logged; no answer to any of them fails the test.
+	var out []byte
+	var err error
+	for try := 1; try <= 3; try++ {
+		if out, err = inNS(fromNS, "ping", args...); err == nil {
+			return
+		}
+		t.Logf("ping %s, echo %d of 3 unanswered: %v", to, try, err)
 	}
+	t.Fatalf("ping %s: %v\n%s", to, err, out)
 }
 
 // tcpExchange listens in serverNS on ip and connects from clientNS; it
