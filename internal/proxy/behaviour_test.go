@@ -221,3 +221,137 @@ func TestTracedIPv6NodePorts(t *testing.T) {
 		t.Errorf("healthCheckNodePort of an IPv6 eTP Local Service reports %d local endpoints, want 1", got.LocalEndpoints)
 	}
 }
+
+// TestTracedTrafficPolicies: the traffic policies as kube-proxy's nftables
+// mode applies them, for each kind of source. externalTrafficPolicy Local
+// limits only traffic from outside the cluster to local endpoints: pods
+// and the node itself reaching an external address or NodePort are cluster
+// traffic, sent to every endpoint (the node masqueraded), so that they work
+// on a node without a local endpoint.
+func TestTracedTrafficPolicies(t *testing.T) {
+	// remote: eTP Local, its one endpoint on node-2.
+	remote := svc("default", "remote", "10.96.0.30", 80, 8080, 30090)
+	remote.Spec.Type = v1.ServiceTypeLoadBalancer
+	remote.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	remote.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "172.30.0.202"}}
+	remoteSlice := slice("default", "remote", "", 8080, ep("10.244.2.9", "node-2", true, false))
+	// split: eTP Local, an endpoint on each node.
+	split := svc("default", "split", "10.96.0.31", 80, 8080, 30091)
+	split.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	splitSlice := slice("default", "split", "", 8080, ep("10.244.1.7", "node-1", true, false), ep("10.244.2.7", "node-2", true, false))
+	// bothLocal: iTP and eTP Local, its one endpoint on node-2.
+	bothLocal := svc("default", "both-local", "10.96.0.32", 80, 8080, 30092)
+	bothLocal.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	bothLocal.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	bothSlice := slice("default", "both-local", "", 8080, ep("10.244.2.3", "node-2", true, false))
+	// itpOnly: iTP Local, eTP Cluster, its one endpoint on node-2.
+	itpOnly := svc("default", "itp-only", "10.96.0.33", 80, 8080, 30093)
+	itpOnly.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	itpSlice := slice("default", "itp-only", "", 8080, ep("10.244.2.4", "node-2", true, false))
+
+	node := "172.30.0.11"
+	toRemote := []string{"accept dnat 10.244.2.9:8080"}
+	toRemoteMasq := []string{"accept dnat 10.244.2.9:8080 masquerade"}
+	runFlows(t, []*v1.Service{remote, split, bothLocal, itpOnly}, []*v1Slice{remoteSlice, splitSlice, bothSlice, itpSlice}, []flow{
+		{"pod to the LoadBalancer IP of an eTP Local Service without a local endpoint reaches the remote endpoint, source kept",
+			pkt("10.244.1.5", "172.30.0.202", "tcp", 80, false), toRemote},
+		{"pod to its NodePort on this node: the same", pkt("10.244.1.5", node, "tcp", 30090, false), toRemote},
+		{"a pod of another node to the NodePort: the same", pkt("10.244.2.5", node, "tcp", 30090, false), toRemote},
+		{"the node itself to the LoadBalancer IP reaches the remote endpoint, masqueraded",
+			pkt(node, "172.30.0.202", "tcp", 80, true), toRemoteMasq},
+		{"the node itself to its NodePort: the same", pkt(node, node, "tcp", 30090, true), toRemoteMasq},
+		{"outside to the LoadBalancer IP without a local endpoint is dropped", pkt("203.0.113.9", "172.30.0.202", "tcp", 80, false), []string{"drop"}},
+		{"outside to the NodePort without a local endpoint is dropped", pkt("203.0.113.9", node, "tcp", 30090, false), []string{"drop"}},
+		{"pod to the NodePort of an eTP Local Service with a local endpoint reaches any endpoint",
+			pkt("10.244.1.5", node, "tcp", 30091, false), []string{"accept dnat 10.244.1.7:8080", "accept dnat 10.244.2.7:8080"}},
+		{"outside to that NodePort reaches only the local endpoint, source kept",
+			pkt("203.0.113.9", node, "tcp", 30091, false), []string{"accept dnat 10.244.1.7:8080"}},
+		{"iTP and eTP Local: pod to the cluster IP without a local endpoint is dropped",
+			pkt("10.244.1.5", "10.96.0.32", "tcp", 80, false), []string{"drop"}},
+		{"iTP and eTP Local: pod to the NodePort reaches the remote endpoint (cluster policy, not internal)",
+			pkt("10.244.1.5", node, "tcp", 30092, false), []string{"accept dnat 10.244.2.3:8080"}},
+		{"iTP and eTP Local: the node to the NodePort, masqueraded",
+			pkt(node, node, "tcp", 30092, true), []string{"accept dnat 10.244.2.3:8080 masquerade"}},
+		{"iTP and eTP Local: outside to the NodePort is dropped", pkt("203.0.113.9", node, "tcp", 30092, false), []string{"drop"}},
+		{"iTP Local, eTP Cluster: pod to the cluster IP without a local endpoint is dropped",
+			pkt("10.244.1.5", "10.96.0.33", "tcp", 80, false), []string{"drop"}},
+		{"iTP Local, eTP Cluster: the node to the cluster IP is dropped too", pkt(node, "10.96.0.33", "tcp", 80, true), []string{"drop"}},
+		{"iTP Local, eTP Cluster: outside to the NodePort reaches every endpoint, masqueraded",
+			pkt("203.0.113.9", node, "tcp", 30093, false), []string{"accept dnat 10.244.2.4:8080 masquerade"}},
+	})
+}
+
+// TestTracedLocalExternalAffinity: sessionAffinity ClientIP holds for
+// externalTrafficPolicy Local's external traffic too, over the local
+// endpoints, and shares what clients they served with the cluster IP.
+func TestTracedLocalExternalAffinity(t *testing.T) {
+	s := svc("default", "sticky-local", "10.96.0.34", 80, 8080, 30094)
+	s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	sps := BuildServicePorts("node-1", []*v1.Service{s}, []*v1Slice{slice("default", "sticky-local", "", 8080,
+		ep("10.244.1.2", "node-1", true, false), ep("10.244.1.3", "node-1", true, false), ep("10.244.2.2", "node-2", true, false))})
+	if _, err := NewSyncer(fake, nil).Sync(context.Background(), testCfg, sps); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracer(t, fake, "172.30.0.11")
+	p := pkt("203.0.113.9", "172.30.0.11", "tcp", 30094, false)
+	local := []string{"accept dnat 10.244.1.2:8080", "accept dnat 10.244.1.3:8080"}
+	if first := tr.trace(p); !slices.Equal(first, local) {
+		t.Fatalf("a new outside client: %v, want either local endpoint %v", first, local)
+	}
+	// The tracer followed both branches: pin the client to 10.244.1.3.
+	pinned := chainName("aff4", "default/sticky-local/tcp/80/10.244.1.3_8080")
+	if !tr.affinity[pinned][p.src] {
+		t.Fatalf("the client is not in %s: %v", pinned, tr.affinity)
+	}
+	for set := range tr.affinity {
+		if set != pinned {
+			delete(tr.affinity, set)
+		}
+	}
+	want := []string{"accept dnat 10.244.1.3:8080"}
+	if again := tr.trace(p); !slices.Equal(again, want) {
+		t.Errorf("a known client at the NodePort: %v, want its endpoint %v", again, want)
+	}
+	if via := tr.trace(pkt("203.0.113.9", "10.96.0.34", "tcp", 80, false)); !slices.Equal(via, []string{"accept dnat 10.244.1.3:8080 masquerade"}) {
+		t.Errorf("the same client at the cluster IP: %v, want its endpoint, masqueraded", via)
+	}
+	if other := tr.trace(pkt("203.0.113.10", "172.30.0.11", "tcp", 30094, false)); !slices.Equal(other, local) {
+		t.Errorf("another outside client: %v, want either local endpoint", other)
+	}
+}
+
+// TestTracedSourceRangesAllowTheNode: as with kube-proxy, when a
+// loadBalancerSourceRanges range holds the node's address, the
+// LoadBalancer IP is an allowed source too (a node that has the IP as a
+// local address reaches it from that address); otherwise it is not.
+func TestTracedSourceRangesAllowTheNode(t *testing.T) {
+	lb := func(name, clusterIP, lbIP string, ranges ...string) *v1.Service {
+		s := svc("default", name, clusterIP, 443, 8443, 0)
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: lbIP}}
+		s.Spec.LoadBalancerSourceRanges = ranges
+		return s
+	}
+	withNode := lb("with-node", "10.96.0.35", "172.30.0.203", "172.30.0.11/32", "203.0.113.0/25")
+	without := lb("without", "10.96.0.36", "172.30.0.204", "203.0.113.0/25")
+	wide := lb("wide", "10.96.0.37", "172.30.0.205", "172.30.0.0/24")
+	sls := []*v1Slice{
+		slice("default", "with-node", "", 8443, ep("10.244.2.4", "node-2", true, false)),
+		slice("default", "without", "", 8443, ep("10.244.2.5", "node-2", true, false)),
+		slice("default", "wide", "", 8443, ep("10.244.2.6", "node-2", true, false)),
+	}
+	runFlows(t, []*v1.Service{withNode, without, wide}, sls, []flow{
+		{"the node from its own address, allowed by a range", pkt("172.30.0.11", "172.30.0.203", "tcp", 443, true),
+			[]string{"accept dnat 10.244.2.4:8443 masquerade"}},
+		{"the node from the LoadBalancer IP, allowed with it", pkt("172.30.0.203", "172.30.0.203", "tcp", 443, true),
+			[]string{"accept dnat 10.244.2.4:8443 masquerade"}},
+		{"an allowed outside client", pkt("203.0.113.9", "172.30.0.203", "tcp", 443, false), []string{"accept dnat 10.244.2.4:8443 masquerade"}},
+		{"another outside client is dropped", pkt("198.51.100.9", "172.30.0.203", "tcp", 443, false), []string{"drop"}},
+		{"no range holds the node: the LoadBalancer IP as source is dropped", pkt("172.30.0.204", "172.30.0.204", "tcp", 443, true), []string{"drop"}},
+		{"no range holds the node: the node's address is dropped", pkt("172.30.0.11", "172.30.0.204", "tcp", 443, true), []string{"drop"}},
+		{"a range that holds both the node and the LoadBalancer IP", pkt("172.30.0.205", "172.30.0.205", "tcp", 443, true),
+			[]string{"accept dnat 10.244.2.6:8443 masquerade"}},
+	})
+}

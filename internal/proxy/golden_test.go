@@ -72,6 +72,16 @@ func goldenClusters() []goldenCluster {
 	itpEPs := slice("kube-system", "itp", "", 53, ep("10.244.2.5", "node-2", true, false))
 	itpEPs.Ports[0].Protocol = ptr.To(v1.ProtocolUDP)
 
+	stickyLocal := svc("default", "sticky-local", "10.96.0.12", 80, 8080, 30084)
+	stickyLocal.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	stickyLocal.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	stickyLocal.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](600)}}
+	stickyLocalEPs := slice("default", "sticky-local", "", 8080, ep("10.244.1.4", "node-1", true, false), ep("10.244.2.4", "node-2", true, false))
+	bothLocal := svc("default", "both-local", "10.96.0.13", 80, 8080, 30085)
+	bothLocal.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	bothLocal.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	bothLocalEPs := slice("default", "both-local", "", 8080, ep("10.244.2.6", "node-2", true, false))
+
 	return []goldenCluster{
 		{"clusterip.nft", "one ClusterIP Service with an endpoint on this node and one on node-2",
 			testCfg, []*v1.Service{web}, []*v1Slice{webEPs}},
@@ -87,6 +97,8 @@ func goldenClusters() []goldenCluster {
 			testCfg, []*v1.Service{empty}, []*v1Slice{emptyEPs}},
 		{"internal-local.nft", "a UDP Service with internalTrafficPolicy Local and no endpoint on this node",
 			testCfg, []*v1.Service{itp}, []*v1Slice{itpEPs}},
+		{"traffic-policies.nft", "two NodePort Services with externalTrafficPolicy Local: one with sessionAffinity ClientIP and an endpoint on each node, one also internalTrafficPolicy Local with its endpoint on node-2",
+			testCfg, []*v1.Service{stickyLocal, bothLocal}, []*v1Slice{stickyLocalEPs, bothLocalEPs}},
 	}
 }
 

@@ -178,6 +178,36 @@ func TestAFailedSyncMakesTheNextOneFull(t *testing.T) {
 	}
 }
 
+// TestNodeAddressChangeRendersSourceRangesAgain: whether a
+// loadBalancerSourceRanges chain allows the LoadBalancer IPs depends on the
+// node's addresses, so a sync after they change renders that Service port
+// again although its pointer (and so its promise of being unchanged) is the
+// same.
+func TestNodeAddressChangeRendersSourceRangesAgain(t *testing.T) {
+	lb := svc("default", "lb", "10.96.0.8", 443, 8443, 0)
+	lb.Spec.Type = v1.ServiceTypeLoadBalancer
+	lb.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "172.30.0.200"}}
+	lb.Spec.LoadBalancerSourceRanges = []string{"172.30.0.11/32"}
+	sps := BuildServicePorts("node-1", []*v1.Service{lb}, []*v1Slice{slice("default", "lb", "", 8443, ep("10.244.2.4", "node-2", true, false))})
+	moved := testCfg
+	moved.NodeIPs = []netip.Addr{netip.MustParseAddr("172.30.0.21")}
+	ctx := context.Background()
+	inc := knftables.NewFake(knftables.InetFamily, Table)
+	syncer := NewSyncer(inc, nil)
+	for i, cfg := range []Config{testCfg, moved, testCfg} {
+		if _, err := syncer.Sync(ctx, cfg, sps); err != nil {
+			t.Fatalf("sync %d: %v", i, err)
+		}
+		full := knftables.NewFake(knftables.InetFamily, Table)
+		if _, err := NewSyncer(full, nil).Sync(ctx, cfg, sps); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := canonicalTable(t, inc), canonicalTable(t, full); got != want {
+			t.Errorf("sync %d (node %v): the incremental table differs from a full sync:\n--- incremental\n%s\n--- full\n%s", i, cfg.NodeIPs, got, want)
+		}
+	}
+}
+
 // canonicalTable describes a table so that two tables that behave the same
 // compare equal: sets, maps and chains sorted, rules in their order, and the
 // endpoint slots a rule picks from resolved to the endpoints (slot numbers

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	v1 "k8s.io/api/core/v1"
+
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/testserver"
 )
@@ -141,4 +144,54 @@ func serveEndpoints(ctx context.Context, path string, c testserver.Config) {
 		go func() { _ = netns.Do(path, func() error { return testserver.Serve(ctx, c) }) }()
 	}
 	time.Sleep(100 * time.Millisecond)
+}
+
+// TestKernelNodeReachesLocalPolicyServiceWithoutLocalEndpoint: the node
+// itself reaches the NodePort and the LoadBalancer IP of an
+// externalTrafficPolicy Local Service whose only endpoint is on another
+// node (fib saddr type local in the nat hooks, as kube-proxy), and a
+// LoadBalancer IP that is a local address of the node passes
+// loadBalancerSourceRanges that hold the node's address.
+func TestKernelNodeReachesLocalPolicyServiceWithoutLocalEndpoint(t *testing.T) {
+	path := kernelNode(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serveEndpoints(ctx, path, testserver.Config{TCPPorts: []int{8080}})
+	s := svc("default", "local", "10.96.0.6", 80, 8080, 30081)
+	s.Spec.Type = v1.ServiceTypeLoadBalancer
+	s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	s.Spec.LoadBalancerSourceRanges = []string{"172.30.0.11/32"}
+	s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "172.30.0.200"}}
+	// ep-a (10.244.1.2) serves, but the slice says it runs on node-2.
+	sps := BuildServicePorts("node-1", []*v1Service{s}, []*v1Slice{slice("default", "local", "", 8080, ep("10.244.1.2", "node-2", true, false))})
+	cfg := Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, NodeIPs: []netip.Addr{netip.MustParseAddr("172.30.0.11")}}
+	err := netns.Do(path, func() error {
+		// The LoadBalancer IP is a local address of this node.
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: prefixNet(netip.MustParsePrefix("172.30.0.200/32"))}); err != nil {
+			return err
+		}
+		nft, err := NewNFT()
+		if err != nil {
+			return err
+		}
+		_, err = NewSyncer(nft, nil).Sync(ctx, cfg, sps)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	for _, target := range []string{"172.30.0.11:30081", "172.30.0.200:80"} {
+		out, err := exec.Command("nsenter", "--net="+path, "curl", "-sS", "--max-time", "2", "http://"+target+"/").CombinedOutput()
+		if err != nil {
+			t.Errorf("the node to %s: %v %s", target, err, out)
+			continue
+		}
+		if pod, _, ok := testserver.ParseReply(string(out)); !ok || pod != "ep-a" {
+			t.Errorf("the node to %s: reply %q, want ep-a's", target, out)
+		}
+	}
 }

@@ -79,24 +79,35 @@ func (s *ServicePort) Key() string {
 	return fmt.Sprintf("%s/%s/%s/%d", s.Namespace, s.Name, strings.ToLower(string(s.Protocol)), s.Port)
 }
 
-// clusterEndpoints returns the endpoints used for cluster traffic:
-// internalTrafficPolicy Local first, then trafficDistribution's choice.
-func (s *ServicePort) clusterEndpoints() []Endpoint {
+// internalEndpoints returns the endpoints of cluster-IP traffic:
+// internalTrafficPolicy Local's local ones, else clusterEndpoints.
+func (s *ServicePort) internalEndpoints() []Endpoint {
 	if s.InternalLocal {
 		return localOnly(s.Endpoints)
 	}
+	return s.clusterEndpoints()
+}
+
+// clusterEndpoints returns the endpoints of the Cluster traffic policy
+// (kube-proxy's cluster policy chain): trafficDistribution's choice, else
+// all. External traffic of externalTrafficPolicy Cluster uses them whatever
+// the internal policy, and so does traffic from pods and from the node
+// itself to the external addresses of externalTrafficPolicy Local.
+func (s *ServicePort) clusterEndpoints() []Endpoint {
 	if s.Topology != nil {
 		return s.Topology
 	}
 	return s.Endpoints
 }
 
-// externalEndpoints are the endpoints for NodePort/external traffic.
+// externalEndpoints are the endpoints of NodePort and external traffic
+// from outside the cluster: externalTrafficPolicy Local's local ones, else
+// clusterEndpoints.
 func (s *ServicePort) externalEndpoints() []Endpoint {
 	if s.ExternalLocal {
 		return localOnly(s.Endpoints)
 	}
-	return s.Endpoints
+	return s.clusterEndpoints()
 }
 
 func localOnly(eps []Endpoint) []Endpoint {

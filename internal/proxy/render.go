@@ -374,7 +374,7 @@ func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State
 	cur.changes = cur.changes[:0]
 	slots.begin()
 	defer slots.end()
-	b := build{cur: cur, slots: slots, gen: cur.gen, record: prev != nil}
+	b := build{cur: cur, slots: slots, gen: cur.gen, record: prev != nil, nodeIPs: cfg.NodeIPs, nodeFP: fmt.Sprint(cfg.NodeIPs)}
 	b.node(cfg)
 	for _, sp := range sps {
 		b.servicePort(sp)
@@ -391,6 +391,12 @@ type build struct {
 	// record says whether to record the fragments that changed (for
 	// diffStates: the build started from a previous State).
 	record bool
+	// nodeIPs are Config.NodeIPs, which some Service ports read (see
+	// readsNodeIPs); nodeFP is their fingerprint and nodeChanged says
+	// whether the node's fragment changed in this build.
+	nodeIPs     []netip.Addr
+	nodeFP      string
+	nodeChanged bool
 }
 
 // node renders the node-wide fragment (pod CIDRs, NodePort addresses),
@@ -401,6 +407,7 @@ func (b *build) node(cfg Config) {
 		f.gen = b.gen
 		return
 	}
+	b.nodeChanged = true
 	f := newFragment(fp)
 	for _, p := range cfg.PodCIDRs {
 		f.add(PodCIDRElement{p.Masked()})
@@ -411,11 +418,12 @@ func (b *build) node(cfg Config) {
 	b.put("", f)
 }
 
-// servicePort keeps sp's fragment when sp is the same pointer as last time,
-// or has the same fingerprint and slots; else it renders a new one.
+// servicePort keeps sp's fragment when sp is the same pointer as last time
+// (and it reads nothing of the node that changed), or has the same
+// fingerprint and slots; else it renders a new one.
 func (b *build) servicePort(sp *ServicePort) {
 	cur := b.cur
-	if f := cur.byPtr[sp]; f != nil {
+	if f := cur.byPtr[sp]; f != nil && !(b.nodeChanged && readsNodeIPs(sp)) {
 		// The same pointer as last time: unchanged, and so are its slot
 		// blocks (only its own re-rendering moves them).
 		f.gen = b.gen
@@ -424,6 +432,9 @@ func (b *build) servicePort(sp *ServicePort) {
 	}
 	key := sp.Key()
 	fp := sp.fingerprint()
+	if readsNodeIPs(sp) {
+		fp += "|node " + b.nodeFP
+	}
 	if f := cur.frags[key]; f != nil && f.fp == fp && b.slotsKept(f) {
 		if f.sp != sp {
 			delete(cur.byPtr, f.sp)
@@ -436,7 +447,7 @@ func (b *build) servicePort(sp *ServicePort) {
 	f := newFragment(fp)
 	f.sp = sp
 	for _, v4 := range []bool{true, false} {
-		renderServicePort(f, sp, v4, b.slots)
+		renderServicePort(f, sp, v4, b.slots, b.nodeIPs)
 	}
 	b.put(key, f)
 }
@@ -516,7 +527,7 @@ var slotMapNames = func() (n [2][]string) {
 
 // isServiceChain reports whether a chain is one of the per-Service chains.
 func isServiceChain(c string) bool {
-	for _, p := range []string{"svc", "ext", "fw", "aff"} {
+	for _, p := range []string{"svc", "all", "ext", "fw", "aff"} {
 		if strings.HasPrefix(c, p) {
 			return true
 		}
@@ -568,8 +579,9 @@ func epsOfFamily(eps []Endpoint, v4 bool) []Endpoint {
 }
 
 // renderServicePort writes one Service port's chains and elements for one
-// address family.
-func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocator) {
+// address family. nodeIPs are the node's addresses (Config.NodeIPs), which
+// loadBalancerSourceRanges read.
+func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocator, nodeIPs []netip.Addr) {
 	clusterIPs := ofFamily(sp.ClusterIPs, v4)
 	external := ofFamily(sp.ExternalAddrs, v4)
 	// A NodePort answers on the node addresses of the families the
@@ -579,7 +591,7 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	if len(clusterIPs) == 0 && len(external) == 0 && !nodePort {
 		return
 	}
-	r := portRender{b: b, sp: sp, v4: v4, f: famOf(v4), pr: proto(sp.Protocol), key: sp.Key(), slots: slots}
+	r := portRender{b: b, sp: sp, v4: v4, f: famOf(v4), pr: proto(sp.Protocol), key: sp.Key(), slots: slots, nodeIPs: ofFamily(nodeIPs, v4)}
 	all := epsOfFamily(sp.Endpoints, v4)
 	if len(all) == 0 {
 		// No endpoint at all: reject at once, from the filter chains.
@@ -598,24 +610,29 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 			b.add(HairpinElement{e.IP})
 		}
 	}
-	svcChain := r.clusterChain()
-	for _, ip := range clusterIPs {
-		r.serviceIP(r.f.svcIPs, ip, svcChain)
+	if len(clusterIPs) > 0 {
+		internal := r.internalChain()
+		for _, ip := range clusterIPs {
+			r.serviceIP(r.f.svcIPs, ip, internal)
+		}
 	}
 	if len(external) > 0 || nodePort {
-		r.external(svcChain, external, nodePort)
+		r.external(external, nodePort)
 	}
 }
 
 // portRender renders one Service port for one address family.
 type portRender struct {
-	b     *fragment
-	sp    *ServicePort
-	v4    bool
-	f     fam
-	pr    string // protocol, as nft writes it
-	key   string // sp.Key()
-	slots *SlotAllocator
+	b       *fragment
+	sp      *ServicePort
+	v4      bool
+	f       fam
+	pr      string // protocol, as nft writes it
+	key     string // sp.Key()
+	slots   *SlotAllocator
+	nodeIPs []netip.Addr // the node's addresses of this family
+	// cluster is the chain of the Cluster traffic policy, once written.
+	cluster string
 }
 
 func (r *portRender) serviceIP(m string, ip netip.Addr, chain string) {
@@ -627,7 +644,7 @@ func (r *portRender) nodePort(m string, chain string) {
 }
 
 // slotPick adds the slots of eps and returns the rule that picks one;
-// purpose tells the cluster and the local endpoint lists apart.
+// purpose tells the endpoint lists of one Service port apart.
 func (r *portRender) slotPick(eps []Endpoint, purpose string) SlotPick {
 	m, owner := slotMap(r.v4, r.pr), r.key+"/"+purpose
 	blk := r.slots.get(m, owner, len(eps))
@@ -639,41 +656,77 @@ func (r *portRender) slotPick(eps []Endpoint, purpose string) SlotPick {
 	return SlotPick{N: uint32(len(eps)), Base: base, Target: dnatChain(r.v4, r.pr)}
 }
 
-// clusterChain writes the Service port's chain, which the cluster IPs (and
-// external traffic of externalTrafficPolicy Cluster) go to, and returns
-// its name.
-func (r *portRender) clusterChain() string {
-	b, f := r.b, r.f
-	svcChain := chainName("svc"+f.suffix, r.key)
-	b.chain(svcChain, r.key)
-	b.rule(svcChain, knftables.Concat(f.ip, "saddr", "!=", "@"+f.podCIDRs, "jump", chainMarkMasq))
-	if eps := epsOfFamily(r.sp.clusterEndpoints(), r.v4); len(eps) > 0 && r.sp.AffinityTimeout > 0 {
-		renderAffinity(b, r.sp, f, svcChain, eps)
-	} else if len(eps) > 0 {
-		b.pick(svcChain, r.slotPick(eps, "cluster"))
-	} else {
-		// internalTrafficPolicy Local and no endpoint on this node.
-		b.rule(svcChain, "goto "+chainDrop)
+// choose ends chain with the choice of one of eps: with sessionAffinity
+// ClientIP the endpoint that served the client before, else (and for a new
+// client) a random one. Without endpoints the packet is dropped.
+func (r *portRender) choose(chain string, eps []Endpoint, purpose string) {
+	switch {
+	case len(eps) == 0:
+		r.b.rule(chain, "goto "+chainDrop)
+	case r.sp.AffinityTimeout > 0:
+		r.affinity(chain, eps)
+	default:
+		r.b.pick(chain, r.slotPick(eps, purpose))
 	}
-	return svcChain
+}
+
+// serviceChain writes the Service port's chain, svc4-/svc6-: sources
+// outside the pod CIDRs are masqueraded (replies must come back through
+// this node), then one of eps is chosen.
+func (r *portRender) serviceChain(eps []Endpoint) string {
+	name := chainName("svc"+r.f.suffix, r.key)
+	r.b.chain(name, r.key)
+	r.b.rule(name, knftables.Concat(r.f.ip, "saddr", "!=", "@"+r.f.podCIDRs, "jump", chainMarkMasq))
+	r.choose(name, eps, "cluster")
+	return name
+}
+
+// internalChain returns the chain cluster IPs go to: the Service port's
+// chain over internalEndpoints, or drop-no-local-endpoints for
+// internalTrafficPolicy Local without an endpoint on this node (nothing to
+// mark for masquerade then).
+func (r *portRender) internalChain() string {
+	if !r.sp.InternalLocal {
+		return r.clusterChain()
+	}
+	eps := epsOfFamily(r.sp.internalEndpoints(), r.v4)
+	if len(eps) == 0 {
+		return chainDrop
+	}
+	return r.serviceChain(eps)
+}
+
+// clusterChain returns the chain of the Cluster traffic policy (all
+// clusterEndpoints), writing it on first use: the Service port's chain,
+// unless internalTrafficPolicy Local narrows that one to local endpoints;
+// then a chain all4-/all6- that only chooses (whoever jumps there has
+// decided about masquerade).
+func (r *portRender) clusterChain() string {
+	if r.cluster != "" {
+		return r.cluster
+	}
+	eps := epsOfFamily(r.sp.clusterEndpoints(), r.v4)
+	if !r.sp.InternalLocal {
+		r.cluster = r.serviceChain(eps)
+		return r.cluster
+	}
+	r.cluster = chainName("all"+r.f.suffix, r.key)
+	r.b.chain(r.cluster, r.key+" all endpoints")
+	r.choose(r.cluster, eps, "all")
+	return r.cluster
 }
 
 // external writes the chain of NodePort and external traffic, the
 // loadBalancerSourceRanges chain, and the elements that lead to them.
-func (r *portRender) external(svcChain string, external []netip.Addr, nodePort bool) {
+func (r *portRender) external(external []netip.Addr, nodePort bool) {
 	b := r.b
 	extChain := chainName("ext"+r.f.suffix, r.key)
 	b.chain(extChain, r.key+" external")
 	if r.sp.ExternalLocal {
-		// Keep the client's address: no masquerade, local endpoints only.
-		if local := epsOfFamily(r.sp.externalEndpoints(), r.v4); len(local) > 0 {
-			b.pick(extChain, r.slotPick(local, "local"))
-		} else {
-			b.rule(extChain, "goto "+chainDrop)
-		}
+		r.localExternal(extChain)
 	} else {
 		b.rule(extChain, "jump "+chainMarkMasq)
-		b.rule(extChain, "goto "+svcChain)
+		b.rule(extChain, "goto "+r.clusterChain())
 	}
 	fwTarget := r.firewall(extChain)
 	for _, ip := range external {
@@ -688,13 +741,32 @@ func (r *portRender) external(svcChain string, external []netip.Addr, nodePort b
 	}
 }
 
+// localExternal writes externalTrafficPolicy Local's external chain as
+// kube-proxy does: traffic from pods and from the node itself is cluster
+// traffic that happens to use an external address, so it goes to every
+// endpoint (the node's own masqueraded: its source may be the very address
+// it reached); only traffic from elsewhere keeps its source address and is
+// limited to this node's endpoints (none: dropped).
+func (r *portRender) localExternal(extChain string) {
+	b, f := r.b, r.f
+	cluster := r.clusterChain()
+	b.rule(extChain, fmt.Sprintf("%s saddr @%s goto %s", f.ip, f.podCIDRs, cluster))
+	b.rule(extChain, "fib saddr type local jump "+chainMarkMasq)
+	b.rule(extChain, "fib saddr type local goto "+cluster)
+	r.choose(extChain, epsOfFamily(r.sp.externalEndpoints(), r.v4), "local")
+}
+
 // firewall writes the chain of loadBalancerSourceRanges, when the Service
 // port has them and LoadBalancer IPs of this family, and returns the chain
 // LoadBalancer IPs go to (extChain without ranges). Only those sources
 // reach the LoadBalancer IPs; NodePorts and externalIPs are not filtered.
+// As with kube-proxy, when a range holds one of the node's addresses, the
+// LoadBalancer IPs are allowed sources too: a node that has the IP as a
+// local address reaches it from that very address.
 func (r *portRender) firewall(extChain string) string {
 	ranges := prefixesOfFamily(r.sp.SourceRanges, r.v4)
-	if len(ranges) == 0 || len(ofFamily(r.sp.LBAddrs, r.v4)) == 0 {
+	lbIPs := ofFamily(r.sp.LBAddrs, r.v4)
+	if len(ranges) == 0 || len(lbIPs) == 0 {
 		return extChain
 	}
 	fw := chainName("fw"+r.f.suffix, r.key)
@@ -703,9 +775,27 @@ func (r *portRender) firewall(extChain string) string {
 	for _, p := range ranges {
 		rs = append(rs, p.String())
 	}
+	if slices.ContainsFunc(r.nodeIPs, func(a netip.Addr) bool { return inPrefixes(ranges, a) }) {
+		for _, ip := range lbIPs {
+			// An address inside a range is allowed already (and nft
+			// refuses overlapping intervals in one set).
+			if !inPrefixes(ranges, ip) {
+				rs = append(rs, netip.PrefixFrom(ip, ip.BitLen()).String())
+			}
+		}
+	}
 	r.b.rule(fw, fmt.Sprintf("%s saddr { %s } goto %s", r.f.ip, strings.Join(rs, ", "), extChain))
 	r.b.rule(fw, "drop")
 	return fw
+}
+
+// readsNodeIPs says whether rendering sp reads Config.NodeIPs (the
+// loadBalancerSourceRanges chain does), so that a change of the node's
+// addresses must render it again.
+func readsNodeIPs(sp *ServicePort) bool { return len(sp.SourceRanges) > 0 && len(sp.LBAddrs) > 0 }
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	return slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
 func prefixesOfFamily(ps []netip.Prefix, v4 bool) []netip.Prefix {
@@ -727,26 +817,37 @@ func slicesContains(as []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-// renderAffinity writes sessionAffinity ClientIP for one Service port: each
-// endpoint has a timeout set of the clients it served and a chain that
-// refreshes the client's entry and translates to it. The Service chain first
-// sends a known client to its endpoint's chain, else picks one at random.
-// The sets are never flushed by a sync: they are the affinity state.
-func renderAffinity(b *fragment, sp *ServicePort, f fam, svcChain string, eps []Endpoint) {
-	pr := proto(sp.Protocol)
-	timeout := sp.AffinityTimeout
+// affinity ends chain with sessionAffinity ClientIP's choice among eps: a
+// client an endpoint of eps served goes to that endpoint's chain, else one
+// is picked at random. The endpoint chains and their sets belong to the
+// Service port, so every chain that chooses among its endpoints (cluster,
+// local) shares what clients they served, as with kube-proxy.
+func (r *portRender) affinity(chain string, eps []Endpoint) {
 	var choices []string
 	for i, e := range eps {
-		// nft names allow no ':' (IPv6, ports): write them with '_'.
-		name := chainName("aff"+f.suffix, sp.Key()+"/"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(e.String()))
-		b.affinitySets[name] = &knftables.Set{Name: name, Type: "ipv" + f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
-			Timeout: &timeout, Comment: knftables.PtrTo(sp.Key() + " clients of " + e.String())}
-		b.chain(name, sp.Key()+" -> "+e.String())
-		b.rule(name, fmt.Sprintf("update @%s { %s saddr }", name, f.ip))
-		b.rule(name, fmt.Sprintf("meta l4proto %s dnat %s to %s", pr, f.ip, netip.AddrPortFrom(e.IP, uint16(e.Port))))
-		b.rule(svcChain, fmt.Sprintf("%s saddr @%s goto %s", f.ip, name, name))
+		name := r.affinityChain(e)
+		r.b.rule(chain, fmt.Sprintf("%s saddr @%s goto %s", r.f.ip, name, name))
 		choices = append(choices, fmt.Sprintf("%d : goto %s", i, name))
 	}
 	// " , " rather than ", ": knftables' fake reads "X," as a chain name.
-	b.rule(svcChain, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, " , ")))
+	r.b.rule(chain, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(choices, " , ")))
+}
+
+// affinityChain returns the name of endpoint e's affinity chain and set,
+// writing them on first use: a timeout set of the clients e served and a
+// chain that refreshes the client's entry and translates to e. The sets
+// are never flushed by a sync: they are the affinity state.
+func (r *portRender) affinityChain(e Endpoint) string {
+	// nft names allow no ':' (IPv6, ports): write them with '_'.
+	name := chainName("aff"+r.f.suffix, r.key+"/"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(e.String()))
+	if r.b.affinitySets[name] != nil {
+		return name
+	}
+	timeout := r.sp.AffinityTimeout
+	r.b.affinitySets[name] = &knftables.Set{Name: name, Type: "ipv" + r.f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
+		Timeout: &timeout, Comment: knftables.PtrTo(r.key + " clients of " + e.String())}
+	r.b.chain(name, r.key+" -> "+e.String())
+	r.b.rule(name, fmt.Sprintf("update @%s { %s saddr }", name, r.f.ip))
+	r.b.rule(name, fmt.Sprintf("meta l4proto %s dnat %s to %s", r.pr, r.f.ip, netip.AddrPortFrom(e.IP, uint16(e.Port))))
+	return name
 }

@@ -134,6 +134,7 @@ var (
 	reDnatFixed  = regexp.MustCompile(`^meta l4proto (\S+) dnat (ip6?) to (\S+)$`)
 	reNumgenVmap = regexp.MustCompile(`^numgen random mod (\d+) vmap \{ (.*) \}$`)
 	reSaddrAnon  = regexp.MustCompile(`^(ip6?) saddr \{ (.*) \} goto (\S+)$`)
+	reFibLocal   = regexp.MustCompile(`^fib saddr type local (jump|goto) (\S+)$`)
 )
 
 // run evaluates a chain and returns the states it can end in (a state with
@@ -231,9 +232,25 @@ func (tr *tracer) runFrom(chain string, from int, p packet, st state) []state {
 				st.ctmark = 0
 			}
 		case match(reSaddrSet, rule, &m):
-			if fam(m[1]) && tr.affinity[m[2]][p.src] {
+			// A timeout set holds affinity state, another set (pod
+			// CIDRs) its elements.
+			in := tr.affinity[m[2]][p.src]
+			if !tr.isTimeoutSet(m[2]) {
+				in = tr.inSet(m[2], p.src)
+			}
+			if fam(m[1]) && in {
 				return tr.run(m[3], p, st)
 			}
+		case match(reFibLocal, rule, &m):
+			// The node's own addresses are its local ones.
+			if !slices.Contains(tr.node, p.src) {
+				continue
+			}
+			res := tr.run(m[2], p, st)
+			if m[1] == "goto" {
+				return res
+			}
+			return tr.continueAfter(chain, i, p, res)
 		case match(reUpdate, rule, &m):
 			if tr.affinity[m[1]] == nil {
 				tr.affinity[m[1]] = map[netip.Addr]bool{}
@@ -322,6 +339,15 @@ func (tr *tracer) inSet(name string, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// isTimeoutSet says whether the set holds dynamic state (affinity).
+func (tr *tracer) isTimeoutSet(name string) bool {
+	s := tr.tbl.Sets[name]
+	if s == nil {
+		tr.t.Fatalf("tracer: no set %q", name)
+	}
+	return slices.Contains(s.Flags, knftables.TimeoutFlag)
 }
 
 func (tr *tracer) inSetPair(name string, a, b netip.Addr) bool {

@@ -97,6 +97,35 @@ spec:
 	if out, err := curl(fmt.Sprintf("http://%s:%d/", remote, svc.Spec.Ports[0].NodePort)); err == nil && strings.Contains(out, "pod=") {
 		t.Errorf("the node without a local endpoint served: %q", out)
 	}
+	// A pod on the node without the endpoint reaches the NodePort of its
+	// own node and the LoadBalancer IP all the same (as with kube-proxy,
+	// traffic from pods is cluster traffic whatever the external policy),
+	// and keeps its address.
+	remoteNode := c.name + "-node-1"
+	if backend.Spec.NodeName == remoteNode {
+		remoteNode = c.name + "-node-2"
+	}
+	c.apply(t, fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {name: tp-remote, labels: {app: tp-remote}}
+spec:
+  nodeName: %s
+  containers: [{name: c, image: podnet/test, ports: [{containerPort: 80}]}]
+`, remoteNode))
+	t.Cleanup(func() { _, _ = c.podnet("kubectl", "--", "delete", "pod/tp-remote", "--wait=true") })
+	remotePod := c.runningPods(t, "default", "app=tp-remote", 1, false)[0]
+	c.kubectl(t, "patch", "service", "local-svc", "--subresource=status", "--type=merge", "-p",
+		`{"status":{"loadBalancer":{"ingress":[{"ip":"172.29.0.202"}]}}}`)
+	for _, target := range []string{fmt.Sprintf("%s:%d", remote, svc.Spec.Ports[0].NodePort), "172.29.0.202:80"} {
+		eventually(t, 20*time.Second, "a pod on the node without the endpoint to "+target, func() error {
+			pod, client := c.probeAnswer(remotePod.Name, target)
+			if pod != "local-backend" || !strings.HasPrefix(client, remotePod.Status.PodIP+":") {
+				return fmt.Errorf("answered by %q, client %q", pod, client)
+			}
+			return nil
+		})
+	}
 	// The health check's answer is JSON (podnet writes it compact,
 	// kube-proxy indented): its localEndpoints and the status decide.
 	hc := svc.Spec.HealthCheckNodePort
