@@ -3,18 +3,17 @@ package ipam
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-
 )
 
 // Random clusters: 1-3 small pools (10.0.0.0/28 and fd00::/124 cut in
@@ -233,4 +232,3 @@ func hasFree(p *Pool, f v1.IPFamily, users map[netip.Addr][]*Service) bool {
 	}
 	return false
 }
-
