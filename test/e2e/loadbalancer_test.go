@@ -14,7 +14,7 @@ import (
 // cluster (main_test.go: own clusters use 172.28.x); its LB pool is
 // 172.28.77.200/29.
 var lbPlan = []string{"--node-network", "172.28.77.0/24", "--pod-cidr", "10.174.0.0/16",
-	"--service-cidr", "10.175.0.0/16", "--world-network", "198.18.77.0/24"}
+	"--service-cidr", "10.175.0.0/16", "--world-network", "198.18.78.0/24"}
 
 // TestLoadBalancerSeedGetsAnAddress: in a cluster of its own with the
 // seed examples, `web-lb` gets an address from the default pool (what
