@@ -96,6 +96,9 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 	if err := deployDNS(ctx, cfg, client, o, start); err != nil {
 		return err
 	}
+	if err := deployLBIPAM(ctx, cfg, client, o); err != nil {
+		return err
+	}
 	for _, m := range o.Manifests {
 		if err := g.Do(func() error { return Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m) }); err != nil {
 			return fmt.Errorf("apply %s: %w", m, err)

@@ -99,19 +99,24 @@ func ApplyDNSRBAC(ctx context.Context, client kubernetes.Interface) error {
 // in pod namespaces, whose traffic the node routes (and masquerades) to the
 // API server's underlay address, the way the nodes' agents reach it.
 func IssueDNSCredentials(stateDir, clusterName, server string) (string, error) {
+	return issueCredentials(stateDir, clusterName, server, "dns", DNSUser, DNSKubeconfigPath(stateDir))
+}
+
+// issueCredentials issues a client certificate (user, no groups) from the
+// cluster CA and writes a kubeconfig at path for the API server at server.
+func issueCredentials(stateDir, clusterName, server, name, user, path string) (string, error) {
 	ca, err := pki.LoadCA(plan.PKIDir(stateDir))
 	if err != nil {
-		return "", fmt.Errorf("DNS credentials: %w", err)
+		return "", fmt.Errorf("%s credentials: %w", name, err)
 	}
-	kp, err := ca.IssueClient("dns", DNSUser, nil)
+	kp, err := ca.IssueClient(name, user, nil)
 	if err != nil {
-		return "", fmt.Errorf("DNS credentials: %w", err)
+		return "", fmt.Errorf("%s credentials: %w", name, err)
 	}
-	path := DNSKubeconfigPath(stateDir)
-	kc := pki.Kubeconfig{Cluster: clusterName, User: "dns", Server: server,
+	kc := pki.Kubeconfig{Cluster: clusterName, User: name, Server: server,
 		CAPEM: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
 	if err := kc.Write(path); err != nil {
-		return "", fmt.Errorf("DNS credentials: %w", err)
+		return "", fmt.Errorf("%s credentials: %w", name, err)
 	}
 	return path, nil
 }
@@ -222,26 +227,11 @@ func DeployDNS(ctx context.Context, cfg *plan.Config, client kubernetes.Interfac
 		return err
 	}
 	dep, svc := DNSObjects(cfg, podnet)
-	// Get and update again on a conflict: the controllers write the same
-	// objects (status, revision annotations) at any moment.
-	deps := client.AppsV1().Deployments(DNSNamespace)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		old, err := deps.Get(ctx, dep.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: controlplane.FieldManager})
-			return err
-		} else if err != nil {
-			return err
-		}
-		dep.ResourceVersion = old.ResourceVersion
-		_, err = deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: controlplane.FieldManager})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("DNS Deployment %s/%s: %w", DNSNamespace, dep.Name, err)
+	if err := applyDeployment(ctx, client, dep); err != nil {
+		return fmt.Errorf("DNS %w", err)
 	}
 	svcs := client.CoreV1().Services(DNSNamespace)
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		old, err := svcs.Get(ctx, svc.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			_, err = svcs.Create(ctx, svc, metav1.CreateOptions{FieldManager: controlplane.FieldManager})
@@ -259,6 +249,29 @@ func DeployDNS(ctx context.Context, cfg *plan.Config, client kubernetes.Interfac
 	})
 	if err != nil {
 		return fmt.Errorf("DNS Service %s/%s: %w", DNSNamespace, svc.Name, err)
+	}
+	return nil
+}
+
+// applyDeployment creates dep or updates it to dep, getting and updating
+// again on a conflict: the controllers write the same object (status,
+// revision annotations) at any moment.
+func applyDeployment(ctx context.Context, client kubernetes.Interface, dep *appsv1.Deployment) error {
+	deps := client.AppsV1().Deployments(dep.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		old, err := deps.Get(ctx, dep.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = deps.Create(ctx, dep, metav1.CreateOptions{FieldManager: controlplane.FieldManager})
+			return err
+		} else if err != nil {
+			return err
+		}
+		dep.ResourceVersion = old.ResourceVersion
+		_, err = deps.Update(ctx, dep, metav1.UpdateOptions{FieldManager: controlplane.FieldManager})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("Deployment %s/%s: %w", dep.Namespace, dep.Name, err)
 	}
 	return nil
 }
