@@ -56,10 +56,15 @@ spec:
 	if b == nil {
 		t.Fatal("no two replicas on different nodes")
 	}
-	out, err := c.podnet("probe", a.Name, b.Status.PodIP+":80", "--timeout", "3s")
-	if err != nil || !strings.Contains(out, "which saw the client as "+a.Status.PodIP+":") {
-		t.Errorf("cross-node probe over VXLAN: %v %q", err, out)
-	}
+	// A container that runs may not listen yet (the built-in server has
+	// no readiness probe): the probe is retried for a while.
+	eventually(t, 10*time.Second, "cross-node probe over VXLAN", func() error {
+		out, err := c.podnet("probe", a.Name, b.Status.PodIP+":80", "--timeout", "3s")
+		if err != nil || !strings.Contains(out, "which saw the client as "+a.Status.PodIP+":") {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
 	nodeNS := "/run/netns/" + cfg.NodeNSName(1)
 	if route, _ := exec.Command("nsenter", "--net="+nodeNS, "ip", "route", "get", b.Status.PodIP).CombinedOutput(); a.Spec.NodeName == cfg.NodeName(1) && !strings.Contains(string(route), "dev pnvxlan") {
 		t.Errorf("route from node 1 to %s does not use the VXLAN device: %s", b.Status.PodIP, route)
