@@ -77,7 +77,7 @@ func NewAnnouncer(cfg AnnouncerConfig) (*Announcer, error) {
 		_ = l2.Close()
 		return nil, fmt.Errorf("lb announce: %w", err)
 	}
-	a.sp = NewSpeaker(cfg.Node, l2, a.hb, m.counters(), cfg.Log)
+	a.sp = NewSpeaker(cfg.Node, cfg.Interface.HardwareAddr, l2, a.hb, m.counters(), cfg.Log)
 	return a, nil
 }
 

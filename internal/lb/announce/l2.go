@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -26,6 +27,8 @@ type L2 struct {
 	arp *arp.Client // nil without an IPv4 address on ifi
 	ndp *ndp.Conn   // nil without an IPv6 link-local address on ifi
 	log *slog.Logger
+
+	closed atomic.Bool // set by Close: the read loops end
 
 	// mu guards joined: the solicited-node groups joined for IPv6 VIPs.
 	mu     sync.Mutex
@@ -60,6 +63,9 @@ func (l *L2) MAC() net.HardwareAddr { return l.ifi.HardwareAddr }
 
 // Close closes the sockets, which ends Serve.
 func (l *L2) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
 	var errs []error
 	if l.arp != nil {
 		errs = append(errs, l.arp.Close())
@@ -88,7 +94,7 @@ func (l *L2) Serve(ctx context.Context, owns func(netip.Addr) bool, heard func(n
 func (l *L2) serveARP(owns func(netip.Addr) bool, heard func(netip.Addr, net.HardwareAddr)) {
 	for {
 		p, _, err := l.arp.Read()
-		if errors.Is(err, net.ErrClosed) {
+		if l.closed.Load() {
 			return
 		}
 		if err != nil {
@@ -114,7 +120,7 @@ func (l *L2) serveARP(owns func(netip.Addr) bool, heard func(netip.Addr, net.Har
 func (l *L2) serveNDP(owns func(netip.Addr) bool, heard func(netip.Addr, net.HardwareAddr)) {
 	for {
 		m, _, src, err := l.ndp.ReadFrom()
-		if errors.Is(err, net.ErrClosed) {
+		if l.closed.Load() {
 			return
 		}
 		if err != nil {

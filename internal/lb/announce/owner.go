@@ -3,6 +3,7 @@ package announce
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -33,6 +34,14 @@ func Outranks(vip netip.Addr, a, b string) bool {
 		return ra > rb
 	}
 	return a < b
+}
+
+// OutranksMAC reports whether the host with MAC a wins vip over the one
+// with MAC b in a conflict (two claims heard on the segment). It ranks by
+// MAC rather than by node name because both claimants know both MACs but
+// may not know each other's name (a node never heard in the heartbeat).
+func OutranksMAC(vip netip.Addr, a, b net.HardwareAddr) bool {
+	return Outranks(vip, a.String(), b.String())
 }
 
 // Owner returns the node among eligible that announces vip ("" when none

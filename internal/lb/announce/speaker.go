@@ -45,6 +45,7 @@ type Counters struct {
 type Speaker struct {
 	// set at construction, read-only
 	self string
+	mac  net.HardwareAddr
 	link Link
 	view View
 	log  *slog.Logger
@@ -63,10 +64,17 @@ type claim struct {
 	service string
 	since   time.Time
 	next    int // index into Repeats of the next gratuitous message
+	// reclaimed is when a lower claimant last made this node claim again.
+	reclaimed time.Time
 }
 
-// NewSpeaker returns the speaker of node self.
-func NewSpeaker(self string, link Link, view View, ctr Counters, log *slog.Logger) *Speaker {
+// reclaimInterval bounds how often a conflict makes an owner claim again
+// (a host that is no node and answers for the VIP would otherwise get an
+// ARP storm back).
+const reclaimInterval = 500 * time.Millisecond
+
+// NewSpeaker returns the speaker of node self, whose link has mac.
+func NewSpeaker(self string, mac net.HardwareAddr, link Link, view View, ctr Counters, log *slog.Logger) *Speaker {
 	for _, f := range []*func(){&ctr.Takeover, &ctr.Conflict} {
 		if *f == nil {
 			*f = func() {}
@@ -75,7 +83,7 @@ func NewSpeaker(self string, link Link, view View, ctr Counters, log *slog.Logge
 	if ctr.Gratuitous == nil {
 		ctr.Gratuitous = func(error) {}
 	}
-	return &Speaker{self: self, link: link, view: view, ctr: ctr, log: log, now: time.Now,
+	return &Speaker{self: self, mac: mac, link: link, view: view, ctr: ctr, log: log, now: time.Now,
 		owned: map[netip.Addr]*claim{}, yielded: map[netip.Addr]time.Time{}}
 }
 
@@ -166,11 +174,12 @@ func (s *Speaker) Owns(vip netip.Addr) bool {
 	return s.owned[vip] != nil
 }
 
-// Heard handles another host's claim on an owned VIP (split brain): when
-// the claimant is a node that outranks this one for the VIP, this node
-// yields it for YieldFor; otherwise (a lower node, or a host that is no
-// node) it claims it again at once, so the segment ends on the higher
-// node within a round trip.
+// Heard handles another host's claim on an owned VIP (split brain: two
+// views that disagree). The claim with the higher MAC rank (OutranksMAC)
+// wins: both ends know both MACs, whatever each one's view, so they agree.
+// The loser yields the VIP for YieldFor; the winner claims it again at
+// once (at most once per reclaimInterval), so the segment ends on the
+// winner within a round trip.
 func (s *Speaker) Heard(vip netip.Addr, mac net.HardwareAddr) {
 	other := s.view.NodeByMAC(mac)
 	s.ctr.Conflict()
@@ -180,7 +189,7 @@ func (s *Speaker) Heard(vip netip.Addr, mac net.HardwareAddr) {
 		s.mu.Unlock()
 		return
 	}
-	if other != "" && Outranks(vip, other, s.self) {
+	if OutranksMAC(vip, mac, s.mac) {
 		s.log.Info("lb announce: yield to a higher-ranked claimant", "vip", vip, "node", other)
 		delete(s.owned, vip)
 		s.yielded[vip] = s.now().Add(YieldFor)
@@ -188,9 +197,14 @@ func (s *Speaker) Heard(vip netip.Addr, mac net.HardwareAddr) {
 		_ = s.link.Leave(vip)
 		return
 	}
+	now := s.now()
+	if now.Sub(c.reclaimed) < reclaimInterval {
+		s.mu.Unlock()
+		return
+	}
 	// Restart the repeats: the other host's claim may have reached caches.
-	s.log.Info("lb announce: claim again over a lower-ranked claimant", "vip", vip, "node", other, "mac", mac)
-	c.since, c.next = s.now(), 0
+	s.log.Info("lb announce: claim again over a lower-ranked claimant", "vip", vip, "node", other, "mac", mac.String())
+	c.since, c.next, c.reclaimed = now, 0, now
 	s.mu.Unlock()
 	s.repeat()
 }
