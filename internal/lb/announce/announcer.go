@@ -38,6 +38,8 @@ type Announcer struct {
 	sp      *Speaker
 	metrics *Metrics
 	log     *slog.Logger
+	family  int // of the node IP: 4 or 6
+	port    uint16
 
 	// mu guards cancel and wg (set by Start).
 	mu     sync.Mutex
@@ -61,7 +63,10 @@ func NewAnnouncer(cfg AnnouncerConfig) (*Announcer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Announcer{l2: l2, metrics: cfg.Metrics, log: cfg.Log}
+	a := &Announcer{l2: l2, metrics: cfg.Metrics, log: cfg.Log, family: 6, port: cfg.Port}
+	if cfg.NodeIP.Is4() {
+		a.family = 4
+	}
 	m := cfg.Metrics
 	a.hb, err = heartbeat.Listen(netip.AddrPortFrom(cfg.NodeIP, cfg.Port), heartbeat.Config{
 		Node: cfg.Node, MAC: cfg.Interface.HardwareAddr, Key: cfg.Key, Interval: cfg.Interval, Log: cfg.Log,
