@@ -131,6 +131,7 @@ func (a *Announcer) Crash() {
 // every live peer has acknowledged (it has taken over) or timeout passed,
 // then stops. It returns the peers that did not acknowledge.
 func (a *Announcer) Leave(timeout time.Duration) []string {
+	a.sp.Leaving()
 	missing := a.hb.Leave(timeout)
 	a.sp.Stop()
 	a.stop()

@@ -58,6 +58,7 @@ type Speaker struct {
 	owned   map[netip.Addr]*claim
 	yielded map[netip.Addr]time.Time
 	stopped bool
+	leaving bool // answers requests, sends nothing gratuitous, never reclaims
 }
 
 type claim struct {
@@ -146,6 +147,10 @@ func (s *Speaker) alive(node string) bool { return node == s.self || s.view.Aliv
 // repeat sends the gratuitous messages that are due.
 func (s *Speaker) repeat() {
 	s.mu.Lock()
+	if s.leaving {
+		s.mu.Unlock()
+		return
+	}
 	now := s.now()
 	var due []netip.Addr
 	for vip, c := range s.owned {
@@ -189,7 +194,13 @@ func (s *Speaker) Heard(vip netip.Addr, mac net.HardwareAddr) {
 		s.mu.Unlock()
 		return
 	}
-	if OutranksMAC(vip, mac, s.mac) {
+	if s.leaving {
+		s.mu.Unlock()
+		return
+	}
+	// A node this view knows as dead or gone (a leaving node still
+	// answering until it has its acks) does not win: it stops on its own.
+	if OutranksMAC(vip, mac, s.mac) && (other == "" || s.view.Alive(other)) {
 		s.log.Info("lb announce: yield to a higher-ranked claimant", "vip", vip, "node", other)
 		delete(s.owned, vip)
 		s.yielded[vip] = s.now().Add(YieldFor)
@@ -222,6 +233,14 @@ func (s *Speaker) Run(ctx context.Context, tick time.Duration) {
 			s.Reconcile()
 		}
 	}
+}
+
+// Leaving keeps answering for the owned VIPs but sends no gratuitous
+// message and yields every conflict: the node is handing its VIPs over.
+func (s *Speaker) Leaving() {
+	s.mu.Lock()
+	s.leaving = true
+	s.mu.Unlock()
 }
 
 // Stop withdraws every VIP and claims none again.
