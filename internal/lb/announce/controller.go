@@ -249,7 +249,6 @@ func interfaceOf(ip netip.Addr) (*net.Interface, error) {
 	return nil, fmt.Errorf("no interface has the node's InternalIP %s", ip)
 }
 
-
 // Status serves this node's view as JSON (the agent mounts it at
 // /lb/announcements on its metrics address; podnet status loadbalancers
 // reads it through the API server's node proxy).
