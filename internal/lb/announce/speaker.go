@@ -1,7 +1,6 @@
 package announce
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -218,21 +217,6 @@ func (s *Speaker) Heard(vip netip.Addr, mac net.HardwareAddr) {
 	c.since, c.next, c.reclaimed = now, 0, now
 	s.mu.Unlock()
 	s.repeat()
-}
-
-// Run repeats gratuitous messages and reconciles with the view every tick
-// until ctx ends.
-func (s *Speaker) Run(ctx context.Context, tick time.Duration) {
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Reconcile()
-		}
-	}
 }
 
 // Leaving keeps answering for the owned VIPs but sends no gratuitous
