@@ -13,8 +13,10 @@ import (
 
 // owners returns the index of the node that owns the fixture's VIP and of
 // the other one.
-func (f *l2fix) owners() (owner, other int) {
-	if Owner(f.vip, []string{"node-0", "node-1"}) == "node-0" {
+func (f *l2fix) owners() (owner, other int) { return f.ownersOf(f.vip) }
+
+func (f *l2fix) ownersOf(vip netip.Addr) (owner, other int) {
+	if Owner(vip, []string{"node-0", "node-1"}) == "node-0" {
 		return 0, 1
 	}
 	return 1, 0
@@ -63,8 +65,8 @@ func settle(t *testing.T) (*l2fix, [2]*Announcer, *prober, int, int) {
 	if got := f.arpAnswers(t); len(got) != 1 || got[0] != f.macs[o].String() {
 		t.Fatalf("ARP answers for the VIP: %v, want only the owner's %s", got, f.macs[o])
 	}
-	if a := as[x].Announced(); len(a) != 0 {
-		t.Fatalf("the other node announces %v", a)
+	if announces(as[x], f.vip) {
+		t.Fatalf("the other node announces %s too", f.vip)
 	}
 	return f, as, p, o, x
 }
@@ -137,7 +139,7 @@ func TestSplitBrainHeals(t *testing.T) {
 	start := time.Now()
 	var healed time.Duration
 	for time.Since(start) < 3*time.Second {
-		if len(as[o].Announced()) == 1 && len(as[x].Announced()) == 0 && time.Since(start) > 500*time.Millisecond {
+		if announces(as[o], f.vip) && !announces(as[x], f.vip) && time.Since(start) > 500*time.Millisecond {
 			healed = time.Since(start)
 			break
 		}
@@ -167,8 +169,48 @@ func (f *l2fix) announcerWithKey(t testing.TB, i int, key []byte) *Announcer {
 		t.Fatal(err)
 	}
 	a.SetPeers(map[string]netip.Addr{"node-0": f.ips[0], "node-1": f.ips[1]})
-	a.SetTargets([]Target{{VIP: f.vip, Service: "default/web", Candidates: []string{"node-0", "node-1"}}})
+	both := []string{"node-0", "node-1"}
+	a.SetTargets([]Target{{VIP: f.vip, Service: "default/web", Candidates: both}, {VIP: f.vip6, Service: "default/web", Candidates: both}})
 	a.Start()
 	t.Cleanup(a.Crash)
 	return a
+}
+
+func TestFailoverOnCrashIPv6(t *testing.T) {
+	f := newL2Fix(t)
+	as := [2]*Announcer{f.announcer(t, 0), f.announcer(t, 1)}
+	o, x := f.ownersOf(f.vip6)
+	p := f.probeVIP(t, f.vip6)
+	p.waitNode(t, f.nodeName(o), time.Time{}, 3*time.Second)
+	if mac := f.clientMACOf(t, f.vip6); mac.String() != f.macs[o].String() {
+		t.Fatalf("client resolves %s to %v, want the owner's %v", f.vip6, mac, f.macs[o])
+	}
+	crash := time.Now()
+	as[o].Crash()
+	f.linkDown(t, o)
+	first := p.waitNode(t, f.nodeName(x), crash, 3*time.Second)
+	for f.clientMACOf(t, f.vip6).String() != f.macs[x].String() && time.Since(crash) < 3*time.Second {
+		time.Sleep(time.Millisecond)
+	}
+	moved := time.Since(crash)
+	sent, got := p.stop()
+	gap, lost := outage(sent, got)
+	t.Logf("IPv6 crash: neighbour entry on the new owner after %v; first reply %v after; longest gap %v, %d of %d lost",
+		moved, first.Sub(crash), gap, lost, sent)
+	if mac := f.clientMACOf(t, f.vip6); mac.String() != f.macs[x].String() {
+		t.Fatalf("client resolves %s to %v, want the new owner's %v", f.vip6, mac, f.macs[x])
+	}
+	if moved > time.Second {
+		t.Errorf("the neighbour entry moved after %v, want within a second", moved)
+	}
+}
+
+// announces reports whether a announces vip.
+func announces(a *Announcer, vip netip.Addr) bool {
+	for _, an := range a.Announced() {
+		if an.VIP == vip {
+			return true
+		}
+	}
+	return false
 }

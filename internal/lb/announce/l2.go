@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -46,7 +47,14 @@ func OpenL2(ifi *net.Interface, log *slog.Logger) (*L2, error) {
 	} else {
 		log.Info("lb announce: no ARP on the interface", "interface", ifi.Name, "err", err)
 	}
-	n, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	// ndp names the interface in the zone of every address it sends to,
+	// and Go turns a zone name into an index in the namespace of the
+	// thread that sends, which need not be ifi's (a goroutine of a process
+	// that opened the socket inside a namespace): a numeric zone is the
+	// index itself, valid everywhere.
+	byIndex := *ifi
+	byIndex.Name = strconv.Itoa(ifi.Index)
+	n, _, err := ndp.Listen(&byIndex, ndp.LinkLocal)
 	if err == nil {
 		l.ndp = n
 	} else {
