@@ -33,7 +33,7 @@ func newAgentCommand() *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run the podnet node agent (routing between nodes, masquerade, CNI config, service proxy, NetworkPolicy)",
+		Short: "Run the podnet node agent (routing between nodes, masquerade, CNI config, service proxy, NetworkPolicy, LoadBalancer IP announcement)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error

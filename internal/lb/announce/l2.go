@@ -172,6 +172,9 @@ func (l *L2) sendNA(vip, dst netip.Addr, solicited bool) error {
 // differ in which they honour), for IPv6 an unsolicited NA with the
 // override flag to all nodes.
 func (l *L2) Gratuitous(vip netip.Addr) error {
+	if l.closed.Load() {
+		return nil // stopping: nothing to tell any more
+	}
 	mac := l.ifi.HardwareAddr
 	if vip.Is4() {
 		if l.arp == nil {
