@@ -33,7 +33,7 @@ func newAgentCommand() *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run the podnet node agent (routing between nodes, masquerade, CNI config, service proxy, NetworkPolicy)",
+		Short: "Run the podnet node agent (routing between nodes, masquerade, CNI config, service proxy, NetworkPolicy, LoadBalancer IP announcement)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -73,6 +73,9 @@ func newAgentCommand() *cobra.Command {
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not enforce NetworkPolicy")
 	f.StringSliceVar(&nodePortAddresses, "nodeport-addresses", nil,
 		"CIDRs selecting this node's local addresses that NodePorts answer on, and the keywords primary (the node's InternalIPs) and all (0.0.0.0/0,::/0); a family without a CIDR gets none (default: the node's InternalIPs)")
+	f.BoolVar(&cfg.LBAnnounce, "lb-announce", false, "answer ARP/NDP for the LoadBalancer IPs this node owns, with heartbeats between agents for failover")
+	f.Uint16Var(&cfg.LBHeartbeatPort, "lb-heartbeat-port", 7947, "UDP port of the LoadBalancer heartbeats on the node's InternalIP")
+	f.StringVar(&cfg.LBKeyFile, "lb-key-file", "", "file with the heartbeat key shared by all agents (default: the kube-system/podnet-lb-heartbeat Secret, created when missing)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", ":10249", "address for Prometheus /metrics (empty: off)")
 	f.StringVar(&cfg.HealthzAddr, "healthz-addr", ":10256", "address for /healthz (empty: off)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every sync")

@@ -17,7 +17,11 @@ import (
 )
 
 func newStatusCommand(cf *clusterFlags) *cobra.Command {
-	return newStatusCommandWith(cf.client, localcluster.ReadStatus)
+	cmd := newStatusCommandWith(cf.client, localcluster.ReadStatus)
+	lbs := newStatusLoadBalancersCommand(cf.client)
+	cf.register(lbs, false)
+	cmd.AddCommand(lbs)
+	return cmd
 }
 
 // statusReader reads a cluster's status (localcluster.ReadStatus).

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
@@ -45,6 +46,11 @@ type Config struct {
 	// NodePortAddresses selects the node addresses NodePorts answer on
 	// (zero: the node's InternalIPs).
 	NodePortAddresses proxy.NodePortAddresses
+	// LBAnnounce answers ARP/NDP for LoadBalancer IPs this node owns
+	// (package lb/announce); LBHeartbeatPort and LBKeyFile configure it.
+	LBAnnounce      bool
+	LBHeartbeatPort uint16
+	LBKeyFile       string
 	// MetricsAddr serves /metrics and HealthzAddr /healthz ("" disables).
 	MetricsAddr, HealthzAddr string
 	Log                      *slog.Logger
@@ -86,11 +92,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// nothing here reads them.
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(dropManagedFields))
 	d := controller.Deps{Client: client, Factory: factory, Metrics: m.controllers, Log: cfg.Log}
-	ctrls, err := newControllers(ctx, d, cfg, m)
+	lb := lbExtras{status: announce.NewStatus(), stopped: &sync.WaitGroup{}}
+	ctrls, err := newControllers(ctx, d, cfg, m, lb)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	if err := serveHTTP(ctx, cfg, m.reg, ctrls); err != nil {
+	if err := serveHTTP(ctx, cfg, m.reg, ctrls, lb.status); err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
@@ -100,13 +107,14 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Go(func() { c.Run(ctx) })
 	}
 	wg.Wait()
+	lb.stopped.Wait() // the announcer has handed its VIPs over
 	factory.Shutdown()
 	return nil
 }
 
 // newControllers constructs the controllers that are on. A new component
 // adds one line here.
-func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics) ([]*controller.Controller, error) {
+func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics, lb lbExtras) ([]*controller.Controller, error) {
 	var ctrls []*controller.Controller
 	for _, c := range []struct {
 		on  bool
@@ -124,6 +132,10 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 		{!cfg.DisablePolicy, func() (*controller.Controller, error) {
 			return policy.NewController(ctx, d, m.policy, policy.ControllerConfig{NodeName: cfg.NodeName})
 		}},
+		{cfg.LBAnnounce, func() (*controller.Controller, error) {
+			return announce.NewController(ctx, d, m.lb, announce.ControllerConfig{NodeName: cfg.NodeName,
+				Port: cfg.LBHeartbeatPort, KeyFile: cfg.LBKeyFile, Status: lb.status, Stopped: lb.stopped})
+		}},
 	} {
 		if !c.on {
 			continue
@@ -135,6 +147,13 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 		ctrls = append(ctrls, ctrl)
 	}
 	return ctrls, nil
+}
+
+// lbExtras are what the LoadBalancer announcer shares with the agent: its
+// status page and the wait for its graceful leave.
+type lbExtras struct {
+	status  *announce.Status
+	stopped *sync.WaitGroup
 }
 
 // dropManagedFields is an informer transform that removes managedFields.

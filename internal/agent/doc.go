@@ -12,7 +12,11 @@
 //   - proxy: the service proxy, kube-proxy's job (package proxy; off with
 //     DisableProxy);
 //   - policy: NetworkPolicy enforcement (package policy; off with
-//     DisablePolicy).
+//     DisablePolicy);
+//   - lb-announce: answers ARP/NDP for the LoadBalancer IPs this node owns,
+//     with heartbeats between agents for failover (package lb/announce; on
+//     with LBAnnounce). Run waits for its graceful handover before it
+//     returns.
 //
 // Metrics (one registry, docs/metrics.md) are served on MetricsAddr;
 // health on HealthzAddr: /healthz answers for the proxy as kube-proxy's

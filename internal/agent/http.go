@@ -17,9 +17,12 @@ import (
 // /metrics serves reg. /healthz answers for the service proxy (as
 // kube-proxy's does, for load balancers; always 200 when the proxy is off),
 // /healthz/<name> for each controller (routing, cni-config, proxy, policy).
-func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller) error {
+// /lb/announcements (on the metrics address) is the LoadBalancer
+// announcer's view as JSON.
+func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, lb http.Handler) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	mux.Handle("/lb/announcements", lb)
 	for _, s := range []struct {
 		addr string
 		h    http.Handler

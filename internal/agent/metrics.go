@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 )
@@ -14,8 +15,9 @@ import (
 type metrics struct {
 	reg         *prometheus.Registry
 	controllers *controller.Metrics
-	proxy       *proxy.Metrics  // nil when the proxy is off
-	policy      *policy.Metrics // nil when policy is off
+	proxy       *proxy.Metrics    // nil when the proxy is off
+	policy      *policy.Metrics   // nil when policy is off
+	lb          *announce.Metrics // nil when LB announcement is off
 }
 
 func newMetrics(cfg Config) (*metrics, error) {
@@ -28,6 +30,10 @@ func newMetrics(cfg Config) (*metrics, error) {
 	if !cfg.DisablePolicy {
 		m.policy = policy.NewMetrics()
 		sets = append(sets, m.policy)
+	}
+	if cfg.LBAnnounce {
+		m.lb = announce.NewMetrics()
+		sets = append(sets, m.lb)
 	}
 	var err error
 	m.reg, err = controller.NewRegistry(sets...)

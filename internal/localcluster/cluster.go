@@ -242,6 +242,10 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	if err != nil {
 		return err
 	}
+	lbKey, err := lbHeartbeatKey(cfg.StateDir)
+	if err != nil {
+		return err
+	}
 	dir := cfg.NodeDir(i)
 	confDir, ipamDir := filepath.Join(dir, "cni", "net.d"), filepath.Join(dir, "cni", "ipam")
 	for _, d := range []string{confDir, ipamDir} {
@@ -257,7 +261,7 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	specs := []proc.Spec{
 		{Name: "agent-" + node, Argv: []string{o.Podnet, "agent", "--kubeconfig", agentKC, "--node-name", node,
 			"--routing-mode", mode, "--cluster-cidr", cfg.PodCIDR.String(), "--service-cidr", cfg.ServiceCIDR.String(),
-			"--cni-conf-dir", confDir, "--cni-network", "podnet", "--cni-data-dir", ipamDir}},
+			"--cni-conf-dir", confDir, "--cni-network", "podnet", "--cni-data-dir", ipamDir, "--lb-announce", "--lb-key-file", lbKey}},
 		{Name: "runtime-" + node, Argv: []string{o.Podnet, "runtime", "--kubeconfig", runtimeKC, "--node-name", node,
 			"--node-ip", cfg.NodeIP(i).String(), "--state-dir", dir, "--cni-conf-dir", confDir, "--cni-bin-dir", o.CNIBin,
 			"--netns-prefix", cfg.Name + "-pod-", "--cluster-dns", cfg.DNSServiceIP().String(),
@@ -279,6 +283,7 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	}
 	return nil
 }
+
 func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
