@@ -48,7 +48,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 func newUpCommand(cf *clusterFlags) *cobra.Command {
 	var o localcluster.UpOptions
 	var nodes int
-	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy string
+	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: control plane, nodes and pods in network namespaces",
@@ -67,16 +67,24 @@ process records) goes to --state-dir.
 agent's own proxy, the default), or upstream kube-proxy (tools/bin) in
 nftables or iptables mode, run in each node namespace next to the agent,
 whose proxy is then off. Routing, NetworkPolicy and DNS stay podnet's, so
-the same cluster compares the proxies side by side (docs/services.md).`,
+the same cluster compares the proxies side by side (docs/services.md).
+
+--zones a,b deals the nodes to zones in turn (node i in the ((i-1) mod n)th
+zone): each Node is labelled topology.kubernetes.io/zone and
+topology.kubernetes.io/region=local from its registration, and its name
+ends in its zone (<cluster>-node-1.a), so trafficDistribution and topology
+spread constraints can be watched working. All zones share the one node
+network (docs/local-cluster.md, Zones).`,
 		Example: `  podnet up
   podnet up -f examples/seed
   podnet up --cluster dev --nodes 3 --routing-mode vxlan
+  podnet up --nodes 4 --zones a,b                 # podnet-node-1.a, podnet-node-2.b, podnet-node-3.a, podnet-node-4.b
   podnet up --service-proxy kube-proxy-iptables   # upstream kube-proxy instead of the agents' proxy
   podnet up --cluster second --node-network 172.29.0.0/24 --pod-cidr 10.162.0.0/16 --service-cidr 10.163.0.0/16 --world-network 198.51.100.0/24`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
-			cfg.Nodes, cfg.ServiceProxy = nodes, serviceProxy
+			cfg.Nodes, cfg.ServiceProxy, cfg.Zones = nodes, serviceProxy, localcluster.ParseZones(zones)
 			if err := cfg.SetRanges(localcluster.Ranges{PodCIDR: podCIDR, ServiceCIDR: serviceCIDR, NodeNetwork: nodeNetwork, WorldNetwork: worldNetwork}); err != nil {
 				return err
 			}
@@ -105,6 +113,7 @@ the same cluster compares the proxies side by side (docs/services.md).`,
 	cmd.Flags().StringVar(&podCIDR, "pod-cidr", "", "cluster pod CIDR (default 10.244.0.0/16; a /24 per node)")
 	cmd.Flags().StringVar(&serviceCIDR, "service-cidr", "", "service CIDR (default 10.96.0.0/16)")
 	cmd.Flags().StringVar(&nodeNetwork, "node-network", "", "node network, a /24 (default 172.30.0.0/24: API server .1, nodes from .11, world .254, LoadBalancer pool .200/29)")
+	cmd.Flags().StringVar(&zones, "zones", "", "zones to deal the nodes to in turn, comma-separated DNS labels, at most one per node (default: no zones)")
 	cmd.Flags().StringVar(&worldNetwork, "world-network", "", "the outside world's addresses, a /24 (default 203.0.113.0/24)")
 	cmd.Flags().StringArrayVarP(&o.Manifests, "filename", "f", nil, "manifest file or directory to apply once the nodes are Ready (repeatable)")
 	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")

@@ -51,6 +51,7 @@ func newRuntimeCommand() *cobra.Command {
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "the node's kubeconfig")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name")
 	f.StringVar(&nodeIP, "node-ip", "", "this node's InternalIP")
+	f.StringToStringVar(&cfg.NodeLabels, "node-labels", nil, "labels the Node registers with and keeps, key=value,... (the kubelet's --node-labels; the NodeRestriction admission plugin allows topology.kubernetes.io/* among others)")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "the node's state directory")
 	f.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "", "CNI configuration directory")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "", "CNI plugin directory")

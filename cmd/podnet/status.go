@@ -48,7 +48,8 @@ why) and the command fails.
 name, apiServer, stateDir, kubeconfig, serviceProxy (podnet,
 kube-proxy-nftables or kube-proxy-iptables), addresses {podCIDR, serviceCIDR,
 nodeNetwork, worldNetwork, lbPool, clusterDNS}, processes [{name, pid,
-state: running|dead}], nodes [{name, ready, internalIP, podCIDRs}],
+state: running|dead}], nodes [{name, ready, internalIP, podCIDRs, zone}],
+zones (the last two only in a cluster started with --zones),
 guard {table, installed, group, classID, processes, droppedPackets,
 droppedBytes, error}.`,
 		Example: `  podnet status
@@ -106,6 +107,9 @@ func printStatusText(w io.Writer, st *localcluster.Status) error {
 	a := st.Addresses
 	fmt.Fprintf(w, "cluster %s: API %s, pods %s, services %s, nodes on %s\n", st.Name, st.APIServer, a.PodCIDR, a.ServiceCIDR, a.NodeNetwork)
 	fmt.Fprintf(w, "  service proxy: %s\n", localcluster.DescribeServiceProxy(st.ServiceProxy))
+	if len(st.Zones) > 0 {
+		fmt.Fprintf(w, "  zones: %s (one node network for all; topology.kubernetes.io/region=%s)\n", strings.Join(st.Zones, ", "), localcluster.Region)
+	}
 	for _, p := range st.Processes {
 		state := p.State
 		if state == localcluster.StateDead {
@@ -122,7 +126,11 @@ func printStatusText(w io.Writer, st *localcluster.Status) error {
 		if cidrs == "" {
 			cidrs = "none"
 		}
-		fmt.Fprintf(w, "  node %-20s %-8s podCIDR %s\n", n.Name, ready, cidrs)
+		zone := ""
+		if n.Zone != "" {
+			zone = "zone " + n.Zone + " "
+		}
+		fmt.Fprintf(w, "  node %-20s %-8s %spodCIDR %s\n", n.Name, ready, zone, cidrs)
 	}
 	fmt.Fprintf(w, "  guard %s\n", guardText(st.Guard))
 	return nil

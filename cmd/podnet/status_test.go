@@ -126,6 +126,43 @@ func TestStatusText(t *testing.T) {
 	}
 }
 
+// A cluster started with --zones shows its zones and each node's zone, in
+// text and in the document; one without shows neither (the tests above).
+func TestStatusShowsZones(t *testing.T) {
+	cfg := localcluster.DefaultConfig("st")
+	cfg.StateDir, cfg.Nodes, cfg.Zones = t.TempDir(), 2, []string{"a", "b"}
+	var objs []runtime.Object
+	for i := 1; i <= cfg.Nodes; i++ {
+		objs = append(objs, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName(i), Labels: cfg.NodeLabels(i)},
+			Status: v1.NodeStatus{Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}}})
+	}
+	client := fake.NewClientset(objs...)
+	out, err := runStatus(t, cfg, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  zones: a, b (one node network for all; topology.kubernetes.io/region=local)\n",
+		"  node st-node-1.a          Ready    zone a podCIDR none\n",
+		"  node st-node-2.b          Ready    zone b podCIDR none\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runStatus(t, cfg, client, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got localcluster.Status
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Zones, []string{"a", "b"}) || len(got.Nodes) != 2 || got.Nodes[0].Zone != "a" || got.Nodes[1].Zone != "b" {
+		t.Errorf("decoded zones %v and nodes %+v; want zones [a b], node 1 in a, node 2 in b", got.Zones, got.Nodes)
+	}
+}
+
 // A guard that is missing or cannot be read says so in capitals.
 func TestStatusTextGuardStates(t *testing.T) {
 	for _, tc := range []struct {

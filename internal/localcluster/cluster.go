@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -270,6 +273,9 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			"--kubelet-api-cert", kubelet.CertFile, "--kubelet-api-key", kubelet.KeyFile,
 			"--kubelet-api-client-ca", kubelet.ClientCAFile, "--kubelet-api-allowed-users", kubelet.AllowedUser}},
 	}
+	if l := cfg.NodeLabels(i); len(l) > 0 {
+		specs[1].Argv = append(specs[1].Argv, "--node-labels", labelsArg(l)) // the runtime registers the Node
+	}
 	if specs, err = withKubeProxy(cfg, i, o.ToolsBin, specs); err != nil {
 		return err
 	}
@@ -282,6 +288,16 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 		}
 	}
 	return nil
+}
+
+// labelsArg is labels as a --node-labels value: key=value pairs, sorted,
+// joined by commas.
+func labelsArg(labels map[string]string) string {
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		kv = append(kv, k+"="+labels[k])
+	}
+	return strings.Join(kv, ",")
 }
 
 func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeout time.Duration) error {

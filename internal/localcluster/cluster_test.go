@@ -37,3 +37,13 @@ func TestDownEndsContainersThatOutlivedTheirRuntimeOnEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// The runtime of a zoned node gets its labels as one --node-labels value
+// that pflag's key=value map reads back.
+func TestLabelsArgIsSortedKeyValuePairs(t *testing.T) {
+	c := lctest.RandomConfig(2)
+	c.Zones = []string{"a", "b"}
+	if got, want := labelsArg(c.NodeLabels(2)), "topology.kubernetes.io/region=local,topology.kubernetes.io/zone=b"; got != want {
+		t.Errorf("labelsArg = %q, want %q", got, want)
+	}
+}

@@ -41,3 +41,10 @@ var ServiceProxies = plan.ServiceProxies
 // DescribeServiceProxy says in a few words what runs as the service proxy
 // (plan.DescribeServiceProxy).
 func DescribeServiceProxy(proxy string) string { return plan.DescribeServiceProxy(proxy) }
+
+// Region is the topology.kubernetes.io/region of every node of a cluster
+// with zones (plan.Region).
+const Region = plan.Region
+
+// ParseZones splits a --zones value (plan.ParseZones).
+func ParseZones(s string) []string { return plan.ParseZones(s) }

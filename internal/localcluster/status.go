@@ -38,6 +38,8 @@ type Status struct {
 	// ServiceProxy is what proxies Services on the nodes: one of
 	// ServiceProxies (podnet, kube-proxy-nftables, kube-proxy-iptables).
 	ServiceProxy string `json:"serviceProxy"`
+	// Zones are the cluster's zones (podnet up --zones); none: absent.
+	Zones []string `json:"zones,omitempty"`
 }
 
 // GuardStatus is the guard's table, group and counter (guard.Stats).
@@ -73,6 +75,9 @@ type NodeStatus struct {
 	Ready      bool     `json:"ready"`
 	InternalIP string   `json:"internalIP,omitempty"`
 	PodCIDRs   []string `json:"podCIDRs"`
+	// Zone is the Node's topology.kubernetes.io/zone label; absent when
+	// it has none.
+	Zone string `json:"zone,omitempty"`
 }
 
 // ReadStatus reads the cluster's processes from its state directory, its
@@ -88,7 +93,7 @@ func ReadStatusWith(ctx context.Context, c *Config, client kubernetes.Interface,
 	readGuard func(context.Context, *Config) GuardStatus) (*Status, error) {
 	s := &Status{
 		Name: c.Name, APIServer: c.APIServerURL(), StateDir: c.StateDir, Kubeconfig: AdminKubeconfigPath(c.StateDir),
-		ServiceProxy: c.ServiceProxy,
+		ServiceProxy: c.ServiceProxy, Zones: c.Zones,
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
 			WorldNetwork: c.WorldNetwork, LBPool: c.LBPool, ClusterDNS: c.DNSServiceIP()},
 		Processes: []ProcessStatus{},
@@ -115,7 +120,7 @@ func ReadStatusWith(ctx context.Context, c *Config, client kubernetes.Interface,
 }
 
 func nodeStatus(n *v1.Node) NodeStatus {
-	ns := NodeStatus{Name: n.Name, PodCIDRs: n.Spec.PodCIDRs}
+	ns := NodeStatus{Name: n.Name, PodCIDRs: n.Spec.PodCIDRs, Zone: n.Labels[v1.LabelTopologyZone]}
 	if len(ns.PodCIDRs) == 0 && n.Spec.PodCIDR != "" {
 		ns.PodCIDRs = []string{n.Spec.PodCIDR}
 	}

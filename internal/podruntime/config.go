@@ -14,6 +14,12 @@ type Config struct {
 	NodeName   string
 	// NodeIP is the node's InternalIP.
 	NodeIP netip.Addr
+	// NodeLabels are set on the Node when it registers and kept on it at
+	// every restart, like the kubelet's --node-labels (the local cluster's
+	// topology.kubernetes.io/zone and region). NodeRestriction lets a node
+	// set only some labels on itself: kubernetes.io/hostname, the
+	// topology.kubernetes.io/* ones, node.kubernetes.io/* and a few more.
+	NodeLabels map[string]string
 	// StateDir holds the node's pods: StateDir/pods/<ns>_<name>_<uid>/.
 	StateDir string
 	// CNIConfDir and CNIBinDir are where the CNI conflist and plugins are.

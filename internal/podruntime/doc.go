@@ -1,7 +1,8 @@
 // Package podruntime is the local cluster's kubelet: a pod runtime for
 // network namespaces that runs inside one node namespace.
 //
-// It registers the Node (addresses, capacity, a Ready condition that turns
+// It registers the Node (addresses, capacity, the labels of Config.NodeLabels
+// such as its zone, kept at restarts, a Ready condition that turns
 // true once the CNI configuration exists, heartbeats through a Lease), watches
 // the pods bound to the node, and for each one: creates the pod's network
 // namespace, calls the CNI plugin through libcni with the conflist found in

@@ -3,6 +3,7 @@ package podruntime
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -76,20 +77,54 @@ func kernelVersion() string {
 	return string(b[:len(b)-1])
 }
 
-// registerNode creates the Node, or updates its status if it exists.
+// registerNode creates the Node, or, if it exists, puts back the labels
+// it registers with (as the kubelet does for its default labels) and
+// updates its status.
 func (r *Runtime) registerNode(ctx context.Context) error {
 	now := metav1.Now()
 	node := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName, Labels: map[string]string{
-			v1.LabelHostname: r.cfg.NodeName, v1.LabelOSStable: "linux", v1.LabelArchStable: runtime.GOARCH,
-		}},
-		Status: r.nodeStatus(now),
+		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName, Labels: r.nodeLabels()},
+		Status:     r.nodeStatus(now),
 	}
 	_, err := r.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	if apierrors.IsAlreadyExists(err) {
+		err = r.reconcileNodeLabels(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("register node: %w", err)
 	}
 	return r.updateNodeStatus(ctx)
+}
+
+// nodeLabels are the labels the Node registers with: the kubelet's
+// defaults (hostname, os, arch) and Config.NodeLabels.
+func (r *Runtime) nodeLabels() map[string]string {
+	l := map[string]string{v1.LabelHostname: r.cfg.NodeName, v1.LabelOSStable: "linux", v1.LabelArchStable: runtime.GOARCH}
+	maps.Copy(l, r.cfg.NodeLabels)
+	return l
+}
+
+// reconcileNodeLabels sets the registration labels an existing Node lacks
+// or has other values of, and leaves every other label alone.
+func (r *Runtime) reconcileNodeLabels(ctx context.Context) error {
+	n, err := r.client.CoreV1().Nodes().Get(ctx, r.cfg.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	changed := false
+	for k, v := range r.nodeLabels() {
+		if old, ok := n.Labels[k]; !ok || old != v {
+			if n.Labels == nil {
+				n.Labels = map[string]string{}
+			}
+			n.Labels[k], changed = v, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	_, err = r.client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+	return err
 }
 
 func (r *Runtime) updateNodeStatus(ctx context.Context) error {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -37,7 +38,7 @@ func TestSetNodeNetworkDerivesTheUnderlayAddresses(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Errorf("SetNodeNetwork(%s) = %v, want an error containing %q", tc.network, err, tc.err)
 				}
-				if *c != before {
+				if !reflect.DeepEqual(*c, before) {
 					t.Errorf("a refused SetNodeNetwork changed the config:\n%+v", *c)
 				}
 				return
@@ -77,7 +78,7 @@ func TestSetWorldNetworkPutsItsDNSServerAt53(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Errorf("SetWorldNetwork(%s) = %v, want an error containing %q", tc.network, err, tc.err)
 				}
-				if *c != before {
+				if !reflect.DeepEqual(*c, before) {
 					t.Errorf("a refused SetWorldNetwork changed the config:\n%+v", *c)
 				}
 				return
@@ -103,7 +104,7 @@ func TestSetRangesTakesTheFlagsAsGiven(t *testing.T) {
 		err    []string
 	}{
 		{name: "no flags keep the default plan", check: func(c *Config) string {
-			if *c != *DefaultConfig("pnt") {
+			if !reflect.DeepEqual(*c, *DefaultConfig("pnt")) {
 				return "the config changed"
 			}
 			return ""

@@ -56,6 +56,10 @@ type Config struct {
 	StateDir string `json:"stateDir"`
 	// Nodes is the number of nodes, 1..MaxNodes.
 	Nodes int `json:"nodes"`
+	// Zones are the names of the cluster's zones (podnet up --zones), at
+	// most one per node; node i is in NodeZone(i). None: no zone labels,
+	// and node names without a zone (zones.go).
+	Zones []string `json:"zones,omitempty"`
 
 	// PodCIDR is the cluster's pod range; kube-controller-manager gives
 	// each node a /NodeCIDRMaskSize of it.
@@ -123,9 +127,6 @@ func (c *Config) ID() string {
 	sum := sha256.Sum256([]byte(c.Name))
 	return hex.EncodeToString(sum[:3])
 }
-
-// NodeName is the Kubernetes Node name of node i (1-based).
-func (c *Config) NodeName(i int) string { return c.Name + "-node-" + strconv.Itoa(i) }
 
 // NodeNSName is the network namespace of node i (1-based): the Node name.
 func (c *Config) NodeNSName(i int) string { return c.NodeName(i) }
@@ -228,14 +229,16 @@ func (c *Config) OwnsLink(name string) bool {
 }
 
 // OwnsNamespace reports whether a namespace name is one this cluster makes:
-// <name>-world, <name>-node-<digits> or <name>-pod-<12 hex>. These exact
+// <name>-world, <name>-node-<digits>, <name>-node-<digits>.<zone> (of any
+// zone: a config saved with other zones, or none, still finds them) or
+// <name>-pod-<12 hex>. These exact
 // shapes matter: cluster "a" must never claim "a-b-node-1" of cluster "a-b".
 func (c *Config) OwnsNamespace(name string) bool {
 	if name == c.WorldNSName() {
 		return true
 	}
 	if rest, ok := strings.CutPrefix(name, c.Name+"-node-"); ok {
-		return isDigits(rest)
+		return ownsNodeName(rest)
 	}
 	if rest, ok := strings.CutPrefix(name, c.Name+"-pod-"); ok {
 		return len(rest) == 12 && isHex(rest)
@@ -277,6 +280,7 @@ func (c *Config) Validate() error {
 	if err := c.validateServiceProxy(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateZones()...)
 
 	ranges := []struct {
 		what    string

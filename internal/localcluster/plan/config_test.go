@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -193,6 +194,7 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 	c.Nodes = 5
 	c.EtcdPort = 23790
 	c.ServiceProxy = ServiceProxyKubeProxyIPTables
+	c.Zones = []string{"a", "b"}
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,10 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"podCIDR": "10.244.0.0/16"`, `"rootIP": "172.30.0.1"`, `"etcdPort": 23790`, `"serviceProxy": "kube-proxy-iptables"`} {
+	for _, want := range []string{`"podCIDR": "10.244.0.0/16"`, `"rootIP": "172.30.0.1"`, `"etcdPort": 23790`, `"serviceProxy": "kube-proxy-iptables"`, `"zones": [
+    "a",
+    "b"
+  ]`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("cluster.json lacks %s:\n%s", want, data)
 		}
@@ -212,7 +217,7 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *got != *c {
+	if !reflect.DeepEqual(*got, *c) {
 		t.Errorf("loaded %+v\nsaved  %+v", *got, *c)
 	}
 	entries, _ := os.ReadDir(c.StateDir)

@@ -1,5 +1,6 @@
 // Package plan is the plan of a local cluster: its name, its node count,
-// its service proxy (the podnet agents' own or upstream kube-proxy in one
+// its zones (nodes dealt to them in turn, the zone in the node's name and
+// labels, zones.go), its service proxy (the podnet agents' own or upstream kube-proxy in one
 // of its modes, serviceproxy.go), every address it uses and every name and
 // file derived from them, in one
 // Config that `podnet up` saves as <StateDir>/cluster.json and every other
@@ -16,7 +17,8 @@
 // Dangerous: the other packages trust these names to decide what belongs
 // to a cluster and may be deleted (OwnsLink, OwnsNamespace,
 // BlackholeMetric). They must stay exact, so that cluster "a" never claims
-// "a-b-node-1" of cluster "a-b", and Validate must keep refusing ranges
+// "a-b-node-1" of cluster "a-b" (which is why a zone follows a node's name
+// after a dot, "a-node-1.z", and never sits between dashes), and Validate must keep refusing ranges
 // that would send the cluster's traffic somewhere the kernel treats
 // specially. The package itself touches nothing but the state directory.
 package plan

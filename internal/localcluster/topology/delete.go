@@ -19,7 +19,7 @@ import (
 // Delete removes everything Create and the pod runtime made
 // for the cluster, deriving it from cfg alone, so it works after a crash:
 // root-namespace links named pnu<id>n<i>, pnu<id>w and pnbr<id>; every
-// namespace in /run/netns named <cluster>-world, <cluster>-node-<i> or
+// namespace in /run/netns named <cluster>-world, <cluster>-node-<i>[.<zone>] or
 // <cluster>-pod-<12 hex> (exact shapes, so another cluster whose name starts
 // with this one's is never touched); and the blackhole routes of the main
 // table with this cluster's metric. It is idempotent; it keeps going after
