@@ -12,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/lb/announce"
@@ -56,14 +54,6 @@ type Config struct {
 	Log                      *slog.Logger
 }
 
-// RESTConfig builds the client configuration.
-func RESTConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		return rest.InClusterConfig()
-	}
-	return clientcmd.BuildConfigFromFlags("", kubeconfig)
-}
-
 // Run runs the agent until ctx ends: it assembles the controllers that are
 // on, serves metrics and health, starts the informers and runs the
 // controllers (each waits for its own informers).
@@ -74,11 +64,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.NodeName == "" {
 		return errors.New("agent: node name is required")
 	}
-	rc, err := RESTConfig(cfg.Kubeconfig)
+	rc, err := controller.RESTConfig(cfg.Kubeconfig, "podnet-agent/"+cfg.NodeName)
 	if err != nil {
 		return fmt.Errorf("agent: client config: %w", err)
 	}
-	rc.UserAgent = "podnet-agent/" + cfg.NodeName
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("agent: client: %w", err)

@@ -21,9 +21,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podnet/podnet/internal/controller"
 )
@@ -114,17 +112,10 @@ func (c *RunConfig) Validate() error {
 
 // Run runs the DNS server until ctx ends.
 func Run(ctx context.Context, cfg RunConfig) error {
-	var rc *rest.Config
-	var err error
-	if cfg.Kubeconfig == "" {
-		rc, err = rest.InClusterConfig()
-	} else {
-		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	}
+	rc, err := controller.RESTConfig(cfg.Kubeconfig, "podnet-dns")
 	if err != nil {
 		return fmt.Errorf("dns: client config: %w", err)
 	}
-	rc.UserAgent = "podnet-dns"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("dns: client: %w", err)

@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
@@ -68,17 +67,10 @@ func (c *RunConfig) Defaults() {
 // Run runs the controller until ctx ends (or, with leader election, until
 // the Lease is lost: the process should then exit and start over).
 func Run(ctx context.Context, cfg RunConfig) error {
-	var rc *rest.Config
-	var err error
-	if cfg.Kubeconfig == "" {
-		rc, err = rest.InClusterConfig()
-	} else {
-		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	}
+	rc, err := controller.RESTConfig(cfg.Kubeconfig, "podnet-controller")
 	if err != nil {
 		return fmt.Errorf("lb ipam: client config: %w", err)
 	}
-	rc.UserAgent = "podnet-controller"
 	return RunWithConfig(ctx, rc, cfg)
 }
 
