@@ -260,6 +260,7 @@ func (c *vipClient) close() {
 	default:
 	}
 	close(c.stop)
+	time.Sleep(200 * time.Millisecond) // the replies still on their way
 	_ = c.conn.Close()
 	c.wg.Wait()
 }

@@ -45,7 +45,7 @@ func TestLoadBalancerFromTheWorld(t *testing.T) {
 	}
 	w := &lbWorld{c: c, cfg: cfg}
 	t.Run("the seed's web-lb answers at its address", w.testSeed)
-	t.Run("two Services share one address, each port its own backend", w.testSharing)
+	t.Run("two Services share one address and each port has its own backend", w.testSharing)
 	t.Run("a requested address is honoured", w.testRequested)
 	t.Run("a Service the pool cannot serve stays pending with an Event", w.testExhausted)
 	t.Run("externalTrafficPolicy Local keeps the client and is announced by the endpoint's node", w.testLocal)
