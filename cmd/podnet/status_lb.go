@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
@@ -57,6 +58,9 @@ a split brain that the agents settle within a second.`,
 	return cmd
 }
 
+// lbViewTimeout bounds the wait for one node's view.
+var lbViewTimeout = 3 * time.Second
+
 // readLBViews reads every node agent's view; a node that does not answer
 // is listed in unreachable with why.
 func readLBViews(ctx context.Context, client kubernetes.Interface, port int) ([]announce.NodeView, []string, error) {
@@ -67,7 +71,11 @@ func readLBViews(ctx context.Context, client kubernetes.Interface, port int) ([]
 	var views []announce.NodeView
 	var unreachable []string
 	for _, n := range nodes.Items {
-		b, err := client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", fmt.Sprintf("%s:%d", n.Name, port), "proxy/lb/announcements").DoRaw(ctx)
+		// A node that is cut off would hold the API server's proxy
+		// request until its own dial timeout: ask each node briefly.
+		nctx, cancel := context.WithTimeout(ctx, lbViewTimeout)
+		b, err := client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", fmt.Sprintf("%s:%d", n.Name, port), "proxy/lb/announcements").DoRaw(nctx)
+		cancel()
 		var v announce.NodeView
 		if err == nil {
 			err = json.Unmarshal(b, &v)
