@@ -32,8 +32,10 @@ type container struct {
 	backoff    time.Duration
 	ready      bool
 	// finished: will not run again (restartPolicy says so).
-	finished   bool
-	stopProbes func()
+	finished bool
+	// stopProbes ends all of the instance's probes (at its exit),
+	// stopLiveness only its liveness probe (when the pod terminates).
+	stopProbes, stopLiveness func()
 	// out and prevOut record the output of the latest and the one before
 	// (kubectl logs and logs --previous).
 	out, prevOut *crilog.Capture

@@ -11,7 +11,9 @@
 // container's command as a host program inside the pod's namespaces (or
 // podnet's built-in test server when the container has no command), honours
 // restartPolicy and readiness/liveness probes, and reports status. Deleting a
-// pod stops its processes (SIGTERM, then SIGKILL after the grace period),
+// pod stops its processes (SIGTERM, then SIGKILL after the grace period;
+// as the kubelet does, its liveness probes stop at once while its readiness
+// probes go on until each container exits, their results pushed as status),
 // calls CNI DEL, removes the namespace and finally deletes the Pod object.
 //
 // With Config.KubeletAPI set it serves the kubelet API (internal/kubeletapi)

@@ -18,11 +18,14 @@ import (
 )
 
 // startProbes runs the container's readiness and liveness probes until the
-// container stops; results arrive as events, each failed probe is recorded
-// as Unhealthy with its output.
+// container stops (c.stopProbes); results arrive as events, each failed
+// probe is recorded as Unhealthy with its output. A pod that terminates
+// stops the liveness probe at once (c.stopLiveness) but keeps probing
+// readiness until the container exits, as the kubelet does.
 func (w *podWorker) startProbes(c *container, gen int) {
 	ctx, cancel := context.WithCancel(w.ctx)
-	c.stopProbes = cancel
+	liveCtx, stopLiveness := context.WithCancel(ctx)
+	c.stopProbes, c.stopLiveness = cancel, stopLiveness
 	name := c.spec.Name
 	env := containerEnv(w.pod, &c.spec, w.sandbox.ips, w.r.cfg.NodeIP, w.r.svcLister)
 	if c.spec.ReadinessProbe == nil {
@@ -34,7 +37,7 @@ func (w *podWorker) startProbes(c *container, gen int) {
 		}, w.probeFailed(name, "Readiness"), false)
 	}
 	if c.spec.LivenessProbe != nil {
-		go w.probeLoop(ctx, c.spec.LivenessProbe, env, func(ok bool) {
+		go w.probeLoop(liveCtx, c.spec.LivenessProbe, env, func(ok bool) {
 			if !ok {
 				w.send(event{kind: evLivenessFailed, container: name, generation: gen})
 			}

@@ -109,15 +109,7 @@ func (w *podWorker) handle(ev event) {
 	}
 	switch ev.kind {
 	case evExit:
-		c.running, c.ready = false, false
-		if c.stopProbes != nil {
-			c.stopProbes()
-		}
-		reason := "Completed"
-		if ev.code != 0 {
-			reason = "Error"
-		}
-		c.curExit = &exitInfo{code: ev.code, reason: reason, startedAt: c.startedAt, finishedAt: ev.at}
+		c.exited(ev)
 		if w.terminating() || !shouldRestart(w.pod.Spec.RestartPolicy, ev.code) {
 			c.finished = true
 			return
@@ -134,7 +126,7 @@ func (w *podWorker) handle(ev event) {
 			c.ready = ev.ok
 		}
 	case evLivenessFailed:
-		if c.running {
+		if c.running && !w.terminating() {
 			w.r.log.Info("liveness probe failed; killing container", "pod", w.key(), "container", c.spec.Name)
 			w.livenessKill(c)
 			c.signal(syscall.SIGKILL)
@@ -232,32 +224,33 @@ func (w *podWorker) podFinished() bool {
 	return len(w.containers) > 0
 }
 
-// killAll stops every container: SIGTERM, then SIGKILL after grace.
+// killAll stops every container: SIGTERM, then SIGKILL after grace (at once
+// when grace is 0). As the kubelet does, liveness probes stop at once while
+// readiness probes go on until their container exits, and their results
+// are pushed as the pod's status meanwhile: a server failing its readiness
+// in a lame-duck period turns the pod not ready, and its endpoints not
+// serving, before it exits.
 func (w *podWorker) killAll(grace time.Duration) {
 	running := 0
 	for _, c := range w.containers {
-		if c.running {
-			running++
-			if c.stopProbes != nil {
-				c.stopProbes()
-			}
-			if grace > 0 {
-				c.signal(syscall.SIGTERM)
-			} else {
-				c.signal(syscall.SIGKILL)
-			}
+		if !c.running {
+			continue
+		}
+		running++
+		if grace <= 0 {
+			stopIfSet(c.stopProbes)
+			c.signal(syscall.SIGKILL)
+		} else {
+			stopIfSet(c.stopLiveness)
+			c.signal(syscall.SIGTERM)
 		}
 	}
 	deadline := time.After(grace)
 	for running > 0 {
 		select {
 		case ev := <-w.events:
-			if ev.kind == evExit {
-				if c := w.containers[ev.container]; c != nil && ev.generation == c.generation && c.running {
-					c.running, c.finished = false, true
-					c.curExit = &exitInfo{code: ev.code, reason: "Completed", startedAt: c.startedAt, finishedAt: ev.at}
-					running--
-				}
+			if w.handleTerminating(ev) {
+				running--
 			}
 		case <-deadline:
 			for _, c := range w.containers {
@@ -266,6 +259,47 @@ func (w *podWorker) killAll(grace time.Duration) {
 			deadline = nil
 		}
 	}
+}
+
+// handleTerminating handles an event of a pod whose containers are being
+// stopped and reports whether a running container exited. A readiness
+// change is pushed as status at once; a liveness failure kills nothing.
+func (w *podWorker) handleTerminating(ev event) bool {
+	c := w.containers[ev.container]
+	if c == nil || ev.generation != c.generation || !c.running {
+		return false
+	}
+	switch ev.kind {
+	case evExit:
+		c.exited(ev)
+		c.finished = true
+		return true
+	case evReady:
+		if c.ready != ev.ok {
+			c.ready = ev.ok
+			w.r.log.Info("terminating container's readiness changed", "pod", w.key(), "container", c.spec.Name, "ready", ev.ok)
+			w.pushStatus()
+		}
+	}
+	return false
+}
+
+// stopIfSet calls stop, a probe's cancel function, if there is one.
+func stopIfSet(stop func()) {
+	if stop != nil {
+		stop()
+	}
+}
+
+// exited records the exit ev of c's process and stops its probes.
+func (c *container) exited(ev event) {
+	c.running, c.ready = false, false
+	stopIfSet(c.stopProbes)
+	reason := "Completed"
+	if ev.code != 0 {
+		reason = "Error"
+	}
+	c.curExit = &exitInfo{code: ev.code, reason: reason, startedAt: c.startedAt, finishedAt: ev.at}
 }
 
 func (w *podWorker) pushStatus() {
