@@ -225,7 +225,7 @@ func (c *cluster) createLBServices(ctx context.Context) error {
 	if err := <-errc; err != nil {
 		return fmt.Errorf("create Services: %w", err)
 	}
-	return c.waitAddressed(ctx, 5*time.Minute)
+	return c.waitAddressed(ctx, 20*time.Minute)
 }
 
 func (c *cluster) waitAddressed(ctx context.Context, d time.Duration) error {
@@ -242,6 +242,9 @@ func (c *cluster) waitAddressed(ctx context.Context, d time.Duration) error {
 		}
 		if n >= c.o.lbServices {
 			return nil
+		}
+		if n > 0 && n%100 < 10 {
+			fmt.Fprintf(os.Stderr, "apicost: %d of %d Services have an address\n", n, c.o.lbServices)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d of %d Services have an address after %s (err %v)", n, c.o.lbServices, d, err)

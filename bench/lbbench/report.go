@@ -71,7 +71,7 @@ func printAPICost(c *cluster, ready time.Duration, base, loaded [2]counts) {
 		"Requests per second at the API server (apiserver_flowcontrol_dispatched_requests_total per FlowSchema; "+
 		"%s matches group %s, %s the user %s).\n\n", c.o.lbServices, ready.Round(time.Second), c.o.quiet, agents, agentsGroup, controller, lbController)
 	fmt.Printf("| FlowSchema (who) | req/s without | req/s with %d |\n|---|---|---|\n", c.o.lbServices)
-	for _, k := range sortedKeys(bf, lf) {
+	for _, k := range sortedKeys(bf, lf, map[string]float64{agents: 0, controller: 0}) {
 		who := k
 		switch k {
 		case agents:
