@@ -52,15 +52,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podnet/podnet/bench/internal/localbench"
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/netns"
 )
@@ -138,7 +137,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, c.cleanup()) }()
 	fmt.Printf("# LoadBalancer benchmarks (bench/lbbench)\n\ncluster %s: %d nodes, node network %s, pool %s; load average at start: %s\n\n",
-		c.cfg.Name, c.cfg.Nodes, c.cfg.NodeNetwork, c.cfg.LBPool, loadAvg())
+		c.cfg.Name, c.cfg.Nodes, c.cfg.NodeNetwork, c.cfg.LBPool, localbench.LoadAvg())
 	parts := map[string]func(context.Context) error{"failover": c.failover, "create": c.create, "apicost": c.apicost}
 	for _, name := range strings.Split(o.parts, ",") {
 		part, ok := parts[strings.TrimSpace(name)]
@@ -149,27 +148,15 @@ func run(ctx context.Context, o options) (err error) {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	fmt.Printf("\nload average at end: %s\n", loadAvg())
+	fmt.Printf("\nload average at end: %s\n", localbench.LoadAvg())
 	return nil
 }
 
 func connect(o options) (*cluster, error) {
-	stateDir := localcluster.DefaultConfig(o.cluster).StateDir
-	if o.stateDir != "" {
-		var err error
-		if stateDir, err = filepath.Abs(o.stateDir); err != nil {
-			return nil, err
-		}
-	}
-	cfg, err := localcluster.Load(stateDir)
+	cfg, rc, err := localbench.Connect(o.cluster, o.stateDir, 200)
 	if err != nil {
-		return nil, fmt.Errorf("no local cluster %q (%w); start one with `podnet up`", o.cluster, err)
+		return nil, err
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", localcluster.AdminKubeconfigPath(cfg.StateDir))
-	if err != nil {
-		return nil, fmt.Errorf("admin kubeconfig: %w", err)
-	}
-	rc.QPS, rc.Burst = 200, 400
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -182,12 +169,4 @@ func connect(o options) (*cluster, error) {
 	_, _ = rand.Read(b)
 	return &cluster{o: o, cfg: cfg, cs: cs, dyn: dyn, worldNS: netns.Path(cfg.WorldNSName()),
 		suffix: hex.EncodeToString(b), nodeMACs: map[int]string{}}, nil
-}
-
-func loadAvg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(data)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
 }

@@ -2,27 +2,16 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/podnet/podnet/bench/internal/localbench"
 )
 
-func pct(d []time.Duration, p float64) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(i, 0)]
-}
+func pct(d []time.Duration, p float64) time.Duration { return localbench.Percentile(d, p) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-
-func pctInt(n []int, p float64) int {
-	s := slices.Clone(n)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(i, 0)]
-}
 
 func printFailover(c *cluster, results map[string][]failRun) {
 	fmt.Printf("## Failover, a client in the world sending a UDP request to %s every %s (reply timeout %s)\n\n", c.vip, c.o.every, c.o.timeout)
@@ -56,7 +45,7 @@ func printFailover(c *cluster, results map[string][]failRun) {
 			mv += " | –"
 		}
 		fmt.Printf("| %s: %s | %s | %s | %s | %d | %d | %s | %s | %d |\n", f.name, f.what, ms(pct(gaps, 50)), ms(pct(gaps, 99)),
-			ms(slices.Max(gaps)), pctInt(lost, 50), slices.Max(lost), mv, ms(slices.Max(backGaps)), slices.Max(backLost))
+			ms(slices.Max(gaps)), localbench.Percentile(lost, 50), slices.Max(lost), mv, ms(slices.Max(backGaps)), slices.Max(backLost))
 	}
 	fmt.Println()
 }
