@@ -121,5 +121,17 @@ bench-policy: deps build tools
 	$(BIN)/podnet up --cluster $(BENCH_CLUSTER) $(BENCH_PLAN) && \
 	$(BIN)/policylatency --cluster $(BENCH_CLUSTER) $(POLICY_FLAGS)
 
+## bench-lb: LoadBalancer failover (agent kill -9, SIGTERM, node link down), Service → first answer from the world,
+## and the API requests of 1,000 LoadBalancer Services at rest, on a 3-node cluster of its own (lbbench), taken down
+## afterwards, also on failure (LB_FLAGS="-runs 5 -parts failover" for a shorter run)
+LB_CLUSTER := lbbench
+LB_PLAN    := --nodes 3 --node-network 172.26.12.0/24 --pod-cidr 10.212.0.0/16 --service-cidr 10.213.0.0/16 --world-network 198.18.212.0/24
+.PHONY: bench-lb
+bench-lb: deps build tools
+	$(GO) build -o $(BIN)/lbbench ./bench/lbbench
+	trap '$(BIN)/podnet --cluster $(LB_CLUSTER) down' EXIT; \
+	$(BIN)/podnet up --cluster $(LB_CLUSTER) $(LB_PLAN) && \
+	$(BIN)/lbbench --cluster $(LB_CLUSTER) $(LB_FLAGS)
+
 clean:
 	rm -rf $(BIN)

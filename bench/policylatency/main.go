@@ -40,12 +40,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -57,9 +55,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/bench/internal/localbench"
 	"github.com/podnet/podnet/internal/netns"
 )
 
@@ -104,21 +101,10 @@ func run(ctx context.Context, o options) (err error) {
 	if o.k < 1 || o.every <= 0 || o.maxInFlight < 1 || o.probeTimeout <= 0 {
 		return errors.New("need -k >= 1, -every > 0, -max-inflight >= 1, -probe-timeout > 0")
 	}
-	stateDir := localcluster.DefaultConfig(o.cluster).StateDir
-	if o.stateDir != "" {
-		if stateDir, err = filepath.Abs(o.stateDir); err != nil {
-			return err
-		}
-	}
-	cfg, err := localcluster.Load(stateDir)
-	if err != nil {
-		return fmt.Errorf("no local cluster %q (%v); start one with `podnet up`", o.cluster, err)
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", localcluster.AdminKubeconfigPath(cfg.StateDir))
+	cfg, rc, err := localbench.Connect(o.cluster, o.stateDir, 100)
 	if err != nil {
 		return err
 	}
-	rc.QPS, rc.Burst = 100, 200
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -168,7 +154,7 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("cluster %s (%d nodes); client pod %s on %s, server pod %s on %s; probe: TCP connect to %s every %s, %s timeout, at most %d in flight; "+
 		"enforcement confirmed by %s of failures\n",
 		cfg.Name, cfg.Nodes, client.Status.PodIP, clientNode, serverIP, serverNode, pr.dst, o.every, o.probeTimeout, o.maxInFlight, o.confirm)
-	fmt.Printf("load average at start: %s\n\n", loadAvg())
+	fmt.Printf("load average at start: %s\n\n", localbench.LoadAvg())
 
 	api := cs.NetworkingV1().NetworkPolicies(ns)
 	var block, reopen, createCall, deleteCall []time.Duration
@@ -215,7 +201,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	fmt.Printf("| transition (K = %d) | p50 | p90 | max | min |\n|---|---|---|---|---|\n", o.k)
 	row := func(name string, d []time.Duration) {
-		fmt.Printf("| %s | %s | %s | %s | %s |\n", name, ms(pct(d, 50)), ms(pct(d, 90)), ms(slices.Max(d)), ms(slices.Min(d)))
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", name, ms(localbench.Percentile(d, 50)), ms(localbench.Percentile(d, 90)), ms(slices.Max(d)), ms(slices.Min(d)))
 	}
 	row("deny policy Create returned → first dropped connection", block)
 	row("policy Delete returned → first connection through", reopen)
@@ -223,7 +209,7 @@ func run(ctx context.Context, o options) (err error) {
 	row("API call: Delete (not included above)", deleteCall)
 	fmt.Printf("\nper cycle, blocked / open again (ms): %s\n", pairs(block, reopen))
 	fmt.Printf("failed probes before the last successful one (spurious, not counted as enforcement): %d\n", spurious)
-	fmt.Printf("load average at end: %s\n", loadAvg())
+	fmt.Printf("load average at end: %s\n", localbench.LoadAvg())
 	return nil
 }
 
@@ -437,13 +423,6 @@ func lastErr(rs []probe) error {
 }
 
 // pct is the nearest-rank percentile.
-func pct(d []time.Duration, p float64) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(i, 0)]
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func pairs(a, b []time.Duration) string {
@@ -452,12 +431,4 @@ func pairs(a, b []time.Duration) string {
 		out = append(out, fmt.Sprintf("%.0f/%.0f", float64(a[i])/1e6, float64(b[i])/1e6))
 	}
 	return strings.Join(out, " ")
-}
-
-func loadAvg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(data)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
 }
