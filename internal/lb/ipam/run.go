@@ -71,6 +71,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("lb ipam: client config: %w", err)
 	}
+	// One status write and one Event per new Service: client-go's
+	// default 5 requests/s gave 1,000 Services their addresses in 7.5
+	// minutes (bench/lbbench). The pod runtime's limits are the model.
+	rc.QPS, rc.Burst = 50, 100
 	return RunWithConfig(ctx, rc, cfg)
 }
 
