@@ -25,7 +25,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -262,23 +261,8 @@ func TestKubeletAPIExecRunsInThePodWithStreamsAndExitCodes(t *testing.T) {
 	})
 }
 
-// syncBuffer is written by the executor while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is kubeletapitest.SyncBuffer.
+type syncBuffer = kubeletapitest.SyncBuffer
 
 // sizes is a terminal size queue fed by the test.
 type sizes chan remotecommand.TerminalSize

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,23 +78,8 @@ func (k kubectlClient) ok(t *testing.T, args ...string) string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is kubeletapitest.SyncBuffer.
+type syncBuffer = kubeletapitest.SyncBuffer
 
 // waitFor waits until the output holds a match of re and returns the
 // first match's groups.
