@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/podnet/podnet/internal/version.Version=$(VERSION)
 # iptables is for `podnet up --service-proxy kube-proxy-iptables`: kube-proxy
 # runs the iptables found on PATH, which Debian points at iptables-nft (the
 # nf_tables backend, beside podnet's own tables in one ruleset).
-DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables
+DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables runc:runc
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin
