@@ -48,7 +48,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 func newUpCommand(cf *clusterFlags) *cobra.Command {
 	var o localcluster.UpOptions
 	var nodes int
-	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones string
+	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones, nodeRuntime string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: control plane, nodes and pods in network namespaces",
@@ -80,11 +80,12 @@ network (docs/local-cluster.md, Zones).`,
   podnet up --cluster dev --nodes 3 --routing-mode vxlan
   podnet up --nodes 4 --zones a,b                 # podnet-node-1.a, podnet-node-2.b, podnet-node-3.a, podnet-node-4.b
   podnet up --service-proxy kube-proxy-iptables   # upstream kube-proxy instead of the agents' proxy
+  podnet up --node-runtime containerd -f examples/seed   # real kubelet + containerd nodes, podnet from deploy/
   podnet up --cluster second --node-network 172.29.0.0/24 --pod-cidr 10.162.0.0/16 --service-cidr 10.163.0.0/16 --world-network 198.51.100.0/24`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
-			cfg.Nodes, cfg.ServiceProxy, cfg.Zones = nodes, serviceProxy, localcluster.ParseZones(zones)
+			cfg.Nodes, cfg.ServiceProxy, cfg.Zones, cfg.NodeRuntime = nodes, serviceProxy, localcluster.ParseZones(zones), nodeRuntime
 			if err := cfg.SetRanges(localcluster.Ranges{PodCIDR: podCIDR, ServiceCIDR: serviceCIDR, NodeNetwork: nodeNetwork, WorldNetwork: worldNetwork}); err != nil {
 				return err
 			}
@@ -100,6 +101,18 @@ network (docs/local-cluster.md, Zones).`,
 				o.CNIBin = filepath.Dir(exe)
 			}
 			if o.CNIBin, err = filepath.Abs(o.CNIBin); err != nil {
+				return err
+			}
+			if o.ImagesDir == "" {
+				o.ImagesDir = filepath.Join(filepath.Dir(exe), "images")
+			}
+			if o.DeployDir == "" {
+				o.DeployDir = filepath.Join(filepath.Dir(filepath.Dir(exe)), "deploy")
+			}
+			if o.ImagesDir, err = filepath.Abs(o.ImagesDir); err != nil {
+				return err
+			}
+			if o.DeployDir, err = filepath.Abs(o.DeployDir); err != nil {
 				return err
 			}
 			if err := localcluster.Up(cmd.Context(), cfg, o); err != nil {
@@ -118,6 +131,10 @@ network (docs/local-cluster.md, Zones).`,
 	cmd.Flags().StringArrayVarP(&o.Manifests, "filename", "f", nil, "manifest file or directory to apply once the nodes are Ready (repeatable)")
 	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
 	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
+	cmd.Flags().StringVar(&nodeRuntime, "node-runtime", localcluster.NodeRuntimePodnet,
+		"what runs the pods: podnet (its own pod runtime, with the agent beside it) or containerd (a real kubelet and containerd per node, podnet installed from deploy/ as a DaemonSet; needs make image)")
+	cmd.Flags().StringVar(&o.ImagesDir, "images-dir", "", "containerd nodes: directory with the image archives of make image (default: images/ next to podnet)")
+	cmd.Flags().StringVar(&o.DeployDir, "deploy-dir", "", "containerd nodes: the install manifests applied with kubectl apply -k (default: deploy/ of podnet's checkout)")
 	cmd.Flags().StringVar(&serviceProxy, "service-proxy", localcluster.ServiceProxyPodnet,
 		"what proxies Services on each node: "+strings.Join(localcluster.ServiceProxies, ", ")+" (upstream kube-proxy in that mode; the agents' proxy off)")
 	return cmd

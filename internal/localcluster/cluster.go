@@ -45,6 +45,10 @@ type UpOptions struct {
 	Out       io.Writer
 	// ReadyTimeout bounds the wait for nodes to become Ready.
 	ReadyTimeout time.Duration
+	// ImagesDir holds the image archives of make image, DeployDir the
+	// install manifests (deploy/), and Runc is runc (default
+	// /usr/sbin/runc): what containerd nodes need (Config.NodeRuntime).
+	ImagesDir, DeployDir, Runc string
 }
 
 // say writes one line of progress to Out, if set.
@@ -96,11 +100,17 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (err error) {
 		return err
 	}
 	o.say("all %d nodes Ready after %s", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
-	if err := deployDNS(ctx, cfg, client, o, start); err != nil {
-		return err
-	}
-	if err := deployLBIPAM(ctx, cfg, client, o); err != nil {
-		return err
+	if cfg.Containerd() {
+		if err := finishContainerdInstall(ctx, cfg, client, o, start); err != nil {
+			return err
+		}
+	} else {
+		if err := deployDNS(ctx, cfg, client, o, start); err != nil {
+			return err
+		}
+		if err := deployLBIPAM(ctx, cfg, client, o); err != nil {
+			return err
+		}
 	}
 	for _, m := range o.Manifests {
 		if err := g.Do(func() error { return Kubectl(cfg, o.ToolsBin, o.Out, o.Out, "apply", "-f", m) }); err != nil {
@@ -127,6 +137,9 @@ func prepareUp(cfg *Config, o UpOptions) error {
 		return fmt.Errorf("%w (podnet up confines its root-namespace processes with it; see docs/local-cluster.md, Safety)", err)
 	}
 	if err := checkKubeProxy(cfg, o.ToolsBin); err != nil {
+		return err
+	}
+	if err := checkContainerd(cfg, o); err != nil {
 		return err
 	}
 	// Leftovers of a crashed run of this cluster (processes are gone: the
@@ -190,12 +203,6 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard)
 	if err != nil {
 		return nil, err
 	}
-	for i := 1; i <= cfg.Nodes; i++ {
-		if err := startNode(cfg, i, o); err != nil {
-			return nil, fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
-		}
-	}
-	o.say("started a pod runtime and a podnet agent in each node namespace; service proxy: %s; waiting for %d nodes to be Ready", plan.DescribeServiceProxy(cfg.ServiceProxy), cfg.Nodes)
 	rc, err := cp.RESTConfig()
 	if err != nil {
 		return nil, err
@@ -204,10 +211,19 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard)
 	if err != nil {
 		return nil, err
 	}
-	timeout := o.ReadyTimeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
+	if cfg.Containerd() {
+		if err := startContainerdNodes(ctx, cfg, o, g, client); err != nil {
+			return nil, err
+		}
+	} else {
+		for i := 1; i <= cfg.Nodes; i++ {
+			if err := startNode(cfg, i, o); err != nil {
+				return nil, fmt.Errorf("node %s: %w", cfg.NodeName(i), err)
+			}
+		}
+		o.say("started a pod runtime and a podnet agent in each node namespace; service proxy: %s; waiting for %d nodes to be Ready", plan.DescribeServiceProxy(cfg.ServiceProxy), cfg.Nodes)
 	}
+	timeout := o.readyTimeout()
 	if err := waitNodesReady(ctx, client, cfg.Nodes, timeout); err != nil {
 		return nil, fmt.Errorf("%w (see %s)", err, cfg.LogsDir())
 	}
@@ -300,6 +316,34 @@ func labelsArg(labels map[string]string) string {
 	return strings.Join(kv, ",")
 }
 
+func (o UpOptions) readyTimeout() time.Duration {
+	if o.ReadyTimeout == 0 {
+		return 2 * time.Minute
+	}
+	return o.ReadyTimeout
+}
+
+// waitNodesRegistered waits until want Nodes exist.
+func waitNodesRegistered(ctx context.Context, c kubernetes.Interface, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err == nil && len(nodes.Items) >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			n := 0
+			if nodes != nil {
+				n = len(nodes.Items)
+			}
+			return fmt.Errorf("%d of %d nodes registered after %s", n, want, timeout)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -349,6 +393,11 @@ func Down(cfg *Config) error {
 	// (recorded by pid and start time) are ended now.
 	for i := 1; i <= cfg.Nodes; i++ { // nodes are numbered from 1
 		if err := proc.StopAll(podruntime.ContainersDir(cfg.NodeDir(i)), 5*time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.Containerd() {
+		if err := deleteContainerdNodes(cfg); err != nil {
 			errs = append(errs, err)
 		}
 	}

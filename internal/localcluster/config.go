@@ -38,6 +38,12 @@ const (
 // ServiceProxies are the values Config.ServiceProxy accepts, default first.
 var ServiceProxies = plan.ServiceProxies
 
+// The node runtimes of Config.NodeRuntime (plan.NodeRuntimes).
+const (
+	NodeRuntimePodnet     = plan.NodeRuntimePodnet
+	NodeRuntimeContainerd = plan.NodeRuntimeContainerd
+)
+
 // DescribeServiceProxy says in a few words what runs as the service proxy
 // (plan.DescribeServiceProxy).
 func DescribeServiceProxy(proxy string) string { return plan.DescribeServiceProxy(proxy) }

@@ -131,6 +131,17 @@ func LBDeploymentObject(cfg *plan.Config, podnet string) *appsv1.Deployment {
 	}
 }
 
+// CreateDefaultPool creates the pool DefaultPool from the plan's
+// LoadBalancer pool, unless it exists; the CRD must be installed.
+func CreateDefaultPool(ctx context.Context, cfg *plan.Config, dyn dynamic.Interface) error {
+	def := &pool.Pool{ObjectMeta: metav1.ObjectMeta{Name: DefaultPool, Labels: map[string]string{"app.kubernetes.io/managed-by": "podnet"}},
+		Spec: pool.Spec{Blocks: []pool.Block{{CIDR: cfg.LBPool.Masked().String()}}}}
+	if _, err := pool.Create(ctx, dyn, def); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
 // DeployLBIPAM installs the pool CRD, makes the default pool from the
 // plan's LB pool when it does not exist (a user's edits stay), grants and
 // issues the controller's credentials and deploys it.
@@ -138,9 +149,7 @@ func DeployLBIPAM(ctx context.Context, cfg *plan.Config, client kubernetes.Inter
 	if err := pool.InstallCRDs(ctx, dyn, crds.All()...); err != nil {
 		return err
 	}
-	def := &pool.Pool{ObjectMeta: metav1.ObjectMeta{Name: DefaultPool, Labels: map[string]string{"app.kubernetes.io/managed-by": "podnet"}},
-		Spec: pool.Spec{Blocks: []pool.Block{{CIDR: cfg.LBPool.Masked().String()}}}}
-	if _, err := pool.Create(ctx, dyn, def); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := CreateDefaultPool(ctx, cfg, dyn); err != nil {
 		return err
 	}
 	if _, err := issueCredentials(cfg.StateDir, cfg.Name, cfg.APIServerURL(), "lb-controller", LBUser,

@@ -99,6 +99,11 @@ type Config struct {
 	// ServiceProxies (serviceproxy.go). A cluster.json saved before the
 	// field existed has none, which Load reads as ServiceProxyPodnet.
 	ServiceProxy string `json:"serviceProxy"`
+
+	// NodeRuntime is what runs the nodes' pods: one of NodeRuntimes
+	// (noderuntime.go). A cluster.json saved before the field existed has
+	// none, which Load reads as NodeRuntimePodnet.
+	NodeRuntime string `json:"nodeRuntime,omitempty"`
 }
 
 // DefaultConfig returns the default configuration of the cluster called
@@ -113,6 +118,7 @@ func DefaultConfig(name string) *Config {
 		ServiceCIDR:      netip.MustParsePrefix(DefaultServiceCIDR),
 		APIServerPort:    DefaultAPIServerPort,
 		ServiceProxy:     ServiceProxyPodnet,
+		NodeRuntime:      NodeRuntimePodnet,
 	}
 	if err := errors.Join(c.SetNodeNetwork(netip.MustParsePrefix(DefaultNodeNetwork)),
 		c.SetWorldNetwork(netip.MustParsePrefix(DefaultWorldNetwork))); err != nil {
@@ -278,6 +284,9 @@ func (c *Config) Validate() error {
 		add("etcdPort %d: want 0 (not chosen yet) to 65535", c.EtcdPort)
 	}
 	if err := c.validateServiceProxy(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateNodeRuntime(); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateZones()...)
@@ -448,6 +457,9 @@ func Load(stateDir string) (*Config, error) {
 		stateDir = abs
 	}
 	c.StateDir = stateDir
+	if c.NodeRuntime == "" { // saved before the field existed
+		c.NodeRuntime = NodeRuntimePodnet
+	}
 	if c.ServiceProxy == "" { // saved before the field existed
 		c.ServiceProxy = ServiceProxyPodnet
 	}
