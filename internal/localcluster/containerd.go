@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -314,4 +315,17 @@ func finishContainerdInstall(ctx context.Context, cfg *Config, client kubernetes
 		o.say("cluster DNS ready after %s", time.Since(start).Round(100*time.Millisecond))
 	}
 	return nil
+}
+
+// RestartContainerd restarts node i's containerd (crinode.RestartContainerd).
+func RestartContainerd(ctx context.Context, cfg *Config, i int, toolsBin string) error {
+	n := crinodeOf(cfg, i, UpOptions{ToolsBin: toolsBin}, "", &controlplane.KubeletServing{})
+	return crinode.RestartContainerd(ctx, n)
+}
+
+// Ctr is tools/bin/ctr talking to node i's containerd, in the CRI's
+// namespace (k8s.io).
+func Ctr(cfg *Config, i int, toolsBin string, args ...string) *exec.Cmd {
+	n := crinodeOf(cfg, i, UpOptions{ToolsBin: toolsBin}, "", &controlplane.KubeletServing{})
+	return exec.Command(filepath.Join(toolsBin, "ctr"), append([]string{"--address", n.ContainerdSocket(), "--namespace", "k8s.io"}, args...)...)
 }

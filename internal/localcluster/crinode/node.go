@@ -167,3 +167,22 @@ func labelsArg(labels map[string]string) string {
 	}
 	return strings.Join(kv, ",")
 }
+
+// RestartContainerd stops the node's containerd gently (SIGTERM: its
+// shims and containers keep running, as on a real node) and starts it
+// again, and waits for its socket.
+func RestartContainerd(ctx context.Context, n *Node) error {
+	name := ContainerdProcName(n.Name)
+	rec, err := proc.Read(n.ProcsDir, name)
+	if err != nil {
+		return err
+	}
+	if err := proc.Stop(rec, 10*time.Second); err != nil {
+		return err
+	}
+	argv := []string{n.ContainerdBin, "--config", filepath.Join(n.ContainerdDir(), "config.toml")}
+	if err := n.start(name, argv); err != nil {
+		return err
+	}
+	return waitSocket(ctx, n.ContainerdSocket(), 30*time.Second)
+}
