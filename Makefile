@@ -10,7 +10,9 @@ LDFLAGS  := -X github.com/podnet/podnet/internal/version.Version=$(VERSION)
 # iptables is for `podnet up --service-proxy kube-proxy-iptables`: kube-proxy
 # runs the iptables found on PATH, which Debian points at iptables-nft (the
 # nf_tables backend, beside podnet's own tables in one ruleset).
-DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables runc:runc
+# runc runs the containers of `podnet up --node-runtime containerd`.
+# busybox-static is what make image puts into the images (a static busybox).
+DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables busybox-static:busybox runc:runc
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin
@@ -132,6 +134,14 @@ bench-lb: deps build tools
 	trap '$(BIN)/podnet --cluster $(LB_CLUSTER) down' EXIT; \
 	$(BIN)/podnet up --cluster $(LB_CLUSTER) $(LB_PLAN) && \
 	$(BIN)/lbbench --cluster $(LB_CLUSTER) $(LB_FLAGS)
+
+## image: podnet's OCI image and the test images, built without Docker (hack/imagebuild): bin/images/podnet.tar
+## (ghcr.io/podnet/podnet:$(VERSION)), bin/images/test.tar (podnet/test, nginx, postgres, busybox, pause) and
+## bin/images/versions.txt (the Debian packages whose files went in); dated at the commit's time, so reproducible
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+.PHONY: image
+image: deps
+	$(GO) run ./hack/imagebuild --version $(VERSION) --created $(SOURCE_DATE_EPOCH) --out $(BIN)/images
 
 clean:
 	rm -rf $(BIN)
