@@ -23,7 +23,7 @@ directory and /run/podnet. Nothing else is touched; running it twice is fine.
 Pods still running on the node lose their network: run it once podnet is
 deleted (deploy/cleanup/ runs it on every node; docs/install-manifests.md).`,
 		Example: `  podnet cleanup-node
-  kubectl debug node/worker-1 -it --profile=sysadmin --image=ghcr.io/podnet/podnet:TAG -- podnet cleanup-node`,
+  kubectl debug node/worker-1 -it --profile=sysadmin --image=ghcr.io/podnet/podnet:TAG -- podnet cleanup-node --root=/host`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			removed, err := nodecleanup.Run(cmd.Context(), cfg)
@@ -44,5 +44,6 @@ deleted (deploy/cleanup/ runs it on every node; docs/install-manifests.md).`,
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", cfg.CNIBinDir, "where install-cni put podnet-cni (empty: skip)")
 	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", cfg.CNIDataDir, "podnet-cni's IPAM directory, removed whole (empty: skip)")
 	f.StringVar(&cfg.RunDir, "run-dir", cfg.RunDir, "podnet's runtime directory, removed whole (empty: skip)")
+	f.StringVar(&cfg.Root, "root", "", "where the node's file system is mounted, the directories above being inside it (/host in a kubectl debug node pod)")
 	return cmd
 }

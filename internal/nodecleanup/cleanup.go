@@ -37,6 +37,24 @@ type Config struct {
 	CNIBinDir  string // holds podnet-cni
 	CNIDataDir string // podnet-cni's IPAM directory, removed whole
 	RunDir     string // podnet's runtime directory, removed whole
+	// Root, when set, is where the node's file system is mounted (/host
+	// in a `kubectl debug node/...` pod); the directories above are
+	// inside it.
+	Root string
+}
+
+// rooted returns cfg with Root joined to every directory that is set.
+func (c Config) rooted() Config {
+	if c.Root == "" {
+		return c
+	}
+	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir} {
+		if *d != "" {
+			*d = filepath.Join(c.Root, *d)
+		}
+	}
+	c.Root = ""
+	return c
 }
 
 // DefaultConfig is the paths of deploy/'s DaemonSet and podnet's defaults.
@@ -48,6 +66,9 @@ func DefaultConfig() Config {
 // Validate refuses a directory to remove whole that is not podnet's.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Root != "" && !filepath.IsAbs(c.Root) {
+		errs = append(errs, fmt.Errorf("--root %q: want an absolute path", c.Root))
+	}
 	for _, d := range []struct{ flag, dir string }{{"cni-data-dir", c.CNIDataDir}, {"run-dir", c.RunDir}} {
 		if d.dir != "" && (!filepath.IsAbs(d.dir) || !strings.Contains(filepath.Base(d.dir), "podnet")) {
 			errs = append(errs, fmt.Errorf("--%s %q: want an absolute path whose last element names podnet", d.flag, d.dir))
@@ -69,7 +90,7 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		func() ([]string, error) { return removeTables(ctx) },
 		removeLinks,
 		removeRoutes,
-		func() ([]string, error) { return removeFiles(cfg) },
+		func() ([]string, error) { return removeFiles(cfg.rooted()) },
 	} {
 		r, err := part()
 		removed = append(removed, r...)

@@ -61,7 +61,8 @@ func TestMain(m *testing.M) {
 type cleanFix struct {
 	node, pod string // namespace paths
 	r         int
-	cfg       Config
+	cfg       Config // the defaults under a temporary Root
+	paths     Config // cfg's directories with Root joined
 }
 
 func newCleanFix(t *testing.T) *cleanFix {
@@ -85,10 +86,10 @@ func newCleanFix(t *testing.T) *cleanFix {
 		t.Cleanup(func() { _ = netns.Delete(name) })
 		*p.path = path
 	}
-	root := t.TempDir()
-	f.cfg = Config{CNIConfDir: filepath.Join(root, "etc/cni/net.d"), CNIBinDir: filepath.Join(root, "opt/cni/bin"),
-		CNIDataDir: filepath.Join(root, "var/lib/cni/podnet"), RunDir: filepath.Join(root, "run/podnet")}
-	for _, d := range []string{f.cfg.CNIBinDir, f.cfg.RunDir} {
+	f.cfg = DefaultConfig()
+	f.cfg.Root = t.TempDir()
+	f.paths = f.cfg.rooted()
+	for _, d := range []string{f.paths.CNIBinDir, f.paths.RunDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -147,18 +148,18 @@ func (f *cleanFix) podnetState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := agent.WriteCNIConf(f.cfg.CNIConfDir, agent.CNIConf{Network: "podnet", PodCIDRs: me.PodCIDRs, DataDir: f.cfg.CNIDataDir, MTU: 1450}); err != nil {
+	if _, err := agent.WriteCNIConf(f.paths.CNIConfDir, agent.CNIConf{Network: "podnet", PodCIDRs: me.PodCIDRs, DataDir: f.paths.CNIDataDir, MTU: 1450}); err != nil {
 		t.Fatal(err)
 	}
 	plugin, err := os.ReadFile(pluginBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := atomicfile.WriteIfChanged(filepath.Join(f.cfg.CNIBinDir, CNIPlugin), plugin, 0o755); err != nil {
+	if _, err := atomicfile.WriteIfChanged(filepath.Join(f.paths.CNIBinDir, CNIPlugin), plugin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	f.cniAdd(t)
-	if err := os.WriteFile(filepath.Join(f.cfg.RunDir, "state"), []byte("x"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(f.paths.RunDir, "state"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -167,7 +168,7 @@ func (f *cleanFix) podnetState(t *testing.T) {
 // libcni does: the plugin's entry with the list's name and version.
 func (f *cleanFix) cniAdd(t *testing.T) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(f.cfg.CNIConfDir, agent.CNIConfFile))
+	b, err := os.ReadFile(filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,9 +183,9 @@ func (f *cleanFix) cniAdd(t *testing.T) {
 	conf := list.Plugins[0]
 	conf["cniVersion"], conf["name"] = list.CNIVersion, list.Name
 	stdin, _ := json.Marshal(conf)
-	cmd := exec.Command("nsenter", "--net="+f.node, filepath.Join(f.cfg.CNIBinDir, CNIPlugin))
+	cmd := exec.Command("nsenter", "--net="+f.node, filepath.Join(f.paths.CNIBinDir, CNIPlugin))
 	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=cleanup-test-pod", "CNI_NETNS=" + f.pod,
-		"CNI_IFNAME=eth0", "CNI_PATH=" + f.cfg.CNIBinDir}
+		"CNI_IFNAME=eth0", "CNI_PATH=" + f.paths.CNIBinDir}
 	cmd.Stdin = bytes.NewReader(stdin)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("podnet-cni ADD: %v: %s", err, out)
@@ -293,7 +294,7 @@ func (f *cleanFix) view(t *testing.T) view {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{filepath.Join(f.cfg.CNIConfDir, agent.CNIConfFile), filepath.Join(f.cfg.CNIBinDir, CNIPlugin), f.cfg.CNIDataDir, f.cfg.RunDir} {
+	for _, p := range []string{filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile), filepath.Join(f.paths.CNIBinDir, CNIPlugin), f.paths.CNIDataDir, f.paths.RunDir} {
 		if _, err := os.Lstat(p); err == nil {
 			v.files = append(v.files, p)
 		}
@@ -342,7 +343,7 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 	joined := strings.Join(removed, "\n")
 	for _, want := range []string{"nftables table inet podnet-proxy", "nftables table inet podnet-policy",
 		"nftables table inet podnet-routing", "link pnvxlan (vxlan)", "link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
-		"route " + f.prefix("10.%d.2.0/24").String(), f.cfg.CNIDataDir, f.cfg.RunDir} {
+		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("removed does not say %q:\n%s", want, joined)
 		}
