@@ -80,6 +80,12 @@ e2e-kube-proxy: deps build tools
 		PODNET_E2E_SERVICE_PROXY=$$m $(GO) test -count=1 -timeout 30m -v -run '$(E2E_SERVICE_TESTS)' ./test/e2e/ || status=1; \
 	done; exit $$status
 
+## deploy-render: rewrite deploy/podnet.yaml, the kustomize build of deploy/ (what `kubectl kustomize deploy`
+## prints; a test in ./deploy fails while the file is stale)
+.PHONY: deploy-render
+deploy-render:
+	$(GO) test ./deploy/ -count=1 -run TestRenderedManifestIsTheKustomizeBuildOfDeploy -update
+
 ## selfcheck: wire two throwaway pods with podnet-cni on this machine
 selfcheck: build
 	$(BIN)/podnet selfcheck --cni-bin-dir $(BIN)

@@ -61,6 +61,8 @@ func newAgentCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster configuration)")
+	f.StringVar(&cfg.APIServerHost, "apiserver-host", "", "the API server's address, replacing the configuration's (the kubernetes Service's ClusterIP in a pod), for a node without kube-proxy; with --apiserver-port")
+	f.StringVar(&cfg.APIServerPort, "apiserver-port", "", "the API server's port, with --apiserver-host")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")
 	f.StringVar(&cfg.RoutingMode, "routing-mode", routing.ModeDirect, "how nodes reach each other's pods: direct or vxlan")
 	f.StringSliceVar(&clusterCIDRs, "cluster-cidr", []string{"10.244.0.0/16"}, "the cluster's pod CIDRs")
@@ -75,7 +77,8 @@ func newAgentCommand() *cobra.Command {
 		"CIDRs selecting this node's local addresses that NodePorts answer on, and the keywords primary (the node's InternalIPs) and all (0.0.0.0/0,::/0); a family without a CIDR gets none (default: the node's InternalIPs)")
 	f.BoolVar(&cfg.LBAnnounce, "lb-announce", false, "answer ARP/NDP for the LoadBalancer IPs this node owns, with heartbeats between agents for failover")
 	f.Uint16Var(&cfg.LBHeartbeatPort, "lb-heartbeat-port", 7947, "UDP port of the LoadBalancer heartbeats on the node's InternalIP")
-	f.StringVar(&cfg.LBKeyFile, "lb-key-file", "", "file with the heartbeat key shared by all agents (default: the kube-system/podnet-lb-heartbeat Secret, created when missing)")
+	f.StringVar(&cfg.LBKeyFile, "lb-key-file", "", "file with the heartbeat key shared by all agents (default: the Secret podnet-lb-heartbeat in --lb-key-namespace, created when missing)")
+	f.StringVar(&cfg.LBKeyNamespace, "lb-key-namespace", "kube-system", "namespace of the heartbeat key's Secret when there is no --lb-key-file")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", ":10249", "address for Prometheus /metrics (empty: off)")
 	f.StringVar(&cfg.HealthzAddr, "healthz-addr", ":10256", "address for /healthz (empty: off)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every sync")

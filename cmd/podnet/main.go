@@ -2,7 +2,8 @@
 // cluster (up, down, status, clusters, kubectl, apply) and helps see and
 // debug its network (exec, logs, probe, trace, selfcheck); for podnet
 // itself and for a real cluster's DaemonSet and Deployment it is also every
-// daemon (agent, dns, runtime, world-dns, serve, pod-exec).
+// daemon (agent, dns, runtime, world-dns, serve, pod-exec) and the node
+// setup of its DaemonSet (install-cni, cleanup-node).
 //
 // This package only parses flags and prints: the work is done by the
 // internal packages it calls (localcluster, trace, probe, agent, dns, ...).
@@ -67,7 +68,7 @@ a real control plane (podnet up).`,
 	selfcheck := newSelfcheckCommand()
 	selfcheck.GroupID = groupDebug
 	root.AddCommand(selfcheck, newVersionCommand())
-	for _, c := range []*cobra.Command{newAgentCommand(), newDNSCommand(), newControllerCommand(), newRuntimeCommand(), newWorldDNSCommand(), newServeCommand(), newPodExecCommand()} {
+	for _, c := range []*cobra.Command{newAgentCommand(), newDNSCommand(), newControllerCommand(), newRuntimeCommand(), newWorldDNSCommand(), newServeCommand(), newPodExecCommand(), newInstallCNICommand(), newCleanupNodeCommand()} {
 		c.GroupID = groupDaemons
 		root.AddCommand(c)
 	}

@@ -1,6 +1,6 @@
 // Package crds holds podnet's CustomResourceDefinitions, one YAML file per
 // CRD, embedded so that `podnet up` installs exactly what
-// `kubectl apply -f deploy/crds/` would. The YAML is the one source: the Go
+// `kubectl apply -k deploy/crds/` would. The YAML is the one source: the Go
 // types that read these objects (internal/lb/pool) follow it, and a
 // control-plane test (internal/lb/ipam) applies it to a real API server.
 package crds

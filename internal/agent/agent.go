@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/lb/announce"
@@ -23,7 +26,13 @@ import (
 // Config configures the agent on one node.
 type Config struct {
 	// Kubeconfig is a path; empty means in-cluster configuration.
-	Kubeconfig   string
+	Kubeconfig string
+	// APIServerHost and APIServerPort, when set, replace the API server
+	// address of that configuration: a hostNetwork agent on a cluster
+	// without kube-proxy cannot reach the kubernetes Service's ClusterIP
+	// before its own proxy runs.
+	APIServerHost, APIServerPort string
+
 	NodeName     string
 	RoutingMode  string
 	ClusterCIDRs []netip.Prefix
@@ -49,6 +58,9 @@ type Config struct {
 	LBAnnounce      bool
 	LBHeartbeatPort uint16
 	LBKeyFile       string
+	// LBKeyNamespace holds the heartbeat key's Secret when there is no
+	// LBKeyFile (kube-system when empty).
+	LBKeyNamespace string
 	// MetricsAddr serves /metrics and HealthzAddr /healthz ("" disables).
 	MetricsAddr, HealthzAddr string
 	Log                      *slog.Logger
@@ -64,7 +76,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.NodeName == "" {
 		return errors.New("agent: node name is required")
 	}
-	rc, err := controller.RESTConfig(cfg.Kubeconfig, "podnet-agent/"+cfg.NodeName)
+	rc, err := restConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("agent: client config: %w", err)
 	}
@@ -101,6 +113,25 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// restConfig is the client configuration: the kubeconfig or the in-cluster
+// one, with the API server address replaced when APIServerHost is set.
+func restConfig(cfg Config) (*rest.Config, error) {
+	if (cfg.APIServerHost == "") != (cfg.APIServerPort == "") {
+		return nil, fmt.Errorf("the API server's host (%q) and port (%q) go together", cfg.APIServerHost, cfg.APIServerPort)
+	}
+	if p, err := strconv.ParseUint(cfg.APIServerPort, 10, 16); cfg.APIServerPort != "" && (err != nil || p == 0) {
+		return nil, fmt.Errorf("API server port %q is not a port number", cfg.APIServerPort)
+	}
+	rc, err := controller.RESTConfig(cfg.Kubeconfig, "podnet-agent/"+cfg.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.APIServerHost != "" {
+		rc.Host = "https://" + net.JoinHostPort(cfg.APIServerHost, cfg.APIServerPort)
+	}
+	return rc, nil
+}
+
 // newControllers constructs the controllers that are on. A new component
 // adds one line here.
 func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics, lb lbExtras) ([]*controller.Controller, error) {
@@ -123,7 +154,8 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 		}},
 		{cfg.LBAnnounce, func() (*controller.Controller, error) {
 			return announce.NewController(ctx, d, m.lb, announce.ControllerConfig{NodeName: cfg.NodeName,
-				Port: cfg.LBHeartbeatPort, KeyFile: cfg.LBKeyFile, Status: lb.status, Stopped: lb.stopped})
+				Port: cfg.LBHeartbeatPort, KeyFile: cfg.LBKeyFile, KeyNamespace: cfg.LBKeyNamespace,
+				Status: lb.status, Stopped: lb.stopped})
 		}},
 	} {
 		if !c.on {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/podnet/podnet/internal/atomicfile"
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/routing"
 )
@@ -52,36 +52,18 @@ func (c CNIConf) Render() ([]byte, error) {
 	return append(b, '\n'), err
 }
 
-// WriteCNIConf writes the conflist into dir atomically (temporary file and
-// rename), only when its content changes. It reports whether it wrote.
+// WriteCNIConf writes the conflist into dir atomically (temporary file,
+// fsync and rename), only when its content changes. It reports whether it
+// wrote.
 func WriteCNIConf(dir string, c CNIConf) (bool, error) {
 	b, err := c.Render()
 	if err != nil {
 		return false, err
 	}
-	path := filepath.Join(dir, CNIConfFile)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
-		return false, nil
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, err
 	}
-	tmp, err := os.CreateTemp(dir, ".podnet-conflist-*")
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return false, err
-	}
-	if err := tmp.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return false, err
-	}
-	return true, os.Rename(tmp.Name(), path)
+	return atomicfile.WriteIfChanged(filepath.Join(dir, CNIConfFile), b, 0o644)
 }
 
 // newCNIConfController writes the conflist once this node has pod CIDRs,

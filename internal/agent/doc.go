@@ -20,7 +20,15 @@
 //
 // Metrics (one registry, docs/metrics.md) are served on MetricsAddr;
 // health on HealthzAddr: /healthz answers for the proxy as kube-proxy's
-// does, /healthz/<controller> for each controller.
+// does, /healthz/<controller> for each controller, /livez for all of them
+// and /readyz once each has applied its state (the DaemonSet's probes,
+// deploy/base/agent.yaml). MetricsAddr serves the health paths too, for
+// when kube-proxy holds its health port.
+//
+// The client is the kubeconfig's or the in-cluster configuration's;
+// APIServerHost/APIServerPort replace its address, for agents on nodes
+// without kube-proxy, where the kubernetes Service's ClusterIP works only
+// once the agent's own proxy runs.
 //
 // Dangerous: the informers are started once every controller has been
 // constructed; a controller that asked the factory for an informer later

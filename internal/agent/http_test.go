@@ -2,10 +2,15 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
@@ -48,5 +53,74 @@ func TestHealthzAnswersForTheProxyAndEachController(t *testing.T) {
 				t.Errorf("%s: %d %q, want %d %q", tc.path, code, body, tc.code, tc.body)
 			}
 		})
+	}
+}
+
+// TestReadyzWaitsForEveryControllersFirstSync: the DaemonSet's readiness
+// probe (/readyz on the metrics address) fails until every controller
+// has applied its state once, so a rolling update moves to the next node
+// only when this one's rules are installed; /livez stays ok meanwhile.
+func TestReadyzWaitsForEveryControllersFirstSync(t *testing.T) {
+	client := fake.NewClientset()
+	factory := informers.NewSharedInformerFactory(client, 0)
+	d := controller.Deps{Factory: factory, Metrics: controller.NewMetrics()}
+	var proxyFails atomic.Bool
+	proxyFails.Store(true)
+	var ctrls []*controller.Controller
+	for _, name := range []string{"routing", "proxy"} {
+		c, err := controller.New(d, controller.Spec{Name: name, MinInterval: time.Millisecond,
+			Sources: []controller.Source{{Informer: factory.Core().V1().Nodes().Informer()}},
+			Sync: func(context.Context) error {
+				if name == "proxy" && proxyFails.Load() {
+					return errors.New("nft failed")
+				}
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctrls = append(ctrls, c)
+	}
+	mux := metricsMux(prometheus.NewRegistry(), healthMux(ctrls), http.NotFoundHandler())
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "routing: no successful sync yet") {
+		t.Errorf("before the informers started: /readyz %d %q, want 503", code, body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	factory.Start(ctx.Done())
+	for _, c := range ctrls {
+		go c.Run(ctx)
+	}
+	waitFor(t, "routing synced", func() bool {
+		_, body := get("/readyz")
+		return strings.Contains(body, "routing: ok")
+	})
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "proxy: no successful sync yet") {
+		t.Errorf("proxy failing: /readyz %d %q, want 503 naming the proxy", code, body)
+	}
+	if code, body := get("/livez"); code != 200 {
+		t.Errorf("proxy failing for a moment: /livez %d %q, want 200", code, body)
+	}
+	proxyFails.Store(false)
+	waitFor(t, "/readyz 200", func() bool {
+		code, _ := get("/readyz")
+		return code == 200
+	})
+	if code, _ := get("/healthz/proxy"); code != 200 {
+		t.Errorf("the metrics address does not serve /healthz/proxy: %d", code)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

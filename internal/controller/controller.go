@@ -207,3 +207,8 @@ func (c *Controller) sync(ctx context.Context) error {
 // why: unhealthy once a change has waited longer than StallAfter for a
 // successful sync.
 func (c *Controller) Healthy(now time.Time) (bool, string) { return c.health.healthy(now) }
+
+// Ready reports whether the controller has applied its desired state at
+// least once since it started (a successful sync) and keeps up (Healthy):
+// what a readiness probe means by "its rules are installed".
+func (c *Controller) Ready(now time.Time) (bool, string) { return c.health.ready(now) }

@@ -377,3 +377,23 @@ func TestIgnoredUpdatesMarkNothing(t *testing.T) {
 		t.Errorf("an update that matters marked %v, want default/web and default/db", marked)
 	}
 }
+
+func TestReadyOnlyOnceASyncSucceededAndWhileItKeepsUp(t *testing.T) {
+	var h health
+	t0 := time.Now()
+	if ok, why := h.ready(t0); ok || why != "no successful sync yet" {
+		t.Errorf("before any sync: %v %q, want not ready", ok, why)
+	}
+	h.changed(t0)
+	if ok, _ := h.ready(t0.Add(time.Second)); ok {
+		t.Error("a change without a sync made it ready")
+	}
+	h.synced(t0.Add(time.Second), t0.Add(2*time.Second))
+	if ok, why := h.ready(t0.Add(3 * time.Second)); !ok {
+		t.Errorf("after a successful sync: not ready: %s", why)
+	}
+	h.changed(t0.Add(4 * time.Second))
+	if ok, _ := h.ready(t0.Add(4*time.Second + 2*StallAfter)); ok {
+		t.Error("a stalled change left it ready")
+	}
+}

@@ -18,7 +18,8 @@
 //     its own package (docs/metrics.md lists them all);
 //   - reports health: unhealthy once a change has waited longer than
 //     StallAfter for a successful sync (kube-proxy's /healthz rule); the
-//     agent serves it as /healthz/<name>.
+//     agent serves it as /healthz/<name>; and readiness (Ready): healthy
+//     and synced successfully at least once since the start.
 //
 // Why: the agent and the DNS server used to assemble each controller by
 // hand, each with its own runner, health tracking, cache-sync wait and

@@ -56,6 +56,17 @@ func (h *health) healthy(now time.Time) (bool, string) {
 	return true, fmt.Sprintf("ok (last successful sync %s)", last)
 }
 
+// ready is healthy once a sync has succeeded since the start.
+func (h *health) ready(now time.Time) (bool, string) {
+	h.mu.Lock()
+	never := h.lastSuccess.IsZero()
+	h.mu.Unlock()
+	if never {
+		return false, "no successful sync yet"
+	}
+	return h.healthy(now)
+}
+
 // HealthHandler answers 200 while h is healthy, 503 once it stalled, with
 // a line saying why.
 func HealthHandler(h interface {

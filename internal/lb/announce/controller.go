@@ -31,16 +31,19 @@ import (
 	"github.com/podnet/podnet/internal/routing"
 )
 
-// KeySecret is the Secret (namespace kube-system, key "key") that holds the
-// heartbeat key when no key file is given; the first agent creates it.
+// KeySecret is the Secret (namespace ControllerConfig.KeyNamespace, default
+// kube-system; key "key") that holds the heartbeat key when no key file is
+// given; the first agent creates it.
 const KeySecret = "podnet-lb-heartbeat"
 
 // ControllerConfig configures the announcer of one node.
 type ControllerConfig struct {
 	NodeName string
 	Port     uint16 // heartbeat port, DefaultPort when 0
-	// KeyFile holds the heartbeat key; empty: the KeySecret Secret.
-	KeyFile string
+	// KeyFile holds the heartbeat key; empty: the KeySecret Secret in
+	// KeyNamespace (kube-system when empty).
+	KeyFile      string
+	KeyNamespace string
 	// Status serves this node's view (optional).
 	Status *Status
 	// Stopped is done once the announcer has handed its VIPs over after
@@ -181,7 +184,11 @@ func (s *announceSync) key(ctx context.Context) ([]byte, error) {
 		}
 		return k, nil
 	}
-	secrets := s.client.CoreV1().Secrets(metav1.NamespaceSystem)
+	ns := s.cfg.KeyNamespace
+	if ns == "" {
+		ns = metav1.NamespaceSystem
+	}
+	secrets := s.client.CoreV1().Secrets(ns)
 	for range 3 {
 		sec, err := secrets.Get(ctx, KeySecret, metav1.GetOptions{})
 		if err == nil && len(sec.Data["key"]) > 0 {

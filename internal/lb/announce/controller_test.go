@@ -27,6 +27,22 @@ func TestKeyIsCreatedOnceAndShared(t *testing.T) {
 	}
 }
 
+func TestKeyLivesInTheNamespaceTheAgentIsGiven(t *testing.T) {
+	client := fake.NewClientset()
+	ctx := context.Background()
+	key, err := (&announceSync{client: client, cfg: ControllerConfig{KeyNamespace: "podnet-system"}}).key(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := client.CoreV1().Secrets("podnet-system").Get(ctx, KeySecret, metav1.GetOptions{})
+	if err != nil || string(sec.Data["key"]) != string(key) {
+		t.Fatalf("podnet-system/%s: %v, %v", KeySecret, sec, err)
+	}
+	if _, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, KeySecret, metav1.GetOptions{}); err == nil {
+		t.Errorf("a Secret was made in kube-system too")
+	}
+}
+
 func TestPeersOf(t *testing.T) {
 	node := func(name, ip string, ready v1.ConditionStatus) *v1.Node {
 		return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: v1.NodeStatus{

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podnet/podnet/internal/nodecleanup"
+)
+
+// newCleanupNodeCommand is `podnet cleanup-node`: after an uninstall,
+// remove from this node what the agent and podnet-cni made.
+func newCleanupNodeCommand() *cobra.Command {
+	cfg := nodecleanup.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "cleanup-node",
+		Short: "Remove podnet's tables, links, routes and files from this node (after an uninstall)",
+		Long: `Remove from this node what podnet's agent and podnet-cni made: the nftables
+tables inet podnet-proxy, podnet-policy and podnet-routing, the VXLAN device
+pnvxlan, the host-side veths of pods (name pn..., alias podnet:...), the routes
+with podnet's protocol number (80), the CNI conflist, podnet-cni, the IPAM
+directory and /run/podnet. Nothing else is touched; running it twice is fine.
+Pods still running on the node lose their network: run it once podnet is
+deleted (deploy/cleanup/ runs it on every node; docs/install-manifests.md).`,
+		Example: `  podnet cleanup-node
+  kubectl debug node/worker-1 -it --profile=sysadmin --image=ghcr.io/podnet/podnet:TAG -- podnet cleanup-node --root=/host`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			removed, err := nodecleanup.Run(cmd.Context(), cfg)
+			for _, r := range removed {
+				fmt.Fprintln(cmd.OutOrStdout(), "removed", r)
+			}
+			if err != nil {
+				return fmt.Errorf("cleanup-node: %w", err)
+			}
+			if len(removed) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing of podnet left on this node")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.CNIConfDir, "cni-conf-dir", cfg.CNIConfDir, "where the agent wrote its conflist (empty: skip)")
+	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", cfg.CNIBinDir, "where install-cni put podnet-cni (empty: skip)")
+	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", cfg.CNIDataDir, "podnet-cni's IPAM directory, removed whole (empty: skip)")
+	f.StringVar(&cfg.RunDir, "run-dir", cfg.RunDir, "podnet's runtime directory, removed whole (empty: skip)")
+	f.StringVar(&cfg.Root, "root", "", "where the node's file system is mounted, the directories above being inside it (/host in a kubectl debug node pod)")
+	return cmd
+}

@@ -1,0 +1,25 @@
+// Package nodecleanup removes from a node what podnet's agent and
+// podnet-cni made there, after an uninstall (`podnet cleanup-node`, run on
+// each node by deploy/cleanup/ or `kubectl debug node/...`):
+//
+//   - the nftables tables inet podnet-proxy, podnet-policy and
+//     podnet-routing (package proxy, policy and routing own one each);
+//   - the VXLAN device pnvxlan (with its neighbour and FDB entries);
+//   - the host sides of pods' veth pairs: veths whose name starts with "pn"
+//     and whose ifalias starts with "podnet:" (both, as podnet-cni names
+//     them; see package cni), which also removes the pods' eth0;
+//   - the routes with podnet's protocol number (routing.RouteProtocol) in
+//     the main table;
+//   - the conflist the agent wrote, podnet-cni in the CNI bin dir, the IPAM
+//     directory and /run/podnet.
+//
+// It only ever touches objects by those exact names, prefixes and
+// protocol: other software's tables, links and routes stay. Running it
+// twice is fine (the second run finds nothing). It leaves the forwarding
+// sysctls podnet-cni turned on, which other software may rely on.
+//
+// Dangerous: pods still running on the node lose their network; run it
+// once nothing of podnet runs there any more. Directories are removed
+// recursively, so Config refuses directories whose name does not contain
+// "podnet".
+package nodecleanup
