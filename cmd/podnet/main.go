@@ -67,7 +67,7 @@ a real control plane (podnet up).`,
 	selfcheck := newSelfcheckCommand()
 	selfcheck.GroupID = groupDebug
 	root.AddCommand(selfcheck, newVersionCommand())
-	for _, c := range []*cobra.Command{newAgentCommand(), newDNSCommand(), newControllerCommand(), newRuntimeCommand(), newWorldDNSCommand(), newServeCommand(), newPodExecCommand()} {
+	for _, c := range []*cobra.Command{newAgentCommand(), newDNSCommand(), newControllerCommand(), newRuntimeCommand(), newWorldDNSCommand(), newRegistryCommand(), newServeCommand(), newPodExecCommand()} {
 		c.GroupID = groupDaemons
 		root.AddCommand(c)
 	}
