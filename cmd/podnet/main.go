@@ -68,7 +68,7 @@ a real control plane (podnet up).`,
 	selfcheck := newSelfcheckCommand()
 	selfcheck.GroupID = groupDebug
 	root.AddCommand(selfcheck, newVersionCommand())
-	for _, c := range []*cobra.Command{newAgentCommand(), newDNSCommand(), newControllerCommand(), newRuntimeCommand(), newWorldDNSCommand(), newServeCommand(), newPodExecCommand(), newInstallCNICommand(), newCleanupNodeCommand()} {
+	for _, c := range []*cobra.Command{newAgentCommand(), newDNSCommand(), newControllerCommand(), newRuntimeCommand(), newWorldDNSCommand(), newRegistryCommand(), newServeCommand(), newPodExecCommand(), newInstallCNICommand(), newCleanupNodeCommand()} {
 		c.GroupID = groupDaemons
 		root.AddCommand(c)
 	}
