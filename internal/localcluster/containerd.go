@@ -207,7 +207,12 @@ func applyDeploy(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), deployOverlay(cfg, o, tag), 0o644); err != nil {
+	// kustomize takes a base by a relative path only.
+	base, err := filepath.Rel(dir, o.DeployDir)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), deployOverlay(cfg, o, base, tag), 0o644); err != nil {
 		return err
 	}
 	o.say("installing podnet %s from %s: kubectl apply -k %s", tag, o.DeployDir, dir)
@@ -216,11 +221,11 @@ func applyDeploy(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard) 
 	})
 }
 
-// deployOverlay is the kustomization.yaml of the cluster's install: deploy/
+// deployOverlay is the kustomization.yaml of the cluster's install: base (deploy/)
 // with podnet's image at tag and the cluster's settings in the
 // podnet-config ConfigMaps (deploy/base/config.yaml and deploy/dns/config.yaml
 // say what each key means).
-func deployOverlay(cfg *Config, o UpOptions, tag string) []byte {
+func deployOverlay(cfg *Config, o UpOptions, base, tag string) []byte {
 	mode := o.RoutingMode
 	if mode == "" {
 		mode = "direct"
@@ -264,7 +269,7 @@ patches:
         namespace: kube-system
       spec:
         clusterIP: %q
-`, cfg.Name, o.DeployDir, PodnetImageName, tag, cfg.PodCIDR, cfg.ServiceCIDR, mode, cfg.RootIP, cfg.APIServerPort,
+`, cfg.Name, base, PodnetImageName, tag, cfg.PodCIDR, cfg.ServiceCIDR, mode, cfg.RootIP, cfg.APIServerPort,
 		cfg.WorldDNSIP, addons.ClusterDomain, cfg.DNSServiceIP())
 }
 

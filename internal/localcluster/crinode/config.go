@@ -87,7 +87,9 @@ func (n *Node) Binds() [][2]string {
 //     image is pinned, and nothing listens beyond the socket (no metrics,
 //     no debug, no NRI socket shared between nodes);
 //   - pods' network namespaces are kept under containerd's state, so they
-//     go with the node.
+//     go with the node;
+//   - containerd brings pods' lo up itself (use_internal_loopback): the
+//     node has podnet-cni only, no loopback plugin.
 func ContainerdConfig(n *Node) []byte {
 	var b strings.Builder
 	q := func(s string) string { return "'" + s + "'" }
@@ -124,6 +126,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = [%s]
       conf_dir = %s
+      use_internal_loopback = true
 
   [plugins.'io.containerd.grpc.v1.cri']
     stream_server_address = '127.0.0.1'
@@ -153,7 +156,6 @@ server = %q
 
 [host.%q]
   capabilities = ["pull", "resolve"]
-  skip_verify = true
 `, url, url)
 }
 
