@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/podnet/podnet/internal/image"
@@ -31,6 +32,7 @@ func main() {
 	flag.Int64Var(&o.created, "created", envInt("SOURCE_DATE_EPOCH"), "the images' creation time, seconds since 1970 (default $SOURCE_DATE_EPOCH, else 0)")
 	flag.StringVar(&o.busybox, "busybox", "/bin/busybox", "a static busybox from Debian's busybox-static")
 	flag.StringVar(&o.nft, "nft", "/usr/sbin/nft", "nft from Debian's nftables")
+	flag.StringVar(&o.testTools, "test-tools", "/usr/bin/wget,/usr/bin/nslookup", "Debian's programs the test images carry before busybox's (comma-separated)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "imagebuild:", err)
@@ -39,8 +41,8 @@ func main() {
 }
 
 type options struct {
-	out, repo, version, busybox, nft string
-	created                          int64
+	out, repo, version, busybox, nft, testTools string
+	created                                     int64
 }
 
 func run(o options) error {
@@ -54,6 +56,7 @@ func run(o options) error {
 	}
 	in := image.InputsFrom(work, o.version)
 	in.Busybox, in.Nft, in.DB = o.busybox, o.nft, image.Dpkg{}
+	in.TestTools = strings.Split(o.testTools, ",")
 	in.Created = time.Unix(o.created, 0)
 	r, err := image.BuildAll(in)
 	if err != nil {

@@ -24,6 +24,9 @@ const (
 
 // Paths inside the images.
 const (
+	// TestPath is the test images' PATH: Debian's tools (/usr/bin) before
+	// busybox's applets (/bin).
+	TestPath       = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	PodnetPath     = "/usr/local/bin/podnet"
 	PodnetCNIPath  = "/usr/local/bin/podnet-cni"
 	TestServerPath = "/usr/local/bin/podnet-testserver"
@@ -49,7 +52,13 @@ type Inputs struct {
 	// Host programs installed by Debian packages: a static busybox
 	// (busybox-static) and nft, which brings its libraries and loader.
 	Busybox, Nft string
-	DB           PackageDB
+	// TestTools are Debian's programs the test images carry instead of
+	// busybox's applets of the same name (each with its libraries):
+	// GNU wget (busybox-static's wget crashes in its resolver) and bind's
+	// nslookup (busybox's does not apply resolv.conf's search list, so
+	// the seed's `nslookup kubernetes.default` would not resolve).
+	TestTools []string
+	DB        PackageDB
 
 	// Created is every image's creation time (the commit's, for
 	// reproducible digests).
@@ -86,10 +95,16 @@ func BuildAll(in Inputs) (Result, error) {
 	if err := server.HostFile(TestServerPath, in.TestServer); err != nil {
 		return Result{}, err
 	}
+	for _, prog := range in.TestTools {
+		if err := addProgram(deb, server, prog); err != nil {
+			return Result{}, err
+		}
+	}
 	pause := NewTree()
 	if err := pause.HostFile(PausePath, in.Pause); err != nil {
 		return Result{}, err
 	}
+	// The test images find the tools first: /usr/bin is before /bin.
 	podnetImg, err := Build([]Spec{{
 		Name: PodnetRepo + ":" + in.Version, Layers: []*Tree{base, nft, podnet},
 		Config: v1.Config{Entrypoint: []string{PodnetPath}},
@@ -112,7 +127,7 @@ func testSpecs(base, server, pause *Tree) []Spec {
 		if len(udp) > 0 {
 			cmd = append(cmd, "--udp", joinInts(udp))
 		}
-		return v1.Config{Cmd: cmd}
+		return v1.Config{Cmd: cmd, Env: []string{TestPath}}
 	}
 	layers := []*Tree{base, server}
 	return []Spec{
@@ -120,7 +135,7 @@ func testSpecs(base, server, pause *Tree) []Spec {
 		{Name: NginxImage, Layers: layers, Config: serve([]int{80}, nil)},
 		{Name: PostgresImage, Layers: layers, Config: serve([]int{5432}, nil)},
 		// Like Docker Hub's busybox: no entrypoint, sh by default.
-		{Name: BusyboxImage, Layers: layers, Config: v1.Config{Cmd: []string{"sh"}}},
+		{Name: BusyboxImage, Layers: layers, Config: v1.Config{Cmd: []string{"sh"}, Env: []string{TestPath}}},
 		{Name: PauseImage, Layers: []*Tree{pause}, Config: v1.Config{Entrypoint: []string{PausePath}}},
 	}
 }
