@@ -8,12 +8,9 @@ package image
 // the host's.
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -165,50 +162,13 @@ func rootfs(t *testing.T, imgs []Named, name string) string {
 		dir := t.TempDir()
 		rc := mutate.Extract(n.Image)
 		defer rc.Close()
-		if err := extractRootfs(rc, dir); err != nil {
+		if err := Untar(rc, dir, true); err != nil {
 			t.Fatal(err)
 		}
 		return dir
 	}
 	t.Fatalf("no image %s", name)
 	return ""
-}
-
-func extractRootfs(r io.Reader, dir string) error {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.Clean(h.Name)
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("entry %q leaves the root", h.Name)
-		}
-		dst := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(dst, os.FileMode(h.Mode).Perm())
-		case tar.TypeSymlink:
-			err = os.Symlink(h.Linkname, dst)
-		case tar.TypeReg:
-			var b []byte
-			if b, err = io.ReadAll(tr); err == nil {
-				err = os.WriteFile(dst, b, os.FileMode(h.Mode).Perm())
-			}
-		default:
-			err = fmt.Errorf("entry %q: unexpected type %c", h.Name, h.Typeflag)
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 func needRoot(t *testing.T) {

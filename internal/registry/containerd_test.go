@@ -8,6 +8,7 @@ import (
 
 	"github.com/podnet/podnet/internal/image"
 	"github.com/podnet/podnet/internal/image/containerdtest"
+	"github.com/podnet/podnet/internal/kubeletapi/kubeletapitest"
 )
 
 // containerd (tools/bin, a private instance) pulls images by their ordinary
@@ -21,7 +22,7 @@ func TestContainerdPullsThroughTheMirror(t *testing.T) {
 	}
 	ctd := containerdtest.Start(t, filepath.Join(repo, "tools", "bin"))
 	archive, digests := writeArchive(t, image.NginxImage, image.PauseImage, "ghcr.io/podnet/podnet:v1.2.3")
-	var logs syncBuffer
+	var logs kubeletapitest.SyncBuffer
 	_, base := serve(t, &logs, archive)
 
 	hosts := t.TempDir()
