@@ -152,6 +152,44 @@ func TestImageNamesAndConfigs(t *testing.T) {
 	}
 }
 
+// make image's files: both archives read back through go-containerregistry's
+// layout package with the same names and digests, and versions.txt lists
+// the packages.
+func TestOutputsReadBack(t *testing.T) {
+	r := built(t)
+	dir := t.TempDir()
+	if err := WriteOutputs(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string][]Named{PodnetArchive: r.Podnet, TestArchive: r.Test} {
+		got, err := OpenArchive(filepath.Join(dir, file), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d images, want %d", file, len(got), len(want))
+		}
+		for i := range want {
+			gd, err1 := got[i].Image.Digest()
+			wd, err2 := want[i].Image.Digest()
+			if got[i].Name != want[i].Name || gd != wd || err1 != nil || err2 != nil {
+				t.Errorf("%s entry %d: %s@%s (%v), want %s@%s (%v)", file, i, got[i].Name, gd, err1, want[i].Name, wd, err2)
+			}
+		}
+	}
+	versions, err := os.ReadFile(filepath.Join(dir, VersionsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, p := range r.Packages {
+		lines = append(lines, p.Name+" "+p.Version+"\n")
+	}
+	if string(versions) != strings.Join(lines, "") {
+		t.Errorf("versions.txt:\n%s\nwant\n%s", versions, strings.Join(lines, ""))
+	}
+}
+
 // rootfs extracts an image's flattened file system into a new directory.
 func rootfs(t *testing.T, imgs []Named, name string) string {
 	t.Helper()
