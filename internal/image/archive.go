@@ -155,47 +155,66 @@ func OpenArchive(file, dir string) ([]Named, error) {
 	return out, nil
 }
 
-// extract writes the archive's directories and regular files under dir,
-// refusing names that would leave it.
+// extract writes the archive's directories and regular files under dir.
 func extract(file, dir string) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
+	if err := Untar(f, dir, false); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
+}
+
+// Untar writes a tar stream's directories and regular files (and symbolic
+// links if links is set: an image's root file system) under dir with their
+// permission bits. Nothing is written outside dir, whatever the names and
+// links say (os.Root).
+func Untar(r io.Reader, dir string, links bool) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
+			return err
 		}
 		name := filepath.Clean(h.Name)
 		if !filepath.IsLocal(name) {
-			return fmt.Errorf("%s: entry %q leaves the archive", file, h.Name)
+			return fmt.Errorf("entry %q leaves the archive", h.Name)
 		}
-		dst := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(dst, 0o755)
-		case tar.TypeReg:
-			err = writeFile(dst, tr)
+		if dir := filepath.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+		}
+		perm := os.FileMode(h.Mode).Perm()
+		switch {
+		case h.Typeflag == tar.TypeDir:
+			err = root.MkdirAll(name, perm)
+		case h.Typeflag == tar.TypeReg:
+			err = writeFile(root, name, perm, tr)
+		case h.Typeflag == tar.TypeSymlink && links:
+			err = root.Symlink(h.Linkname, name)
 		default:
-			err = fmt.Errorf("entry %q: type %c is not part of an OCI layout", h.Name, h.Typeflag)
+			err = fmt.Errorf("entry %q: type %c is not expected here", h.Name, h.Typeflag)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
+			return err
 		}
 	}
 }
 
-func writeFile(dst string, r io.Reader) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(dst)
+func writeFile(root *os.Root, name string, perm os.FileMode, r io.Reader) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}

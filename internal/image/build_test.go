@@ -8,12 +8,9 @@ package image
 // the host's.
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -155,6 +152,44 @@ func TestImageNamesAndConfigs(t *testing.T) {
 	}
 }
 
+// make image's files: both archives read back through go-containerregistry's
+// layout package with the same names and digests, and versions.txt lists
+// the packages.
+func TestOutputsReadBack(t *testing.T) {
+	r := built(t)
+	dir := t.TempDir()
+	if err := WriteOutputs(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string][]Named{PodnetArchive: r.Podnet, TestArchive: r.Test} {
+		got, err := OpenArchive(filepath.Join(dir, file), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d images, want %d", file, len(got), len(want))
+		}
+		for i := range want {
+			gd, err1 := got[i].Image.Digest()
+			wd, err2 := want[i].Image.Digest()
+			if got[i].Name != want[i].Name || gd != wd || err1 != nil || err2 != nil {
+				t.Errorf("%s entry %d: %s@%s (%v), want %s@%s (%v)", file, i, got[i].Name, gd, err1, want[i].Name, wd, err2)
+			}
+		}
+	}
+	versions, err := os.ReadFile(filepath.Join(dir, VersionsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, p := range r.Packages {
+		lines = append(lines, p.Name+" "+p.Version+"\n")
+	}
+	if string(versions) != strings.Join(lines, "") {
+		t.Errorf("versions.txt:\n%s\nwant\n%s", versions, strings.Join(lines, ""))
+	}
+}
+
 // rootfs extracts an image's flattened file system into a new directory.
 func rootfs(t *testing.T, imgs []Named, name string) string {
 	t.Helper()
@@ -165,50 +200,13 @@ func rootfs(t *testing.T, imgs []Named, name string) string {
 		dir := t.TempDir()
 		rc := mutate.Extract(n.Image)
 		defer rc.Close()
-		if err := extractRootfs(rc, dir); err != nil {
+		if err := Untar(rc, dir, true); err != nil {
 			t.Fatal(err)
 		}
 		return dir
 	}
 	t.Fatalf("no image %s", name)
 	return ""
-}
-
-func extractRootfs(r io.Reader, dir string) error {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.Clean(h.Name)
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("entry %q leaves the root", h.Name)
-		}
-		dst := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(dst, os.FileMode(h.Mode).Perm())
-		case tar.TypeSymlink:
-			err = os.Symlink(h.Linkname, dst)
-		case tar.TypeReg:
-			var b []byte
-			if b, err = io.ReadAll(tr); err == nil {
-				err = os.WriteFile(dst, b, os.FileMode(h.Mode).Perm())
-			}
-		default:
-			err = fmt.Errorf("entry %q: unexpected type %c", h.Name, h.Typeflag)
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 func needRoot(t *testing.T) {

@@ -13,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/podnet/podnet/internal/image"
+	"github.com/podnet/podnet/internal/kubeletapi/kubeletapitest"
 )
 
 // writeArchive builds one small image per name (each with its own file, so
@@ -56,24 +56,6 @@ func writeArchive(t *testing.T, names ...string) (string, map[string]string) {
 		t.Fatal(err)
 	}
 	return file, digests
-}
-
-// syncBuffer collects log output written from the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // serve loads archives and serves them on a loopback port until the test
@@ -128,7 +110,7 @@ func get(t *testing.T, url string) (body []byte, digest string) {
 func TestPullsByTheMirrorsPaths(t *testing.T) {
 	podnet, podnetDigests := writeArchive(t, "ghcr.io/podnet/podnet:v1.2.3")
 	test, testDigests := writeArchive(t, image.NginxImage, image.PauseImage, image.TestImage)
-	var logs syncBuffer
+	var logs kubeletapitest.SyncBuffer
 	r, base := serve(t, &logs, podnet, test)
 	if got := len(r.Images()); got != 4 {
 		t.Fatalf("serving %d images, want 4: %+v", got, r.Images())
