@@ -119,6 +119,17 @@ func decodeOne(doc []byte) (*Object, error) {
 	return &Object{Kind: tm.Kind, Namespace: m.GetNamespace(), Name: m.GetName(), Obj: obj}, nil
 }
 
+// PodSpec returns the pod template's spec of a DaemonSet or Deployment.
+func (o Object) PodSpec() (v1.PodSpec, bool) {
+	switch w := o.Obj.(type) {
+	case *appsv1.DaemonSet:
+		return w.Spec.Template.Spec, true
+	case *appsv1.Deployment:
+		return w.Spec.Template.Spec, true
+	}
+	return v1.PodSpec{}, false
+}
+
 // Find returns the object of kind, namespace and name in objs, or nil.
 func Find(objs []Object, kind, namespace, name string) any {
 	for _, o := range objs {

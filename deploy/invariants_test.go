@@ -239,7 +239,7 @@ func TestSettingsComeFromAConfigMapKeyThatExists(t *testing.T) {
 	objs := rendered(t)
 	used := map[string]map[string]bool{}
 	for _, o := range objs {
-		spec, ok := podSpec(o)
+		spec, ok := o.PodSpec()
 		if !ok {
 			continue
 		}
@@ -272,17 +272,6 @@ func TestSettingsComeFromAConfigMapKeyThatExists(t *testing.T) {
 			}
 		}
 	}
-}
-
-// podSpec returns the pod template of a workload.
-func podSpec(o Object) (v1.PodSpec, bool) {
-	switch w := o.Obj.(type) {
-	case *appsv1.DaemonSet:
-		return w.Spec.Template.Spec, true
-	case *appsv1.Deployment:
-		return w.Spec.Template.Spec, true
-	}
-	return v1.PodSpec{}, false
 }
 
 func TestClusterDNSIsADropInForCoreDNS(t *testing.T) {
