@@ -51,7 +51,34 @@ spec:
   containers: [{name: c, image: busybox, command: ["sh", "-c", "echo hello from containerd; exec sleep 3600"]}]
 `
 
-func upContainerd(t *testing.T) *cluster {
+var (
+	criOnce   sync.Once
+	criShared *cluster
+	criErr    error
+)
+
+// containerdCluster starts (once; TestMain takes it down) the containerd
+// cluster with the seed examples.
+func containerdCluster(t *testing.T) *cluster {
+	t.Helper()
+	needContainerd(t)
+	criOnce.Do(func() {
+		criShared, criErr = up("cri-"+randHex(3), "--node-runtime", "containerd", "--service-proxy", "podnet",
+			"--pod-cidr", "10.170.0.0/16", "--service-cidr", "10.171.0.0/16", "--node-network", criNodeNetwork,
+			"--world-network", "198.51.102.0/24", "-f", filepath.Join(repoRoot, "examples", "seed"))
+		if criErr == nil {
+			t.Logf("podnet up --node-runtime containerd: %s", criShared.upTime.Round(100*time.Millisecond))
+		}
+	})
+	if criErr != nil {
+		t.Fatalf("podnet up --node-runtime containerd: %v", criErr)
+	}
+	return criShared
+}
+
+// needContainerd skips without root (as every e2e test) and fails without
+// what make image and make tools build.
+func needContainerd(t *testing.T) {
 	t.Helper()
 	if skipWhy != "" {
 		t.Skip(skipWhy)
@@ -61,19 +88,10 @@ func upContainerd(t *testing.T) *cluster {
 			t.Fatalf("%v (make image tools)", err)
 		}
 	}
-	c, err := up("cri-"+randHex(3), "--node-runtime", "containerd", "--service-proxy", "podnet",
-		"--pod-cidr", "10.170.0.0/16", "--service-cidr", "10.171.0.0/16", "--node-network", criNodeNetwork,
-		"--world-network", "198.51.102.0/24", "-f", filepath.Join(repoRoot, "examples", "seed"))
-	if err != nil {
-		t.Fatalf("podnet up --node-runtime containerd: %v", err)
-	}
-	t.Cleanup(c.down)
-	t.Logf("podnet up --node-runtime containerd: %s", c.upTime.Round(100*time.Millisecond))
-	return c
 }
 
 func TestContainerdNodes(t *testing.T) {
-	c := upContainerd(t)
+	c := containerdCluster(t)
 	cfg, err := localcluster.Load(c.stateDir)
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +100,8 @@ func TestContainerdNodes(t *testing.T) {
 
 	t.Run("real kubelet and containerd, podnet from deploy", func(t *testing.T) {
 		out := c.kubectl(t, "get", "nodes", "-o", `jsonpath={range .items[*]}{.status.nodeInfo.containerRuntimeVersion} {.status.nodeInfo.kubeletVersion}{"\n"}{end}`)
-		if strings.Count(out, "containerd://v2.4.2 v1.37.2") != 2 {
-			t.Errorf("nodes report:\n%s\nwant containerd://v2.4.2 and kubelet v1.37.2 on both", out)
+		if strings.Count(out, "containerd://2.4.2 v1.37.2") != 2 {
+			t.Errorf("nodes report:\n%s\nwant containerd://2.4.2 and kubelet v1.37.2 on both", out)
 		}
 		recs, err := os.ReadDir(filepath.Join(c.stateDir, "procs"))
 		if err != nil {
@@ -130,12 +148,12 @@ func TestContainerdNodes(t *testing.T) {
 			t.Errorf("frontend → api:8080 answered by %q, want api (allowed by api-allow)", pod)
 		}
 		for _, from := range []string{"nginx-pod", "cri-b"} {
-			if out, err := c.podnet("kubectl", "--", "exec", from, "--", "wget", "-q", "-T", "2", "-O-", "http://"+apiIP+":8080/"); err == nil {
+			if out, err := c.podnet("kubectl", "--", "exec", from, "--", "wget", "-q", "-T", "2", "-t", "1", "-O-", "http://"+apiIP+":8080/"); err == nil {
 				t.Errorf("%s → api:8080 answered %q; api-allow admits role=frontend only", from, out)
 			}
 		}
 		dbIP := ip("secure", "database")
-		if out, err := c.podnet("kubectl", "--", "exec", "cri-a", "--", "wget", "-q", "-T", "2", "-O-", "http://"+dbIP+":5432/"); err == nil {
+		if out, err := c.podnet("kubectl", "--", "exec", "cri-a", "--", "wget", "-q", "-T", "2", "-t", "1", "-O-", "http://"+dbIP+":5432/"); err == nil {
 			t.Errorf("cri-a → secure/database answered %q; default-deny-all denies it", out)
 		}
 	})
@@ -191,7 +209,7 @@ func (c *cluster) wget(t *testing.T, pod, url string) (who, client string) {
 	t.Helper()
 	var out string
 	eventually(t, 30*time.Second, pod+" fetches "+url, func() error {
-		o, err := c.podnet("kubectl", "--", "exec", pod, "--", "wget", "-q", "-T", "2", "-O-", url)
+		o, err := c.podnet("kubectl", "--", "exec", pod, "--", "wget", "-q", "-T", "2", "-t", "1", "-O-", url)
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, o)
 		}

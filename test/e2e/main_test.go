@@ -78,6 +78,9 @@ func TestMain(m *testing.M) {
 	if shared != nil {
 		shared.down()
 	}
+	if criShared != nil {
+		criShared.down()
+	}
 	os.Exit(code)
 }
 
