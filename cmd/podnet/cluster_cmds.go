@@ -293,6 +293,9 @@ containers, each under a header, unless -c names one).`,
 				logs = []string{filepath.Join(p.Dir, "logs", container+".log")}
 			}
 			if len(logs) == 0 {
+				if cfg, err := cf.load(); err == nil && cfg.Containerd() {
+					return fmt.Errorf("the kubelet keeps pod %s/%s's logs on containerd nodes: kubectl logs -n %s %s", ns, args[0], ns, args[0])
+				}
 				return fmt.Errorf("no logs for pod %s/%s yet", ns, args[0])
 			}
 			for _, l := range logs {

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/localcluster/crinode"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/podruntime"
 )
@@ -23,6 +24,8 @@ type PodLocation struct {
 	HostNetwork bool
 	PodIP       string
 	// Dir is the pod's directory on its node: resolv.conf, hosts, logs/.
+	// On containerd nodes it is a container's /etc (resolv.conf and hosts;
+	// the kubelet keeps the logs: kubectl logs).
 	Dir string
 	// NetNS is the path of the network namespace the pod's containers run
 	// in: the pod's own, or its node's for a hostNetwork pod.
@@ -54,6 +57,14 @@ func FindPod(ctx context.Context, client kubernetes.Interface, cfg *Config, ns, 
 	loc.NetNS = netns.Path(cfg.PodNSName(loc.UID))
 	if loc.HostNetwork {
 		loc.NetNS = netns.Path(cfg.NodeNSName(loc.NodeIndex))
+	} else if cfg.Containerd() {
+		// containerd keeps the pod's namespace in the node's own /run; a
+		// process of the pod (found by its cgroup) names it from here.
+		pid, err := crinode.PodPID((&crinode.Node{Name: loc.Node}).CgroupRoot(), loc.UID)
+		if err != nil {
+			return PodLocation{}, fmt.Errorf("pod %s/%s: %w", ns, name, err)
+		}
+		loc.Dir, loc.NetNS = fmt.Sprintf("/proc/%d/root/etc", pid), fmt.Sprintf("/proc/%d/ns/net", pid)
 	}
 	return loc, nil
 }

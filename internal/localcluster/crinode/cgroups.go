@@ -165,3 +165,38 @@ func deleteCgroups(root string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// PodPID returns a process of the pod with uid on the node whose cgroup
+// root is root (any of its containers' or its sandbox's: they share the
+// pod's network namespace). The kubelet's cgroupfs driver names a pod's
+// cgroup pod<uid> under root/kubepods[/<qos class>].
+func PodPID(root, uid string) (int, error) {
+	top := filepath.Join(cgroupMount, "pids", root, "kubepods")
+	var podDir string
+	_ = filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "pod"+uid {
+			podDir = path
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if podDir == "" {
+		return 0, fmt.Errorf("no cgroup of pod %s under %s", uid, top)
+	}
+	var pid int
+	_ = filepath.WalkDir(podDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		data, _ := os.ReadFile(path)
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			pid, _ = strconv.Atoi(f[0])
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if pid == 0 {
+		return 0, fmt.Errorf("no process in pod %s's cgroup %s", uid, podDir)
+	}
+	return pid, nil
+}
