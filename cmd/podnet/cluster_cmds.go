@@ -336,9 +336,14 @@ podnet's.`,
 			}
 			// Host-network pods share the node's network, /etc/hosts and
 			// hostname but have a resolv.conf of their own (dnsPolicy).
-			o := podexec.Options{NetNS: p.NetNS, ResolvConf: filepath.Join(p.Dir, "resolv.conf")}
+			dir, cleanup, err := podFilesDir(p.Dir)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			o := podexec.Options{NetNS: p.NetNS, ResolvConf: filepath.Join(dir, "resolv.conf")}
 			if !p.HostNetwork {
-				o.Hosts = filepath.Join(p.Dir, "hosts")
+				o.Hosts = filepath.Join(dir, "hosts")
 				o.Hostname = p.Name
 			}
 			self, err := os.Executable()
@@ -360,6 +365,32 @@ podnet's.`,
 	nsf.register(cmd, "namespace of POD")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
+}
+
+// podFilesDir is a directory with the pod's resolv.conf and hosts that
+// pod-exec can bind: dir itself, or for a containerd pod (a container's
+// /etc seen through /proc, in another mount namespace, which cannot be
+// bound from here) a temporary copy, which cleanup removes.
+func podFilesDir(dir string) (string, func(), error) {
+	if !strings.HasPrefix(dir, "/proc/") {
+		return dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "podnet-exec-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(tmp) }
+	for _, f := range []string{"resolv.conf", "hosts"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(tmp, f), b, 0o644)
+		}
+		if err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	return tmp, cleanup, nil
 }
 
 // exitError carries a child's exit code to main.

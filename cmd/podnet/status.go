@@ -106,7 +106,11 @@ func statusPrinter(format string) (func(io.Writer, *localcluster.Status) error, 
 func printStatusText(w io.Writer, st *localcluster.Status) error {
 	a := st.Addresses
 	fmt.Fprintf(w, "cluster %s: API %s, pods %s, services %s, nodes on %s\n", st.Name, st.APIServer, a.PodCIDR, a.ServiceCIDR, a.NodeNetwork)
-	fmt.Fprintf(w, "  service proxy: %s\n", localcluster.DescribeServiceProxy(st.ServiceProxy))
+	if st.NodeRuntime == localcluster.NodeRuntimeContainerd {
+		fmt.Fprintf(w, "  nodes: a kubelet and containerd each; podnet installed from deploy/ (DaemonSet podnet-system/podnet-agent, table podnet-proxy)\n")
+	} else {
+		fmt.Fprintf(w, "  service proxy: %s\n", localcluster.DescribeServiceProxy(st.ServiceProxy))
+	}
 	if len(st.Zones) > 0 {
 		fmt.Fprintf(w, "  zones: %s (one node network for all; topology.kubernetes.io/region=%s)\n", strings.Join(st.Zones, ", "), localcluster.Region)
 	}

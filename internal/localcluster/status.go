@@ -38,6 +38,9 @@ type Status struct {
 	// ServiceProxy is what proxies Services on the nodes: one of
 	// ServiceProxies (podnet, kube-proxy-nftables, kube-proxy-iptables).
 	ServiceProxy string `json:"serviceProxy"`
+	// NodeRuntime is what runs the pods: podnet or containerd
+	// (plan.NodeRuntimes).
+	NodeRuntime string `json:"nodeRuntime"`
 	// Zones are the cluster's zones (podnet up --zones); none: absent.
 	Zones []string `json:"zones,omitempty"`
 }
@@ -93,7 +96,7 @@ func ReadStatusWith(ctx context.Context, c *Config, client kubernetes.Interface,
 	readGuard func(context.Context, *Config) GuardStatus) (*Status, error) {
 	s := &Status{
 		Name: c.Name, APIServer: c.APIServerURL(), StateDir: c.StateDir, Kubeconfig: AdminKubeconfigPath(c.StateDir),
-		ServiceProxy: c.ServiceProxy, Zones: c.Zones,
+		ServiceProxy: c.ServiceProxy, NodeRuntime: c.NodeRuntime, Zones: c.Zones,
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
 			WorldNetwork: c.WorldNetwork, LBPool: c.LBPool, ClusterDNS: c.DNSServiceIP()},
 		Processes: []ProcessStatus{},

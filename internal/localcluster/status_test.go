@@ -72,7 +72,7 @@ func TestStatus(t *testing.T) {
 	}
 	want := &Status{
 		Name: "st", APIServer: "https://172.30.0.1:6443", StateDir: c.StateDir, Kubeconfig: filepath.Join(c.StateDir, "kubeconfig"),
-		ServiceProxy: "podnet",
+		ServiceProxy: "podnet", NodeRuntime: "podnet",
 		Addresses: AddressPlan{PodCIDR: c.PodCIDR, ServiceCIDR: c.ServiceCIDR, NodeNetwork: c.NodeNetwork,
 			WorldNetwork: c.WorldNetwork, LBPool: c.LBPool, ClusterDNS: c.DNSServiceIP()},
 		Processes: []ProcessStatus{{Name: "etcd", PID: os.Getpid(), State: StateRunning}, {Name: "kube-apiserver", PID: os.Getpid(), State: StateDead}},
