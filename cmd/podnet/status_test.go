@@ -68,7 +68,7 @@ func TestStatusOutputDecodes(t *testing.T) {
 	cfg, client := statusCluster(t)
 	want := localcluster.Status{
 		Name: "st", APIServer: "https://172.30.0.1:6443", StateDir: cfg.StateDir, Kubeconfig: filepath.Join(cfg.StateDir, "kubeconfig"),
-		ServiceProxy: "kube-proxy-nftables",
+		ServiceProxy: "kube-proxy-nftables", NodeRuntime: "podnet",
 		Addresses: localcluster.AddressPlan{PodCIDR: cfg.PodCIDR, ServiceCIDR: cfg.ServiceCIDR, NodeNetwork: cfg.NodeNetwork,
 			WorldNetwork: cfg.WorldNetwork, LBPool: cfg.LBPool, ClusterDNS: cfg.DNSServiceIP()},
 		Processes: []localcluster.ProcessStatus{{Name: "etcd", PID: os.Getpid(), State: "running"}},
