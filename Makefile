@@ -44,12 +44,18 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted" >&2; exit 1; fi
 
 ## test: every test (unit, rendering, kernel tests and end-to-end as root)
-test: deps build tools vet
+test: deps build tools image vet
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 ## up: build everything and start the local cluster with the seed examples
 up: deps build tools
 	$(BIN)/podnet up -f examples/seed
+
+## up-containerd: the same with nodes that run a real kubelet and containerd, podnet installed from deploy/
+## into them as a DaemonSet, images served from the outside world (docs/local-cluster.md)
+.PHONY: up-containerd
+up-containerd: deps build tools image
+	$(BIN)/podnet up --node-runtime containerd -f examples/seed
 
 ## install: put podnet on PATH as the docs type it: a symbolic link $(PREFIX)/bin/podnet -> bin/podnet
 ## (a link, not a copy: podnet finds podnet-cni and tools/bin next to its target, and each make build updates it),
