@@ -11,6 +11,8 @@
 //	addons/        the cluster DNS Deployment and the world's DNS server
 //	guard/         the net_cls group and nftables table that keep the
 //	               root-namespace processes inside the cluster's ranges
+//	crinode/       a node as a real kubelet and containerd (--node-runtime
+//	               containerd): configuration, namespaces, cgroups
 //
 // Up checks the binaries, the kernel (net_cls, for the guard) and the host,
 // creates the topology, starts the world's DNS server, installs the guard,
@@ -18,7 +20,9 @@
 // podnet agent per node inside its namespace (and upstream kube-proxy, with
 // the agent's proxy off, when Config.ServiceProxy names a kube-proxy mode:
 // kubeproxy.go); it waits for the nodes to be Ready and deploys the
-// cluster DNS. Down undoes all of it. FindPod tells
+// cluster DNS. With Config.NodeRuntime containerd, each node is a kubelet
+// and containerd instead, and podnet is installed from deploy/ with
+// kubectl (containerd.go). Down undoes all of it. FindPod tells
 // the CLI where a pod lives: its node, its namespace, its state directory.
 // DESIGN-NOTES.md fixes the contract between these parts.
 //
