@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -21,6 +18,7 @@ import (
 	"github.com/podnet/podnet/internal/kubeletapi"
 	"github.com/podnet/podnet/internal/localcluster/addons"
 	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/localcluster/crinode"
 	"github.com/podnet/podnet/internal/localcluster/guard"
 	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/localcluster/safety"
@@ -290,7 +288,7 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			"--kubelet-api-client-ca", kubelet.ClientCAFile, "--kubelet-api-allowed-users", kubelet.AllowedUser}},
 	}
 	if l := cfg.NodeLabels(i); len(l) > 0 {
-		specs[1].Argv = append(specs[1].Argv, "--node-labels", labelsArg(l)) // the runtime registers the Node
+		specs[1].Argv = append(specs[1].Argv, "--node-labels", crinode.LabelsArg(l)) // the runtime registers the Node
 	}
 	if specs, err = withKubeProxy(cfg, i, o.ToolsBin, specs); err != nil {
 		return err
@@ -306,15 +304,6 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	return nil
 }
 
-// labelsArg is labels as a --node-labels value: key=value pairs, sorted,
-// joined by commas.
-func labelsArg(labels map[string]string) string {
-	var kv []string
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		kv = append(kv, k+"="+labels[k])
-	}
-	return strings.Join(kv, ",")
-}
 
 func (o UpOptions) readyTimeout() time.Duration {
 	if o.ReadyTimeout == 0 {

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/podnet/podnet/internal/localcluster/crinode"
 	"github.com/podnet/podnet/internal/localcluster/internal/lctest"
 	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/proc"
@@ -43,7 +44,7 @@ func TestDownEndsContainersThatOutlivedTheirRuntimeOnEveryNode(t *testing.T) {
 func TestLabelsArgIsSortedKeyValuePairs(t *testing.T) {
 	c := lctest.RandomConfig(2)
 	c.Zones = []string{"a", "b"}
-	if got, want := labelsArg(c.NodeLabels(2)), "topology.kubernetes.io/region=local,topology.kubernetes.io/zone=b"; got != want {
-		t.Errorf("labelsArg = %q, want %q", got, want)
+	if got, want := crinode.LabelsArg(c.NodeLabels(2)), "topology.kubernetes.io/region=local,topology.kubernetes.io/zone=b"; got != want {
+		t.Errorf("LabelsArg = %q, want %q", got, want)
 	}
 }

@@ -226,7 +226,7 @@ func KubeletArgs(n *Node) []string {
 	args := []string{n.KubeletBin, "--config", filepath.Join(n.Dir, "kubelet.yaml"),
 		"--kubeconfig", n.Kubeconfig, "--root-dir", n.KubeletDir(), "--cert-dir", filepath.Join(n.KubeletDir(), "pki"),
 		"--hostname-override", n.Name, "--node-ip", n.IP.String()}
-	if l := labelsArg(n.Labels); l != "" {
+	if l := LabelsArg(n.Labels); l != "" {
 		args = append(args, "--node-labels", l)
 	}
 	return args

@@ -158,9 +158,9 @@ func Delete(dir, mountNSPath, cgroupRoot string) error {
 	return errors.Join(errs...)
 }
 
-// labelsArg is labels as a --node-labels value: key=value pairs, sorted,
-// joined by commas.
-func labelsArg(labels map[string]string) string {
+// LabelsArg is labels as a --node-labels value (the kubelet's and podnet
+// runtime's): key=value pairs, sorted, joined by commas.
+func LabelsArg(labels map[string]string) string {
 	var kv []string
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		kv = append(kv, k+"="+labels[k])
