@@ -27,7 +27,8 @@ var updateCNIFixture = flag.Bool("update-cni-fixture", false,
 	"TestContainerdCNICalls: write the recorded containerd CNI calls to "+cniFixture)
 
 // cniFixture is the shape of containerd's CNI calls that podnet-cni's
-// tests assume (internal/cni TestContainerdFixture*, TestKernelReplaysContainerdCalls).
+// tests replay (internal/cni TestContainerdFixtureConfigsParse and
+// TestKernelReplaysContainerdCalls).
 const cniFixture = "internal/cni/testdata/containerd-calls.json"
 
 const cniRecPod = `
