@@ -222,25 +222,24 @@ func (r *cniRecorder) waitFor(t *testing.T, timeout time.Duration, what string, 
 	})
 }
 
-func withCommand(calls []cnicalls.Call, cmd string) []cnicalls.Call {
+// callsWhere returns the calls that match.
+func callsWhere(calls []cnicalls.Call, match func(cnicalls.Call) bool) []cnicalls.Call {
 	var out []cnicalls.Call
 	for _, c := range calls {
-		if c.Command() == cmd {
+		if match(c) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
+func withCommand(calls []cnicalls.Call, cmd string) []cnicalls.Call {
+	return callsWhere(calls, func(c cnicalls.Call) bool { return c.Command() == cmd })
+}
+
 // podCalls are the calls of a command whose CNI_ARGS name the pod.
 func podCalls(calls []cnicalls.Call, pod, cmd string) []cnicalls.Call {
-	var out []cnicalls.Call
-	for _, c := range withCommand(calls, cmd) {
-		if c.Args()["K8S_POD_NAME"] == pod {
-			out = append(out, c)
-		}
-	}
-	return out
+	return callsWhere(calls, func(c cnicalls.Call) bool { return c.Command() == cmd && c.Args()["K8S_POD_NAME"] == pod })
 }
 
 func lastIndex(calls []cnicalls.Call, match func(cnicalls.Call) bool) int {
@@ -301,12 +300,7 @@ func (e expectedCNICalls) check(t *testing.T, calls []cnicalls.Call) {
 	add := adds[0]
 	t.Run("ADD", func(t *testing.T) { e.checkAdd(t, add) })
 	id := add.Env["CNI_CONTAINERID"]
-	var dels []cnicalls.Call
-	for _, c := range withCommand(calls, "DEL") {
-		if c.Env["CNI_CONTAINERID"] == id {
-			dels = append(dels, c)
-		}
-	}
+	dels := callsWhere(calls, func(c cnicalls.Call) bool { return c.Command() == "DEL" && c.Env["CNI_CONTAINERID"] == id })
 	t.Run("DEL", func(t *testing.T) {
 		if len(dels) == 0 {
 			t.Fatalf("no DEL for the sandbox %s", id)
