@@ -22,6 +22,10 @@ import (
 
 // newStatusLoadBalancersCommand shows which node announces each
 // LoadBalancer IP, from every agent's own view.
+// deployedMetricsPort is the metrics port of deploy/'s agents (10264, off
+// kube-proxy's 10249 so that both can run).
+const deployedMetricsPort = 10264
+
 func newStatusLoadBalancersCommand(connect func() (*localcluster.Config, kubernetes.Interface, error)) *cobra.Command {
 	var port int
 	cmd := &cobra.Command{
@@ -39,9 +43,12 @@ a split brain that the agents settle within a second.`,
   podnet status loadbalancers --cluster dev`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, client, err := connect()
+			cfg, client, err := connect()
 			if err != nil {
 				return err
+			}
+			if !cmd.Flags().Changed("metrics-port") && cfg != nil && cfg.Containerd() {
+				port = deployedMetricsPort // the DaemonSet's agents, deploy/base/agent.yaml
 			}
 			views, unreachable, err := readLBViews(cmd.Context(), client, port)
 			if err != nil {
@@ -54,7 +61,7 @@ a split brain that the agents settle within a second.`,
 			return printLBRows(cmd.OutOrStdout(), lbRows(svcs.Items, views), unreachable)
 		},
 	}
-	cmd.Flags().IntVar(&port, "metrics-port", 10249, "the agents' metrics port (their --metrics-addr)")
+	cmd.Flags().IntVar(&port, "metrics-port", 10249, "the agents' metrics port (their --metrics-addr; 10264 for deploy/'s DaemonSet, the default on a containerd local cluster)")
 	return cmd
 }
 

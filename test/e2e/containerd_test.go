@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -139,7 +140,15 @@ func TestContainerdNodes(t *testing.T) {
 		nodePort := c.kubectl(t, "get", "svc", "web-lb", "-o", "jsonpath={.spec.ports[0].nodePort}")
 		w := &lbWorld{c: c, cfg: cfg}
 		w.answeredBy(t, criNode1IP+":"+nodePort, "web-")
-		w.answeredBy(t, w.lbIP(t, "web-lb").String()+":80", "web-")
+		vip := w.lbIP(t, "web-lb")
+		w.answeredBy(t, vip.String()+":80", "web-")
+		eventually(t, 30*time.Second, "podnet status loadbalancers names the DaemonSet agent announcing "+vip.String(), func() error {
+			out, err := c.podnet("status", "loadbalancers")
+			if err != nil || !regexp.MustCompile(regexp.QuoteMeta(vip.String())+`.*`+cfg.Name+`-node-\d`).MatchString(out) {
+				return fmt.Errorf("%v\n%s", err, out)
+			}
+			return nil
+		})
 	})
 
 	t.Run("the seed's NetworkPolicies", func(t *testing.T) {
