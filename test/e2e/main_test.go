@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -111,13 +112,29 @@ func sharedCluster(t *testing.T) *cluster {
 		t.Skip(skipWhy)
 	}
 	sharedOnce.Do(func() {
-		shared, sharedErr = up("e2e-"+randHex(3), "--pod-cidr", "10.160.0.0/16", "--service-cidr", "10.161.0.0/16",
-			"--node-network", "172.29.0.0/24", "--world-network", "198.51.100.0/24")
+		shared, sharedErr = up("e2e-"+randHex(3), sharedPlan()...)
 	})
 	if sharedErr != nil {
 		t.Fatalf("podnet up: %v", sharedErr)
 	}
 	return shared
+}
+
+// slotEnv moves the shared cluster to another address plan, so that
+// several checkouts can run end-to-end tests at once on one machine.
+const slotEnv = "PODNET_E2E_SLOT"
+
+// sharedPlan is the shared cluster's address plan: slot 0 (the default)
+// is the package doc's; slot s in 1..9 uses pods 10.(140+2s).0.0/16,
+// services 10.(141+2s).0.0/16, nodes 172.29.s.0/24, world 198.19.(100+s).0/24.
+func sharedPlan() []string {
+	s, _ := strconv.Atoi(os.Getenv(slotEnv))
+	if s < 1 || s > 9 {
+		return []string{"--pod-cidr", "10.160.0.0/16", "--service-cidr", "10.161.0.0/16",
+			"--node-network", "172.29.0.0/24", "--world-network", "198.51.100.0/24"}
+	}
+	return []string{"--pod-cidr", fmt.Sprintf("10.%d.0.0/16", 140+2*s), "--service-cidr", fmt.Sprintf("10.%d.0.0/16", 141+2*s),
+		"--node-network", fmt.Sprintf("172.29.%d.0/24", s), "--world-network", fmt.Sprintf("198.19.%d.0/24", 100+s)}
 }
 
 func up(name string, args ...string) (*cluster, error) {
