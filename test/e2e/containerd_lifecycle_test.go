@@ -37,28 +37,15 @@ import (
 
 const lifecycleNode1IP = "172.26.0.11"
 
-// lifecycleWorkload puts pods on both nodes (host veths, routes, IPAM
-// files) behind a NodePort Service (Service rules).
-const lifecycleWorkload = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: lc-web}
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: lc-web}}
-  template:
-    metadata: {labels: {app: lc-web}}
-    spec:
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: lc-web}}}
-      containers: [{name: srv, image: podnet/test, ports: [{containerPort: 80}]}]
----
+// lifecycleService puts spreadDeployment's pods on both nodes (host
+// veths, routes, IPAM files) behind a NodePort Service (Service rules).
+const lifecycleService = `
 apiVersion: v1
 kind: Service
-metadata: {name: lc-web}
+metadata: {name: spread}
 spec:
   type: NodePort
-  selector: {app: lc-web}
+  selector: {app: spread}
   ports: [{port: 80}]
 `
 
@@ -82,10 +69,10 @@ func TestContainerdLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.apply(t, lifecycleWorkload)
-	c.runningPods(t, "default", "app=lc-web", 4, false)
-	nodePort := c.kubectl(t, "get", "svc", "lc-web", "-o", "jsonpath={.spec.ports[0].nodePort}")
-	(&lbWorld{c: c, cfg: cfg}).answeredBy(t, lifecycleNode1IP+":"+nodePort, "lc-web-")
+	c.apply(t, spreadDeployment+"---"+lifecycleService)
+	c.runningPods(t, "default", "app=spread", 4, false)
+	nodePort := c.kubectl(t, "get", "svc", "spread", "-o", "jsonpath={.spec.ports[0].nodePort}")
+	(&lbWorld{c: c, cfg: cfg}).answeredBy(t, lifecycleNode1IP+":"+nodePort, "spread-")
 	for i := 1; i <= cfg.Nodes; i++ {
 		// What the checks below look for must be there to begin with.
 		left := podnetOnNode(t, cfg, i)
