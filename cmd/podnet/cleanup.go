@@ -19,7 +19,8 @@ func newCleanupNodeCommand() *cobra.Command {
 tables inet podnet-proxy, podnet-policy and podnet-routing, the VXLAN device
 pnvxlan, the host-side veths of pods (name pn..., alias podnet:...), the routes
 with podnet's protocol number (80), the CNI conflist, podnet-cni, the IPAM
-directory and /run/podnet. Nothing else is touched; running it twice is fine.
+directory, libcni's cached results of podnet's network and /run/podnet. Nothing
+else is touched; running it twice is fine.
 Pods still running on the node lose their network: run it once podnet is
 deleted (deploy/cleanup/ runs it on every node; docs/install-manifests.md).`,
 		Example: `  podnet cleanup-node
@@ -44,6 +45,8 @@ deleted (deploy/cleanup/ runs it on every node; docs/install-manifests.md).`,
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", cfg.CNIBinDir, "where install-cni put podnet-cni (empty: skip)")
 	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", cfg.CNIDataDir, "podnet-cni's IPAM directory, removed whole (empty: skip)")
 	f.StringVar(&cfg.RunDir, "run-dir", cfg.RunDir, "podnet's runtime directory, removed whole (empty: skip)")
+	f.StringVar(&cfg.CNICacheDir, "cni-cache-dir", cfg.CNICacheDir, "libcni's cache directory, whose results/ of network --cni-network go (empty: skip)")
+	f.StringVar(&cfg.CNINetwork, "cni-network", cfg.CNINetwork, "the network name in podnet's conflist (the agent's --cni-network)")
 	f.StringVar(&cfg.Root, "root", "", "where the node's file system is mounted, the directories above being inside it (/host in a kubectl debug node pod)")
 	return cmd
 }

@@ -2,6 +2,7 @@ package nodecleanup
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,6 +38,12 @@ type Config struct {
 	CNIBinDir  string // holds podnet-cni
 	CNIDataDir string // podnet-cni's IPAM directory, removed whole
 	RunDir     string // podnet's runtime directory, removed whole
+	// CNICacheDir is libcni's cache (the runtime's /var/lib/cni): its
+	// results/ keeps each ADD's result until the DEL with the same
+	// network, which no runtime sends once the conflist is gone.
+	// Only the files of network CNINetwork go.
+	CNICacheDir string
+	CNINetwork  string // the conflist's network name (the agent's --cni-network)
 	// Root, when set, is where the node's file system is mounted (/host
 	// in a `kubectl debug node/...` pod); the directories above are
 	// inside it.
@@ -48,7 +55,7 @@ func (c Config) rooted() Config {
 	if c.Root == "" {
 		return c
 	}
-	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir} {
+	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir, &c.CNICacheDir} {
 		if *d != "" {
 			*d = filepath.Join(c.Root, *d)
 		}
@@ -60,7 +67,7 @@ func (c Config) rooted() Config {
 // DefaultConfig is the paths of deploy/'s DaemonSet and podnet's defaults.
 func DefaultConfig() Config {
 	return Config{CNIConfDir: "/etc/cni/net.d", CNIBinDir: "/opt/cni/bin",
-		CNIDataDir: cni.DefaultDataDir, RunDir: "/run/podnet"}
+		CNIDataDir: cni.DefaultDataDir, RunDir: "/run/podnet", CNICacheDir: "/var/lib/cni", CNINetwork: "podnet"}
 }
 
 // Validate refuses a directory to remove whole that is not podnet's.
@@ -201,6 +208,7 @@ func removeFiles(cfg Config) ([]string, error) {
 	add(cfg.CNIConfDir, agent.CNIConfFile)
 	add(cfg.CNIBinDir, CNIPlugin)
 	paths = append(paths, cfg.CNIDataDir, cfg.RunDir)
+	paths = append(paths, cachedResults(cfg.CNICacheDir, cfg.CNINetwork)...)
 	var removed []string
 	var errs []error
 	for _, p := range paths {
@@ -217,4 +225,25 @@ func removeFiles(cfg Config) ([]string, error) {
 		removed = append(removed, p)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// cachedResults are the files libcni keeps in dir/results for network's
+// ADDs (named <network>-<container>-<ifname>), each checked by the network
+// name it records, so that a network whose name merely starts the same
+// keeps its own.
+func cachedResults(dir, network string) []string {
+	if dir == "" || network == "" {
+		return nil
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "results", network+"-*"))
+	var out []string
+	for _, f := range files {
+		var cached struct {
+			NetworkName string `json:"networkName"`
+		}
+		if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &cached) == nil && cached.NetworkName == network {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -11,7 +11,11 @@
 //   - the routes with podnet's protocol number (routing.RouteProtocol) in
 //     the main table;
 //   - the conflist the agent wrote, podnet-cni in the CNI bin dir, the IPAM
-//     directory and /run/podnet.
+//     directory and /run/podnet;
+//   - the results libcni cached for podnet's network (the runtime's
+//     /var/lib/cni/results/<network>-<container>-<ifname>), which only a DEL
+//     through podnet's conflist would remove: a file goes only if the
+//     network name it records is podnet's.
 //
 // It only ever touches objects by those exact names, prefixes and
 // protocol: other software's tables, links and routes stay. Running it

@@ -17,28 +17,43 @@ import (
 const cgroupMount = "/sys/fs/cgroup"
 
 // hierarchies are the cgroup v1 hierarchies mounted under cgroupMount
-// (cpu, memory, pids, name=systemd's "systemd", ...), as directory names.
-func hierarchies() ([]string, error) {
+// (cpu, memory, pids, name=systemd's "systemd", ...), as directory names:
+// those the node's processes join.
+func hierarchies() ([]string, error) { return mountedHierarchies("cgroup") }
+
+// allHierarchies adds the cgroup2 hierarchy a hybrid machine mounts under
+// cgroupMount ("unified"). No process of podnet's joins it, but runc makes
+// every container's cgroup there too, under the kubelet's --cgroup-root.
+func allHierarchies() ([]string, error) { return mountedHierarchies("cgroup", "cgroup2") }
+
+func mountedHierarchies(fstypes ...string) ([]string, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
+	out := parseHierarchies(string(data), fstypes...)
+	if len(out) == 0 {
+		return nil, errors.New("no cgroup v1 hierarchy is mounted under " + cgroupMount)
+	}
+	return out, nil
+}
+
+// parseHierarchies lists the directories directly under cgroupMount on
+// which mountinfo has a file system of one of fstypes, sorted.
+func parseHierarchies(mountinfo string, fstypes ...string) []string {
 	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(mountinfo, "\n") {
 		pre, post, ok := strings.Cut(line, " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 1 || g[0] != "cgroup" {
+		if !ok || len(f) < 5 || len(g) < 1 || !slices.Contains(fstypes, g[0]) {
 			continue
 		}
 		if dir := unescapeMountinfo(f[4]); filepath.Dir(dir) == cgroupMount {
 			out = append(out, filepath.Base(dir))
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("no cgroup v1 hierarchy is mounted under " + cgroupMount)
-	}
 	slices.Sort(out)
-	return slices.Compact(out), nil
+	return slices.Compact(out)
 }
 
 // createCgroups makes root and root/runtime in every hierarchy (cpuset's
@@ -140,10 +155,11 @@ func killCgroups(root string, timeout time.Duration) error {
 	}
 }
 
-// deleteCgroups removes root's tree from every hierarchy, innermost
-// first. A cgroup with a process cannot go: killCgroups comes first.
+// deleteCgroups removes root's tree from every hierarchy, cgroup2's
+// included, innermost first. A cgroup with a process cannot go:
+// killCgroups comes first.
 func deleteCgroups(root string) error {
-	hs, err := hierarchies()
+	hs, err := allHierarchies()
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,16 @@ func (n *Node) CNIConfDir() string { return filepath.Join(n.Dir, "cni", "net.d")
 func (n *Node) CNIBinDir() string  { return filepath.Join(n.Dir, "cni", "bin") }
 func (n *Node) CNILibDir() string  { return filepath.Join(n.Dir, "cni", "lib") }
 
+// hostMountPoints are the host paths every node bind-mounts its own
+// directories on.
+func hostMountPoints() []string {
+	var out []string
+	for _, b := range (&Node{}).Binds() {
+		out = append(out, b[0])
+	}
+	return out
+}
+
 // Binds are the node's bind mounts: host path → the node's directory.
 func (n *Node) Binds() [][2]string {
 	return [][2]string{{HostCNIConfDir, n.CNIConfDir()}, {HostCNIBinDir, n.CNIBinDir()}, {HostCNILibDir, n.CNILibDir()}}

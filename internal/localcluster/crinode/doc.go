@@ -12,11 +12,13 @@
 // paths under the state directory through their configuration.
 //
 // containerd, its shims, the kubelet and every container they start run
-// in cgroups under the node's cgroup root (/podnet.<cluster>.<node> in
-// each cgroup v1 hierarchy; the kubelet's --cgroup-root). Delete ends
-// every process in that tree, so a node whose kubelet and containerd
-// were killed with SIGKILL still goes away whole, then removes the
-// cgroups, the mount namespace and the mount points it made on the host.
+// in cgroups under the node's cgroup root (/podnet.<node> in each cgroup
+// v1 hierarchy; the kubelet's --cgroup-root; runc also makes containers'
+// cgroups under it in the cgroup2 hierarchy of a hybrid machine,
+// /sys/fs/cgroup/unified). Delete ends every process in that tree, so a
+// node whose kubelet and containerd were killed with SIGKILL still goes
+// away whole, then removes the cgroups (cgroup2's too), the mount
+// namespace and the mount points it made on the host.
 //
 // The renderers (ContainerdConfig, KubeletConfig, RegistryHosts) are pure
 // functions of Node; Start writes their output and starts the processes.

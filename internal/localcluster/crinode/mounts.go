@@ -1,12 +1,14 @@
 package crinode
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +33,7 @@ func createMountNS(n *Node) (created []string, err error) {
 		if _, err := os.Stat(host); errors.Is(err, fs.ErrNotExist) {
 			made, err := mkdirAllNew(host)
 			created = append(created, made...)
+			markCreated(made)
 			if err != nil {
 				return created, err
 			}
@@ -123,20 +126,51 @@ func mkdirAllNew(path string) ([]string, error) {
 	return missing, nil
 }
 
+// createdMark is the extended attribute createMountNS sets on each host
+// directory it creates. The last node of any cluster to go removes the
+// marked ones, whichever node made them: that node's cluster may have
+// gone first, and within a cluster the first node makes them but the
+// last one removes them.
+const createdMark = "trusted.podnet.crinode-mount-point"
+
+// markCreated marks dirs as made by crinode. A file system without
+// extended attributes leaves only the node's own record (createdFile).
+func markCreated(dirs []string) {
+	for _, d := range dirs {
+		_ = unix.Setxattr(d, createdMark, []byte("1"), 0)
+	}
+}
+
+// markedDirs are paths and their ancestors that carry createdMark, up to
+// the first that does not.
+func markedDirs(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		for d := filepath.Clean(p); d != "/" && d != "."; d = filepath.Dir(d) {
+			if _, err := unix.Getxattr(d, createdMark, nil); err != nil {
+				break
+			}
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // removeCreatedDirs removes the mount points createMountNS made on the
 // host, innermost first, each only while it is empty: nothing of the
-// host's is ever removed. It removes none while any persistent mount
-// namespace is left on the machine (another cluster's node): removing a
+// host's is ever removed. Its caller makes sure that no persistent mount
+// namespace is left on the machine (otherMountNamespaces): removing a
 // directory that is a mount point in another mount namespace would
 // unmount it there.
 func removeCreatedDirs(dirs []string) error {
-	if otherMountNamespaces() {
-		return nil
-	}
+	dirs = slices.Clone(dirs)
+	slices.SortFunc(dirs, func(a, b string) int { // deepest first
+		return cmp.Or(strings.Count(b, "/")-strings.Count(a, "/"), strings.Compare(a, b))
+	})
 	var errs []error
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove %s: %w", dirs[i], err))
+	for _, d := range slices.Compact(dirs) {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
 		}
 	}
 	return errors.Join(errs...)

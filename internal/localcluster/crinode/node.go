@@ -132,9 +132,10 @@ func writeCreated(dir string, created []string) error {
 
 // Delete removes node n of a cluster that may be half made or killed:
 // every process in its cgroup tree (after proc.StopAll had its chance to
-// stop the recorded ones gently), its cgroups, its mount namespace, and
-// the host mount points its Start created. It leaves the node's
-// directory to the caller.
+// stop the recorded ones gently), its cgroups, its mount namespace, and,
+// once no node of any cluster is left, the host mount points any node's
+// Start created (marked with createdMark, or in this node's record). It
+// leaves the node's directory to the caller.
 func Delete(dir, mountNSPath, cgroupRoot string) error {
 	var errs []error
 	if err := killCgroups(cgroupRoot, 10*time.Second); err != nil {
@@ -152,8 +153,10 @@ func Delete(dir, mountNSPath, cgroupRoot string) error {
 			errs = append(errs, fmt.Errorf("%s: %w", createdFile, err))
 		}
 	}
-	if err := removeCreatedDirs(created); err != nil {
-		errs = append(errs, err)
+	if !otherMountNamespaces() {
+		if err := removeCreatedDirs(append(created, markedDirs(hostMountPoints())...)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
