@@ -5,7 +5,7 @@
 // for CoreDNS) and the root kustomization combining both, rendered as
 // podnet.yaml (`make deploy-render`; a test checks that it is the
 // kustomize build of this directory). cleanup/ runs `podnet cleanup-node`
-// on every node after an uninstall. docs/install-manifests.md explains
+// on every node after an uninstall. docs/install.md explains
 // them.
 //
 // The Go side is small: Rendered (podnet.yaml, embedded) and Decode,

@@ -22,7 +22,7 @@ with podnet's protocol number (80), the CNI conflist, podnet-cni, the IPAM
 directory, libcni's cached results of podnet's network and /run/podnet. Nothing
 else is touched; running it twice is fine.
 Pods still running on the node lose their network: run it once podnet is
-deleted (deploy/cleanup/ runs it on every node; docs/install-manifests.md).`,
+deleted (deploy/cleanup/ runs it on every node; docs/install.md).`,
 		Example: `  podnet cleanup-node
   kubectl debug node/worker-1 -it --profile=sysadmin --image=ghcr.io/podnet/podnet:TAG -- podnet cleanup-node --root=/host`,
 		Args: cobra.NoArgs,

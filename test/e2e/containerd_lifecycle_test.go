@@ -1,7 +1,7 @@
 package e2e
 
 // The end of a containerd cluster's life: podnet uninstalled as
-// docs/install-manifests.md tells a user, then every kubelet and
+// docs/install.md tells a user, then every kubelet and
 // containerd killed with SIGKILL and the cluster taken down.
 //
 // Fixture conventions: a containerd cluster of its own (the test destroys
@@ -49,7 +49,7 @@ spec:
   ports: [{port: 80}]
 `
 
-// uninstallDocTest is how docs/install-manifests.md marks its Uninstall
+// uninstallDocTest is how docs/install.md marks its Uninstall
 // commands as run here rather than by the doc test.
 const uninstallDocTest = "TestContainerdLifecycle runs these commands"
 
@@ -112,12 +112,12 @@ func TestContainerdLifecycle(t *testing.T) {
 	})
 }
 
-// runUninstallDoc runs the commands of docs/install-manifests.md marked
+// runUninstallDoc runs the commands of docs/install.md marked
 // for this test, as typed, in one shell whose kubectl is the cluster's;
 // it returns their output.
 func runUninstallDoc(t *testing.T, c *cluster) string {
 	t.Helper()
-	const doc = "docs/install-manifests.md"
+	const doc = "docs/install.md"
 	b, err := os.ReadFile(filepath.Join(repoRoot, doc))
 	if err != nil {
 		t.Fatal(err)
