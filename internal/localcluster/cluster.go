@@ -304,7 +304,6 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 	return nil
 }
 
-
 func (o UpOptions) readyTimeout() time.Duration {
 	if o.ReadyTimeout == 0 {
 		return 2 * time.Minute
