@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -189,7 +190,7 @@ func (c *Cluster) path(e *Explanation, src *policy.Pod, dst netip.Addr, port uin
 	}
 	p.Route = RouteFor(c.RoutingMode, src.Node, dst, p.Node, c.Nodes)
 	for _, n := range r.Notes {
-		if !containsString(e.Notes, n) {
+		if !slices.Contains(e.Notes, n) {
 			e.Notes = append(e.Notes, n)
 		}
 	}
@@ -216,15 +217,6 @@ func verdictOf(e *Explanation) string {
 		return VerdictDenied
 	}
 	return VerdictPartly
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func firstOfFamily(as []netip.Addr, v6 bool) (netip.Addr, bool) {

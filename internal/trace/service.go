@@ -3,6 +3,7 @@ package trace
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -52,9 +53,9 @@ const (
 // over proto, given svc and its EndpointSlices; nil when svc has no such
 // cluster IP and port, or is not proxied (headless, ExternalName, another
 // proxy's).
-func ServiceFor(node, zone string, svc *v1.Service, slices []*discoveryv1.EndpointSlice, clusterIP netip.Addr, proto v1.Protocol, port int32) *ServiceStage {
-	for _, sp := range proxy.ServicePortsOf(proxy.Topology{Node: node, Zone: zone}, svc, slices) {
-		if sp.Protocol != proto || sp.Port != port || !hasAddr(sp.ClusterIPs, clusterIP) {
+func ServiceFor(node, zone string, svc *v1.Service, sls []*discoveryv1.EndpointSlice, clusterIP netip.Addr, proto v1.Protocol, port int32) *ServiceStage {
+	for _, sp := range proxy.ServicePortsOf(proxy.Topology{Node: node, Zone: zone}, svc, sls) {
+		if sp.Protocol != proto || sp.Port != port || !slices.Contains(sp.ClusterIPs, clusterIP) {
 			continue
 		}
 		return serviceStage(node, svc, sp, clusterIP)
@@ -93,23 +94,9 @@ func serviceStage(node string, svc *v1.Service, sp *proxy.ServicePort, clusterIP
 	return st
 }
 
+// ofFamily returns the endpoints of one address family.
 func ofFamily(eps []proxy.Endpoint, v4 bool) []proxy.Endpoint {
-	var out []proxy.Endpoint
-	for _, e := range eps {
-		if e.IP.Is4() == v4 {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func hasAddr(as []netip.Addr, a netip.Addr) bool {
-	for _, b := range as {
-		if b == a {
-			return true
-		}
-	}
-	return false
+	return slices.DeleteFunc(slices.Clone(eps), func(e proxy.Endpoint) bool { return e.IP.Is4() != v4 })
 }
 
 // format writes the Service step.
