@@ -1,6 +1,8 @@
 package trace
 
 import (
+	"encoding/json"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -8,10 +10,12 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/podnet/podnet/internal/dns"
+	"github.com/podnet/podnet/internal/probe"
 )
 
 // Fixture conventions as in trace_test.go; Services are in 10.96.0.0/16,
@@ -219,5 +223,69 @@ func TestRouteFor(t *testing.T) {
 				t.Errorf("RouteFor = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// partlyCluster: a Service web with two endpoints, web-1 (node-2) that
+// admits only app=client and web-2 (node-1) that admits everyone.
+func partlyCluster(t *testing.T) *Cluster {
+	t.Helper()
+	web2 := pod("default", "web-2", "node-1", "10.244.1.8", map[string]string{"app": "web2"})
+	svc := service("default", "web", "10.96.0.80", 80)
+	sl := slice("default", "web", 80, sliceEndpoint("10.244.2.7", "node-2", true), sliceEndpoint("10.244.1.8", "node-1", true))
+	c := &Cluster{
+		Pods:     []v1.Pod{*client, *web1, *web2, *pod("default", "other", "node-1", "10.244.1.9", nil)},
+		Services: []*v1.Service{svc}, Slices: []*discoveryv1.EndpointSlice{sl},
+		Nodes:  []*v1.Node{node("node-1", "172.30.0.11", "10.244.1.0/24"), node("node-2", "172.30.0.12", "10.244.2.0/24")},
+		Zone:   zoneOf([]*v1.Service{svc}, []*discoveryv1.EndpointSlice{sl}),
+		Domain: "cluster.local", RoutingMode: "direct",
+	}
+	c.Policy, c.PolicyErrors, _ = compile(t, []*networkingv1.NetworkPolicy{apiAllow}, client, web1, web2, &c.Pods[3])
+	return c
+}
+
+// A Service whose endpoints disagree is PARTLY allowed, one path each;
+// a probe's reply is checked against the path of the pod that answered.
+func TestExplainPartlyAndCheckProbe(t *testing.T) {
+	c := partlyCluster(t)
+	e, err := c.Explain(Request{Src: PodName{"default", "other"}, Target: Target{Name: "web", Protocol: v1.ProtocolTCP, Port: 80}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Verdict != VerdictPartly || len(e.Paths) != 2 || e.Allowed() {
+		t.Fatalf("verdict %s with %d paths, want partly with 2:\n%s", e.Verdict, len(e.Paths), e)
+	}
+	if tgt, proto, ok := e.ProbeTarget(); !ok || tgt != "10.96.0.80:80" || proto != "tcp" {
+		t.Errorf("ProbeTarget = %s %s %v, want the cluster IP over tcp", tgt, proto, ok)
+	}
+	noReply := &probe.NoReplyError{Err: errors.New("i/o timeout")}
+	for _, tc := range []struct {
+		name   string
+		reply  probe.Reply
+		err    error
+		agrees bool
+	}{
+		{"the allowed endpoint answered", probe.Reply{Pod: "web-2"}, nil, true},
+		{"the denied endpoint answered", probe.Reply{Pod: "web-1"}, nil, false},
+		{"no reply where some paths are denied", probe.Reply{}, noReply, true},
+		{"an unknown server answered", probe.Reply{Body: "hello"}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := e.CheckProbe("10.96.0.80:80", tc.reply, tc.err); got.Agrees != tc.agrees {
+				t.Errorf("CheckProbe: %+v, want agrees=%v", got, tc.agrees)
+			}
+		})
+	}
+	// From the client, both paths are allowed; no reply then disagrees.
+	e, err = c.Explain(Request{Src: PodName{"default", "client"}, Target: Target{Object: Object{KindService, "default", "web"}, Protocol: v1.ProtocolTCP, Port: 80}})
+	if err != nil || e.Verdict != VerdictAllowed {
+		t.Fatalf("client -> svc/web: %v, %v", err, e)
+	}
+	if got := e.CheckProbe("10.96.0.80:80", probe.Reply{}, noReply); got.Agrees {
+		t.Errorf("no reply where trace allows: %+v, want a disagreement", got)
+	}
+	b, err := json.Marshal(e)
+	if err != nil || !strings.Contains(string(b), `"verdict":"allowed"`) || !strings.Contains(string(b), `"allowedBy":["default/api-allow ingress[0]"]`) {
+		t.Errorf("JSON: %v\n%s", err, b)
 	}
 }
