@@ -176,6 +176,10 @@ func (c *Cluster) follow(e *Explanation, src *policy.Pod, d netip.Addr) error {
 		}
 		return nil
 	}
+	if svc := c.serviceWithIP(d); svc != nil {
+		e.Notes = append(e.Notes, fmt.Sprintf("%s is Service %s/%s's cluster IP: the proxy translates TCP, UDP and SCTP only, so nothing answers %s there",
+			d, svc.Namespace, svc.Name, strings.ToLower(string(e.Protocol))))
+	}
 	e.Paths = append(e.Paths, c.path(e, src, d, uint16(e.Port)))
 	return nil
 }
