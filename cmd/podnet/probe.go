@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podnet/podnet/internal/probe"
@@ -29,9 +32,18 @@ this machine's resolver; a name alone is refused, since it reads like a DNS
 name, which only the cluster's DNS could answer: use podnet exec POD -- curl
 NAME for that. POD is NAME, NS/NAME or pod/NAME.
 
-Exit status: 0 when a reply came back, 1 when none did (refused, dropped,
-timed out), 2 on errors (bad arguments, an unknown pod or Service, a
-namespace that cannot be entered).`
+With --matrix (and no POD or TARGET), probe every pod of --namespaces
+(default: -n's) that --selector selects, from every one of them, on --port,
+in parallel (at most --parallel at once), and print the truth table in the
+upstream Kubernetes NetworkPolicy e2e format: one row per probing pod, one
+column per probed pod (NS/NAME), "." when the probed pod answered, "X" when
+not. --expect FILE compares the table with FILE (the same format; white
+space between cells, # comments) and prints the differing cells.
+
+Exit status: 0 when a reply came back (--matrix: the table was probed; with
+--expect, it equals FILE), 1 when none did (refused, dropped, timed out;
+--expect: the tables differ), 2 on errors (bad arguments, an unknown pod or
+Service, a namespace that cannot be entered).`
 
 func newProbeCommand(cf *clusterFlags) *cobra.Command {
 	return newProbeCommandWith(cf.kubeconfig, func(cmd *cobra.Command, ns, name string) (string, error) {
@@ -59,6 +71,7 @@ func newProbeCommandWith(kubeconfig func() string, podNetNS func(cmd *cobra.Comm
 	env := probeEnv{kubeconfig: kubeconfig, podNetNS: podNetNS, client: client}
 	var protocol string
 	var timeout time.Duration
+	var mo matrixFlags
 	nsf := &namespaceFlag{kubeconfig: kubeconfig}
 	cmd := &cobra.Command{
 		Use:   "probe [-n NS] POD TARGET:PORT",
@@ -69,14 +82,22 @@ func newProbeCommandWith(kubeconfig func() string, podNetNS func(cmd *cobra.Comm
   podnet probe frontend svc/nginx-service:80    # through the Service's cluster IP
   podnet probe frontend 10.96.0.1:443           # an address: the kubernetes Service
   podnet probe frontend secure/pod/database:5432
-  podnet probe -n secure database 203.0.113.53:53 --protocol udp --timeout 3s`,
+  podnet probe -n secure database 203.0.113.53:53 --protocol udp --timeout 3s
+  podnet probe --matrix --namespaces default,secure --port 80
+  podnet probe --matrix -n shop --selector tier=web --port 8080 --expect shop-8080.txt`,
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 2 {
+			switch {
+			case mo.matrix && len(args) != 0:
+				return exitError{code: 2, msg: fmt.Sprintf("probe --matrix takes no POD or TARGET, got %d arguments", len(args))}
+			case !mo.matrix && len(args) != 2:
 				return exitError{code: 2, msg: fmt.Sprintf("probe takes POD and TARGET:PORT, got %d arguments", len(args))}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if mo.matrix {
+				return env.runMatrix(cmd, nsf.get(), protocol, timeout, mo)
+			}
 			return env.run(cmd, nsf.get(), protocol, timeout, args[0], args[1])
 		},
 	}
@@ -84,6 +105,7 @@ func newProbeCommandWith(kubeconfig func() string, podNetNS func(cmd *cobra.Comm
 	nsf.register(cmd, "namespace of POD and of TARGET when it names a pod or Service without NS")
 	cmd.Flags().StringVar(&protocol, "protocol", "tcp", "tcp or udp")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Second, "how long to wait for a reply")
+	mo.register(cmd)
 	return cmd
 }
 
@@ -150,4 +172,97 @@ func (env probeEnv) resolve(ctx context.Context, ns, protocol, target string) (s
 		return "", err
 	}
 	return netip.AddrPortFrom(addr, uint16(tgt.Port)).String(), nil
+}
+
+// matrixFlags are probe --matrix's flags.
+type matrixFlags struct {
+	matrix           bool
+	namespaces       []string
+	selector, expect string
+	port, parallel   int
+}
+
+func (m *matrixFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&m.matrix, "matrix", false, "probe every pair of pods and print the truth table")
+	f.StringSliceVar(&m.namespaces, "namespaces", nil, "--matrix: the namespaces whose pods take part (default: -n's)")
+	f.StringVarP(&m.selector, "selector", "l", "", "--matrix: a label selector of the pods that take part")
+	f.IntVar(&m.port, "port", 80, "--matrix: the port to probe")
+	f.IntVar(&m.parallel, "parallel", 32, "--matrix: probes in flight at most")
+	f.StringVar(&m.expect, "expect", "", "--matrix: a file with the expected table; exit 1 and print the differing cells when they differ")
+}
+
+// runMatrix probes the matrix and prints it (and the differences from
+// --expect).
+func (env probeEnv) runMatrix(cmd *cobra.Command, ns, protocol string, timeout time.Duration, mo matrixFlags) error {
+	var want *probe.Matrix
+	if mo.expect != "" {
+		b, err := os.ReadFile(mo.expect)
+		if err != nil {
+			return exitError{code: 2, msg: err.Error()}
+		}
+		if want, err = probe.ParseMatrix(string(b)); err != nil {
+			return exitError{code: 2, msg: fmt.Sprintf("%s: %v", mo.expect, err)}
+		}
+	}
+	namespaces := mo.namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{ns}
+	}
+	pods, err := env.matrixPods(cmd, namespaces, mo.selector)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	m, err := probe.RunMatrix(cmd.Context(), pods, probe.MatrixOptions{Protocol: protocol, Port: mo.port, Timeout: timeout, Parallel: mo.parallel})
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprint(out, m)
+	if want == nil {
+		return nil
+	}
+	diff := probe.Diff(want, m)
+	if len(diff) == 0 {
+		fmt.Fprintf(out, "as expected (%s)\n", mo.expect)
+		return nil
+	}
+	fmt.Fprintf(out, "%d cell(s) differ from %s:\n", len(diff), mo.expect)
+	for _, d := range diff {
+		fmt.Fprintln(out, "  "+d)
+	}
+	return exitError{code: 1, quiet: true}
+}
+
+// matrixPods lists the pods of the namespaces that the selector selects,
+// running with an address and their own network namespace (host-network
+// pods are left out: their traffic is their node's), sorted by NS/NAME.
+func (env probeEnv) matrixPods(cmd *cobra.Command, namespaces []string, selector string) ([]probe.MatrixPod, error) {
+	client, err := env.client()
+	if err != nil {
+		return nil, err
+	}
+	var out []probe.MatrixPod
+	for _, ns := range namespaces {
+		list, err := client.CoreV1().Pods(ns).List(cmd.Context(), metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return nil, fmt.Errorf("list pods of %s: %w", ns, err)
+		}
+		for _, p := range list.Items {
+			addr, err := netip.ParseAddr(p.Status.PodIP)
+			if err != nil || p.Spec.HostNetwork || p.Status.Phase != v1.PodRunning || p.DeletionTimestamp != nil {
+				continue
+			}
+			nsPath, err := env.podNetNS(cmd, p.Namespace, p.Name)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, probe.MatrixPod{Key: p.Namespace + "/" + p.Name, Name: p.Name, Addr: addr.Unmap(), NetNS: nsPath})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no running pods in %s (selector %q)", strings.Join(namespaces, ", "), selector)
+	}
+	slices.SortFunc(out, func(a, b probe.MatrixPod) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
 }

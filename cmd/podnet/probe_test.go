@@ -154,3 +154,48 @@ func TestProbeExitStatus(t *testing.T) {
 		})
 	}
 }
+
+// probe --matrix over one pod, api, whose address is loopback and whose
+// network namespace is this process's: it answers itself as "api" (a
+// test server named api on the port), and --expect compares.
+func TestProbeMatrix(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("entering a network namespace (even this process's own) needs CAP_SYS_ADMIN")
+	}
+	self := "/proc/self/ns/net"
+	_, port, _ := net.SplitHostPort(startTestServer(t, "api"))
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	same := write("same", "# api reaches itself\n-\tdefault/api\ndefault/api\t.\n")
+	differ := write("differ", "-\tdefault/api\ndefault/api\tX\n")
+	bad := write("bad", "default/api .\n")
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		code  int
+		out   string
+	}{
+		{name: "the table in the upstream format: 0", code: 0, out: "-\tdefault/api\ndefault/api\t.\n"},
+		{name: "a closed port is X: 0 (the table was probed)", extra: []string{"--port", closedPortNumber(t)}, code: 0, out: "default/api\tX\n"},
+		{name: "--expect that agrees: 0", extra: []string{"--expect", same}, code: 0, out: "as expected"},
+		{name: "--expect that differs: 1 with the cells", extra: []string{"--expect", differ}, code: 1,
+			out: "1 cell(s) differ from " + differ + ":\n  default/api -> default/api: connected (.), want X\n"},
+		{name: "a bad --expect file: 2", extra: []string{"--expect", bad}, code: 2, out: "the header starts with -"},
+		{name: "a selector that selects nothing: 2", extra: []string{"-l", "app=none"}, code: 2, out: "no running pods in default"},
+		{name: "--matrix takes no pod: 2", extra: []string{"web"}, code: 2, out: "takes no POD or TARGET"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--matrix", "--port", port, "--timeout", "2s"}, tc.extra...)
+			out, code := runProbe(t, self, nil, args...)
+			if code != tc.code || !strings.Contains(out, tc.out) {
+				t.Errorf("exit %d, output %q; want exit %d with %q", code, out, tc.code, tc.out)
+			}
+		})
+	}
+}

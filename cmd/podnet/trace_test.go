@@ -68,10 +68,16 @@ func TestTraceCommand(t *testing.T) {
 		code int    // 0 allowed, 1 denied, 2 error
 		out  string // a part of stdout, or of the error for code 2
 	}{
-		{name: "an allowed connection exits 0", args: []string{"web-1", "client"}, code: 0, out: `default/web-1 (10.244.2.7, node-2) -> default/client (10.244.1.5, node-1) tcp/80: ALLOWED
+		{name: "an allowed connection exits 0", args: []string{"web-1", "client"}, code: 0, out: `default/web-1 (10.244.2.7, node-2) -> default/client tcp/80: ALLOWED
+to 10.244.1.5:80 (default/client): ALLOWED
+  route: node-2 -> node-1: none: node-2 has no route to node-1's pod CIDR
   egress  at default/web-1: no policy selects this pod for egress -> allowed
   ingress at default/client: no policy selects this pod for ingress -> allowed
 `},
+		{name: "-o json prints the explanation as data", args: []string{"web-1", "client", "-o", "json"}, code: 0,
+			out: `"verdict": "allowed"`},
+		{name: "a bad -o exits 2", args: []string{"web-1", "client", "-o", "yaml"}, code: 2, out: "want text or json"},
+		{name: "--probe needs a local cluster", args: []string{"web-1", "client", "--probe"}, code: 2, out: "--probe needs the pod on a local cluster"},
 		{name: "a denied connection exits 1", args: []string{"-n", "default", "client", "10.244.2.7:8080"}, code: 1,
 			out: "isolated by default/web-deny; no rule allows tcp/8080 from 10.244.1.5 -> DENIED"},
 		{name: "an unknown pod exits 2", args: []string{"nobody", "web-1"}, code: 2, out: "pod default/nobody not found"},

@@ -10,6 +10,13 @@
 // (bad target or protocol, a namespace that cannot be entered; the caller's
 // problem).
 //
+// RunMatrix probes every pair of a set of pods in parallel (bounded) and
+// returns a Matrix, the truth table `podnet probe --matrix` prints in the
+// upstream Kubernetes NetworkPolicy e2e format ("." connected, "X" not);
+// ParseMatrix reads that format back (an --expect file) and Diff lists the
+// cells where two matrices disagree. These are the functions the web UI
+// calls too.
+//
 // Dangerous: the target must be an address. A name would be resolved by
 // this machine's resolver, outside the cluster, so names are refused here;
 // podnet probe turns pod/NAME and svc/NAME into addresses through the API

@@ -88,6 +88,11 @@ func (s *ServicePort) internalEndpoints() []Endpoint {
 	return s.clusterEndpoints()
 }
 
+// InternalEndpoints are the endpoints a connection to a cluster IP from
+// this node may be sent to (internalEndpoints): what podnet trace shows,
+// so that trace and the rendered rules read one model.
+func (s *ServicePort) InternalEndpoints() []Endpoint { return s.internalEndpoints() }
+
 // clusterEndpoints returns the endpoints of the Cluster traffic policy
 // (kube-proxy's cluster policy chain): trafficDistribution's choice, else
 // all. External traffic of externalTrafficPolicy Cluster uses them whatever

@@ -68,8 +68,15 @@ const TargetForms = "pod/NAME, svc/NAME, NS/pod/NAME or NS/svc/NAME"
 // Target is a parsed target: a pod, a Service or an address, and what to
 // reach on it.
 type Target struct {
-	Object Object     // the pod or Service, when Addr is not valid
+	Object Object     // the pod or Service, when Addr and Name are not set
 	Addr   netip.Addr // valid when the target is an address
+	// Name is a DNS name (a name with a dot that is no address), resolved
+	// as the source pod's resolver would.
+	Name string
+	// Bare is set for a NAME given alone (no kind, no namespace): a pod of
+	// that name if there is one, else a DNS name the pod's search path
+	// completes (a Service of its namespace, say).
+	Bare bool
 	// Protocol is TCP, UDP, SCTP or ProtocolICMP; Port is 0 for ICMP.
 	Protocol v1.Protocol
 	Port     int32
@@ -77,11 +84,13 @@ type Target struct {
 
 // ParseTarget parses podnet trace's TARGET[:PORT[/PROTO]]. TARGET is a pod
 // or Service by kind (TargetForms), a pod's NAME or NS/NAME alone (the
-// short form: trace reads only the API server, so a name is never taken
-// for a DNS name), an IPv4 address, or an IPv6 address (in brackets when a
-// port follows); the part after the colon is PORT, PORT/PROTO or PROTO
-// alone (icmp, or a protocol with the default port 80). A NAME without NS
-// is in defaultNS.
+// short form; a NAME alone that is no pod's is taken for a DNS name, see
+// Target.Bare), a DNS name with a dot (web.shop, web.shop.svc.cluster.local,
+// example.com: resolved as the pod's resolver would, from the cluster's
+// records, never by this machine), an IPv4 address, or an IPv6 address (in
+// brackets when a port follows); the part after the colon is PORT,
+// PORT/PROTO or PROTO alone (icmp, or a protocol with the default port
+// 80). A NAME without NS is in defaultNS.
 func ParseTarget(s, defaultNS string) (Target, error) {
 	host, spec, hasSpec, err := splitTarget(s)
 	if err != nil {
@@ -133,11 +142,19 @@ func parseHost(s, host, defaultNS string, short bool, t *Target) error {
 	} else if strings.Count(host, ".") == 3 && strings.Trim(host, "0123456789.") == "" {
 		return fmt.Errorf("%q: bad IPv4 address: %w", s, err)
 	}
+	if short && strings.Contains(host, ".") && !strings.Contains(host, "/") {
+		if errs := validation.IsDNS1123Subdomain(strings.ToLower(strings.TrimSuffix(host, "."))); len(errs) > 0 {
+			return fmt.Errorf("%q: bad DNS name: %s", s, strings.Join(errs, "; "))
+		}
+		t.Name = host
+		return nil
+	}
 	o, err := parseObject(host, defaultNS, short)
 	if err != nil {
 		return fmt.Errorf("%q: %w", s, err)
 	}
 	t.Object = o
+	t.Bare = short && !strings.Contains(host, "/")
 	return nil
 }
 

@@ -6,52 +6,68 @@ import (
 	"net/netip"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/dns"
 	"github.com/podnet/podnet/internal/policy"
+	"github.com/podnet/podnet/internal/routing"
 )
 
-// FromAPI reads the objects NetworkPolicy needs from the API server once
-// (Pods, Namespaces, NetworkPolicies), compiles the policies, resolves src
-// and tgt to pods or addresses, and traces the connection. It also returns
-// the compiler's errors (policies with parts podnet cannot use), for the
-// caller to warn about; the ones that take part in the verdict are notes
-// of the Result too.
-//
-// Services are not followed yet: a target that is a Service's name or
-// cluster IP is an error that says so.
-func FromAPI(ctx context.Context, client kubernetes.Interface, src PodName, tgt Target) (*Result, []policy.Error, error) {
+// ReadCluster reads what a trace needs from the API server, one list of
+// each kind (Pods, Namespaces, NetworkPolicies, Services, EndpointSlices,
+// Nodes), compiles the policies and builds the DNS records of domain
+// (e.g. "cluster.local"). mode is the agents' routing mode.
+func ReadCluster(ctx context.Context, client kubernetes.Interface, domain, mode string) (*Cluster, error) {
 	podList, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list pods: %w", err)
+		return nil, fmt.Errorf("list pods: %w", err)
 	}
-	compiled, errs, err := compileFromAPI(ctx, client, podList.Items)
+	c := &Cluster{Pods: podList.Items, Domain: domain, RoutingMode: mode}
+	if c.Policy, c.PolicyErrors, err = compileFromAPI(ctx, client, podList.Items); err != nil {
+		return nil, err
+	}
+	svcList, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	sliceList, err := client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list endpointslices: %w", err)
+	}
+	nodeList, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	for i := range svcList.Items {
+		c.Services = append(c.Services, &svcList.Items[i])
+	}
+	for i := range sliceList.Items {
+		c.Slices = append(c.Slices, &sliceList.Items[i])
+	}
+	for i := range nodeList.Items {
+		c.Nodes = append(c.Nodes, &nodeList.Items[i])
+	}
+	pods := make([]*v1.Pod, len(c.Pods))
+	for i := range c.Pods {
+		pods[i] = &c.Pods[i]
+	}
+	c.Zone = dns.NewZone(dns.Config{Zone: domain, TTL: 5})
+	c.Zone.Store(dns.Build(c.Services, c.Slices, pods, dns.ClusterRanges(nil, c.Nodes)))
+	return c, nil
+}
+
+// FromAPI reads the cluster (ReadCluster, for cluster.local and direct
+// routing) and explains one connection.
+func FromAPI(ctx context.Context, client kubernetes.Interface, req Request) (*Explanation, []policy.Error, error) {
+	c, err := ReadCluster(ctx, client, "cluster.local", routing.ModeDirect)
 	if err != nil {
 		return nil, nil, err
 	}
-	srcPod, err := lookupPod(compiled, podList.Items, src)
-	if err != nil {
-		return nil, nil, err
-	}
-	q := Query{Src: Endpoint{Pod: srcPod}, Protocol: tgt.Protocol, Port: tgt.Port}
-	if tgt.Addr.IsValid() {
-		q.Dst.Addr = tgt.Addr
-	} else {
-		dstPod, err := targetPod(ctx, client, compiled, podList.Items, tgt.Object)
-		if err != nil {
-			return nil, nil, err
-		}
-		q.Dst = Endpoint{Addr: dstPod.IPs[0], Pod: dstPod}
-	}
-	if q.Src.Addr, err = addrOfFamily(srcPod, q.Dst.Addr); err != nil {
-		return nil, nil, err
-	}
-	if svc := serviceWithIP(ctx, client, q.Dst.Addr); svc != "" {
-		return nil, nil, fmt.Errorf("%s is Service %s's cluster IP; podnet trace does not follow Services yet: trace to one of its pods", q.Dst.Addr, svc)
-	}
-	return Trace(compiled, errs, q), errs, nil
+	e, err := c.Explain(req)
+	return e, c.PolicyErrors, err
 }
 
 // compileFromAPI lists Namespaces and NetworkPolicies and compiles them
@@ -83,42 +99,74 @@ func compileFromAPI(ctx context.Context, client kubernetes.Interface, podItems [
 	return compiled, errs, nil
 }
 
-// lookupPod finds a pod by name among the compiled pods, explaining why
-// when it is not there.
-func lookupPod(c *policy.Compiled, items []v1.Pod, ref PodName) (*policy.Pod, error) {
-	if p := c.Pods[ref.String()]; p != nil {
+// findPod finds a pod by name among the compiled pods, explaining why
+// when it is not there (ErrNotFound when it does not exist).
+func (c *Cluster) findPod(ref PodName) (*policy.Pod, error) {
+	if p := c.Policy.Pods[ref.String()]; p != nil {
 		return p, nil
 	}
-	for i := range items {
-		if items[i].Namespace == ref.Namespace && items[i].Name == ref.Name {
-			return nil, fmt.Errorf("pod %s has no address (phase %s): it does not take part in the network", ref, items[i].Status.Phase)
+	for i := range c.Pods {
+		if c.Pods[i].Namespace == ref.Namespace && c.Pods[i].Name == ref.Name {
+			return nil, fmt.Errorf("pod %s has no address (phase %s): it does not take part in the network", ref, c.Pods[i].Status.Phase)
 		}
 	}
-	return nil, fmt.Errorf("pod %s not found", ref)
+	return nil, fmt.Errorf("pod %s %w", ref, ErrNotFound)
 }
 
-// targetPod finds the pod a target names. A Service is an error that says
-// what to do instead, also when a pod's short name turns out to be a
-// Service's.
-func targetPod(ctx context.Context, client kubernetes.Interface, c *policy.Compiled, items []v1.Pod, o Object) (*policy.Pod, error) {
-	svc := Object{Kind: KindService, Namespace: o.Namespace, Name: o.Name}
-	if o.Kind == KindService {
-		return nil, serviceNotFollowed(svc)
-	}
-	p, err := lookupPod(c, items, o.Pod())
-	if err != nil {
-		if _, serr := client.CoreV1().Services(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{}); serr == nil {
-			return nil, fmt.Errorf("%s is a Service, not a pod: %w", o.Pod(), serviceNotFollowed(svc))
+// serviceIP is the cluster IP of the Service t names.
+func (c *Cluster) serviceIP(t Target) (netip.Addr, error) {
+	o := t.Object
+	for _, s := range c.Services {
+		if s.Namespace != o.Namespace || s.Name != o.Name {
+			continue
 		}
-		return nil, err
+		switch {
+		case s.Spec.Type == v1.ServiceTypeExternalName:
+			return netip.Addr{}, fmt.Errorf("service %s is an ExternalName (%s): trace its DNS name, %s.%s", o.Key(), s.Spec.ExternalName, o.Name, o.Namespace)
+		case s.Spec.ClusterIP == "" || s.Spec.ClusterIP == v1.ClusterIPNone:
+			return netip.Addr{}, fmt.Errorf("service %s is headless (no cluster IP): trace its DNS name, %s.%s, or one of its pods", o.Key(), o.Name, o.Namespace)
+		}
+		a, err := netip.ParseAddr(s.Spec.ClusterIP)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("service %s: bad clusterIP: %w", o.Key(), err)
+		}
+		return a.Unmap(), nil
 	}
-	return p, nil
+	return netip.Addr{}, fmt.Errorf("service %s %w", o.Key(), ErrNotFound)
 }
 
-// serviceNotFollowed is the error for a Service as trace's target.
-func serviceNotFollowed(svc Object) error {
-	return fmt.Errorf("podnet trace does not follow Services yet: trace to one of the pods behind %s "+
-		"(podnet kubectl -- get endpointslices -n %s -l kubernetes.io/service-name=%s lists them)", svc, svc.Namespace, svc.Name)
+// serviceWithIP is the proxied Service whose cluster IP is a (nil when
+// none).
+func (c *Cluster) serviceWithIP(a netip.Addr) *v1.Service {
+	for _, s := range c.Services {
+		for _, ip := range s.Spec.ClusterIPs {
+			if b, err := netip.ParseAddr(ip); err == nil && b.Unmap() == a {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
+// slicesOf returns the EndpointSlices of svc.
+func (c *Cluster) slicesOf(svc *v1.Service) []*discoveryv1.EndpointSlice {
+	var out []*discoveryv1.EndpointSlice
+	for _, sl := range c.Slices {
+		if sl.Namespace == svc.Namespace && sl.Labels[discoveryv1.LabelServiceName] == svc.Name {
+			out = append(out, sl)
+		}
+	}
+	return out
+}
+
+// nodeZone is the node's topology.kubernetes.io/zone label.
+func (c *Cluster) nodeZone(name string) string {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n.Labels[v1.LabelTopologyZone]
+		}
+	}
+	return ""
 }
 
 // addrOfFamily returns the pod's address of dst's family.
@@ -133,21 +181,4 @@ func addrOfFamily(p *policy.Pod, dst netip.Addr) (netip.Addr, error) {
 		fam = "IPv4"
 	}
 	return netip.Addr{}, fmt.Errorf("pod %s has no %s address to reach %s from", p.Key(), fam, dst)
-}
-
-// serviceWithIP names the Service whose cluster IP is a ("" when none, or
-// when Services cannot be listed: the check is a courtesy).
-func serviceWithIP(ctx context.Context, client kubernetes.Interface, a netip.Addr) string {
-	svcs, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return ""
-	}
-	for _, s := range svcs.Items {
-		for _, ip := range s.Spec.ClusterIPs {
-			if b, err := netip.ParseAddr(ip); err == nil && b.Unmap() == a {
-				return s.Namespace + "/" + s.Name
-			}
-		}
-	}
-	return ""
 }

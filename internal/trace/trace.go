@@ -1,10 +1,26 @@
-// Package trace explains a connection end to end: whether a packet from one
-// address reaches another, and which part of the cluster's configuration
-// decided it. It is the engine behind `podnet trace`: the command only
-// parses flags and prints. Trace works on compiled objects alone and
-// touches no kernel state, so everything it says can be tested from
-// objects; FromAPI reads the API server (one list of each kind), and
-// ParsePod and ParseTarget read the command's arguments.
+// Package trace explains a connection end to end: how a packet from a pod
+// reaches a target, and which part of the cluster's configuration decided
+// it. It is the engine behind `podnet trace` (and the web UI's trace form):
+// the command only parses flags and prints. Everything works on objects
+// alone and touches no kernel state, so everything it says can be tested
+// from objects; ReadCluster reads the API server (one list of each kind),
+// and ParsePod and ParseTarget read the command's arguments.
+//
+// A connection's path has stages in the order a packet meets them, and
+// each stage asks the model the component that enforces it is built on,
+// so a trace and the cluster cannot disagree about semantics:
+//
+//	DNS (ResolveName: the pod's search path and ndots against package dns's
+//	  Zone built from the cluster's records; names outside the zone are
+//	  forwarded upstream, whose answer trace cannot know)
+//	→ Service (ServiceFor: package proxy's ServicePort model, its
+//	  InternalEndpoints for the source's node; no endpoint → reject)
+//	→ per destination: route (RouteFor: package routing's DesiredRoutes)
+//	  and policy (Trace: policy.Compiled.Verdict at both ends)
+//
+// Cluster.Explain strings them together into an Explanation (text with
+// String, data with encoding/json); CheckProbe compares it with a real
+// connection made by package probe.
 //
 // The same target syntax serves podnet probe: ParseHostPort reads its
 // TARGET:PORT and Resolve turns a pod or Service named as pod/NAME,
@@ -12,24 +28,10 @@
 // server, never through a DNS resolver (this machine's would answer, not
 // the cluster's).
 //
-// A connection's path has stages in the order a packet meets them:
-//
-//	DNS (name → address) → service (ClusterIP → endpoint) → policy → route
-//
-// Only the policy stage is implemented. It asks the same evaluator the
-// nftables renderer is built on (policy.Compiled.Verdict), so a trace and
-// the kernel cannot disagree about NetworkPolicy semantics; trace only adds
-// the cases Verdict cannot see (a pod talking to itself, a host-network pod
-// talking to a pod on its own node) and words.
-//
-// Extension points: each stage is one field of Result and one formatter,
-// and Result.Allowed is the conjunction of the stages present. A DNS or
-// service stage would rewrite Query.Dst before policy runs (and say how);
-// a route stage would follow the policy stage.
-//
 // Dangerous: a trace is only as fresh as the objects it was given. It
-// describes the policy the agents should have programmed, not what a
-// particular node's kernel holds right now.
+// describes what the agents should have programmed, not what a particular
+// node's kernel holds right now (--probe checks one connection for real).
+// The routing mode is not in the API: the caller passes it.
 package trace
 
 import (
@@ -213,5 +215,45 @@ func formatEnd(w io.Writer, dir string, ep Endpoint, e policy.End, bypass, what 
 		fmt.Fprintf(w, "%sallowed by %s\n", indent, strings.Join(e.AllowedBy, ", "))
 	default:
 		fmt.Fprintf(w, "%sisolated by %s; no rule allows %s -> DENIED\n", prefix, strings.Join(e.IsolatedBy, ", "), what)
+	}
+}
+
+// PolicyView is the policy stage as data (for -o json and the web UI):
+// the egress side at the source and the ingress side at the destination.
+type PolicyView struct {
+	Egress  EndView `json:"egress"`
+	Ingress EndView `json:"ingress"`
+}
+
+// EndView is one end's verdict: the policies that isolate it, the rules
+// that allow the connection, or why the end is not policed (Bypass).
+type EndView struct {
+	At         string   `json:"at"` // NS/NAME of the pod, or the address
+	Allowed    bool     `json:"allowed"`
+	IsolatedBy []string `json:"isolatedBy,omitempty"`
+	AllowedBy  []string `json:"allowedBy,omitempty"`
+	Bypass     string   `json:"bypass,omitempty"`
+}
+
+// view returns the policy stage as data.
+func (r *Result) view() PolicyView {
+	end := func(ep Endpoint, e policy.End, bypass string) EndView {
+		v := EndView{At: ep.Addr.String(), IsolatedBy: e.IsolatedBy, AllowedBy: e.AllowedBy, Bypass: bypass}
+		if ep.Pod != nil {
+			v.At = ep.Pod.Key()
+		}
+		switch {
+		case bypass != "":
+		case ep.Pod == nil:
+			v.Bypass = "not a pod address, never isolated"
+		case ep.Pod.HostNetwork:
+			v.Bypass = "host-network pod, not policed"
+		}
+		v.Allowed = v.Bypass != "" || e.Allowed || !e.Isolated()
+		return v
+	}
+	return PolicyView{
+		Egress:  end(r.Query.Src, r.Policy.Decision.Egress, r.Policy.EgressBypass),
+		Ingress: end(r.Query.Dst, r.Policy.Decision.Ingress, r.Policy.IngressBypass),
 	}
 }
