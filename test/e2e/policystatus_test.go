@@ -78,7 +78,6 @@ func TestPolicyStatusShowsEveryNodeEnforcingTheCurrentGeneration(t *testing.T) {
 	t.Logf("generation %d in force on %d nodes %s after the update", np.Generation, len(nodes.Items), time.Since(updated).Round(time.Millisecond))
 }
 
-
 // waitInForceEverywhere waits until podnet status policies -o json shows
 // the one policy of ns at generation gen in force on n nodes.
 func (c *cluster) waitInForceEverywhere(t *testing.T, ns string, gen int64, n int) {
