@@ -22,8 +22,8 @@ type Metrics struct {
 	CacheHits        prometheus.Counter
 	CacheMisses      prometheus.Counter
 	CacheEntries     prometheus.Gauge
-	UpstreamRequests *prometheus.CounterVec // upstream, rcode
-	UpstreamErrors   *prometheus.CounterVec // upstream
+	UpstreamRequests *prometheus.CounterVec   // upstream, rcode
+	UpstreamErrors   *prometheus.CounterVec   // upstream
 	UpstreamDuration *prometheus.HistogramVec // upstream, result
 	UpstreamRejected prometheus.Counter
 	Panics           prometheus.Counter
