@@ -157,7 +157,8 @@ func (s *policySync) report(np *networkingv1.NetworkPolicy, err error, fallback 
 	s.recorder.Eventf(np, v1.EventTypeWarning, "PolicyNotApplied", "podnet on %s cannot apply this policy as written (%v); %s", s.node, err, what)
 }
 
-// usablePolicies returns the policies to compile: each as written when the
+// usablePolicies returns the policies to compile, out[i] for nps[i]
+// (status.Tracker.Committed relies on that order): each as written when the
 // compiler can use all of it, else its last good version when there is one,
 // else as written (the parts that cannot be parsed match nothing, so it
 // fails closed). report is called for every policy not used as written. It
