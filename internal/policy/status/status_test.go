@@ -172,3 +172,27 @@ func TestTheHandlerServesOneNamespaceAsJSON(t *testing.T) {
 		t.Errorf("policy off: %d, want 404", rec.Code)
 	}
 }
+
+func TestAPolicyDeletedDuringAFailedSyncStaysUntilASuccessfulOne(t *testing.T) {
+	tr := NewTracker("node-1")
+	web, db := np("web", "10", 1), np("db", "11", 1)
+	tr.Committed(at(1), list(web, db), list(web, db), nil)
+	tr.Failed(at(2), list(db), errors.New("boom"))
+	if v := tr.View(""); len(v.Policies) != 2 {
+		t.Errorf("after a failed sync: %d policies, want 2 (web's rules are still in the kernel)", len(v.Policies))
+	}
+	tr.Committed(at(3), list(db), list(db), nil)
+	if v := tr.View(""); len(v.Policies) != 1 || v.Policies[0].Name != "db" {
+		t.Errorf("after a good sync: %+v, want db only", v.Policies)
+	}
+}
+
+func TestUsedVersionsAreMatchedByNameWhenNotAligned(t *testing.T) {
+	tr := NewTracker("node-1")
+	web, db := np("web", "10", 1), np("db", "11", 1)
+	tr.Committed(at(1), list(web, db), list(db), nil)
+	v := tr.View("")
+	if len(v.Policies) != 2 || v.Policies[0].Name != "db" || v.Policies[0].InForce == nil || v.Policies[1].InForce != nil {
+		t.Errorf("view %+v, want db in force and web not", v.Policies)
+	}
+}
