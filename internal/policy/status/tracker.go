@@ -177,14 +177,10 @@ func (t *Tracker) Failed(at time.Time, seen []*networkingv1.NetworkPolicy, err e
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastError, t.lastErrorTime = err.Error(), at
-	t.epoch++
+	// Deleted policies keep their entries: their rules stay until a sync
+	// succeeds.
 	for _, np := range seen {
 		t.entry(np)
-	}
-	// Deleted policies keep their entries: their rules stay until a sync
-	// succeeds. Keep them in this epoch too.
-	for _, e := range t.policies {
-		e.epoch = t.epoch
 	}
 }
 
