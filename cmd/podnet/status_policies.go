@@ -53,12 +53,9 @@ The command exits 0 whatever the states: read them.`,
   podnet status policies -o json | jq -r '.[] | select(any(.nodes[]; .state != "InForce")) | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, client, err := connect()
+			client, port, err := connectAgents(cmd, connect, port)
 			if err != nil {
 				return err
-			}
-			if !cmd.Flags().Changed("metrics-port") && cfg != nil && cfg.Containerd() {
-				port = deployedMetricsPort // the DaemonSet's agents, deploy/base/agent.yaml
 			}
 			rows, err := status.Read(cmd.Context(), client, port, namespace)
 			if err != nil {
@@ -67,10 +64,30 @@ The command exits 0 whatever the states: read them.`,
 			return printPolicyStatus(cmd.OutOrStdout(), rows, output, time.Now())
 		},
 	}
-	cmd.Flags().IntVar(&port, "metrics-port", 10249, "the agents' metrics port (their --metrics-addr; 10264 for deploy/'s DaemonSet, the default on a containerd local cluster)")
+	addMetricsPortFlag(cmd, &port)
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only the policies of this namespace (default: every namespace)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide (one line per policy and node) or json")
 	return cmd
+}
+
+// addMetricsPortFlag adds --metrics-port, the agents' port that a command
+// reads through the API server's node proxy.
+func addMetricsPortFlag(cmd *cobra.Command, port *int) {
+	cmd.Flags().IntVar(port, "metrics-port", 10249, "the agents' metrics port (their --metrics-addr; 10264 for deploy/'s DaemonSet, the default on a containerd local cluster)")
+}
+
+// connectAgents connects to the cluster and returns the agents' metrics
+// port: port, or deploy/'s on a containerd local cluster unless
+// --metrics-port was given.
+func connectAgents(cmd *cobra.Command, connect func() (*localcluster.Config, kubernetes.Interface, error), port int) (kubernetes.Interface, int, error) {
+	cfg, client, err := connect()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !cmd.Flags().Changed("metrics-port") && cfg != nil && cfg.Containerd() {
+		port = deployedMetricsPort // the DaemonSet's agents, deploy/base/agent.yaml
+	}
+	return client, port, nil
 }
 
 // printPolicyStatus prints rows as output says; ages are relative to now.

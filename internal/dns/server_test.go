@@ -516,14 +516,20 @@ func TestServerLimitsConcurrentUpstreamQueries(t *testing.T) {
 	}
 }
 
-func TestServerFailsOverAndCountsUpstreamErrors(t *testing.T) {
-	up := startUpstream(t)
-	// A UDP port nobody answers on: the exchange times out.
+// deadUpstream is a UDP port nobody answers on: an exchange times out.
+func deadUpstream(t *testing.T) net.PacketConn {
+	t.Helper()
 	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dead.Close()
+	t.Cleanup(func() { dead.Close() })
+	return dead
+}
+
+func TestServerFailsOverAndCountsUpstreamErrors(t *testing.T) {
+	up := startUpstream(t)
+	dead := deadUpstream(t)
 	s := startServer(t, readyZone(), &dns.ForwarderConfig{Upstreams: []string{dead.LocalAddr().String(), up.addr}, Timeout: 200 * time.Millisecond})
 	for i := range 4 {
 		r := exchange(t, "udp", s.addr, query(fmt.Sprintf("h%d.example.org.", i), mdns.TypeA, 0, false))
@@ -542,11 +548,7 @@ func TestServerFailsOverAndCountsUpstreamErrors(t *testing.T) {
 // under its address, a failed one (here a timeout) as an error.
 func TestServerTimesEachUpstream(t *testing.T) {
 	up := startUpstream(t)
-	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
+	dead := deadUpstream(t)
 	timeout := 200 * time.Millisecond
 	s := startServer(t, readyZone(), &dns.ForwarderConfig{Upstreams: []string{dead.LocalAddr().String(), up.addr}, Timeout: timeout})
 	for i := range 3 {

@@ -24,7 +24,22 @@ import (
 // --raw, as docs/troubleshooting.md shows), and an update shows its new
 // generation in force on every node.
 func TestPolicyStatusShowsEveryNodeEnforcingTheCurrentGeneration(t *testing.T) {
-	c := sharedCluster(t)
+	checkPolicyStatus(t, sharedCluster(t), 10249)
+}
+
+// TestPolicyStatusOnTheContainerdCluster: the same with deploy/'s
+// DaemonSet agents, on their metrics port.
+func TestPolicyStatusOnTheContainerdCluster(t *testing.T) {
+	checkPolicyStatus(t, containerdCluster(t), deployedMetricsPortE2E)
+}
+
+// deployedMetricsPortE2E is deploy/base/agent.yaml's metrics port.
+const deployedMetricsPortE2E = 10264
+
+// checkPolicyStatus creates a policy in a namespace of its own, waits
+// until every node enforces it, updates it and waits for the new
+// generation; port is the agents' metrics port.
+func checkPolicyStatus(t *testing.T, c *cluster, port int) {
 	cs := c.client(t)
 	ctx := context.Background()
 	ns := "polstat-" + randHex(3)
@@ -57,7 +72,7 @@ func TestPolicyStatusShowsEveryNodeEnforcingTheCurrentGeneration(t *testing.T) {
 		t.Errorf("podnet status policies -n %s: %v\n%s", ns, err, out)
 	}
 	for _, n := range nodes.Items {
-		raw := c.kubectl(t, "get", "--raw", fmt.Sprintf("/api/v1/nodes/%s:10249/proxy/policy/status?namespace=%s", n.Name, ns))
+		raw := c.kubectl(t, "get", "--raw", fmt.Sprintf("/api/v1/nodes/%s:%d/proxy/policy/status?namespace=%s", n.Name, port, ns))
 		var v status.NodeView
 		if err := json.Unmarshal([]byte(raw), &v); err != nil || len(v.Policies) != 1 || v.Policies[0].InForce == nil || v.Policies[0].InForce.UID != np.UID {
 			t.Errorf("kubectl get --raw on %s: %v, view %+v", n.Name, err, v)
