@@ -3,6 +3,7 @@ package status
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -195,4 +196,23 @@ func TestUsedVersionsAreMatchedByNameWhenNotAligned(t *testing.T) {
 	if len(v.Policies) != 2 || v.Policies[0].Name != "db" || v.Policies[0].InForce == nil || v.Policies[1].InForce != nil {
 		t.Errorf("view %+v, want db in force and web not", v.Policies)
 	}
+}
+
+// TestReadersAndTheSyncRunConcurrently is for the race detector: the HTTP
+// handler reads while the sync records.
+func TestReadersAndTheSyncRunConcurrently(t *testing.T) {
+	tr := NewTracker("node-1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			p := np("web", fmt.Sprint(i), int64(i+1))
+			tr.Committed(at(i), list(p), list(p), nil)
+		}
+	}()
+	for range 200 {
+		rec := httptest.NewRecorder()
+		tr.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, Path, nil))
+	}
+	<-done
 }
