@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -58,6 +59,9 @@ func readView(ctx context.Context, client kubernetes.Interface, node string, por
 		req = req.Param("namespace", namespace)
 	}
 	b, err := req.DoRaw(ctx)
+	if apierrors.IsNotFound(err) {
+		return NodeView{}, fmt.Errorf("%s: not served: NetworkPolicy enforcement is off on this node, or its agent predates it: %w", Path, err)
+	}
 	if err != nil {
 		return NodeView{}, fmt.Errorf("%s: %w", Path, err)
 	}
