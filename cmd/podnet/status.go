@@ -21,6 +21,9 @@ func newStatusCommand(cf *clusterFlags) *cobra.Command {
 	lbs := newStatusLoadBalancersCommand(cf.client)
 	cf.register(lbs, false)
 	cmd.AddCommand(lbs)
+	pols := newStatusPoliciesCommand(cf.client)
+	cf.register(pols, false)
+	cmd.AddCommand(pols)
 	return cmd
 }
 

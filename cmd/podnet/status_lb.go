@@ -43,12 +43,9 @@ a split brain that the agents settle within a second.`,
   podnet status loadbalancers --cluster dev`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, client, err := connect()
+			client, port, err := connectAgents(cmd, connect, port)
 			if err != nil {
 				return err
-			}
-			if !cmd.Flags().Changed("metrics-port") && cfg != nil && cfg.Containerd() {
-				port = deployedMetricsPort // the DaemonSet's agents, deploy/base/agent.yaml
 			}
 			views, unreachable, err := readLBViews(cmd.Context(), client, port)
 			if err != nil {
@@ -61,7 +58,7 @@ a split brain that the agents settle within a second.`,
 			return printLBRows(cmd.OutOrStdout(), lbRows(svcs.Items, views), unreachable)
 		},
 	}
-	cmd.Flags().IntVar(&port, "metrics-port", 10249, "the agents' metrics port (their --metrics-addr; 10264 for deploy/'s DaemonSet, the default on a containerd local cluster)")
+	addMetricsPortFlag(cmd, &port)
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/policy"
+	"github.com/podnet/podnet/internal/policy/status"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
 )
@@ -93,12 +94,15 @@ func Run(ctx context.Context, cfg Config) error {
 	// nothing here reads them.
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(dropManagedFields))
 	d := controller.Deps{Client: client, Factory: factory, Metrics: m.controllers, Log: cfg.Log}
-	lb := lbExtras{status: announce.NewStatus(), stopped: &sync.WaitGroup{}}
-	ctrls, err := newControllers(ctx, d, cfg, m, lb)
+	ex := extras{lb: announce.NewStatus(), stopped: &sync.WaitGroup{}}
+	if !cfg.DisablePolicy {
+		ex.policy = status.NewTracker(cfg.NodeName)
+	}
+	ctrls, err := newControllers(ctx, d, cfg, m, ex)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	if err := serveHTTP(ctx, cfg, m.reg, ctrls, lb.status); err != nil {
+	if err := serveHTTP(ctx, cfg, m.reg, ctrls, ex.lb, ex.policy); err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
@@ -108,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Go(func() { c.Run(ctx) })
 	}
 	wg.Wait()
-	lb.stopped.Wait() // the announcer has handed its VIPs over
+	ex.stopped.Wait() // the announcer has handed its VIPs over
 	factory.Shutdown()
 	return nil
 }
@@ -134,7 +138,7 @@ func restConfig(cfg Config) (*rest.Config, error) {
 
 // newControllers constructs the controllers that are on. A new component
 // adds one line here.
-func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics, lb lbExtras) ([]*controller.Controller, error) {
+func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metrics, ex extras) ([]*controller.Controller, error) {
 	var ctrls []*controller.Controller
 	for _, c := range []struct {
 		on  bool
@@ -150,12 +154,12 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 				PodCIDRs: cfg.ClusterCIDRs, NodePortAddresses: cfg.NodePortAddresses})
 		}},
 		{!cfg.DisablePolicy, func() (*controller.Controller, error) {
-			return policy.NewController(ctx, d, m.policy, policy.ControllerConfig{NodeName: cfg.NodeName})
+			return policy.NewController(ctx, d, m.policy, policy.ControllerConfig{NodeName: cfg.NodeName, Status: ex.policy})
 		}},
 		{cfg.LBAnnounce, func() (*controller.Controller, error) {
 			return announce.NewController(ctx, d, m.lb, announce.ControllerConfig{NodeName: cfg.NodeName,
 				Port: cfg.LBHeartbeatPort, KeyFile: cfg.LBKeyFile, KeyNamespace: cfg.LBKeyNamespace,
-				Status: lb.status, Stopped: lb.stopped})
+				Status: ex.lb, Stopped: ex.stopped})
 		}},
 	} {
 		if !c.on {
@@ -170,11 +174,13 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 	return ctrls, nil
 }
 
-// lbExtras are what the LoadBalancer announcer shares with the agent: its
-// status page and the wait for its graceful leave.
-type lbExtras struct {
-	status  *announce.Status
+// extras are what controllers share with the agent: the LoadBalancer
+// announcer's status page and the wait for its graceful leave, and the
+// policy enforcer's status (nil when policy is off).
+type extras struct {
+	lb      *announce.Status
 	stopped *sync.WaitGroup
+	policy  *status.Tracker
 }
 
 // dropManagedFields is an informer transform that removes managedFields.

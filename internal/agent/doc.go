@@ -23,7 +23,9 @@
 // does, /healthz/<controller> for each controller, /livez for all of them
 // and /readyz once each has applied its state (the DaemonSet's probes,
 // deploy/base/agent.yaml). MetricsAddr serves the health paths too, for
-// when kube-proxy holds its health port.
+// when kube-proxy holds its health port, and what the agent does as JSON:
+// /lb/announcements and /policy/status (which version of each
+// NetworkPolicy is in force here, package policy/status).
 //
 // The client is the kubeconfig's or the in-cluster configuration's;
 // APIServerHost/APIServerPort replace its address, for agents on nodes

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/policy/status"
 )
 
 // serveHTTP starts the metrics and healthz servers; they stop with ctx.
@@ -22,15 +23,18 @@ import (
 // /livez for all of them (none stalled) and /readyz once every one has
 // applied its state (a successful sync since the start) and keeps up.
 // /lb/announcements (on the metrics address) is the LoadBalancer
-// announcer's view as JSON. The metrics address serves the health paths
+// announcer's view as JSON, /policy/status the NetworkPolicy enforcer's
+// (package policy/status; 404 when policy is off). The metrics address serves the health paths
 // too, so that probes have them where kube-proxy's health address is
 // taken (HealthzAddr empty, kube-proxy beside the agent).
-func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, lb http.Handler) error {
+func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, lb http.Handler, policyStatus *status.Tracker) error {
 	hz := healthMux(ctrls)
+	mm := metricsMux(reg, hz, lb)
+	mm.Handle(status.Path, policyStatus)
 	for _, s := range []struct {
 		addr string
 		h    http.Handler
-	}{{cfg.MetricsAddr, metricsMux(reg, hz, lb)}, {cfg.HealthzAddr, hz}} {
+	}{{cfg.MetricsAddr, mm}, {cfg.HealthzAddr, hz}} {
 		if s.addr == "" {
 			continue
 		}

@@ -66,7 +66,7 @@ func startedInformers(t *testing.T) []string {
 	var ctrls []*controller.Controller
 	err = netns.Do(path, func() error {
 		var err error
-		ctrls, err = newControllers(ctx, d, cfg, m, lbExtras{status: announce.NewStatus(), stopped: &sync.WaitGroup{}})
+		ctrls, err = newControllers(ctx, d, cfg, m, extras{lb: announce.NewStatus(), stopped: &sync.WaitGroup{}})
 		return err
 	})
 	if err != nil {

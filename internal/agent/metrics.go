@@ -4,14 +4,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/ctstat"
 	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 )
 
 // metrics are the agent's metrics, all in one registry served on /metrics
-// (docs/metrics.md lists them): the controllers' common ones and the own
-// metrics of each component that is on.
+// (docs/metrics.md lists them): the controllers' common ones, the node's
+// conntrack table usage (package ctstat) and the own metrics of each
+// component that is on.
 type metrics struct {
 	reg         *prometheus.Registry
 	controllers *controller.Metrics
@@ -22,7 +24,7 @@ type metrics struct {
 
 func newMetrics(cfg Config) (*metrics, error) {
 	m := &metrics{controllers: controller.NewMetrics()}
-	sets := []controller.MetricSet{m.controllers}
+	sets := []controller.MetricSet{m.controllers, ctstat.New("/proc")}
 	if !cfg.DisableProxy {
 		m.proxy = proxy.NewMetrics()
 		sets = append(sets, m.proxy)

@@ -147,7 +147,7 @@ func (f *Forwarder) Forward(ctx context.Context, q mdns.Question, do bool) (*mdn
 
 	var last *mdns.Msg
 	for _, u := range f.order() {
-		r, err := f.exchange(ctx, u, req)
+		r, err := f.timedExchange(ctx, u, req)
 		if err != nil {
 			m.UpstreamErrors.WithLabelValues(u.addr).Inc()
 			u.downUntil.Store(f.now().Add(downFor).UnixNano())
@@ -203,6 +203,18 @@ func (f *Forwarder) order() []*upstream {
 
 // errMismatch is a reply that does not answer the question asked.
 var errMismatch = errors.New("reply does not match the question")
+
+// timedExchange is exchange, timed in the upstream duration metric.
+func (f *Forwarder) timedExchange(ctx context.Context, u *upstream, req *mdns.Msg) (*mdns.Msg, error) {
+	start := time.Now()
+	r, err := f.exchange(ctx, u, req)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	f.cfg.Metrics.UpstreamDuration.WithLabelValues(u.addr, result).Observe(time.Since(start).Seconds())
+	return r, err
+}
 
 // exchange asks u over UDP, and again over TCP when the reply is
 // truncated (keeping the truncated reply if TCP fails).

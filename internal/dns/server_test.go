@@ -26,6 +26,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -515,14 +516,20 @@ func TestServerLimitsConcurrentUpstreamQueries(t *testing.T) {
 	}
 }
 
-func TestServerFailsOverAndCountsUpstreamErrors(t *testing.T) {
-	up := startUpstream(t)
-	// A UDP port nobody answers on: the exchange times out.
+// deadUpstream is a UDP port nobody answers on: an exchange times out.
+func deadUpstream(t *testing.T) net.PacketConn {
+	t.Helper()
 	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dead.Close()
+	t.Cleanup(func() { dead.Close() })
+	return dead
+}
+
+func TestServerFailsOverAndCountsUpstreamErrors(t *testing.T) {
+	up := startUpstream(t)
+	dead := deadUpstream(t)
 	s := startServer(t, readyZone(), &dns.ForwarderConfig{Upstreams: []string{dead.LocalAddr().String(), up.addr}, Timeout: 200 * time.Millisecond})
 	for i := range 4 {
 		r := exchange(t, "udp", s.addr, query(fmt.Sprintf("h%d.example.org.", i), mdns.TypeA, 0, false))
@@ -534,6 +541,31 @@ func TestServerFailsOverAndCountsUpstreamErrors(t *testing.T) {
 	// tried last.
 	if got := testutil.ToFloat64(s.metrics.UpstreamErrors.WithLabelValues(dead.LocalAddr().String())); got != 1 {
 		t.Errorf("upstream errors of the dead upstream = %v, want 1", got)
+	}
+}
+
+// TestServerTimesEachUpstream: every exchange with an upstream is timed
+// under its address, a failed one (here a timeout) as an error.
+func TestServerTimesEachUpstream(t *testing.T) {
+	up := startUpstream(t)
+	dead := deadUpstream(t)
+	timeout := 200 * time.Millisecond
+	s := startServer(t, readyZone(), &dns.ForwarderConfig{Upstreams: []string{dead.LocalAddr().String(), up.addr}, Timeout: timeout})
+	for i := range 3 {
+		exchange(t, "udp", s.addr, query(fmt.Sprintf("t%d.example.org.", i), mdns.TypeA, 0, false))
+	}
+	observed := func(upstream, result string) (uint64, float64) {
+		var m dto.Metric
+		if err := s.metrics.UpstreamDuration.WithLabelValues(upstream, result).(prometheus.Metric).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	if n, sum := observed(dead.LocalAddr().String(), "error"); n != 1 || sum < timeout.Seconds() {
+		t.Errorf("the dead upstream: %d exchanges timed, %.3fs in all; want 1 of at least the %s timeout", n, sum, timeout)
+	}
+	if n, sum := observed(up.addr, "ok"); n != 3 || sum <= 0 || sum > timeout.Seconds() {
+		t.Errorf("the live upstream: %d exchanges timed, %.3fs in all; want 3, each quick", n, sum)
 	}
 }
 

@@ -17,11 +17,15 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/podnet/podnet/internal/controller"
+	"github.com/podnet/podnet/internal/policy/status"
 )
 
 // ControllerConfig configures NetworkPolicy enforcement on one node.
 type ControllerConfig struct {
 	NodeName string
+	// Status, when set, records after every sync which version of each
+	// policy is in force (package policy/status).
+	Status *status.Tracker
 }
 
 // NewController returns the policy enforcer: it reads Pods, Namespaces and
@@ -40,7 +44,7 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 	s := &policySync{
 		node: cfg.NodeName, pods: pods.Lister(), namespaces: namespaces.Lister(), policies: policies.Lister(),
 		syncer: NewSyncer(nft), metrics: m, log: d.Logger("policy"),
-		recorder: newRecorder(ctx, d.Client, cfg.NodeName),
+		recorder: newRecorder(ctx, d.Client, cfg.NodeName), status: cfg.Status,
 		lastGood: map[string]*networkingv1.NetworkPolicy{}, reported: map[string]string{},
 	}
 	return controller.New(d, controller.Spec{
@@ -76,6 +80,7 @@ type policySync struct {
 	metrics    *Metrics
 	log        *slog.Logger
 	recorder   record.EventRecorder
+	status     *status.Tracker // nil: not recorded
 
 	// owned by the one sync at a time: lastGood keeps, per policy, the
 	// last version the compiler could use whole; reported remembers which
@@ -90,14 +95,20 @@ func (s *policySync) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nps, unusable := usablePolicies(npObjs, s.lastGood, s.report)
+	problems := map[string]string{}
+	nps, unusable := usablePolicies(npObjs, s.lastGood, func(np *networkingv1.NetworkPolicy, err error, fallback bool) {
+		problems[np.Namespace+"/"+np.Name] = err.Error()
+		s.report(np, err, fallback)
+	})
 	s.metrics.Unusable.Set(float64(unusable))
 	c, _ := Compile(nps, pods, namespaces)
 	want := Render(c, s.node)
 	res, err := s.syncer.Sync(ctx, want)
 	if err != nil {
+		s.status.Failed(time.Now(), npObjs, err)
 		return err
 	}
+	s.status.Committed(time.Now(), npObjs, nps, problems)
 	s.metrics.observe(res, want, time.Since(start))
 	s.log.Debug("synced", "policies", len(nps), "operations", res.Operations, "took", time.Since(start))
 	return nil
@@ -146,7 +157,8 @@ func (s *policySync) report(np *networkingv1.NetworkPolicy, err error, fallback 
 	s.recorder.Eventf(np, v1.EventTypeWarning, "PolicyNotApplied", "podnet on %s cannot apply this policy as written (%v); %s", s.node, err, what)
 }
 
-// usablePolicies returns the policies to compile: each as written when the
+// usablePolicies returns the policies to compile, out[i] for nps[i]
+// (status.Tracker.Committed relies on that order): each as written when the
 // compiler can use all of it, else its last good version when there is one,
 // else as written (the parts that cannot be parsed match nothing, so it
 // fails closed). report is called for every policy not used as written. It

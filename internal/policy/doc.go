@@ -25,7 +25,9 @@
 // controller): it reads Pods, Namespaces and NetworkPolicies and compiles
 // them all at every sync. A policy the compiler cannot use as written is
 // replaced by its last good version (or applies with its bad parts
-// matching nothing) and gets a PolicyNotApplied Warning Event.
+// matching nothing) and gets a PolicyNotApplied Warning Event. After every
+// sync it tells its status.Tracker (package policy/status) which version of
+// each policy is now in force, or why the sync failed.
 //
 // Dangerous: the table fails closed. While the agent is down the rules stay
 // in the kernel; a sync replaces them in one transaction, never through an
