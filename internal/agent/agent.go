@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -50,6 +51,10 @@ type Config struct {
 	DisableProxy bool
 	// DisablePolicy turns NetworkPolicy enforcement off.
 	DisablePolicy bool
+	// DisableFlows turns flow records off (package flow; GET /flows then
+	// answers 404); DisableFlowConntrack keeps only the drop records (no
+	// conntrack events).
+	DisableFlows, DisableFlowConntrack bool
 	// NodePortAddresses selects the node addresses NodePorts answer on
 	// (zero: the node's InternalIPs).
 	NodePortAddresses proxy.NodePortAddresses
@@ -98,7 +103,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	if err := serveHTTP(ctx, cfg, m.reg, ctrls, lb.status); err != nil {
+	pages := map[string]http.Handler{"/lb/announcements": lb.status}
+	var fl *flows
+	if !cfg.DisableFlows {
+		fl = newFlows(factory)
+		if err := fl.metrics.Register(m.reg); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		pages["/flows"] = fl.handler()
+	}
+	if err := serveHTTP(ctx, cfg, m.reg, ctrls, pages); err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
@@ -106,6 +120,9 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	for _, c := range ctrls {
 		wg.Go(func() { c.Run(ctx) })
+	}
+	if fl != nil {
+		wg.Go(func() { fl.run(ctx, cfg, d.Logger("flows")) })
 	}
 	wg.Wait()
 	lb.stopped.Wait() // the announcer has handed its VIPs over

@@ -22,15 +22,15 @@ import (
 // /livez for all of them (none stalled) and /readyz once every one has
 // applied its state (a successful sync since the start) and keeps up.
 // /lb/announcements (on the metrics address) is the LoadBalancer
-// announcer's view as JSON. The metrics address serves the health paths
+// announcer's view as JSON, /flows the node's flow records (package flow). The metrics address serves the health paths
 // too, so that probes have them where kube-proxy's health address is
 // taken (HealthzAddr empty, kube-proxy beside the agent).
-func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, lb http.Handler) error {
+func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, pages map[string]http.Handler) error {
 	hz := healthMux(ctrls)
 	for _, s := range []struct {
 		addr string
 		h    http.Handler
-	}{{cfg.MetricsAddr, metricsMux(reg, hz, lb)}, {cfg.HealthzAddr, hz}} {
+	}{{cfg.MetricsAddr, metricsMux(reg, hz, pages)}, {cfg.HealthzAddr, hz}} {
 		if s.addr == "" {
 			continue
 		}
@@ -45,11 +45,14 @@ func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls 
 	return nil
 }
 
-// metricsMux serves /metrics, /lb/announcements and the health paths of hz.
-func metricsMux(reg *prometheus.Registry, hz, lb http.Handler) *http.ServeMux {
+// metricsMux serves /metrics, the pages (path to handler: /lb/announcements,
+// /flows) and the health paths of hz.
+func metricsMux(reg *prometheus.Registry, hz http.Handler, pages map[string]http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	mux.Handle("/lb/announcements", lb)
+	for path, h := range pages {
+		mux.Handle(path, h)
+	}
 	for _, p := range []string{"/healthz", "/healthz/", "/livez", "/readyz"} {
 		mux.Handle(p, hz)
 	}
