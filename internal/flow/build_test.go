@@ -168,8 +168,8 @@ func checkRecord(t *testing.T, got, want Record) {
 // what a record marshals to; a rename breaks alerting pipelines.
 func TestRecordJSONSchema(t *testing.T) {
 	r := Record{Time: t0, Node: "n", Event: EventEnd, Verdict: Forwarded, Reason: "r", Direction: "egress", Protocol: "TCP",
-		Source: Endpoint{IP: netip.MustParseAddr("10.244.1.1"), Port: 1, Namespace: "a", Pod: "b", Workload: "c", Node: "d"},
-		Service: &Service{"a", "s", netip.MustParseAddr("10.96.0.1"), 80},
+		Source:   Endpoint{IP: netip.MustParseAddr("10.244.1.1"), Port: 1, Namespace: "a", Pod: "b", Workload: "c", Node: "d"},
+		Service:  &Service{"a", "s", netip.MustParseAddr("10.96.0.1"), 80},
 		Policies: []Policy{{Direction: "ingress", IsolatedBy: []string{"a/p"}, AllowedBy: []string{"a/p ingress[0]"}, DefaultDeny: true}},
 		Counters: &Counters{1, 2, 3, 4}}
 	b, err := json.Marshal(r)
