@@ -104,12 +104,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	pages := map[string]http.Handler{"/lb/announcements": lb.status}
-	var fl *flows
-	if !cfg.DisableFlows {
-		fl = newFlows(factory)
-		if err := fl.metrics.Register(m.reg); err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
+	fl := m.flows
+	if fl != nil {
+		fl.watch(factory)
 		pages["/flows"] = fl.handler()
 	}
 	if err := serveHTTP(ctx, cfg, m.reg, ctrls, pages); err != nil {

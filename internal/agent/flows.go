@@ -29,16 +29,19 @@ type flows struct {
 	view    *viewCache
 }
 
-// newFlows declares the collector's informers on the factory (before it
-// starts) and its metrics.
-func newFlows(factory informers.SharedInformerFactory) *flows {
-	f := &flows{view: newViewCache(factory)}
+// newFlows returns the ring and the metrics; watch adds the view.
+func newFlows() *flows {
+	f := &flows{}
 	var m *flow.Metrics
 	f.ring = flow.NewRing(flow.RingSize, func() { m.Dropped.WithLabelValues(flow.LossSlowReader).Inc() })
 	m = flow.NewMetrics(f.ring, tablesExcess)
 	f.metrics = m
 	return f
 }
+
+// watch declares the collector's informers on the factory (before it
+// starts).
+func (f *flows) watch(factory informers.SharedInformerFactory) { f.view = newViewCache(factory) }
 
 // run runs the collector until ctx ends; a failure (a socket that cannot
 // be opened, the NFLOG group bound by another process) is logged and
