@@ -112,7 +112,9 @@ func (e *flowsEnv) flows(t *testing.T, args ...string) []flow.Record {
 func TestFlowsDeniedConnectionNamesPolicyAndDirection(t *testing.T) {
 	e := setupFlows(t)
 	start := time.Now()
-	go func() { _, _ = probeConn(e.intr.NetNS, v1.ProtocolTCP, net.JoinHostPort(e.web.IP, "8080"), 2*time.Second) }()
+	go func() {
+		_, _ = probeConn(e.intr.NetNS, v1.ProtocolTCP, net.JoinHostPort(e.web.IP, "8080"), 2*time.Second)
+	}()
 	var found *flow.Record
 	var seenAfter time.Duration
 	for time.Since(start) < 5*time.Second && found == nil {
