@@ -149,26 +149,23 @@ func followFlows(ctx context.Context, stdout, stderr io.Writer, client kubernete
 
 // recordPrinter prints records as a table or JSON lines.
 type recordPrinter struct {
-	json   *json.Encoder
-	tw     *tabwriter.Writer
-	header bool
+	json *json.Encoder
+	tw   *tabwriter.Writer
 }
 
 func newRecordPrinter(w io.Writer, output string) *recordPrinter {
 	if output == "json" {
 		return &recordPrinter{json: json.NewEncoder(w)}
 	}
-	return &recordPrinter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
+	p := &recordPrinter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
+	fmt.Fprintln(p.tw, "TIME\tNODE\tVERDICT\tDIRECTION\tSOURCE\tDESTINATION\tSERVICE\tPROTO\tPOLICY")
+	return p
 }
 
 func (p *recordPrinter) print(r flow.Record) {
 	if p.json != nil {
 		_ = p.json.Encode(r)
 		return
-	}
-	if !p.header {
-		fmt.Fprintln(p.tw, "TIME\tNODE\tVERDICT\tDIRECTION\tSOURCE\tDESTINATION\tSERVICE\tPROTO\tPOLICY")
-		p.header = true
 	}
 	verdict := r.Verdict
 	if r.Event == flow.EventEnd {
