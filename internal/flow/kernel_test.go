@@ -19,6 +19,7 @@ import (
 	"github.com/podnet/podnet/internal/flow/logrule"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/policy"
+	"github.com/podnet/podnet/internal/proxy"
 )
 
 // kernelNode is a fresh namespace standing in for node-1: the pod
@@ -49,7 +50,8 @@ func kernelNode(t *testing.T) string {
 				return err
 			}
 		}
-		return nil
+		// Service addresses are routed somewhere, as on a node.
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -226,5 +228,53 @@ func TestKernelFloodIsRateLimitedAndTheExcessCounted(t *testing.T) {
 	}
 	if excess == 0 {
 		t.Error("nothing was counted as excess")
+	}
+}
+
+// TestKernelNoEndpointsRejectBecomesARecordNamingTheService: the node
+// connects to a Service without endpoints; the proxy table rejects it at
+// once, and the logged packet becomes a record naming the Service.
+func TestKernelNoEndpointsRejectBecomesARecordNamingTheService(t *testing.T) {
+	path := kernelNode(t)
+	o := Objects{Services: []*v1.Service{testService("shop", "empty", "10.96.0.30", 80, 0)}}
+	cfg := proxy.Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, NodeIPs: []netip.Addr{netip.MustParseAddr("10.244.1.99")}}
+	err := netns.Do(path, func() error {
+		nft, err := proxy.NewNFT()
+		if err != nil {
+			return err
+		}
+		_, err = proxy.NewSyncer(nft, proxy.KernelConntrack{}).Sync(context.Background(), cfg, proxy.BuildServicePorts("node-1", o.Services, nil))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("proxy table: %v", err)
+	}
+	packets, _ := listen(t, path)
+	start := time.Now()
+	_ = netns.Do(path, func() error {
+		c, err := net.DialTimeout("tcp", "10.96.0.30:80", 2*time.Second)
+		if err == nil {
+			c.Close()
+			t.Error("the connection to a Service without endpoints was accepted")
+		} else if time.Since(start) > time.Second {
+			t.Errorf("refused only after %s: %v", time.Since(start), err)
+		}
+		return nil
+	})
+	var ps []LoggedPacket
+	for time.Since(start) < 2*time.Second && len(ps) == 0 {
+		time.Sleep(10 * time.Millisecond)
+		ps = packets()
+	}
+	if len(ps) == 0 {
+		out, _ := exec.Command("nsenter", "--net="+path, "nft", "list", "table", "inet", proxy.Table).CombinedOutput()
+		t.Fatalf("no packet was logged; the table:\n%s", out)
+	}
+	r, err := FromPacket("node-1", NewView(o), ps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Reason != "no-endpoints" || r.Service == nil || r.Service.Namespace+"/"+r.Service.Name != "shop/empty" || r.Destination.Port != 80 {
+		t.Errorf("record %+v, service %+v", r, r.Service)
 	}
 }
