@@ -1,13 +1,12 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
-	"golang.org/x/sys/unix"
 )
 
 // ConntrackEvents reads conntrack NEW and DESTROY events. DESTROY events
@@ -39,24 +38,10 @@ func (e *ConntrackEvents) Close() error { return e.conn.Close() }
 // Read calls add for every event and lost for every time the socket's
 // buffer overflowed, until Close.
 func (e *ConntrackEvents) Read(add func(time.Time, conntrack.Event), lost func()) error {
-	for {
-		msgs, err := e.conn.Receive()
-		if errors.Is(err, unix.ENOBUFS) {
-			lost()
-			continue
+	return receive(e.conn, "conntrack events", lost, func(now time.Time, m netlink.Message) {
+		var ev conntrack.Event
+		if ev.Unmarshal(m) == nil {
+			add(now, ev)
 		}
-		if err != nil {
-			if isClosed(err) {
-				return nil
-			}
-			return fmt.Errorf("conntrack events: receive: %w", err)
-		}
-		now := time.Now()
-		for _, m := range msgs {
-			var ev conntrack.Event
-			if ev.Unmarshal(m) == nil {
-				add(now, ev)
-			}
-		}
-	}
+	})
 }

@@ -78,8 +78,19 @@ func (n *NFLOG) Close() error { return n.conn.Close() }
 // Read calls add for every logged packet and lost for every time the
 // socket's buffer overflowed, until Close.
 func (n *NFLOG) Read(add func(LoggedPacket), lost func()) error {
+	return receive(n.conn, "nflog", lost, func(now time.Time, m netlink.Message) {
+		if p, ok := decodeNFLOG(m, now); ok {
+			add(p)
+		}
+	})
+}
+
+// receive reads messages from c until it is closed, handing each to
+// handle with the time it came; an overflow of the socket's buffer
+// (ENOBUFS: the kernel dropped messages) calls lost and reading goes on.
+func receive(c *netfilter.Conn, what string, lost func(), handle func(time.Time, netlink.Message)) error {
 	for {
-		msgs, err := n.conn.Receive()
+		msgs, err := c.Receive()
 		if errors.Is(err, unix.ENOBUFS) {
 			lost()
 			continue
@@ -88,13 +99,11 @@ func (n *NFLOG) Read(add func(LoggedPacket), lost func()) error {
 			if isClosed(err) {
 				return nil
 			}
-			return fmt.Errorf("nflog: receive: %w", err)
+			return fmt.Errorf("%s: receive: %w", what, err)
 		}
 		now := time.Now()
 		for _, m := range msgs {
-			if p, ok := decodeNFLOG(m, now); ok {
-				add(p)
-			}
+			handle(now, m)
 		}
 	}
 }
