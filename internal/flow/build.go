@@ -20,6 +20,9 @@ type LoggedPacket struct {
 	Time    time.Time
 	Prefix  string
 	Payload []byte
+	// Conntrack is the packet's conntrack entry when the kernel attached
+	// it: its original tuple is what the client addressed (a Service).
+	Conntrack *conntrack.Flow
 }
 
 // header is what a record needs of a packet's headers.
@@ -103,8 +106,23 @@ func FromPacket(node string, v *View, p LoggedPacket) (Record, error) {
 			end = d.Egress
 		}
 		r.Policies = []Policy{{Direction: pfx.Direction, IsolatedBy: end.IsolatedBy, DefaultDeny: true}}
+		r.Service = translatedFrom(v, p.Conntrack, h)
 	}
 	return r, nil
+}
+
+// translatedFrom is the Service a packet was addressed to before a DNAT
+// changed its destination, from its conntrack entry (nil without one, or
+// when the destination was not translated).
+func translatedFrom(v *View, ct *conntrack.Flow, h header) *Service {
+	if ct == nil {
+		return nil
+	}
+	orig := ct.TupleOrig
+	if orig.IP.DestinationAddress.Unmap() == h.dst && orig.Proto.DestinationPort == h.dport {
+		return nil
+	}
+	return v.Service(orig.IP.DestinationAddress, h.proto, orig.Proto.DestinationPort)
 }
 
 // FromEvent builds the record of a conntrack event on node; ok is false

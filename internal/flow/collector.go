@@ -65,6 +65,10 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if nf.ConntrackErr != nil {
+		c.Log.Info("drops by policy after a Service's DNAT will not name the Service: the kernel attaches no conntrack entry to logged packets",
+			"err", nf.ConntrackErr)
+	}
 	var ct *ConntrackEvents
 	if c.Conntrack {
 		if ct, err = OpenConntrackEvents(); err != nil {

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
@@ -102,10 +106,19 @@ func loadPolicy(t *testing.T, path string, o Objects) {
 // packets until the test ends.
 func listen(t *testing.T, path string) (packets func() []LoggedPacket, overflows func() int) {
 	t.Helper()
+	var ctErr error
+	return listenCT(t, path, &ctErr)
+}
+
+// listenCT is listen that also says why the kernel attaches no conntrack
+// entries (nil when it does).
+func listenCT(t *testing.T, path string, ctErr *error) (packets func() []LoggedPacket, overflows func() int) {
+	t.Helper()
 	var nf *NFLOG
 	if err := netns.Do(path, func() (err error) { nf, err = OpenNFLOG(); return err }); err != nil {
 		t.Fatal(err)
 	}
+	*ctErr = nf.ConntrackErr
 	var mu sync.Mutex
 	var got []LoggedPacket
 	lost := 0
@@ -276,5 +289,69 @@ func TestKernelNoEndpointsRejectBecomesARecordNamingTheService(t *testing.T) {
 	}
 	if r.Reason != "no-endpoints" || r.Service == nil || r.Service.Namespace+"/"+r.Service.Name != "shop/empty" || r.Destination.Port != 80 {
 		t.Errorf("record %+v, service %+v", r, r.Service)
+	}
+}
+
+// TestKernelPolicyDropAfterDNATNamesTheService: the egress-isolated pod
+// connects to a Service whose endpoint is the node address; the proxy
+// translates it, the policy drops it, and the record names the Service
+// from the conntrack entry the kernel attaches to the logged packet.
+func TestKernelPolicyDropAfterDNATNamesTheService(t *testing.T) {
+	path := kernelNode(t)
+	o := denyEgressWorld()
+	o.Services = []*v1.Service{testService("shop", "web", "10.96.0.40", 80, 0)}
+	loadPolicy(t, path, o)
+	ready := true
+	eps := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.99"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, NodeName: new("node-1")}},
+		Ports:       []discoveryv1.EndpointPort{{Port: new(int32(8080)), Protocol: new(v1.ProtocolTCP)}},
+	}
+	cfg := proxy.Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, NodeIPs: []netip.Addr{netip.MustParseAddr("10.244.1.99")}}
+	err := netns.Do(path, func() error {
+		nft, err := proxy.NewNFT()
+		if err != nil {
+			return err
+		}
+		sps := proxy.BuildServicePorts("node-1", o.Services, []*discoveryv1.EndpointSlice{eps})
+		_, err = proxy.NewSyncer(nft, proxy.KernelConntrack{}).Sync(context.Background(), cfg, sps)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("proxy table: %v", err)
+	}
+	var ctErr error
+	packets, _ := listenCT(t, path, &ctErr)
+	if errors.Is(ctErr, unix.EOPNOTSUPP) {
+		t.Skipf("kernel without CONFIG_NETFILTER_NETLINK_GLUE_CT: NFLOG cannot attach conntrack entries (%v); TestDecodeCTNamesTheServiceOfADroppedPacket covers the decoding", ctErr)
+	}
+	if ctErr != nil {
+		t.Fatalf("NFLOG with conntrack entries: %v", ctErr)
+	}
+	start := time.Now()
+	_ = netns.Do(path, func() error {
+		d := net.Dialer{Timeout: 300 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.244.1.20")}}
+		if c, err := d.Dial("tcp", "10.96.0.40:80"); err == nil {
+			c.Close()
+			t.Error("the connection was not dropped")
+		}
+		return nil
+	})
+	var ps []LoggedPacket
+	for time.Since(start) < 2*time.Second && len(ps) == 0 {
+		time.Sleep(10 * time.Millisecond)
+		ps = packets()
+	}
+	if len(ps) == 0 {
+		t.Fatal("no packet was logged")
+	}
+	r, err := FromPacket("node-1", NewView(o), ps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Reason != "policy-denied" || r.Destination.IP.String() != "10.244.1.99" || r.Destination.Port != 8080 ||
+		r.Service == nil || r.Service.Name != "web" || r.Service.Port != 80 {
+		t.Errorf("record %+v, service %+v: want the drop to 10.244.1.99:8080 with Service shop/web:80", r, r.Service)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
@@ -24,12 +25,16 @@ const (
 	nfulaCfgMode    = 2
 	nfulaCfgTimeout = 4
 	nfulaCfgQThresh = 5
+	nfulaCfgFlags   = 6
 
-	nfulnlCfgCmdBind = 1
-	nfulnlCopyPacket = 2
+	nfulnlCfgCmdBind    = 1
+	nfulnlCopyPacket    = 2
+	nfulnlCfgFConntrack = 0x0004 // NFULNL_CFG_F_CONNTRACK
+	ctnetlinkMsgCTNew   = 0
 
 	nfulaPayload = 9
 	nfulaPrefix  = 10
+	nfulaCT      = 18
 )
 
 // copyRange is how much of each packet the kernel copies: the network
@@ -39,15 +44,42 @@ const copyRange = 128
 // NFLOG reads the packets podnet's tables log.
 type NFLOG struct {
 	conn *netfilter.Conn
+	// WithConntrack is true when the kernel attaches each packet's
+	// conntrack entry (its original tuple names a Service after DNAT);
+	// ConntrackErr says why not (EOPNOTSUPP: a kernel built without
+	// CONFIG_NETFILTER_NETLINK_GLUE_CT).
+	WithConntrack bool
+	ConntrackErr  error
 }
 
 // OpenNFLOG binds NFLOG group logrule.Group in the current network
-// namespace. Only one socket in a namespace can bind a group.
+// namespace, asking for each packet's conntrack entry too where the
+// kernel can give it (nf_conntrack_netlink). Only one socket in a
+// namespace can bind a group.
 func OpenNFLOG() (*NFLOG, error) {
 	c, err := netfilter.Dial(nil)
 	if err != nil {
 		return nil, fmt.Errorf("nflog: %w", err)
 	}
+	n := &NFLOG{conn: c, WithConntrack: true}
+	err = n.bind(nfulnlCfgFConntrack)
+	if errors.Is(err, unix.EAGAIN) { // the kernel just loaded ctnetlink
+		err = n.bind(nfulnlCfgFConntrack)
+	}
+	if err != nil {
+		n.WithConntrack, n.ConntrackErr = false, err
+		err = n.bind(0)
+	}
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("nflog: bind group %d: %w", logrule.Group, err)
+	}
+	_ = c.SetReadBuffer(4 << 20)
+	return n, nil
+}
+
+// bind binds the group with the configuration flags.
+func (n *NFLOG) bind(flags uint16) error {
 	mode := make([]byte, 6)
 	binary.BigEndian.PutUint32(mode, copyRange)
 	mode[4] = nfulnlCopyPacket
@@ -57,19 +89,15 @@ func OpenNFLOG() (*NFLOG, error) {
 		// Send each packet at once instead of batching for a second.
 		{Type: nfulaCfgQThresh, Data: netfilter.Uint32Bytes(1)},
 		{Type: nfulaCfgTimeout, Data: netfilter.Uint32Bytes(0)},
+		{Type: nfulaCfgFlags, Data: netfilter.Uint16Bytes(flags)},
 	}
 	h := netfilter.Header{SubsystemID: netfilter.NFSubsysULOG, MessageType: nfulnlMsgConfig,
 		Family: netfilter.ProtoUnspec, ResourceID: logrule.Group, Flags: netlink.Request | netlink.Acknowledge}
 	msg, err := netfilter.MarshalNetlink(h, attrs)
 	if err == nil {
-		_, err = c.Query(msg)
+		_, err = n.conn.Query(msg)
 	}
-	if err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("nflog: bind group %d: %w", logrule.Group, err)
-	}
-	_ = c.SetReadBuffer(4 << 20)
-	return &NFLOG{conn: c}, nil
+	return err
 }
 
 // Close stops Read.
@@ -121,9 +149,25 @@ func decodeNFLOG(m netlink.Message, now time.Time) (LoggedPacket, bool) {
 			p.Prefix = strings.TrimRight(string(a.Data), "\x00")
 		case nfulaPayload:
 			p.Payload = a.Data
+		case nfulaCT:
+			p.Conntrack = decodeCT(h.Family, a.Data)
 		}
 	}
 	return p, true
+}
+
+// decodeCT reads NFULA_CT, the packet's conntrack entry in ctnetlink's
+// attribute format, as ti-mo/conntrack reads an event (nil when it cannot).
+func decodeCT(family netfilter.ProtoFamily, attrs []byte) *conntrack.Flow {
+	data := append([]byte{byte(family), 0, 0, 0}, attrs...) // nfgenmsg, then the attributes
+	m := netlink.Message{Header: netlink.Header{
+		Type:  netlink.HeaderType(uint16(netfilter.NFSubsysCTNetlink)<<8 | ctnetlinkMsgCTNew),
+		Flags: netlink.Create}, Data: data}
+	var ev conntrack.Event
+	if ev.Unmarshal(m) != nil {
+		return nil
+	}
+	return ev.Flow
 }
 
 // isClosed says whether err comes from reading a closed socket.
