@@ -73,6 +73,8 @@ func newAgentCommand() *cobra.Command {
 	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode)")
 	f.BoolVar(&cfg.DisableProxy, "disable-proxy", false, "do not run the service proxy (when kube-proxy runs instead)")
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not enforce NetworkPolicy")
+	f.BoolVar(&cfg.DisableFlows, "disable-flows", false, "make no flow records (NFLOG drops, conntrack events; GET /flows)")
+	f.BoolVar(&cfg.DisableFlowConntrack, "disable-flow-conntrack", false, "flow records of drops only, none of connections (no conntrack events)")
 	f.StringSliceVar(&nodePortAddresses, "nodeport-addresses", nil,
 		"CIDRs selecting this node's local addresses that NodePorts answer on, and the keywords primary (the node's InternalIPs) and all (0.0.0.0/0,::/0); a family without a CIDR gets none (default: the node's InternalIPs)")
 	f.BoolVar(&cfg.LBAnnounce, "lb-announce", false, "answer ARP/NDP for the LoadBalancer IPs this node owns, with heartbeats between agents for failover")

@@ -35,6 +35,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 		{newLogsCommand(cf), groupDebug, false},
 		{newProbeCommand(cf), groupDebug, false},
 		{newTraceCommand(cf), groupDebug, false},
+		{newFlowsCommand(cf), groupDebug, false},
 	} {
 		cf.register(c.cmd, c.tools)
 		c.cmd.GroupID = c.group

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -51,6 +52,10 @@ type Config struct {
 	DisableProxy bool
 	// DisablePolicy turns NetworkPolicy enforcement off.
 	DisablePolicy bool
+	// DisableFlows turns flow records off (package flow; GET /flows then
+	// answers 404); DisableFlowConntrack keeps only the drop records (no
+	// conntrack events).
+	DisableFlows, DisableFlowConntrack bool
 	// NodePortAddresses selects the node addresses NodePorts answer on
 	// (zero: the node's InternalIPs).
 	NodePortAddresses proxy.NodePortAddresses
@@ -102,7 +107,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	if err := serveHTTP(ctx, cfg, m.reg, ctrls, ex.lb, ex.policy); err != nil {
+	pages := map[string]http.Handler{"/lb/announcements": ex.lb, status.Path: ex.policy}
+	fl := m.flows
+	if fl != nil {
+		fl.watch(factory)
+		pages["/flows"] = fl.handler()
+	}
+	if err := serveHTTP(ctx, cfg, m.reg, ctrls, pages); err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
@@ -110,6 +121,9 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	for _, c := range ctrls {
 		wg.Go(func() { c.Run(ctx) })
+	}
+	if fl != nil {
+		wg.Go(func() { fl.run(ctx, cfg, d.Logger("flows")) })
 	}
 	wg.Wait()
 	ex.stopped.Wait() // the announcer has handed its VIPs over

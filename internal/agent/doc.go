@@ -18,6 +18,11 @@
 //     with LBAnnounce). Run waits for its graceful handover before it
 //     returns.
 //
+// Beside the controllers runs the flow collector (package flow; off with
+// DisableFlows): it reads NFLOG group 14 and conntrack events in the
+// agent's network namespace and keeps the node's records in a ring that
+// MetricsAddr serves on /flows (flows.go).
+//
 // Metrics (one registry, docs/metrics.md) are served on MetricsAddr;
 // health on HealthzAddr: /healthz answers for the proxy as kube-proxy's
 // does, /healthz/<controller> for each controller, /livez for all of them

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/podnet/podnet/internal/controller"
-	"github.com/podnet/podnet/internal/policy/status"
 )
 
 // serveHTTP starts the metrics and healthz servers; they stop with ctx.
@@ -24,17 +23,16 @@ import (
 // applied its state (a successful sync since the start) and keeps up.
 // /lb/announcements (on the metrics address) is the LoadBalancer
 // announcer's view as JSON, /policy/status the NetworkPolicy enforcer's
-// (package policy/status; 404 when policy is off). The metrics address serves the health paths
+// (package policy/status; 404 when policy is off), /flows the node's flow
+// records (package flow). The metrics address serves the health paths
 // too, so that probes have them where kube-proxy's health address is
 // taken (HealthzAddr empty, kube-proxy beside the agent).
-func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, lb http.Handler, policyStatus *status.Tracker) error {
+func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls []*controller.Controller, pages map[string]http.Handler) error {
 	hz := healthMux(ctrls)
-	mm := metricsMux(reg, hz, lb)
-	mm.Handle(status.Path, policyStatus)
 	for _, s := range []struct {
 		addr string
 		h    http.Handler
-	}{{cfg.MetricsAddr, mm}, {cfg.HealthzAddr, hz}} {
+	}{{cfg.MetricsAddr, metricsMux(reg, hz, pages)}, {cfg.HealthzAddr, hz}} {
 		if s.addr == "" {
 			continue
 		}
@@ -49,11 +47,14 @@ func serveHTTP(ctx context.Context, cfg Config, reg *prometheus.Registry, ctrls 
 	return nil
 }
 
-// metricsMux serves /metrics, /lb/announcements and the health paths of hz.
-func metricsMux(reg *prometheus.Registry, hz, lb http.Handler) *http.ServeMux {
+// metricsMux serves /metrics, the pages (path to handler: /lb/announcements,
+// /flows) and the health paths of hz.
+func metricsMux(reg *prometheus.Registry, hz http.Handler, pages map[string]http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	mux.Handle("/lb/announcements", lb)
+	for path, h := range pages {
+		mux.Handle(path, h)
+	}
 	for _, p := range []string{"/healthz", "/healthz/", "/livez", "/readyz"} {
 		mux.Handle(p, hz)
 	}

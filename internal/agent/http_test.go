@@ -81,7 +81,7 @@ func TestReadyzWaitsForEveryControllersFirstSync(t *testing.T) {
 		}
 		ctrls = append(ctrls, c)
 	}
-	mux := metricsMux(prometheus.NewRegistry(), healthMux(ctrls), http.NotFoundHandler())
+	mux := metricsMux(prometheus.NewRegistry(), healthMux(ctrls), map[string]http.Handler{"/lb/announcements": http.NotFoundHandler()})
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

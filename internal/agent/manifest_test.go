@@ -146,7 +146,7 @@ func TestDaemonSetProbesAreServedByTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := metricsMux(prometheus.NewRegistry(), healthMux([]*controller.Controller{routing}), http.NotFoundHandler())
+	mux := metricsMux(prometheus.NewRegistry(), healthMux([]*controller.Controller{routing}), map[string]http.Handler{"/lb/announcements": http.NotFoundHandler()})
 	for _, p := range []struct {
 		name string
 		pr   *v1.Probe

@@ -20,6 +20,7 @@ type metrics struct {
 	proxy       *proxy.Metrics    // nil when the proxy is off
 	policy      *policy.Metrics   // nil when policy is off
 	lb          *announce.Metrics // nil when LB announcement is off
+	flows       *flows            // the flow collector's ring and metrics; nil when off
 }
 
 func newMetrics(cfg Config) (*metrics, error) {
@@ -32,6 +33,10 @@ func newMetrics(cfg Config) (*metrics, error) {
 	if !cfg.DisablePolicy {
 		m.policy = policy.NewMetrics()
 		sets = append(sets, m.policy)
+	}
+	if !cfg.DisableFlows {
+		m.flows = newFlows()
+		sets = append(sets, m.flows.metrics)
 	}
 	if cfg.LBAnnounce {
 		m.lb = announce.NewMetrics()

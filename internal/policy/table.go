@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/podnet/podnet/internal/flow/logrule"
 )
 
 type setDef struct {
@@ -51,6 +53,8 @@ func dirChain(d Direction, v4 bool) string {
 // leave an isolated pod open in between.
 func declare(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("podnet NetworkPolicy; owned by the podnet agent")})
+	// Adding an existing counter keeps its values.
+	tx.Add(&knftables.Counter{Name: logrule.ExcessCounter})
 	for _, s := range allSets() {
 		set := &knftables.Set{Name: s.name, Type: s.typ}
 		if s.interval {
@@ -102,7 +106,11 @@ func declare(tx *knftables.Transaction) {
 			for _, kind := range []string{"ports-exact", "ports"} {
 				rule(c, fmt.Sprintf("%s . %s . meta l4proto . th dport @%s return", pod, peer, setName(kind, d, v4)))
 			}
-			rule(c, "counter drop")
+			// The drop, logged for flow records (rate-limited, the
+			// excess counted): package flow/logrule.
+			for _, r := range logrule.Rules(logrule.PolicyDrop(d.String()), "drop") {
+				rule(c, r)
+			}
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/podnet/podnet/internal/flow/logrule"
 )
 
 // packet is what the tracer follows: a new connection's first packet.
@@ -20,6 +22,7 @@ type packet struct {
 
 var (
 	reJumpIfIn  = regexp.MustCompile(`^(ip6?) (saddr|daddr) @(\S+) jump (\S+)$`)
+	reLogDrop   = regexp.MustCompile(`^counter log prefix "([^"]+)" group \d+ drop$`)
 	reLookupRet = regexp.MustCompile(`^(ip6?) (saddr|daddr) \. (ip6?) (saddr|daddr)( \. meta l4proto \. th dport)? @(\S+) return$`)
 )
 
@@ -42,7 +45,13 @@ func traceChain(t *testing.T, f *knftables.Fake, chain string, p packet) string 
 		switch {
 		case rule == "ct state established,related accept":
 			// a new connection: no match
-		case rule == "counter drop":
+		case strings.HasPrefix(rule, "limit rate over "):
+			// one packet is never over the flow log's rate limit
+		case match(reLogDrop, rule, &m):
+			// The logged drop must name its own chain's direction.
+			if want := logrule.PolicyDrop(strings.Split(chain, "-")[0]).String(); m[1] != want {
+				t.Fatalf("tracer: chain %s logs prefix %q, want %q", chain, m[1], want)
+			}
 			return "drop"
 		case match(reJumpIfIn, rule, &m):
 			if (m[1] == "ip") != p.src.Is4() {

@@ -11,6 +11,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/knftables"
+
+	"github.com/podnet/podnet/internal/flow/logrule"
 )
 
 // Table is the nftables table the proxy owns (family inet).
@@ -142,6 +144,7 @@ const (
 	chainMarkMasq       = "mark-for-masquerade"
 	chainMasquerading   = "masquerading"
 	chainReject         = "reject-no-endpoints"
+	chainRejectPacket   = "reject-packet"
 	chainDrop           = "drop-no-local-endpoints"
 
 	mapServiceIPs4      = "service-ips-v4"
@@ -199,6 +202,8 @@ func proto(p v1.Protocol) string { return strings.ToLower(string(p)) }
 // empties them (not the affinity sets).
 func declareFixed(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("podnet service proxy; owned by the podnet agent")})
+	// Adding an existing counter keeps its values.
+	tx.Add(&knftables.Counter{Name: logrule.ExcessCounter})
 	for _, bc := range baseChains {
 		tx.Add(&knftables.Chain{Name: bc.name, Type: knftables.PtrTo(bc.typ), Hook: knftables.PtrTo(bc.hook),
 			Priority: knftables.PtrTo(knftables.BaseChainPriority(bc.priority))})
@@ -257,13 +262,18 @@ func declareFixed(tx *knftables.Transaction) {
 	rule(chainMasquerading, fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark))
 	rule(chainMasquerading, fmt.Sprintf("meta mark set meta mark ^ %#x", MasqueradeMark))
 	rule(chainMasquerading, "masquerade fully-random")
-	rule(chainReject, "meta l4proto tcp reject with tcp reset")
-	rule(chainReject, "reject")
+	// The reject, logged for flow records (rate-limited, the excess
+	// counted): package flow/logrule.
+	for _, r := range logrule.Rules(logrule.ServiceNoEndpoints, "goto "+chainRejectPacket) {
+		rule(chainReject, r)
+	}
+	rule(chainRejectPacket, "meta l4proto tcp reject with tcp reset")
+	rule(chainRejectPacket, "reject")
 	rule(chainDrop, "drop")
 }
 
 func fixedChains() []string {
-	out := []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainDrop}
+	out := []string{chainServices, chainEndpointsCheck, chainMarkMasq, chainMasquerading, chainReject, chainRejectPacket, chainDrop}
 	for _, v4 := range []bool{true, false} {
 		for _, p := range protocols {
 			out = append(out, dnatChain(v4, p))

@@ -41,10 +41,14 @@ type outcome struct {
 	verdict string // accept, reject, drop
 	dnat    string // "ip:port" when translated
 	masq    bool
+	logged  string // the NFLOG prefix of a logged packet
 }
 
 func (o outcome) String() string {
 	s := o.verdict
+	if o.logged != "" {
+		s += " logged " + o.logged
+	}
 	if o.dnat != "" {
 		s += " dnat " + o.dnat
 	}
@@ -60,6 +64,7 @@ type state struct {
 	dnat    string
 	verdict string // set when a terminal verdict was reached
 	masq    bool
+	logged  string
 }
 
 func newTracer(t *testing.T, fake *knftables.Fake, node ...string) *tracer {
@@ -102,21 +107,22 @@ func (tr *tracer) trace(p packet) []string {
 				if fst.verdict == "" || fst.verdict == "accept" {
 					for _, pst := range tr.run(chainNATPostrouting, fp, fst) {
 						pst.verdict = "accept"
-						out = append(out, outcome{pst.verdict, pst.dnat, pst.masq}.String())
+						out = append(out, outcome{pst.verdict, pst.dnat, pst.masq, pst.logged}.String())
 					}
 				} else {
-					out = append(out, outcome{fst.verdict, fst.dnat, false}.String())
+					out = append(out, outcome{fst.verdict, fst.dnat, false, fst.logged}.String())
 				}
 			}
 			continue
 		}
-		out = append(out, outcome{st.verdict, st.dnat, false}.String())
+		out = append(out, outcome{st.verdict, st.dnat, false, st.logged}.String())
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
 var (
+	reLogGoto    = regexp.MustCompile(`^counter log prefix "([^"]+)" group \d+ goto (\S+)$`)
 	reJump       = regexp.MustCompile(`^(jump|goto) (\S+)$`)
 	reVmap3      = regexp.MustCompile(`^(ip6?) daddr \. meta l4proto \. th dport vmap @(\S+)$`)
 	reVmapNode   = regexp.MustCompile(`^(ip6?) daddr @(\S+) meta l4proto \. th dport vmap @(\S+)$`)
@@ -157,6 +163,11 @@ func (tr *tracer) runFrom(chain string, from int, p packet, st state) []state {
 		fam := func(f string) bool { return (f == "ip") == v4 }
 		var m []string
 		switch {
+		case strings.HasPrefix(rule, "limit rate over "):
+			// one packet is never over the flow log's rate limit
+		case match(reLogGoto, rule, &m):
+			st.logged = m[1]
+			return tr.run(m[2], p, st)
 		case match(reJump, rule, &m):
 			res := tr.run(m[2], p, st)
 			if m[1] == "goto" {
