@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -123,7 +124,7 @@ func runFlows(ctx context.Context, stdout, stderr io.Writer, client kubernetes.I
 	if o.aggregate {
 		return printAggregates(stdout, flow.AggregateRecords(recs, o.window), o.output)
 	}
-	p := newRecordPrinter(stdout, o.output)
+	p := newRecordPrinter(stdout, o.output, false)
 	for _, r := range recs {
 		p.print(r)
 	}
@@ -137,7 +138,7 @@ func followFlows(ctx context.Context, stdout, stderr io.Writer, client kubernete
 		done <- flow.Follow(ctx, client, o.q, ch, func(e flow.NodeError) { fmt.Fprintf(stderr, "no records from node %s\n", e) })
 		close(ch)
 	}()
-	p := newRecordPrinter(stdout, o.output)
+	p := newRecordPrinter(stdout, o.output, true)
 	for r := range ch {
 		p.print(r)
 		if err := p.flush(); err != nil {
@@ -147,18 +148,31 @@ func followFlows(ctx context.Context, stdout, stderr io.Writer, client kubernete
 	return <-done
 }
 
-// recordPrinter prints records as a table or JSON lines.
+// recordPrinter prints records as a table or JSON lines. A table is
+// aligned over all its rows, or, when it streams (--follow), over fixed
+// column widths.
 type recordPrinter struct {
-	json *json.Encoder
-	tw   *tabwriter.Writer
+	json   *json.Encoder
+	tw     *tabwriter.Writer
+	w      io.Writer
+	stream bool
 }
 
-func newRecordPrinter(w io.Writer, output string) *recordPrinter {
+var recordColumns = []string{"TIME", "NODE", "VERDICT", "DIRECTION", "SOURCE", "DESTINATION", "SERVICE", "PROTO", "POLICY"}
+
+// streamWidths are the column widths of a streamed table (longer values
+// push the row on).
+var streamWidths = []int{12, 16, 23, 9, 30, 30, 24, 5, 0}
+
+func newRecordPrinter(w io.Writer, output string, stream bool) *recordPrinter {
 	if output == "json" {
 		return &recordPrinter{json: json.NewEncoder(w)}
 	}
-	p := &recordPrinter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
-	fmt.Fprintln(p.tw, "TIME\tNODE\tVERDICT\tDIRECTION\tSOURCE\tDESTINATION\tSERVICE\tPROTO\tPOLICY")
+	p := &recordPrinter{w: w, stream: stream}
+	if !stream {
+		p.tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	}
+	p.row(recordColumns)
 	return p
 }
 
@@ -167,6 +181,28 @@ func (p *recordPrinter) print(r flow.Record) {
 		_ = p.json.Encode(r)
 		return
 	}
+	p.row(recordRow(r))
+}
+
+// row writes one line of the table.
+func (p *recordPrinter) row(cells []string) {
+	if !p.stream {
+		fmt.Fprintln(p.tw, strings.Join(cells, "\t"))
+		return
+	}
+	var b strings.Builder
+	for i, c := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(c)
+			break
+		}
+		fmt.Fprintf(&b, "%-*s  ", streamWidths[i], c)
+	}
+	fmt.Fprintln(p.w, b.String())
+}
+
+// recordRow is a record's cells in recordColumns' order.
+func recordRow(r flow.Record) []string {
 	verdict := r.Verdict
 	if r.Event == flow.EventEnd {
 		verdict = "ended"
@@ -181,8 +217,8 @@ func (p *recordPrinter) print(r flow.Record) {
 	if s := r.Service; s != nil {
 		svc = s.Namespace + "/" + s.Name + ":" + strconv.Itoa(int(s.Port))
 	}
-	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("15:04:05.000"), r.Node, verdict,
-		orDash(r.Direction), endpointText(r.Source), endpointText(r.Destination), svc, r.Protocol, orDash(r.PolicyText()))
+	return []string{r.Time.Local().Format("15:04:05.000"), r.Node, verdict, orDash(r.Direction),
+		endpointText(r.Source), endpointText(r.Destination), svc, r.Protocol, orDash(r.PolicyText())}
 }
 
 func (p *recordPrinter) flush() error {

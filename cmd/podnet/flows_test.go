@@ -29,7 +29,7 @@ func TestFlowsTable(t *testing.T) {
 		conn, end,
 	}
 	var out bytes.Buffer
-	p := newRecordPrinter(&out, "table")
+	p := newRecordPrinter(&out, "table", false)
 	for _, r := range recs {
 		p.print(r)
 	}
@@ -46,9 +46,22 @@ func TestFlowsTable(t *testing.T) {
 	}
 	// An empty result still has the header.
 	out.Reset()
-	_ = newRecordPrinter(&out, "table").flush()
+	_ = newRecordPrinter(&out, "table", false).flush()
 	if !strings.HasPrefix(out.String(), "TIME") {
 		t.Errorf("empty table %q", out.String())
+	}
+	// Streamed, each row is aligned as it comes.
+	out.Reset()
+	p = newRecordPrinter(&out, "table", true)
+	for _, r := range recs[:2] {
+		p.print(r)
+	}
+	want = `TIME          NODE              VERDICT                  DIRECTION  SOURCE                          DESTINATION                     SERVICE                   PROTO  POLICY
+12:00:01.234  node-2            dropped (policy-denied)  ingress    default/nginx-pod:48256         default/api:8080                -                         TCP    ingress default deny (default/api-allow)
+12:00:01.234  node-1            forwarded                egress     default/frontend:51234          default/web-1:80                default/web-lb:80         TCP    -
+`
+	if out.String() != want {
+		t.Errorf("streamed:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
 

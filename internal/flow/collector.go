@@ -31,8 +31,11 @@ func (c *Collector) view() *View {
 	if v := c.View(); v != nil {
 		return v
 	}
-	return NewView(Objects{})
+	return emptyView()
 }
+
+// emptyView knows no object: records made before the caches synced.
+var emptyView = sync.OnceValue(func() *View { return NewView(Objects{}) })
 
 // AddPacket records a logged packet.
 func (c *Collector) AddPacket(p LoggedPacket) {

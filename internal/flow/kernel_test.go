@@ -30,7 +30,7 @@ import (
 // 10.244.1.20 and the node address 10.244.1.99 are both on its lo, so the
 // pod's packets to the node take the input hook, where the policy table
 // judges egress-isolated pods.
-func kernelNode(t *testing.T) string {
+func kernelNode(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kernel test: creating network namespaces needs root")
@@ -78,7 +78,7 @@ func denyEgressWorld() Objects {
 }
 
 // loadPolicy programs the policy table for o in the namespace.
-func loadPolicy(t *testing.T, path string, o Objects) {
+func loadPolicy(t testing.TB, path string, o Objects) {
 	t.Helper()
 	var pods []*policy.Pod
 	for _, p := range o.Pods {

@@ -20,6 +20,9 @@
 // Replies of allowed connections pass as established conntrack entries.
 // Traffic the node itself sends to its pods (probes) never passes the
 // forward hook and is always allowed; host-network pods are not policed.
+// Every drop is logged to NFLOG with a prefix naming the direction, for
+// flow records (package flow resolves the isolating policies with the
+// evaluator), at a limited rate with the excess counted (flow/logrule).
 //
 // NewController (controller.go) is the agent's policy controller (package
 // controller): it reads Pods, Namespaces and NetworkPolicies and compiles

@@ -13,7 +13,9 @@
 //     against every rule bound to it, so a rule per Service bound to one map
 //     made loading quadratic. Postrouting resets the conntrack mark;
 //   - Services without endpoints are rejected at once (TCP reset, ICMP port
-//     unreachable) from filter chains, never left to time out;
+//     unreachable) from filter chains, never left to time out; each reject
+//     is logged to NFLOG for flow records, rate-limited with the excess
+//     counted (package flow/logrule);
 //   - traffic that must be masqueraded gets a packet mark that postrouting
 //     turns into masquerade; a pod reaching itself through its Service is
 //     masqueraded by a set of (endpoint, endpoint) pairs.
