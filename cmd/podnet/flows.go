@@ -55,13 +55,11 @@ Without --since or --follow it shows the last 20 records.`,
   podnet flows --aggregate --window 1m --since 10m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, client, err := connect()
+			client, port, err := connectAgents(cmd, connect, o.q.Port)
 			if err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("metrics-port") && cfg != nil && cfg.Containerd() {
-				o.q.Port = deployedMetricsPort // the DaemonSet's agents, deploy/base/agent.yaml
-			}
+			o.q.Port = port
 			if err := o.complete(cmd.Flags().Changed("last")); err != nil {
 				return err
 			}
@@ -82,7 +80,7 @@ Without --since or --follow it shows the last 20 records.`,
 	f.StringVarP(&o.output, "output", "o", "table", "table or json (JSON lines)")
 	f.BoolVar(&o.aggregate, "aggregate", false, "print counts per (source workload, destination workload, port, verdict, policy) and window")
 	f.DurationVar(&o.window, "window", time.Minute, "the window of --aggregate (0: one window)")
-	f.IntVar(&o.q.Port, "metrics-port", 10249, "the agents' metrics port (their --metrics-addr; 10264 for deploy/'s DaemonSet, the default on a containerd local cluster)")
+	addMetricsPortFlag(cmd, &o.q.Port)
 	return cmd
 }
 
