@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/netns"
@@ -178,12 +179,13 @@ func (p *uiPage) screenshot(name string) {
 	p.t.Logf("screenshot %s", f)
 }
 
-// uiEnv is a namespace of its own with pod server (node-2, TCP 8080) and
-// pod client (node-1).
+// uiEnv is a namespace of its own with pod server (node-2, TCP 8080)
+// behind Service server (80 -> 8080), and pod client (node-1).
 type uiEnv struct {
 	c              *cluster
 	ns             string
 	server, client v1.Pod
+	svc            *v1.Service
 }
 
 func setupUI(t *testing.T) *uiEnv {
@@ -202,6 +204,12 @@ func setupUI(t *testing.T) *uiEnv {
 		if _, err := cs.CoreV1().Pods(e.ns).Create(ctx, npPodSpec(name, node, map[string]string{"app": name}, ports), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	svc := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "server"}, Spec: v1.ServiceSpec{Selector: map[string]string{"app": "server"},
+		Ports: []v1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}}}}
+	var err error
+	if e.svc, err = cs.CoreV1().Services(e.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	e.server = c.runningPods(t, e.ns, "app=server", 1, true)[0]
 	e.client = c.runningPods(t, e.ns, "app=client", 1, true)[0]
@@ -231,6 +239,7 @@ func TestUIShowsTopologyFlowsTraceAndMatrix(t *testing.T) {
 	p.run("load the page", chromedp.Navigate(base+"/"), chromedp.WaitVisible("#nodes .node", chromedp.ByQuery))
 	p.run("show the namespace", p.fill("#topo-ns", e.ns), chromedp.SendKeys("#topo-ns", " \b", chromedp.ByQuery))
 	p.waitText("#nodes", 10*time.Second, node1, node2, e.ns+"/server "+e.server.Status.PodIP, e.ns+"/client "+e.client.Status.PodIP)
+	p.waitText("#services", 10*time.Second, e.ns+"/server", e.svc.Spec.ClusterIP, "80/TCP->8080")
 	p.screenshot("topology")
 
 	e.c.apply(t, fmt.Sprintf(`apiVersion: networking.k8s.io/v1
