@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -91,7 +92,9 @@ func (src Sources) serveTrace(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, badRequest{err})
 		return
 	}
-	res, err := src.Trace(r.Context(), trace.Request{Src: pod, Target: tgt}, req.Probe)
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	res, err := src.Trace(ctx, trace.Request{Src: pod, Target: tgt}, req.Probe)
 	if err != nil {
 		reply(w, nil, err)
 		return

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -72,17 +73,26 @@ func AgentSources(client kubernetes.Interface, port int) Sources {
 	}
 }
 
+// readTimeout bounds the reads of one request from the API server and the
+// agents (a trace's probe included), so that a cluster that does not
+// answer gives the page an error rather than a request that never ends.
+const readTimeout = 15 * time.Second
+
 // Handler serves the page and the API.
 func Handler(src Sources) http.Handler {
 	mux := http.NewServeMux()
 	files, _ := fs.Sub(static, "static")
 	mux.Handle("GET /", http.FileServerFS(files))
 	mux.HandleFunc("GET /api/topology", func(w http.ResponseWriter, r *http.Request) {
-		t, err := ReadTopology(r.Context(), src.Client)
+		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+		defer cancel()
+		t, err := ReadTopology(ctx, src.Client)
 		reply(w, t, err)
 	})
 	mux.HandleFunc("GET /api/policies", func(w http.ResponseWriter, r *http.Request) {
-		rows, err := src.Policies(r.Context(), r.URL.Query().Get("namespace"))
+		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+		defer cancel()
+		rows, err := src.Policies(ctx, r.URL.Query().Get("namespace"))
 		if rows == nil {
 			rows = []status.PolicyStatus{}
 		}

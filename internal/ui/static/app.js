@@ -89,11 +89,13 @@ function drawPolicies() {
 
 async function refresh() {
   try {
-    const [t, ps] = await Promise.all([api("/api/topology"), api("/api/policies").catch((e) => { console.warn(e); return []; })]);
+    let statusError = "";
+    const [t, ps] = await Promise.all([api("/api/topology"), api("/api/policies").catch((e) => { statusError = e.message; return []; })]);
     topology = t;
     policyStatus = ps;
     drawTopology();
-    $("status").textContent = `${t.nodes.length} nodes, ${t.pods.length} pods · updated ${new Date().toLocaleTimeString()}`;
+    $("status").textContent = `${t.nodes.length} nodes, ${t.pods.length} pods · updated ${new Date().toLocaleTimeString()}` +
+      (statusError ? " · policy status: " + statusError : "");
   } catch (e) {
     $("status").textContent = "cluster: " + e.message;
   }
@@ -127,12 +129,12 @@ function addFlow(r) {
 
 function follow() {
   if (flowSource) flowSource.close();
-  $("flows").tBodies[0].replaceChildren();
   const q = new URLSearchParams();
   if ($("flows-ns").value.trim()) q.set("namespace", $("flows-ns").value.trim());
   if ($("flows-verdict").value) q.set("verdict", $("flows-verdict").value);
   flowSource = new EventSource("/api/flows?" + q);
-  flowSource.onopen = () => { $("flows-state").textContent = "following"; };
+  // Each (re)connection sends the nodes' held records again: start over.
+  flowSource.onopen = () => { $("flows").tBodies[0].replaceChildren(); $("flows-state").textContent = "following"; };
   flowSource.onerror = () => { $("flows-state").textContent = "reconnecting…"; };
   flowSource.addEventListener("record", (ev) => addFlow(JSON.parse(ev.data)));
   flowSource.addEventListener("nodeerror", (ev) => {
