@@ -395,3 +395,18 @@ func TestThePageIsEmbeddedAndSelfContained(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A cluster without Services or policies answers empty lists, not null
+// (the page iterates over them).
+func TestAnEmptyClusterHasEmptyListsNotNull(t *testing.T) {
+	s := serve(t, Sources{Client: fake.NewClientset()})
+	var got map[string]json.RawMessage
+	if code := call(t, s, "GET", "/api/topology", nil, &got); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	for _, k := range []string{"nodes", "pods", "services", "policies"} {
+		if string(got[k]) != "[]" {
+			t.Errorf("%s: %s, want []", k, got[k])
+		}
+	}
+}

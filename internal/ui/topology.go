@@ -59,7 +59,8 @@ type NetworkPolicy struct {
 
 // ReadTopology lists the objects from the API server.
 func ReadTopology(ctx context.Context, client kubernetes.Interface) (Topology, error) {
-	var t Topology
+	// Empty lists, not nil ones: the page iterates over JSON arrays.
+	t := Topology{Nodes: []Node{}, Pods: []Pod{}, Services: []Service{}, Policies: []NetworkPolicy{}}
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return t, fmt.Errorf("nodes: %w", err)

@@ -239,6 +239,11 @@ func TestUIShowsTopologyFlowsTraceAndMatrix(t *testing.T) {
 	p.run("load the page", chromedp.Navigate(base+"/"), chromedp.WaitVisible("#nodes .node", chromedp.ByQuery))
 	p.run("show the namespace", p.fill("#topo-ns", e.ns), chromedp.SendKeys("#topo-ns", " \b", chromedp.ByQuery))
 	p.waitText("#nodes", 10*time.Second, node1, node2, e.ns+"/server "+e.server.Status.PodIP, e.ns+"/client "+e.client.Status.PodIP)
+	// "2 nodes, N pods · updated TIME", and no error (a drawing error
+	// replaces it with "cluster: ...").
+	if got := p.waitText("#status", 10*time.Second, "2 nodes,", "updated"); strings.Contains(got, "policy status:") {
+		t.Errorf("the page's status line says %q", got)
+	}
 	p.waitText("#services", 10*time.Second, e.ns+"/server", e.svc.Spec.ClusterIP, "80/TCP->8080")
 	p.screenshot("topology")
 

@@ -29,6 +29,7 @@ async function api(path, body) {
 }
 
 // Topology, Services and NetworkPolicies with their enforcement status.
+// The lists are arrays, never null (the server's contract; a unit test).
 
 let topology = null;
 let policyStatus = [];
@@ -119,7 +120,7 @@ function addFlow(r) {
   if (r.reason) verdict += " (" + r.reason + ")";
   const svc = r.service ? r.service.namespace + "/" + r.service.name + ":" + r.service.port : "-";
   const tr = el("tr", { class: "flow" });
-  for (const c of [new Date(r.time).toLocaleTimeString(), r.node, el("span", { class: r.verdict }, verdict), r.direction || "-",
+  for (const c of [new Date(r.time).toLocaleTimeString([], { hour12: false }), r.node, el("span", { class: r.verdict }, verdict), r.direction || "-",
     endpoint(r.source), endpoint(r.destination), svc, r.protocol, r.policyText || "-"]) {
     tr.append(el("td", {}, c));
   }
