@@ -78,10 +78,16 @@ func newBrowser(t *testing.T) (context.Context, func() []string) {
 	if err != nil {
 		t.Fatalf("chromium is not installed (apt-get install chromium, or make deps): %v", err)
 	}
+	// Not t.TempDir: Chromium's helpers may still write to the profile
+	// when the test's own cleanup runs; it is removed after they end.
+	profile, err := os.MkdirTemp("", "podnet-ui-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // root
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1400, 1100),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-domain-reliability", true),
@@ -93,7 +99,19 @@ func newBrowser(t *testing.T) (context.Context, func() []string) {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	ctx, cancelTimeout := context.WithTimeout(ctx, 4*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	t.Cleanup(func() {
+		_ = chromedp.Cancel(ctx) // closes the browser and waits for it
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		for i := 0; i < 10; i++ {
+			if err = os.RemoveAll(profile); err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Errorf("remove Chromium's profile: %v", err)
+	})
 	var mu sync.Mutex
 	var urls []string
 	chromedp.ListenTarget(ctx, func(ev any) {

@@ -107,8 +107,11 @@ async function refresh() {
 let flowSource = null;
 const maxFlows = 500;
 
+// endpoint names a flow's end: its pod, else the node whose address it
+// is (kubelet probes, host-network pods), else the address.
 function endpoint(e) {
-  let s = e.pod ? e.namespace + "/" + e.pod : e.ip;
+  const node = topology && topology.nodes.find((n) => n.address === e.ip);
+  let s = e.pod ? e.namespace + "/" + e.pod : node ? "node/" + node.name : e.ip;
   if (e.port) s += ":" + e.port;
   return s;
 }
@@ -120,11 +123,15 @@ function addFlow(r) {
   if (r.reason) verdict += " (" + r.reason + ")";
   const svc = r.service ? r.service.namespace + "/" + r.service.name + ":" + r.service.port : "-";
   const tr = el("tr", { class: "flow" });
+  tr.dataset.time = r.time;
   for (const c of [new Date(r.time).toLocaleTimeString([], { hour12: false }), r.node, el("span", { class: r.verdict }, verdict), r.direction || "-",
     endpoint(r.source), endpoint(r.destination), svc, r.protocol, r.policyText || "-"]) {
     tr.append(el("td", {}, c));
   }
-  tbody.prepend(tr);
+  // Newest first: the nodes' streams interleave, so insert by time.
+  const t = Date.parse(r.time);
+  const after = [...tbody.rows].find((row) => Date.parse(row.dataset.time) <= t);
+  tbody.insertBefore(tr, after || null);
   while (tbody.rows.length > maxFlows) tbody.deleteRow(-1);
 }
 
@@ -203,6 +210,6 @@ $("topo-ns").addEventListener("input", drawTopology);
 $("flows-form").addEventListener("submit", (ev) => { ev.preventDefault(); follow(); });
 $("trace-form").addEventListener("submit", runTrace);
 $("matrix-form").addEventListener("submit", runMatrix);
-refresh();
+// Follow once the topology is known: flows name node addresses by it.
+refresh().then(follow);
 setInterval(refresh, 5000);
-follow();
