@@ -69,8 +69,9 @@ func startUI(t *testing.T, c *cluster) string {
 }
 
 // newBrowser starts headless Chromium that reaches nothing but loopback:
-// no background networking, component updates, sync or field trials, and
-// every host name but localhost fails to resolve. It records every URL the
+// no background networking, component updates, sync or field trials,
+// every host name but localhost fails to resolve, and anything else goes to
+// a proxy on a loopback port where nothing listens. It records every URL the
 // page requests.
 func newBrowser(t *testing.T) (context.Context, func() []string) {
 	t.Helper()
@@ -94,7 +95,9 @@ func newBrowser(t *testing.T) (context.Context, func() []string) {
 		chromedp.Flag("disable-client-side-phishing-detection", true),
 		chromedp.Flag("no-pings", true),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"),
-		chromedp.Flag("proxy-server", "direct://"),
+		// Whatever still asks for another address goes to a proxy that
+		// is not there (loopback is never proxied).
+		chromedp.ProxyServer("http://127.0.0.1:9"),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
