@@ -36,6 +36,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 		{newProbeCommand(cf), groupDebug, false},
 		{newTraceCommand(cf), groupDebug, false},
 		{newFlowsCommand(cf), groupDebug, false},
+		{newUICommand(cf), groupDebug, false},
 	} {
 		cf.register(c.cmd, c.tools)
 		c.cmd.GroupID = c.group

@@ -52,7 +52,7 @@ func TestHelpGroupsUserCommandsBeforeDaemons(t *testing.T) {
 	}
 	for title, want := range map[string]string{
 		"Local cluster": "apply clusters down kubectl status up",
-		"See and debug": "exec flows logs probe selfcheck trace",
+		"See and debug": "exec flows logs probe selfcheck trace ui",
 		"Daemons (run by podnet itself or a DaemonSet)": "agent cleanup-node controller dns install-cni pod-exec registry runtime serve world-dns",
 		"Additional Commands":                           "completion help version",
 	} {

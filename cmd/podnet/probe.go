@@ -46,16 +46,23 @@ Exit status: 0 when a reply came back (--matrix: the table was probed; with
 Service, a namespace that cannot be entered).`
 
 func newProbeCommand(cf *clusterFlags) *cobra.Command {
-	return newProbeCommandWith(cf.kubeconfig, func(cmd *cobra.Command, ns, name string) (string, error) {
+	env := localProbeEnv(cf)
+	return newProbeCommandWith(cf.kubeconfig, env.podNetNS, env.client)
+}
+
+// localProbeEnv finds pods and their network namespaces on the local
+// cluster of cf (podnet ui's matrix uses it too).
+func localProbeEnv(cf *clusterFlags) probeEnv {
+	return probeEnv{kubeconfig: cf.kubeconfig, podNetNS: func(cmd *cobra.Command, ns, name string) (string, error) {
 		p, err := findPod(cmd, cf, ns, name)
 		if err != nil {
 			return "", err
 		}
 		return p.NetNS, nil
-	}, func() (kubernetes.Interface, error) {
+	}, client: func() (kubernetes.Interface, error) {
 		_, c, err := cf.client()
 		return c, err
-	})
+	}}
 }
 
 // probeEnv is what the probe command reads from outside (the tests'
