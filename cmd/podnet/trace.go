@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podnet/podnet/internal/flow"
 	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/probe"
@@ -71,6 +72,8 @@ type traceOptions struct {
 	kubeconfig, output, routingMode, domain string
 	timeout, probeTimeout                   time.Duration
 	probe                                   bool
+	// metricsPort is the agents' port, for the probe's flow records.
+	metricsPort int
 }
 
 func newTraceCommand(cf *clusterFlags) *cobra.Command {
@@ -132,6 +135,7 @@ func newTraceCommandEnv(env traceEnv) *cobra.Command {
 	f.DurationVar(&o.probeTimeout, "probe-timeout", time.Second, "how long --probe waits for a reply")
 	f.StringVar(&o.routingMode, "routing-mode", "", "the agents' --routing-mode, direct or vxlan (default: found on the local cluster's nodes, else direct)")
 	f.StringVar(&o.domain, "cluster-domain", "", "the cluster's DNS domain (default: from the pod's resolv.conf on a local cluster, else cluster.local)")
+	addMetricsPortFlag(cmd, &o.metricsPort)
 	return cmd
 }
 
@@ -139,6 +143,9 @@ func newTraceCommandEnv(env traceEnv) *cobra.Command {
 type traceOutput struct {
 	*trace.Explanation
 	Probe *trace.ProbeCheck `json:"probe,omitempty"`
+	// Flows are the flow records the probe's connection produced on the
+	// nodes (package flow), when the agents record flows.
+	Flows []flow.Record `json:"flows,omitempty"`
 }
 
 func (env traceEnv) run(cmd *cobra.Command, o traceOptions, ns, pod, target string) error {
@@ -160,6 +167,9 @@ func (env traceEnv) run(cmd *cobra.Command, o traceOptions, ns, pod, target stri
 	var local *localcluster.Config
 	if o.kubeconfig == "" {
 		local = env.local()
+	}
+	if local != nil && local.Containerd() && !cmd.Flags().Changed("metrics-port") {
+		o.metricsPort = deployedMetricsPort // the DaemonSet's agents, deploy/base/agent.yaml
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
@@ -217,11 +227,34 @@ func explainAndProbe(ctx context.Context, client kubernetes.Interface, local *lo
 		run.warnings = append(run.warnings, pe)
 	}
 	if o.probe {
+		start := time.Now()
 		if run.Probe, err = probeFor(e, loc, o.probeTimeout); err != nil {
 			return traceRun{}, err
 		}
+		if o.metricsPort != 0 {
+			run.Flows = probeFlows(ctx, client, req.Src, o.metricsPort, start)
+		}
 	}
 	return run, nil
+}
+
+// probeFlows reads the flow records of the probe's connection: those from
+// src since start (a drop at the destination's node, the connection at
+// the source's), waiting up to 1.5 s for the agents to have them. None
+// when the agents do not record flows or cannot be read.
+func probeFlows(ctx context.Context, client kubernetes.Interface, src trace.PodName, port int, start time.Time) []flow.Record {
+	q := flow.Query{Filter: flow.Filter{Since: start.Add(-100 * time.Millisecond), FromPod: src.Namespace + "/" + src.Name}, Port: port}
+	for deadline := time.Now().Add(1500 * time.Millisecond); ; {
+		recs, _, err := flow.Read(ctx, client, q)
+		if err == nil && len(recs) > 0 || time.Now().After(deadline) {
+			return recs
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // probeFor makes the real connection of e from the pod at loc.
@@ -285,6 +318,14 @@ func printTrace(w io.Writer, output string, out traceOutput) error {
 	fmt.Fprint(w, out.Explanation.String())
 	if out.Probe != nil {
 		fmt.Fprint(w, out.Probe.String())
+		if len(out.Flows) > 0 {
+			fmt.Fprintln(w, "flow records of the probe (podnet flows):")
+			p := newRecordPrinter(w, "table", false)
+			for _, r := range out.Flows {
+				p.print(r)
+			}
+			return p.flush()
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podnet/podnet/internal/flow"
 	"github.com/podnet/podnet/internal/trace"
 )
 
@@ -51,6 +53,7 @@ func tracePods(t *testing.T, c *cluster, cs kubernetes.Interface, ns string, nod
 type traceJSONOut struct {
 	trace.Explanation
 	Probe *trace.ProbeCheck `json:"probe"`
+	Flows []flow.Record     `json:"flows"`
 }
 
 func (c *cluster) traceJSON(t *testing.T, args ...string) (traceJSONOut, int, string) {
@@ -137,6 +140,13 @@ func TestTraceDNSNameThroughServiceAcrossNodes(t *testing.T) {
 		}
 		if iso := strings.Join(r.Paths[0].Policy.Ingress.IsolatedBy, ","); !strings.Contains(iso, ns+"/default-deny-ingress") {
 			return fmt.Errorf("isolated by %q, want the default deny", iso)
+		}
+		// The flow record the probe produced: dropped at the destination,
+		// naming the same default deny.
+		if !slices.ContainsFunc(r.Flows, func(f flow.Record) bool {
+			return f.Verdict == flow.Dropped && strings.Contains(f.PolicyText(), ns+"/default-deny-ingress")
+		}) {
+			return fmt.Errorf("no dropped flow record naming %s/default-deny-ingress among %d:\n%s", ns, len(r.Flows), out)
 		}
 		return nil
 	})
