@@ -161,6 +161,15 @@ func TestContainerdNodes(t *testing.T) {
 				t.Errorf("%s → api:8080 answered %q; api-allow admits role=frontend only", from, out)
 			}
 		}
+		// The DaemonSet's agents record the drop (podnet flows reads them
+		// on deploy/'s port through the node proxy).
+		eventually(t, 10*time.Second, "podnet flows shows nginx-pod's drop at api by api-allow", func() error {
+			out, err := c.podnet("flows", "--verdict", "dropped", "--from-pod", "nginx-pod", "--to-pod", "api", "-o", "json")
+			if err != nil || !strings.Contains(out, `"ingress"`) || !strings.Contains(out, "default/api-allow") {
+				return fmt.Errorf("%v\n%s", err, out)
+			}
+			return nil
+		})
 		dbIP := ip("secure", "database")
 		if out, err := c.podnet("kubectl", "--", "exec", "cri-a", "--", "wget", "-q", "-T", "2", "-t", "1", "-O-", "http://"+dbIP+":5432/"); err == nil {
 			t.Errorf("cri-a → secure/database answered %q; default-deny-all denies it", out)
