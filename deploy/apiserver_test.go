@@ -65,10 +65,20 @@ func TestManifestsApplyToARealAPIServerAndGrantWhatTheySay(t *testing.T) {
 		if c.ns != "" {
 			args = append(args, "-n", c.ns)
 		}
-		out, err := kubectl(args...)
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatal(err)
+		// The API server's RBAC authorizer learns new bindings from its
+		// informers, a moment after the apply: a grant is waited for
+		// (the denials are checked after the first grants are seen).
+		var out string
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			var err error
+			out, err = kubectl(args...)
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			if !c.yes || out == "yes" || time.Now().After(deadline) {
+				break
+			}
 		}
 		if yes := out == "yes"; yes != c.yes {
 			t.Errorf("%s may %s %s in %q: %q, want yes=%v", c.sa, c.verb, c.what, c.ns, out, c.yes)
