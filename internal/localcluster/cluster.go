@@ -247,15 +247,22 @@ func deployDNS(ctx context.Context, cfg *Config, client kubernetes.Interface, o 
 	return nil
 }
 
+// issueNode issues node i's client credentials (the kubelet's or the pod
+// runtime's, and the agent's kubeconfigs) and its kubelet API serving
+// certificate, for either node runtime.
+func issueNode(cfg *Config, i int) (nodeKC, agentKC string, serving *controlplane.KubeletServing, err error) {
+	if nodeKC, agentKC, err = controlplane.IssueNodeCredentials(cfg.StateDir, cfg.NodeName(i)); err != nil {
+		return "", "", nil, err
+	}
+	serving, err = controlplane.IssueKubeletServing(cfg.StateDir, cfg.NodeName(i), cfg.NodeIP(i))
+	return nodeKC, agentKC, serving, err
+}
+
 // startNode issues node i's credentials and starts its agent and runtime in
 // its namespace.
 func startNode(cfg *Config, i int, o UpOptions) error {
 	node := cfg.NodeName(i)
-	runtimeKC, agentKC, err := controlplane.IssueNodeCredentials(cfg.StateDir, node)
-	if err != nil {
-		return err
-	}
-	kubelet, err := controlplane.IssueKubeletServing(cfg.StateDir, node, cfg.NodeIP(i))
+	runtimeKC, agentKC, kubelet, err := issueNode(cfg, i)
 	if err != nil {
 		return err
 	}

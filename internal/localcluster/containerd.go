@@ -114,11 +114,7 @@ func startRegistry(cfg *Config, o UpOptions) error {
 // into it and starts its kubelet.
 func startContainerdNode(ctx context.Context, cfg *Config, i int, o UpOptions) error {
 	node := cfg.NodeName(i)
-	kubeletKC, _, err := controlplane.IssueNodeCredentials(cfg.StateDir, node)
-	if err != nil {
-		return err
-	}
-	serving, err := controlplane.IssueKubeletServing(cfg.StateDir, node, cfg.NodeIP(i))
+	kubeletKC, _, serving, err := issueNode(cfg, i)
 	if err != nil {
 		return err
 	}
