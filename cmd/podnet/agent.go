@@ -13,6 +13,7 @@ import (
 	"github.com/podnet/podnet/internal/agent"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 func parsePrefixes(ss []string) ([]netip.Prefix, error) {
@@ -70,7 +71,14 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "where to write the CNI conflist (empty: do not write)")
 	f.StringVar(&cfg.CNINetwork, "cni-network", "podnet", "network name in the CNI conflist")
 	f.StringVar(&cfg.CNIDataDir, "cni-data-dir", "/var/lib/cni/podnet", "podnet-cni's IPAM directory")
-	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode)")
+	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode, less 80 with encryption)")
+	f.StringVar(&cfg.Encryption, "encryption", "", "encrypt pod traffic between nodes: wireguard (default: off)")
+	f.BoolVar(&cfg.WireGuard.Strict, "encryption-strict", false, "with --encryption: drop (and count) traffic to remote pods that cannot go through the tunnel instead of sending it in the clear")
+	f.StringVar(&cfg.WireGuard.KeyFile, "wireguard-key-file", "/var/lib/podnet/wireguard/private.key", "this node's WireGuard private key (made when missing; root-only)")
+	f.IntVar(&cfg.WireGuard.Port, "wireguard-port", wireguard.DefaultPort, "UDP port of the WireGuard device")
+	f.DurationVar(&cfg.WireGuard.RotateEvery, "wireguard-key-rotation", 0, "make a new WireGuard key when the key is this old (0: only on request, podnet rotate-keys)")
+	f.StringVar(&cfg.WireGuard.Implementation, "wireguard-implementation", wireguard.ImplAuto, "kernel, userspace (wireguard-go on a TUN device in the agent) or auto (the kernel's when it has WireGuard)")
+	f.StringVar(&cfg.WireGuard.UAPIName, "wireguard-socket-name", wireguard.Device, "the user-space device's control socket, /var/run/wireguard/NAME.sock (wgctrl and wg show use NAME); nodes sharing a file system need different names")
 	f.BoolVar(&cfg.DisableProxy, "disable-proxy", false, "do not run the service proxy (when kube-proxy runs instead)")
 	f.BoolVar(&cfg.DisablePolicy, "disable-policy", false, "do not enforce NetworkPolicy")
 	f.BoolVar(&cfg.DisableFlows, "disable-flows", false, "make no flow records (NFLOG drops, conntrack events; GET /flows)")

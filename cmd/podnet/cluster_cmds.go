@@ -50,7 +50,8 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 func newUpCommand(cf *clusterFlags) *cobra.Command {
 	var o localcluster.UpOptions
 	var nodes int
-	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones, nodeRuntime string
+	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones, nodeRuntime, encryption string
+	var encryptionStrict bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a local cluster: control plane, nodes and pods in network namespaces",
@@ -80,6 +81,7 @@ network (docs/local-cluster.md, Zones).`,
 		Example: `  podnet up
   podnet up -f examples/seed
   podnet up --cluster dev --nodes 3 --routing-mode vxlan
+  podnet up --encryption wireguard --encryption-strict   # pod traffic between nodes through WireGuard
   podnet up --nodes 4 --zones a,b                 # podnet-node-1.a, podnet-node-2.b, podnet-node-3.a, podnet-node-4.b
   podnet up --service-proxy kube-proxy-iptables   # upstream kube-proxy instead of the agents' proxy
   podnet up --node-runtime containerd -f examples/seed   # real kubelet + containerd nodes, podnet from deploy/
@@ -88,6 +90,7 @@ network (docs/local-cluster.md, Zones).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
 			cfg.Nodes, cfg.ServiceProxy, cfg.Zones, cfg.NodeRuntime = nodes, serviceProxy, localcluster.ParseZones(zones), nodeRuntime
+			cfg.Encryption, cfg.EncryptionStrict = encryption, encryptionStrict
 			if err := cfg.SetRanges(localcluster.Ranges{PodCIDR: podCIDR, ServiceCIDR: serviceCIDR, NodeNetwork: nodeNetwork, WorldNetwork: worldNetwork}); err != nil {
 				return err
 			}
@@ -132,6 +135,8 @@ network (docs/local-cluster.md, Zones).`,
 	cmd.Flags().StringVar(&worldNetwork, "world-network", "", "the outside world's addresses, a /24 (default 203.0.113.0/24)")
 	cmd.Flags().StringArrayVarP(&o.Manifests, "filename", "f", nil, "manifest file or directory to apply once the nodes are Ready (repeatable)")
 	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
+	cmd.Flags().StringVar(&encryption, "encryption", "", "encrypt pod traffic between nodes: wireguard (user-space WireGuard in each agent; default: off)")
+	cmd.Flags().BoolVar(&encryptionStrict, "encryption-strict", false, "with --encryption: drop traffic to remote pods that cannot be encrypted rather than send it in the clear")
 	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
 	cmd.Flags().StringVar(&nodeRuntime, "node-runtime", localcluster.NodeRuntimePodnet,
 		"what runs the pods: podnet (its own pod runtime, with the agent beside it) or containerd (a real kubelet and containerd per node, podnet installed from deploy/ as a DaemonSet; needs make image)")

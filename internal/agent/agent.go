@@ -23,7 +23,11 @@ import (
 	"github.com/podnet/podnet/internal/policy/status"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
+
+// EncryptionWireGuard is the one encryption there is.
+const EncryptionWireGuard = "wireguard"
 
 // Config configures the agent on one node.
 type Config struct {
@@ -67,6 +71,10 @@ type Config struct {
 	// LBKeyNamespace holds the heartbeat key's Secret when there is no
 	// LBKeyFile (kube-system when empty).
 	LBKeyNamespace string
+	// Encryption is "" (off) or "wireguard" (package wireguard); WireGuard
+	// configures it.
+	Encryption string
+	WireGuard  wireguard.Config
 	// MetricsAddr serves /metrics and HealthzAddr /healthz ("" disables).
 	MetricsAddr, HealthzAddr string
 	Log                      *slog.Logger
@@ -103,11 +111,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.DisablePolicy {
 		ex.policy = status.NewTracker(cfg.NodeName)
 	}
+	if ex.tunnel, err = newTunnel(ctx, d, cfg, m); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	ctrls, err := newControllers(ctx, d, cfg, m, ex)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	pages := map[string]http.Handler{"/lb/announcements": ex.lb, status.Path: ex.policy}
+	if ex.tunnel != nil {
+		pages[wireguard.StatusPath] = ex.tunnel
+	}
 	fl := m.flows
 	if fl != nil {
 		fl.watch(factory)
@@ -160,7 +174,7 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 	}{
 		{true, func() (*controller.Controller, error) {
 			return routing.NewController(d, routing.ControllerConfig{NodeName: cfg.NodeName, Mode: cfg.RoutingMode,
-				Masq: routing.MasqConfig{PodCIDRs: cfg.ClusterCIDRs, ServiceCIDRs: cfg.ServiceCIDRs}})
+				Masq: routing.MasqConfig{PodCIDRs: cfg.ClusterCIDRs, ServiceCIDRs: cfg.ServiceCIDRs}, Tunnel: ex.routingTunnel()})
 		}},
 		{cfg.CNIConfDir != "", func() (*controller.Controller, error) { return newCNIConfController(d, cfg) }},
 		{!cfg.DisableProxy, func() (*controller.Controller, error) {
@@ -189,12 +203,52 @@ func newControllers(ctx context.Context, d controller.Deps, cfg Config, m *metri
 }
 
 // extras are what controllers share with the agent: the LoadBalancer
-// announcer's status page and the wait for its graceful leave, and the
-// policy enforcer's status (nil when policy is off).
+// announcer's status page and the wait for its graceful leave, the policy
+// enforcer's status (nil when policy is off) and the encryption (nil when
+// off).
 type extras struct {
 	lb      *announce.Status
 	stopped *sync.WaitGroup
 	policy  *status.Tracker
+	tunnel  *wireguard.Manager
+}
+
+// routingTunnel is the encryption as routing sees it (nil, not a nil
+// pointer in an interface, when off).
+func (ex extras) routingTunnel() routing.Tunnel {
+	if ex.tunnel == nil {
+		return nil
+	}
+	return ex.tunnel
+}
+
+// newTunnel opens the WireGuard device when encryption is on; when it is
+// off it removes what an earlier agent with encryption left (the device
+// and its routes, the strict-mode table), so no route points into a dead
+// tunnel.
+func newTunnel(ctx context.Context, d controller.Deps, cfg Config, m *metrics) (*wireguard.Manager, error) {
+	switch cfg.Encryption {
+	case "":
+		nft, err := wireguard.NewNFT()
+		if err == nil {
+			err = wireguard.DeleteStrict(ctx, nft)
+		}
+		if err = errors.Join(err, wireguard.DeleteDevice()); err != nil {
+			d.Logger("wireguard").Warn("encryption is off but what it left cannot be removed", "err", err)
+		}
+		return nil, nil
+	case EncryptionWireGuard:
+	default:
+		return nil, fmt.Errorf("unknown encryption %q (want %s)", cfg.Encryption, EncryptionWireGuard)
+	}
+	wc := cfg.WireGuard
+	wc.NodeName = cfg.NodeName
+	wc.ClusterCIDRs = cfg.ClusterCIDRs
+	if wc.MTU == 0 && cfg.MTU != 0 {
+		wc.MTU = cfg.MTU
+	}
+	rec := controller.NewEventRecorder(ctx, d.Client, "podnet-agent", cfg.NodeName)
+	return wireguard.NewManager(ctx, wc, d.Client, rec, m.wireguard, d.Logger("wireguard"))
 }
 
 // dropManagedFields is an informer transform that removes managedFields.

@@ -14,6 +14,7 @@ import (
 	"github.com/podnet/podnet/internal/atomicfile"
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // CNIConfFile is the conflist the agent writes into the runtime's CNI
@@ -72,7 +73,10 @@ func newCNIConfController(d controller.Deps, cfg Config) (*controller.Controller
 	mtu := cfg.MTU
 	if mtu == 0 {
 		mtu = 1500
-		if cfg.RoutingMode == routing.ModeVXLAN {
+		switch {
+		case cfg.Encryption != "":
+			mtu -= wireguard.Overhead // every remote pod is reached through the tunnel
+		case cfg.RoutingMode == routing.ModeVXLAN:
 			mtu -= routing.VXLANOverhead
 		}
 	}

@@ -30,10 +30,11 @@ import (
 
 // agentWrites are the API writes of the agent's controllers, which no
 // informer shows: the policy controller's Event recorder (core Events,
-// create and patch; policy.newRecorder). The heartbeat key Secret
-// (announce.KeySecret, get and create) is a Role of its namespace,
-// checked in deploy/.
-var agentWrites = []string{"/events/create", "/events/patch"}
+// create and patch; controller.NewEventRecorder) and the encryption's
+// publication of the node's public key (Node patch; package wireguard's
+// Manager.publish). The heartbeat key Secret (announce.KeySecret, get and
+// create) is a Role of its namespace, checked in deploy/.
+var agentWrites = []string{"/events/create", "/events/patch", "/nodes/patch"}
 
 // startedInformers builds every controller of the agent (all of them on)
 // over a fake clientset, starts the factory and returns the resources of

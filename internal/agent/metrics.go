@@ -8,6 +8,7 @@ import (
 	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // metrics are the agent's metrics, all in one registry served on /metrics
@@ -17,10 +18,11 @@ import (
 type metrics struct {
 	reg         *prometheus.Registry
 	controllers *controller.Metrics
-	proxy       *proxy.Metrics    // nil when the proxy is off
-	policy      *policy.Metrics   // nil when policy is off
-	lb          *announce.Metrics // nil when LB announcement is off
-	flows       *flows            // the flow collector's ring and metrics; nil when off
+	proxy       *proxy.Metrics     // nil when the proxy is off
+	policy      *policy.Metrics    // nil when policy is off
+	lb          *announce.Metrics  // nil when LB announcement is off
+	flows       *flows             // the flow collector's ring and metrics; nil when off
+	wireguard   *wireguard.Metrics // nil when encryption is off
 }
 
 func newMetrics(cfg Config) (*metrics, error) {
@@ -37,6 +39,10 @@ func newMetrics(cfg Config) (*metrics, error) {
 	if !cfg.DisableFlows {
 		m.flows = newFlows()
 		sets = append(sets, m.flows.metrics)
+	}
+	if cfg.Encryption != "" {
+		m.wireguard = wireguard.NewMetrics()
+		sets = append(sets, m.wireguard)
 	}
 	if cfg.LBAnnounce {
 		m.lb = announce.NewMetrics()

@@ -294,6 +294,13 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			"--kubelet-api-cert", kubelet.CertFile, "--kubelet-api-key", kubelet.KeyFile,
 			"--kubelet-api-client-ca", kubelet.ClientCAFile, "--kubelet-api-allowed-users", kubelet.AllowedUser}},
 	}
+	if cfg.Encryption != "" {
+		specs[0].Argv = append(specs[0].Argv, "--encryption", cfg.Encryption, "--wireguard-implementation", "userspace",
+			"--wireguard-key-file", cfg.WireGuardKeyFile(i), "--wireguard-socket-name", cfg.WireGuardSocketName(i))
+		if cfg.EncryptionStrict {
+			specs[0].Argv = append(specs[0].Argv, "--encryption-strict")
+		}
+	}
 	if l := cfg.NodeLabels(i); len(l) > 0 {
 		specs[1].Argv = append(specs[1].Argv, "--node-labels", crinode.LabelsArg(l)) // the runtime registers the Node
 	}

@@ -125,7 +125,7 @@ func (f *cleanFix) podnetState(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := s.Sync(ctx, &me, []routing.Peer{peer}); err != nil {
+			if err := s.Sync(ctx, &me, []routing.Peer{peer}, routing.TunnelRoutes{}); err != nil {
 				return fmt.Errorf("routing %s: %w", mode, err)
 			}
 		}

@@ -9,9 +9,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/record"
@@ -44,7 +41,7 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 	s := &policySync{
 		node: cfg.NodeName, pods: pods.Lister(), namespaces: namespaces.Lister(), policies: policies.Lister(),
 		syncer: NewSyncer(nft), metrics: m, log: d.Logger("policy"),
-		recorder: newRecorder(ctx, d.Client, cfg.NodeName), status: cfg.Status,
+		recorder: controller.NewEventRecorder(ctx, d.Client, "podnet-agent", cfg.NodeName), status: cfg.Status,
 		lastGood: map[string]*networkingv1.NetworkPolicy{}, reported: map[string]string{},
 	}
 	return controller.New(d, controller.Spec{
@@ -55,18 +52,6 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 		MaxInterval:   time.Minute,
 		FailureEffect: "the previous rules stay",
 	})
-}
-
-// newRecorder returns an Event recorder for the agent on node; it stops
-// when ctx ends.
-func newRecorder(ctx context.Context, client kubernetes.Interface, node string) record.EventRecorder {
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	go func() {
-		<-ctx.Done()
-		broadcaster.Shutdown()
-	}()
-	return broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "podnet-agent", Host: node})
 }
 
 // policySync is the enforcer's sync and what it keeps between syncs.

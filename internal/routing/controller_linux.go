@@ -2,9 +2,11 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/podnet/podnet/internal/controller"
@@ -15,6 +17,17 @@ type ControllerConfig struct {
 	NodeName string
 	Mode     string // ModeDirect or ModeVXLAN
 	Masq     MasqConfig
+	// Tunnel, when set, encrypts: it is synced first and the pod CIDRs of
+	// the nodes it reaches are routed into it (package wireguard).
+	Tunnel Tunnel
+}
+
+// Tunnel is the encryption between nodes, as routing uses it.
+type Tunnel interface {
+	// Sync configures the tunnel from the Nodes and returns what to route
+	// into it. On error, what it returns is still used (it may reach some
+	// nodes).
+	Sync(ctx context.Context, nodes []*v1.Node) (TunnelRoutes, error)
 }
 
 // NewController returns the routing controller: it reads the Nodes and
@@ -41,8 +54,15 @@ func NewController(d controller.Deps, cfg ControllerConfig) (*controller.Control
 			if err != nil {
 				return err
 			}
+			var tun TunnelRoutes
+			var tunErr error
+			if cfg.Tunnel != nil {
+				if tun, tunErr = cfg.Tunnel.Sync(ctx, all); tunErr != nil {
+					tunErr = fmt.Errorf("encryption: %w", tunErr)
+				}
+			}
 			me, peers := Peers(cfg.NodeName, all)
-			if err := syncer.Sync(ctx, me, peers); err != nil {
+			if err := errors.Join(tunErr, syncer.Sync(ctx, me, peers, tun)); err != nil {
 				return fmt.Errorf("routing: %w", err)
 			}
 			log.Debug("synced", "peers", len(peers))

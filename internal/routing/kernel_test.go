@@ -109,7 +109,7 @@ func (f *kfix) sync(t *testing.T, mode string) {
 			}
 			// nft runs as a child process, which inherits this
 			// thread's namespace.
-			return s.Sync(context.Background(), &peers[i], []Peer{peers[1-i]})
+			return s.Sync(context.Background(), &peers[i], []Peer{peers[1-i]}, TunnelRoutes{})
 		})
 		if err != nil {
 			t.Fatalf("sync node %d: %v", i, err)

@@ -44,11 +44,24 @@ type Route struct {
 	Gw netip.Addr
 	// VXLAN routes leave through the VXLAN device, on-link.
 	VXLAN bool
+	// Tunnel routes leave through the encryption device (package
+	// wireguard), with no gateway; Gw is unset.
+	Tunnel bool
+}
+
+// TunnelRoutes is what the encryption device (package wireguard) reaches:
+// its interface index and the nodes whose pod CIDRs are routed into it.
+type TunnelRoutes struct {
+	LinkIndex int
+	Nodes     map[string]bool
 }
 
 func (r Route) String() string {
 	if r.VXLAN {
 		return fmt.Sprintf("%s via %s dev %s onlink", r.Dst, r.Gw, VXLANDevice)
+	}
+	if r.Tunnel {
+		return fmt.Sprintf("%s dev <tunnel>", r.Dst)
 	}
 	return fmt.Sprintf("%s via %s", r.Dst, r.Gw)
 }
@@ -114,10 +127,16 @@ func Peers(self string, nodes []*v1.Node) (me *Peer, others []Peer) {
 
 // DesiredRoutes returns the routes to every peer's pod CIDRs. VXLAN mode
 // routes IPv4 pod CIDRs only (the tunnel runs over the IPv4 underlay).
-func DesiredRoutes(mode string, peers []Peer) []Route {
+// The pod CIDRs of the nodes in tunneled go into the encryption device
+// instead, in either mode.
+func DesiredRoutes(mode string, peers []Peer, tunneled map[string]bool) []Route {
 	var out []Route
 	for _, p := range peers {
 		for _, c := range p.PodCIDRs {
+			if tunneled[p.Name] {
+				out = append(out, Route{Dst: c, Tunnel: true})
+				continue
+			}
 			switch mode {
 			case ModeVXLAN:
 				if c.Addr().Is4() {

@@ -56,7 +56,7 @@ func TestPeersAndDesiredRoutes(t *testing.T) {
 	} {
 		t.Run(tc.mode+" mode routes every peer pod CIDR of the underlay's family", func(t *testing.T) {
 			var got []string
-			for _, r := range DesiredRoutes(tc.mode, peers) {
+			for _, r := range DesiredRoutes(tc.mode, peers, nil) {
 				got = append(got, r.String())
 			}
 			if !slices.Equal(got, tc.want) {

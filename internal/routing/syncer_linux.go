@@ -39,8 +39,9 @@ func NewNFT() (knftables.Interface, error) {
 }
 
 // Sync makes the kernel match: masquerade table, VXLAN device (vxlan mode),
-// and routes to every peer.
-func (s *Syncer) Sync(ctx context.Context, me *Peer, peers []Peer) error {
+// and routes to every peer; the pod CIDRs of the nodes in tun go into the
+// encryption device.
+func (s *Syncer) Sync(ctx context.Context, me *Peer, peers []Peer, tun TunnelRoutes) error {
 	var errs []error
 	tx := s.nft.NewTransaction()
 	RenderMasquerade(tx, s.masq)
@@ -61,7 +62,10 @@ func (s *Syncer) Sync(ctx context.Context, me *Peer, peers []Peer) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := syncRoutes(DesiredRoutes(s.mode, peers), vxIndex); err != nil {
+	if tun.LinkIndex == 0 {
+		tun.Nodes = nil // no device: nothing can be routed into it
+	}
+	if err := syncRoutes(DesiredRoutes(s.mode, peers, tun.Nodes), vxIndex, tun.LinkIndex); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -72,7 +76,7 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 }
 
 // syncRoutes adds, replaces and deletes podnet's routes (RouteProtocol).
-func syncRoutes(want []Route, vxIndex int) error {
+func syncRoutes(want []Route, vxIndex, tunIndex int) error {
 	have, err := nldump.Do(func() ([]netlink.Route, error) {
 		return netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN},
 			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
@@ -85,9 +89,13 @@ func syncRoutes(want []Route, vxIndex int) error {
 	for _, r := range want {
 		wanted[r.Dst.String()] = true
 		nr := &netlink.Route{Dst: prefixNet(r.Dst), Gw: r.Gw.AsSlice(), Protocol: RouteProtocol}
-		if r.VXLAN {
+		switch {
+		case r.VXLAN:
 			nr.LinkIndex = vxIndex
 			nr.Flags = int(netlink.FLAG_ONLINK)
+		case r.Tunnel:
+			nr.LinkIndex = tunIndex
+			nr.Scope = netlink.SCOPE_LINK
 		}
 		if routePresent(have, nr) {
 			continue
@@ -119,7 +127,7 @@ func ones(n *net.IPNet) int {
 
 func routePresent(have []netlink.Route, want *netlink.Route) bool {
 	for _, h := range have {
-		if h.Dst != nil && h.Dst.String() == want.Dst.String() && h.Gw.Equal(want.Gw) &&
+		if h.Dst != nil && h.Dst.String() == want.Dst.String() && len(h.Gw) == len(want.Gw) && h.Gw.Equal(want.Gw) &&
 			(want.LinkIndex == 0 || h.LinkIndex == want.LinkIndex) {
 			return true
 		}

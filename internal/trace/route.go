@@ -65,7 +65,7 @@ func RouteFor(mode, from string, dst netip.Addr, dstNode string, nodes []*v1.Nod
 			owner[c] = p.Name
 		}
 	}
-	for _, rt := range routing.DesiredRoutes(mode, peers) {
+	for _, rt := range routing.DesiredRoutes(mode, peers, nil) {
 		if rt.Dst.Contains(dst) {
 			r.Kind, r.To, r.Route = RouteDirect, owner[rt.Dst], rt.String()
 			if rt.VXLAN {

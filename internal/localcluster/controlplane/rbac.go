@@ -17,8 +17,8 @@ const AgentClusterRole = "podnet-agent"
 const FieldManager = "podnet"
 
 // AgentRBACRules are what a podnet agent may do: read the objects it turns
-// into routes, nftables and DNS, write events, and write Service status
-// (LoadBalancer IPs).
+// into routes, nftables and DNS, write events, write Service status
+// (LoadBalancer IPs) and patch Nodes (its WireGuard public key).
 func AgentRBACRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 	read := []string{"get", "list", "watch"}
 	return []*rbacv1ac.PolicyRuleApplyConfiguration{
@@ -32,6 +32,9 @@ func AgentRBACRules() []*rbacv1ac.PolicyRuleApplyConfiguration {
 			WithResources("events").WithVerbs("create", "patch"),
 		rbacv1ac.PolicyRule().WithAPIGroups("").
 			WithResources("services/status").WithVerbs("get", "list", "watch", "patch", "update"),
+		// WireGuard: each agent publishes its public key on its own Node.
+		rbacv1ac.PolicyRule().WithAPIGroups("").
+			WithResources("nodes").WithVerbs("patch"),
 	}
 }
 

@@ -104,6 +104,12 @@ type Config struct {
 	// (noderuntime.go). A cluster.json saved before the field existed has
 	// none, which Load reads as NodeRuntimePodnet.
 	NodeRuntime string `json:"nodeRuntime,omitempty"`
+
+	// Encryption is "" (off) or "wireguard": the agents encrypt pod
+	// traffic between nodes (podnet up --encryption); EncryptionStrict
+	// drops what cannot be encrypted (encryption.go).
+	Encryption       string `json:"encryption,omitempty"`
+	EncryptionStrict bool   `json:"encryptionStrict,omitempty"`
 }
 
 // DefaultConfig returns the default configuration of the cluster called
@@ -287,6 +293,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.validateNodeRuntime(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateEncryption(); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateZones()...)

@@ -1,0 +1,37 @@
+package plan
+
+import (
+	"fmt"
+	"path/filepath"
+)
+
+// EncryptionWireGuard is the one value Config.Encryption takes besides "".
+const EncryptionWireGuard = "wireguard"
+
+func (c *Config) validateEncryption() error {
+	switch c.Encryption {
+	case "":
+		if c.EncryptionStrict {
+			return fmt.Errorf("encryptionStrict: needs encryption %q", EncryptionWireGuard)
+		}
+		return nil
+	case EncryptionWireGuard:
+		if c.Containerd() {
+			return fmt.Errorf("encryption %q: not yet with nodeRuntime %q (the DaemonSet's agents); use nodeRuntime %q", c.Encryption, c.NodeRuntime, NodeRuntimePodnet)
+		}
+		return nil
+	}
+	return fmt.Errorf("encryption %q: want %q or none", c.Encryption, EncryptionWireGuard)
+}
+
+// WireGuardKeyFile is node i's WireGuard private key.
+func (c *Config) WireGuardKeyFile(i int) string {
+	return filepath.Join(c.NodeDir(i), "wireguard", "private.key")
+}
+
+// WireGuardSocketName names node i's user-space WireGuard control socket
+// (/var/run/wireguard/NAME.sock): the nodes share the host's file system,
+// so each needs its own; `wg show NAME` reads that node's device.
+func (c *Config) WireGuardSocketName(i int) string {
+	return "pnwg0-" + c.NodeName(i)
+}
