@@ -28,6 +28,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 	}{
 		{newUpCommand(cf), groupCluster, true},
 		{newDownCommand(cf), groupCluster, false},
+		{newAddNodeCommand(cf), groupCluster, true},
 		{newStatusCommand(cf), groupCluster, false},
 		{newKubectlCommand(cf), groupCluster, true},
 		{newApplyCommand(cf), groupCluster, true},
@@ -48,9 +49,9 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 }
 
 func newUpCommand(cf *clusterFlags) *cobra.Command {
-	var o localcluster.UpOptions
+	var o upOptions
 	var nodes int
-	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones, nodeRuntime, encryption string
+	var podCIDR, serviceCIDR, nodeNetwork, worldNetwork, serviceProxy, zones, nodeRuntime, encryption, routingMode string
 	var encryptionStrict bool
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -90,24 +91,15 @@ network (docs/local-cluster.md, Zones).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := cf.config()
 			cfg.Nodes, cfg.ServiceProxy, cfg.Zones, cfg.NodeRuntime = nodes, serviceProxy, localcluster.ParseZones(zones), nodeRuntime
-			cfg.Encryption, cfg.EncryptionStrict = encryption, encryptionStrict
+			cfg.RoutingMode, cfg.Encryption, cfg.EncryptionStrict = routingMode, encryption, encryptionStrict
 			if err := cfg.SetRanges(localcluster.Ranges{PodCIDR: podCIDR, ServiceCIDR: serviceCIDR, NodeNetwork: nodeNetwork, WorldNetwork: worldNetwork}); err != nil {
 				return err
 			}
-			exe, err := os.Executable()
-			if err != nil {
+			if err := o.setBinaries(cmd, cf); err != nil {
 				return err
 			}
-			if o.ToolsBin, err = filepath.Abs(cf.toolsBin); err != nil {
-				return err
-			}
-			o.Podnet, o.Out = exe, cmd.OutOrStdout()
-			if o.CNIBin == "" {
-				o.CNIBin = filepath.Dir(exe)
-			}
-			if o.CNIBin, err = filepath.Abs(o.CNIBin); err != nil {
-				return err
-			}
+			exe := o.Podnet
+			var err error
 			if o.ImagesDir == "" {
 				o.ImagesDir = filepath.Join(filepath.Dir(exe), "images")
 			}
@@ -120,7 +112,7 @@ network (docs/local-cluster.md, Zones).`,
 			if o.DeployDir, err = filepath.Abs(o.DeployDir); err != nil {
 				return err
 			}
-			if err := localcluster.Up(cmd.Context(), cfg, o); err != nil {
+			if err := localcluster.Up(cmd.Context(), cfg, o.UpOptions); err != nil {
 				return err
 			}
 			printNext(cmd, cfg)
@@ -134,7 +126,7 @@ network (docs/local-cluster.md, Zones).`,
 	cmd.Flags().StringVar(&zones, "zones", "", "zones to deal the nodes to in turn, comma-separated DNS labels, at most one per node (default: no zones)")
 	cmd.Flags().StringVar(&worldNetwork, "world-network", "", "the outside world's addresses, a /24 (default 203.0.113.0/24)")
 	cmd.Flags().StringArrayVarP(&o.Manifests, "filename", "f", nil, "manifest file or directory to apply once the nodes are Ready (repeatable)")
-	cmd.Flags().StringVar(&o.RoutingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
+	cmd.Flags().StringVar(&routingMode, "routing-mode", "direct", "how nodes reach each other's pods: direct or vxlan")
 	cmd.Flags().StringVar(&encryption, "encryption", "", "encrypt pod traffic between nodes: wireguard (user-space WireGuard in each agent; default: off)")
 	cmd.Flags().BoolVar(&encryptionStrict, "encryption-strict", false, "with --encryption: drop traffic to remote pods that cannot be encrypted rather than send it in the clear")
 	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
@@ -192,6 +184,61 @@ func samePath(a, b string) bool {
 	sa, errA := os.Stat(a)
 	sb, errB := os.Stat(b)
 	return errA == nil && errB == nil && os.SameFile(sa, sb)
+}
+
+// setBinaries fills in where podnet, podnet-cni and the tools are, and
+// where progress goes.
+func (o *upOptions) setBinaries(cmd *cobra.Command, cf *clusterFlags) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if o.ToolsBin, err = filepath.Abs(cf.toolsBin); err != nil {
+		return err
+	}
+	o.Podnet, o.Out = exe, cmd.OutOrStdout()
+	if o.CNIBin == "" {
+		o.CNIBin = filepath.Dir(exe)
+	}
+	o.CNIBin, err = filepath.Abs(o.CNIBin)
+	return err
+}
+
+// upOptions are localcluster.UpOptions with the CLI's defaults.
+type upOptions struct{ localcluster.UpOptions }
+
+func newAddNodeCommand(cf *clusterFlags) *cobra.Command {
+	var o upOptions
+	cmd := &cobra.Command{
+		Use:   "add-node",
+		Short: "Add a node to the running local cluster",
+		Long: `Add one node to the running local cluster: its network namespace on the
+underlay, its pod runtime and agent with the cluster's settings (routing
+mode, service proxy, encryption), and wait until it is Ready. The node is
+named and addressed after the last one. podnet down removes it with the
+rest. (Nodes run by containerd, --node-runtime containerd, cannot be added
+yet.)`,
+		Example: `  podnet add-node
+  podnet add-node --cluster dev`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			if err := o.setBinaries(cmd, cf); err != nil {
+				return err
+			}
+			node, err := localcluster.AddNode(cmd.Context(), cfg, o.UpOptions)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s added (%s)\n", node, cfg.NodeIP(cfg.Nodes))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.CNIBin, "cni-bin-dir", "", "directory with podnet-cni (default: next to podnet)")
+	return cmd
 }
 
 func newDownCommand(cf *clusterFlags) *cobra.Command {

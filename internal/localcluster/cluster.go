@@ -36,8 +36,6 @@ type UpOptions struct {
 	// Podnet is the podnet binary; CNIBin the directory with podnet-cni.
 	Podnet string
 	CNIBin string
-	// RoutingMode is direct or vxlan.
-	RoutingMode string
 	// Manifests are applied with kubectl once the nodes are Ready.
 	Manifests []string
 	Out       io.Writer
@@ -277,10 +275,7 @@ func startNode(cfg *Config, i int, o UpOptions) error {
 			return err
 		}
 	}
-	mode := o.RoutingMode
-	if mode == "" {
-		mode = "direct"
-	}
+	mode := cfg.AgentRoutingMode()
 	nsPath := netns.Path(cfg.NodeNSName(i))
 	specs := []proc.Spec{
 		{Name: "agent-" + node, Argv: []string{o.Podnet, "agent", "--kubeconfig", agentKC, "--node-name", node,

@@ -222,10 +222,7 @@ func applyDeploy(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard) 
 // podnet-config ConfigMaps (deploy/base/config.yaml and deploy/dns/config.yaml
 // say what each key means).
 func deployOverlay(cfg *Config, o UpOptions, base, tag string) []byte {
-	mode := o.RoutingMode
-	if mode == "" {
-		mode = "direct"
-	}
+	mode := cfg.AgentRoutingMode()
 	return fmt.Appendf(nil, `# podnet installed into the local cluster %q as a user installs it (podnet up --node-runtime containerd).
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization

@@ -105,6 +105,11 @@ type Config struct {
 	// none, which Load reads as NodeRuntimePodnet.
 	NodeRuntime string `json:"nodeRuntime,omitempty"`
 
+	// RoutingMode is how nodes reach each other's pods: "direct" or
+	// "vxlan" (the agents' --routing-mode); a cluster.json saved before the
+	// field existed has none, which means direct.
+	RoutingMode string `json:"routingMode,omitempty"`
+
 	// Encryption is "" (off) or "wireguard": the agents encrypt pod
 	// traffic between nodes (podnet up --encryption); EncryptionStrict
 	// drops what cannot be encrypted (encryption.go).

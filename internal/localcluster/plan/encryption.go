@@ -8,7 +8,19 @@ import (
 // EncryptionWireGuard is the one value Config.Encryption takes besides "".
 const EncryptionWireGuard = "wireguard"
 
+// AgentRoutingMode is the agents' --routing-mode: RoutingMode, direct when
+// unset.
+func (c *Config) AgentRoutingMode() string {
+	if c.RoutingMode == "" {
+		return "direct"
+	}
+	return c.RoutingMode
+}
+
 func (c *Config) validateEncryption() error {
+	if m := c.AgentRoutingMode(); m != "direct" && m != "vxlan" {
+		return fmt.Errorf("routingMode %q: want direct or vxlan", c.RoutingMode)
+	}
 	switch c.Encryption {
 	case "":
 		if c.EncryptionStrict {
