@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -251,6 +252,35 @@ func (m *Manager) publish(ctx context.Context, self *v1.Node, key Key) error {
 		return fmt.Errorf("publish the public key on Node %s: %w", self.Name, err)
 	}
 	return nil
+}
+
+// Unpublish removes this node's WireGuard annotations from its Node, if it
+// has any: a node whose encryption was turned off must not keep a public
+// key that makes its peers route into a tunnel it no longer has. A Node
+// that does not exist (yet) has nothing to remove.
+func Unpublish(ctx context.Context, client kubernetes.Interface, node string) error {
+	n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	drop := map[string]any{}
+	for _, k := range []string{AnnotationPublicKey, AnnotationEndpoint, AnnotationKeyCreated} {
+		if _, ok := n.Annotations[k]; ok {
+			drop[k] = nil
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": drop}})
+	if err != nil {
+		return err
+	}
+	_, err = client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }
 
 // reportInvalid writes a Warning Event on each node whose annotations are
