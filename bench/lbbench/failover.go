@@ -11,8 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podnet/podnet/bench/internal/localbench"
 	"github.com/podnet/podnet/bench/internal/probe"
-	"github.com/podnet/podnet/internal/localcluster/controlplane"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -42,14 +42,7 @@ type failRun struct {
 
 // agentRecord is the process record `podnet up` wrote for node's agent.
 func (c *cluster) agentRecord(node int) (*proc.Record, error) {
-	rec, err := proc.Read(c.cfg.ProcsDir(), "agent-"+c.cfg.NodeName(node))
-	if err != nil {
-		return nil, fmt.Errorf("agent record of %s: %w", c.cfg.NodeName(node), err)
-	}
-	if !proc.Alive(rec) {
-		return nil, fmt.Errorf("agent of %s (pid %d) is not running", c.cfg.NodeName(node), rec.PID)
-	}
-	return rec, nil
+	return localbench.AgentRecord(c.cfg, node)
 }
 
 // killAgent sends SIGKILL to node's recorded agent through a pidfd opened
@@ -97,12 +90,7 @@ func stopAgent(c *cluster, node int) (func() error, error) {
 // restartAgent starts node's agent again from its record (argv, log,
 // namespace), with the environment `podnet up` gives it.
 func restartAgent(c *cluster, node int) error {
-	rec, err := proc.Read(c.cfg.ProcsDir(), "agent-"+c.cfg.NodeName(node))
-	if err != nil {
-		return fmt.Errorf("agent record: %w", err)
-	}
-	_, err = proc.Start(c.cfg.ProcsDir(), proc.Spec{Name: rec.Name, Argv: rec.Argv, LogFile: rec.LogFile,
-		Netns: rec.Netns, Env: controlplane.ProcessEnv()})
+	_, err := localbench.RestartAgent(c.cfg, node)
 	return err
 }
 
