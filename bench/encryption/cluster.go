@@ -40,10 +40,11 @@ const (
 // with or without encryption, a client pod on node 1 and a server pod on
 // node 2, and the servers the benchmark runs in the server pod.
 type arm struct {
-	label     string
-	name      string   // cluster name
-	upArgs    []string // podnet up's flags besides --cluster
-	encrypted bool
+	label       string
+	name        string   // cluster name
+	upArgs      []string // podnet up's flags besides --cluster
+	encrypted   bool
+	routingMode string
 
 	// Set by bringUp and setup.
 	started            bool // this run started the cluster (so takes it down)
@@ -72,9 +73,13 @@ func (a *arm) podnet(ctx context.Context, o options, args ...string) (string, er
 // name is used as it is and left running.
 func (a *arm) bringUp(ctx context.Context, o options) error {
 	if o.reuse {
-		if err := a.connect(ctx); err == nil {
+		err := a.connect(ctx)
+		if err == nil {
 			fmt.Fprintf(logw, "%s: using the running cluster %s\n", a.label, a.name)
 			return nil
+		}
+		if errors.Is(err, errMismatch) {
+			return err // running, but not what this arm needs: not ours to replace
 		}
 	}
 	if _, err := a.podnet(ctx, o, "down"); err != nil {
@@ -90,8 +95,12 @@ func (a *arm) bringUp(ctx context.Context, o options) error {
 	return a.connect(ctx)
 }
 
+// errMismatch is returned (wrapped) by connect for a running cluster whose
+// settings are not the arm's.
+var errMismatch = errors.New("settings differ")
+
 // connect loads the cluster's config and checks that its API server
-// answers.
+// answers and that it is what the arm needs.
 func (a *arm) connect(ctx context.Context) error {
 	cfg, rc, err := localbench.Connect(a.name, "", 50)
 	if err != nil {
@@ -105,10 +114,13 @@ func (a *arm) connect(ctx context.Context) error {
 		return fmt.Errorf("cluster %s: API server: %w", a.name, err)
 	}
 	if cfg.Nodes < 2 {
-		return fmt.Errorf("cluster %s has %d node(s), want 2", a.name, cfg.Nodes)
+		return fmt.Errorf("cluster %s has %d node(s), want 2: %w", a.name, cfg.Nodes, errMismatch)
 	}
 	if enc := cfg.Encryption == plan.EncryptionWireGuard; enc != a.encrypted {
-		return fmt.Errorf("cluster %s: encryption %q, want encrypted=%v", a.name, cfg.Encryption, a.encrypted)
+		return fmt.Errorf("cluster %s: encryption %q, want encrypted=%v: %w", a.name, cfg.Encryption, a.encrypted, errMismatch)
+	}
+	if m := cfg.AgentRoutingMode(); m != a.routingMode {
+		return fmt.Errorf("cluster %s: routing mode %s, want %s: %w", a.name, m, a.routingMode, errMismatch)
 	}
 	a.cfg, a.cs = cfg, cs
 	return nil

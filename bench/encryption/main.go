@@ -95,6 +95,7 @@ type options struct {
 	podnet, toolsBin, iperf3 string
 	plainName, wgName        string
 	plainPlan, wgPlan        string
+	routingMode              string
 	rounds                   int
 	streams                  []int
 	iperfTime, rrTime        time.Duration
@@ -117,6 +118,7 @@ func main() {
 		"plain cluster's NODE-NETWORK,POD-CIDR,SERVICE-CIDR,WORLD-NETWORK")
 	flag.StringVar(&o.wgPlan, "wg-plan", "172.29.51.0/24,10.164.0.0/16,10.169.0.0/16,198.18.51.0/24",
 		"encrypted cluster's NODE-NETWORK,POD-CIDR,SERVICE-CIDR,WORLD-NETWORK")
+	flag.StringVar(&o.routingMode, "routing-mode", "direct", "both clusters' --routing-mode: direct or vxlan (under WireGuard the pod routes go into the device either way)")
 	flag.IntVar(&o.rounds, "rounds", 5, "alternating rounds (plain, encrypted; then reversed)")
 	flag.StringVar(&streams, "streams", "1,2", "iperf3 runs per arm and round: parallel streams (-P) of each")
 	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "duration of one iperf3 run")
@@ -198,8 +200,9 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	arms := [2]*arm{
-		{label: "plain", name: o.plainName, upArgs: plainArgs},
-		{label: "WireGuard", name: o.wgName, upArgs: append(wgArgs, "--encryption", "wireguard"), encrypted: true},
+		{label: "plain", name: o.plainName, routingMode: o.routingMode, upArgs: append(plainArgs, "--routing-mode", o.routingMode)},
+		{label: "WireGuard", name: o.wgName, routingMode: o.routingMode, encrypted: true,
+			upArgs: append(wgArgs, "--routing-mode", o.routingMode, "--encryption", "wireguard")},
 	}
 	// Whatever happens from here on, the clusters this run started go down.
 	defer func() {
@@ -226,8 +229,8 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	fmt.Printf("# Encryption (WireGuard): pod→pod across nodes, plain vs encrypted, same run\n\n")
-	fmt.Printf("kernel %s, %d CPUs; WireGuard implementation: %s (device %s, port %d)\n",
-		netperf.KernelRelease(), runtime.NumCPU(), st.Implementation, st.Device, st.ListenPort)
+	fmt.Printf("kernel %s, %d CPUs; routing mode %s; WireGuard implementation: %s (device %s, port %d)\n",
+		netperf.KernelRelease(), runtime.NumCPU(), arms[1].cfg.AgentRoutingMode(), st.Implementation, st.Device, st.ListenPort)
 	for _, a := range arms {
 		up := "already running (-reuse)"
 		if a.upTook > 0 {
