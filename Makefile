@@ -148,6 +148,14 @@ bench-lb: deps build tools
 	$(BIN)/podnet up --cluster $(LB_CLUSTER) $(LB_PLAN) && \
 	$(BIN)/lbbench --cluster $(LB_CLUSTER) $(LB_FLAGS)
 
+## bench-encryption: pod→pod across nodes, plain vs WireGuard side by side (iperf3 throughput, request/response,
+## connections/s, the agents' CPU per Gbit/s, the gap an agent restart leaves), on two 2-node clusters of its own
+## (pnenc-plain, pnenc-wg) that it takes down afterwards, also on failure (ENC_FLAGS="-rounds 3 -restarts 2")
+.PHONY: bench-encryption
+bench-encryption: deps build tools
+	$(GO) build -o $(BIN)/encbench ./bench/encryption
+	$(BIN)/encbench -podnet $(BIN)/podnet -tools-bin tools/bin $(ENC_FLAGS)
+
 ## image: podnet's OCI image and the test images, built without Docker (hack/imagebuild): bin/images/podnet.tar
 ## (ghcr.io/podnet/podnet:$(VERSION)), bin/images/test.tar (podnet/test, nginx, postgres, busybox, pause) and
 ## bin/images/versions.txt (the Debian packages whose files went in); dated at the commit's time, so reproducible

@@ -64,14 +64,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -79,18 +75,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podnet/podnet/bench/internal/netperf"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proxy"
 )
@@ -265,12 +258,13 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	// Servers in the server pod: echo threads and iperf3.
-	stopEcho, err := startEcho(t, serverCPU)
+	stopEcho, err := netperf.StartEcho(t.server, t.serverIP, serverCPU,
+		netperf.EchoPort{Port: rrPort}, netperf.EchoPort{Port: connPortDir, Once: true}, netperf.EchoPort{Port: connPortSvc, Once: true})
 	if err != nil {
 		return err
 	}
 	cleanups = append(cleanups, stopEcho)
-	iperfPid, stopIperf, err := startIperfServer(ctx, o.iperf3, t)
+	iperfPid, stopIperf, err := netperf.StartIperfServer(ctx, o.iperf3, t.server, t.serverIP, iperfPort)
 	if err != nil {
 		return err
 	}
@@ -298,17 +292,17 @@ func run(ctx context.Context, o options) (err error) {
 		if err := checkPath(t, tg); err != nil {
 			return err
 		}
-		if _, err := pingPong(ctx, t.client, clientCPU, tg.rr, 500*time.Millisecond); err != nil {
+		if _, err := netperf.PingPong(ctx, t.client, clientCPU, tg.rr, 500*time.Millisecond); err != nil {
 			return fmt.Errorf("warm-up %s: %w", tg.name, err)
 		}
 	}
-	if err := waitListening(ctx, iperfPid, iperfPort); err != nil {
+	if err := netperf.WaitListening(ctx, iperfPid, iperfPort); err != nil {
 		return err
 	}
 
 	fmt.Printf("# Datapath: pod→ClusterIP vs pod→pod direct, same run\n\n")
 	fmt.Printf("kernel %s, %d CPUs; client pod %s, server pod %s, target Service %s (1 endpoint: the server pod)\n",
-		kernelRelease(), runtime.NumCPU(), t.clientIP, t.serverIP, targetIP)
+		netperf.KernelRelease(), runtime.NumCPU(), t.clientIP, t.serverIP, targetIP)
 	fmt.Printf("proxy table: N = %d Services × %d endpoints + the target Service; full sync (load) %s, %d nft operations\n",
 		o.services, o.endpoints, load.Round(time.Millisecond), ops)
 	if clientCPU >= 0 {
@@ -369,17 +363,18 @@ func measure(ctx context.Context, o options, t topo, arms [2]arm, order func(r, 
 			if err := enter(i); err != nil {
 				return nil, err
 			}
-			bps, err := iperfClient(ctx, o.iperf3, t.client, arms[i].tg.iperf, o.iperfTime, clientCPU, serverCPU)
+			ir, err := netperf.Iperf{Bin: o.iperf3, NSPath: t.client, Dst: arms[i].tg.iperf, Port: iperfPort,
+				Duration: o.iperfTime, ClientCPU: clientCPU, ServerCPU: serverCPU}.Run(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("round %d iperf3 %s: %w", r+1, arms[i].label, err)
 			}
-			add(&res.thr, i, bps)
+			add(&res.thr, i, ir.BitsPerSecond)
 		}
 		for _, i := range order(r, 1) {
 			if err := enter(i); err != nil {
 				return nil, err
 			}
-			rate, err := pingPong(ctx, t.client, clientCPU, arms[i].tg.rr, o.rrTime)
+			rate, err := netperf.PingPong(ctx, t.client, clientCPU, arms[i].tg.rr, o.rrTime)
 			if err != nil {
 				return nil, fmt.Errorf("round %d request/response %s: %w", r+1, arms[i].label, err)
 			}
@@ -389,7 +384,7 @@ func measure(ctx context.Context, o options, t topo, arms [2]arm, order func(r, 
 			if err := enter(i); err != nil {
 				return nil, err
 			}
-			rate, slow, err := connRate(ctx, t.client, clientCPU, arms[i].tg.conn, o.rrTime)
+			rate, slow, err := netperf.ConnRate(ctx, t.client, clientCPU, arms[i].tg.conn, o.rrTime)
 			if err != nil {
 				return nil, fmt.Errorf("round %d connection rate %s: %w", r+1, arms[i].label, err)
 			}
@@ -406,7 +401,7 @@ func measure(ctx context.Context, o options, t topo, arms [2]arm, order func(r, 
 func (res *results) print(o options, arms [2]arm) {
 	fmt.Printf("| metric | %s | %s | ratio | per-round ratios: median (min–max) |\n|---|---|---|---|---|\n", arms[0].label, arms[1].label)
 	row := func(name string, s series, unit string, scale float64, prec int) {
-		d, v := median(s.a), median(s.b)
+		d, v := netperf.Median(s.a), netperf.Median(s.b)
 		// Each round's two runs are back to back, so their ratio is less
 		// exposed to load that changes during the run.
 		rs := make([]float64, len(s.a))
@@ -414,7 +409,7 @@ func (res *results) print(o options, arms [2]arm) {
 			rs[i] = s.b[i] / s.a[i]
 		}
 		fmt.Printf("| %s | %.*f %s | %.*f %s | %.3f | %.3f (%.2f–%.2f) |\n", name, prec, d/scale, unit, prec, v/scale, unit, v/d,
-			median(rs), slices.Min(rs), slices.Max(rs))
+			netperf.Median(rs), slices.Min(rs), slices.Max(rs))
 	}
 	row(fmt.Sprintf("TCP throughput, 1 stream (iperf3, %s)", o.iperfTime), res.thr, "Gbit/s", 1e9, 2)
 	row("request/response, 1 byte, persistent connection", res.rr, "trans/s", 1, 0)
@@ -481,415 +476,18 @@ func plus(a netip.Addr, n int) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// onThread runs fn on a fresh OS thread that has entered the namespace at
-// nsPath ("" : stay) and is pinned to cpu (-1: not pinned). The thread stays
-// locked and is discarded by the Go runtime when fn returns, so neither the
-// namespace nor the affinity leaks to other goroutines.
-func onThread(nsPath string, cpu int, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
-		if nsPath != "" {
-			f, err := os.Open(nsPath)
-			if err != nil {
-				errc <- err
-				return
-			}
-			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-			f.Close()
-			if err != nil {
-				errc <- fmt.Errorf("enter %s: %w", nsPath, err)
-				return
-			}
-		}
-		if cpu >= 0 {
-			var set unix.CPUSet
-			set.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				errc <- fmt.Errorf("pin to CPU %d: %w", cpu, err)
-				return
-			}
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// startEcho opens listening sockets inside the server pod (a socket keeps
-// the namespace it was made in) and serves each from its own thread with
-// blocking system calls, one connection at a time (the client is sequential
-// too), pinned to cpu: rrPort echoes every byte; the connection-rate ports
-// answer one byte and close. A '?' is answered with "peer local\n".
-func startEcho(t topo, cpu int) (func() error, error) {
-	var fds []int
-	closeAll := func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}
-	err := netns.Do(t.server, func() error {
-		for _, p := range []int{rrPort, connPortDir, connPortSvc} {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			fds = append(fds, fd)
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-			// accept and read wake up every 200 ms to see whether to stop.
-			tv := unix.Timeval{Usec: 200000}
-			_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: p, Addr: t.serverIP.As4()}); err != nil {
-				return fmt.Errorf("bind %s:%d: %w", t.serverIP, p, err)
-			}
-			if err := unix.Listen(fd, 1024); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	var stopping atomic.Bool
-	var wg sync.WaitGroup
-	for i, lfd := range fds {
-		once := i > 0
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = onThread("", cpu, func() error {
-				for !stopping.Load() {
-					fd, sa, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-					if err != nil {
-						continue // timeout or EINTR: check stopping
-					}
-					serveConn(fd, sa, once, &stopping)
-					unix.Close(fd)
-				}
-				return nil
-			})
-		}()
-	}
-	return func() error {
-		stopping.Store(true)
-		wg.Wait()
-		closeAll()
-		return nil
-	}, nil
-}
-
-func serveConn(fd int, peer unix.Sockaddr, once bool, stopping *atomic.Bool) {
-	tv := unix.Timeval{Usec: 200000}
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	b := make([]byte, 1)
-	for !stopping.Load() {
-		n, err := unix.Read(fd, b)
-		if err == unix.EAGAIN || err == unix.EINTR {
-			continue
-		}
-		if err != nil || n == 0 {
-			return
-		}
-		if b[0] == '?' {
-			local, _ := unix.Getsockname(fd)
-			msg := fmt.Sprintf("%s %s\n", sockaddrString(peer), sockaddrString(local))
-			if _, err := unix.Write(fd, []byte(msg)); err != nil {
-				return
-			}
-			continue
-		}
-		if _, err := unix.Write(fd, b); err != nil || once {
-			return
-		}
-	}
-}
-
-func sockaddrString(sa unix.Sockaddr) string {
-	if s, ok := sa.(*unix.SockaddrInet4); ok {
-		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
-	}
-	return "?"
-}
-
 // checkPath asks the server pod, through tg, which peer and local address it
 // saw: the client pod's own address and the server pod's address.
 func checkPath(t topo, tg target) error {
-	var c net.Conn
-	if err := netns.Do(t.client, func() (err error) {
-		c, err = net.DialTimeout("tcp", tg.rr.String(), 3*time.Second)
-		return err
-	}); err != nil {
-		return fmt.Errorf("%s path to %s: %w", tg.name, tg.rr, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := c.Write([]byte("?")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	peer, local, err := netperf.Seen(t.client, tg.rr, 3*time.Second)
 	if err != nil {
 		return fmt.Errorf("%s path to %s: %w", tg.name, tg.rr, err)
 	}
-	f := strings.Fields(line)
 	want := []string{t.clientIP.String(), netip.AddrPortFrom(t.serverIP, tg.rr.Port()).String()}
-	if len(f) != 2 || !strings.HasPrefix(f[0], want[0]+":") || f[1] != want[1] {
-		return fmt.Errorf("%s path to %s: server saw %q, want peer %s and local %s", tg.name, tg.rr, strings.TrimSpace(line), want[0], want[1])
+	if !strings.HasPrefix(peer, want[0]+":") || local != want[1] {
+		return fmt.Errorf("%s path to %s: server saw %s %s, want peer %s and local %s", tg.name, tg.rr, peer, local, want[0], want[1])
 	}
 	return nil
-}
-
-// startIperfServer starts iperf3 -s in the server pod from a thread of its
-// own, which stays until iperf3 exits: the child inherits the namespace of
-// the thread that forks it, and its parent-death signal fires when that
-// thread ends, so iperf3 dies with this program even on SIGKILL. stop kills
-// only this process.
-func startIperfServer(ctx context.Context, bin string, t topo) (pid int, stop func() error, err error) {
-	cmd := exec.Command(bin, "-s", "-B", t.serverIP.String(), "-p", strconv.Itoa(iperfPort))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- onThread(t.server, -1, func() error {
-			if err := cmd.Start(); err != nil {
-				return err
-			}
-			close(started)
-			return cmd.Wait()
-		})
-	}()
-	select {
-	case <-started:
-	case err := <-done:
-		return 0, nil, fmt.Errorf("start iperf3 server: %w", err)
-	}
-	stop = func() error {
-		_ = cmd.Process.Kill()
-		<-done
-		return nil
-	}
-	if err := waitListening(ctx, cmd.Process.Pid, iperfPort); err != nil {
-		_ = stop()
-		return 0, nil, err
-	}
-	return cmd.Process.Pid, stop, nil
-}
-
-// waitListening polls /proc/PID/net/tcp, which shows the namespace of that
-// process, until a socket listens on port.
-func waitListening(ctx context.Context, pid, port int) error {
-	want := fmt.Sprintf(":%04X", port)
-	for i := 0; i < 100; i++ {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
-		if err != nil {
-			return fmt.Errorf("iperf3 server: %w", err)
-		}
-		for _, l := range strings.Split(string(data), "\n") {
-			f := strings.Fields(l)
-			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("iperf3 server is not listening on port %d after 5 s", port)
-}
-
-// iperfClient runs one iperf3 client in the client pod and returns the
-// receiver's bits per second.
-func iperfClient(ctx context.Context, bin, clientNS, dst string, d time.Duration, clientCPU, serverCPU int) (float64, error) {
-	secs := strconv.Itoa(int(max(d.Round(time.Second), time.Second) / time.Second))
-	args := []string{"-c", dst, "-p", strconv.Itoa(iperfPort), "-t", secs, "-J", "--connect-timeout", "3000"}
-	if clientCPU >= 0 {
-		args = append(args, "-A", fmt.Sprintf("%d,%d", clientCPU, serverCPU))
-	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := netns.Do(clientNS, cmd.Start); err != nil {
-		return 0, err
-	}
-	werr := cmd.Wait()
-	if ctx.Err() != nil {
-		return 0, ctx.Err()
-	}
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
-		return 0, fmt.Errorf("%v: cannot parse output (%v): %s%s", werr, err, out.String(), errOut.String())
-	}
-	if res.Error != "" || werr != nil {
-		return 0, fmt.Errorf("%v: %s %s", werr, res.Error, errOut.String())
-	}
-	if res.End.SumReceived.BitsPerSecond <= 0 {
-		return 0, fmt.Errorf("no end.sum_received.bits_per_second in output")
-	}
-	return res.End.SumReceived.BitsPerSecond, nil
-}
-
-// dialRaw makes a blocking TCP socket on the calling thread (inside its
-// namespace) and connects it, with 2 s send/receive timeouts.
-func dialRaw(dst netip.AddrPort) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	tv := unix.Timeval{Sec: 2}
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	for {
-		err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("connect %s: %w", dst, err)
-	}
-	return fd, nil
-}
-
-// exchange writes one byte and reads one byte back.
-func exchange(fd int, b []byte) error {
-	for {
-		n, err := unix.Write(fd, b[:1])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return io.ErrShortWrite
-		}
-		break
-	}
-	for {
-		n, err := unix.Read(fd, b[:1])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			return io.ErrUnexpectedEOF
-		}
-		return nil
-	}
-}
-
-// pingPong runs 1-byte transactions over one connection for d from one
-// thread inside the client pod, with blocking system calls, and returns
-// transactions per second.
-func pingPong(ctx context.Context, clientNS string, cpu int, dst netip.AddrPort, d time.Duration) (float64, error) {
-	var rate float64
-	err := onThread(clientNS, cpu, func() error {
-		fd, err := dialRaw(dst)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		b := []byte{'x'}
-		n := 0
-		start := time.Now()
-		end := start.Add(d)
-		for {
-			if err := exchange(fd, b); err != nil {
-				return fmt.Errorf("after %d transactions: %w", n, err)
-			}
-			n++
-			if n%256 == 0 {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if time.Now().After(end) {
-					break
-				}
-			}
-		}
-		rate = float64(n) / time.Since(start).Seconds()
-		return nil
-	})
-	return rate, err
-}
-
-// connRate connects, exchanges one byte, waits for the server's close and
-// closes, one connection at a time for d, from one thread inside the client
-// pod. It returns connections per second and how many took over 100 ms.
-func connRate(ctx context.Context, clientNS string, cpu int, dst netip.AddrPort, d time.Duration) (float64, int, error) {
-	var rate float64
-	var slow int
-	err := onThread(clientNS, cpu, func() error {
-		b := []byte{'x'}
-		n := 0
-		start := time.Now()
-		end := start.Add(d)
-		for {
-			t0 := time.Now()
-			if t0.After(end) {
-				break
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			fd, err := dialRaw(dst)
-			if err != nil {
-				return fmt.Errorf("after %d connections: %w", n, err)
-			}
-			err = exchange(fd, b)
-			if err == nil {
-				// The server closes first: read its FIN.
-				var m int
-				for {
-					m, err = unix.Read(fd, b)
-					if err != unix.EINTR {
-						break
-					}
-				}
-				if err == nil && m != 0 {
-					err = errors.New("server sent more than one byte")
-				}
-			}
-			unix.Close(fd)
-			if err != nil {
-				return fmt.Errorf("after %d connections: %w", n, err)
-			}
-			n++
-			if time.Since(t0) > 100*time.Millisecond {
-				slow++
-			}
-		}
-		rate = float64(n) / time.Since(start).Seconds()
-		return nil
-	})
-	return rate, slow, err
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // loadAvg is the first three fields of /proc/loadavg.
@@ -899,12 +497,4 @@ func loadAvg() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "?"
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return "?"
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }

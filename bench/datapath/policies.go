@@ -49,6 +49,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
 
+	"github.com/podnet/podnet/bench/internal/netperf"
 	"github.com/podnet/podnet/bench/internal/policygen"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/policy"
@@ -157,17 +158,17 @@ func runPolicies(ctx context.Context, o options, t topo, direct target, iperfPid
 		case !loaded && err != nil:
 			return fmt.Errorf("without the policy table, %s: %w", blocked, err)
 		}
-		if _, err := pingPong(ctx, t.client, clientCPU, a.tg.rr, 500*time.Millisecond); err != nil {
+		if _, err := netperf.PingPong(ctx, t.client, clientCPU, a.tg.rr, 500*time.Millisecond); err != nil {
 			return fmt.Errorf("warm-up %s: %w", a.label, err)
 		}
 	}
-	if err := waitListening(ctx, iperfPid, iperfPort); err != nil {
+	if err := netperf.WaitListening(ctx, iperfPid, iperfPort); err != nil {
 		return err
 	}
 
 	fmt.Printf("# Datapath: pod→pod direct, without vs with %d NetworkPolicies, same run\n\n", o.policies)
 	fmt.Printf("kernel %s, %d CPUs; client pod %s, server pod %s, both on the node\n",
-		kernelRelease(), runtime.NumCPU(), t.clientIP, t.serverIP)
+		netperf.KernelRelease(), runtime.NumCPU(), t.clientIP, t.serverIP)
 	fmt.Printf("policy table: %d policies over %d pods + client + server (%d on this node); compile %s, render %s, %d elements; "+
 		"server ingress-isolated (client allowed by a pod selector: hash set), client egress-isolated (server allowed through 10.250.0.0/24: interval set)\n",
 		o.policies, o.policyPods, countOnNode(pods), compileDur.Round(time.Millisecond), renderDur.Round(time.Millisecond), elems)

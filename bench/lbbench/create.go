@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
+	"github.com/podnet/podnet/bench/internal/probe"
 	"github.com/podnet/podnet/internal/lb/ipam"
 )
 
@@ -78,18 +79,18 @@ func (c *cluster) createOnce(ctx context.Context, name string, a netip.Addr) (an
 			}
 		}
 	}()
-	p := &prober{nsPath: c.worldNS, dst: netip.AddrPortFrom(a, port), every: c.o.every, timeout: c.o.timeout}
+	p := &probe.UDP{NSPath: c.worldNS, Dst: netip.AddrPortFrom(a, port), Every: c.o.every, Timeout: c.o.timeout, Payload: payload}
 	pctx, stop := context.WithTimeout(ctx, 30*time.Second)
 	defer stop()
 	go func() {
 		for settle(pctx, 2*time.Millisecond) {
-			if _, ok := p.firstReply(); ok {
+			if _, ok := p.FirstReply(); ok {
 				stop()
 			}
 		}
 	}()
-	p.run(pctx)
-	first, ok := p.firstReply()
+	p.Run(pctx)
+	first, ok := p.FirstReply()
 	if !ok {
 		return 0, 0, 0, fmt.Errorf("no reply within 30 s")
 	}

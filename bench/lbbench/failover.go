@@ -11,7 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/bench/internal/localbench"
+	"github.com/podnet/podnet/bench/internal/probe"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -41,14 +42,7 @@ type failRun struct {
 
 // agentRecord is the process record `podnet up` wrote for node's agent.
 func (c *cluster) agentRecord(node int) (*proc.Record, error) {
-	rec, err := proc.Read(c.cfg.ProcsDir(), "agent-"+c.cfg.NodeName(node))
-	if err != nil {
-		return nil, fmt.Errorf("agent record of %s: %w", c.cfg.NodeName(node), err)
-	}
-	if !proc.Alive(rec) {
-		return nil, fmt.Errorf("agent of %s (pid %d) is not running", c.cfg.NodeName(node), rec.PID)
-	}
-	return rec, nil
+	return localbench.AgentRecord(c.cfg, node)
 }
 
 // killAgent sends SIGKILL to node's recorded agent through a pidfd opened
@@ -96,12 +90,7 @@ func stopAgent(c *cluster, node int) (func() error, error) {
 // restartAgent starts node's agent again from its record (argv, log,
 // namespace), with the environment `podnet up` gives it.
 func restartAgent(c *cluster, node int) error {
-	rec, err := proc.Read(c.cfg.ProcsDir(), "agent-"+c.cfg.NodeName(node))
-	if err != nil {
-		return fmt.Errorf("agent record: %w", err)
-	}
-	_, err = proc.Start(c.cfg.ProcsDir(), proc.Spec{Name: rec.Name, Argv: rec.Argv, LogFile: rec.LogFile,
-		Netns: rec.Netns, Env: controlplane.ProcessEnv()})
+	_, err := localbench.RestartAgent(c.cfg, node)
 	return err
 }
 
@@ -126,7 +115,7 @@ func linkUp(c *cluster, node int) error { return setLink(c, node, true) }
 // failoverOnce injects f into the VIP's owner while the prober runs,
 // waits observe, undoes it, and waits until the owner announces the VIP
 // again.
-func (c *cluster) failoverOnce(ctx context.Context, p *prober, f failure) (failRun, error) {
+func (c *cluster) failoverOnce(ctx context.Context, p *probe.UDP, f failure) (failRun, error) {
 	var r failRun
 	if err := c.waitOwner(ctx, c.owner, 20*time.Second); err != nil {
 		return r, fmt.Errorf("before: %w", err)
@@ -150,9 +139,9 @@ func (c *cluster) failoverOnce(ctx context.Context, p *prober, f failure) (failR
 	}
 	werr := c.waitOwner(ctx, c.owner, 30*time.Second)
 	settle(ctx, time.Second)
-	t2 := time.Now().Add(-p.timeout)
-	r.gap, r.sent, r.lost = p.window(t0.Add(-200*time.Millisecond), t1.Add(-p.timeout))
-	r.backGap, _, r.backLost = p.window(t1, t2)
+	t2 := time.Now().Add(-p.Timeout)
+	r.gap, r.sent, r.lost = p.Window(t0.Add(-200*time.Millisecond), t1.Add(-p.Timeout))
+	r.backGap, _, r.backLost = p.Window(t1, t2)
 	return r, werr
 }
 
@@ -210,10 +199,10 @@ func (c *cluster) failover(ctx context.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "failover: VIP %s announced by %s (%s), endpoints on %s\n",
 		c.vip, c.cfg.NodeName(c.owner), c.ownerMAC, c.cfg.NodeName(endpointNode))
-	p := &prober{nsPath: c.worldNS, dst: netip.AddrPortFrom(c.vip, port), every: c.o.every, timeout: c.o.timeout}
+	p := &probe.UDP{NSPath: c.worldNS, Dst: netip.AddrPortFrom(c.vip, port), Every: c.o.every, Timeout: c.o.timeout, Payload: payload}
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { p.run(pctx); close(done) }()
+	go func() { p.Run(pctx); close(done) }()
 	defer func() { stop(); <-done }()
 	results := map[string][]failRun{}
 	for _, f := range failures {

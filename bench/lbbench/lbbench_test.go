@@ -3,7 +3,6 @@ package main
 import (
 	"maps"
 	"testing"
-	"time"
 )
 
 func TestParseSampleReadsNameLabelsAndValue(t *testing.T) {
@@ -27,28 +26,5 @@ func TestParseSampleReadsNameLabelsAndValue(t *testing.T) {
 				t.Errorf("parseSample(%q) = %q %v %v %v, want %q %v %v %v", tc.line, name, labels, v, ok, tc.want, tc.labels, tc.v, tc.ok)
 			}
 		})
-	}
-}
-
-func TestWindowIsTheLongestTimeBetweenRepliesAndCountsTheLost(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	p := &prober{}
-	// Sent every 10 ms; the ones sent at 20..40 ms got no reply; the reply
-	// to the one sent at 50 ms came late, at 120 ms: gaps are between
-	// replies in the order they arrived.
-	for _, s := range []struct{ sent, reply int }{{0, 2}, {10, 12}, {20, -1}, {30, -1}, {40, -1}, {50, 120}, {60, 62}} {
-		smp := &sample{sent: at(s.sent)}
-		if s.reply >= 0 {
-			smp.reply = at(s.reply)
-		}
-		p.samples = append(p.samples, smp)
-	}
-	gap, sent, lost := p.window(at(0), at(70))
-	if gap != 58*time.Millisecond || sent != 7 || lost != 3 {
-		t.Errorf("window = gap %s, %d sent, %d lost; want 58ms (replies by arrival: 62 → 120 ms), 7, 3", gap, sent, lost)
-	}
-	if gap, sent, _ := p.window(at(20), at(50)); gap != 30*time.Millisecond || sent != 3 {
-		t.Errorf("a window with no reply: gap %s, %d sent; want its length 30ms, 3", gap, sent)
 	}
 }

@@ -67,6 +67,9 @@ import (
 // port is the endpoints' UDP (and TCP, for the readiness probe) port.
 const port = 8080
 
+// payload is what each of the world's requests carries.
+var payload = []byte("lbbench\n")
+
 type options struct {
 	cluster, stateDir string
 	parts, kindList   string

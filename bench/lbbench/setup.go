@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/podnet/podnet/bench/internal/probe"
 	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/lb/ipam"
 	"github.com/podnet/podnet/internal/netns"
@@ -147,19 +148,19 @@ func (c *cluster) setupVIP(ctx context.Context) error {
 	if _, err := c.cs.CoreV1().Services(c.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create Service failover: %w", err)
 	}
-	p := &prober{nsPath: c.worldNS, dst: netip.AddrPortFrom(c.vip, port), every: 50 * time.Millisecond, timeout: 200 * time.Millisecond}
+	p := &probe.UDP{NSPath: c.worldNS, Dst: netip.AddrPortFrom(c.vip, port), Every: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Payload: payload}
 	pctx, stop := context.WithTimeout(ctx, time.Minute)
 	defer stop()
 	go func() {
 		for pctx.Err() == nil {
-			if _, ok := p.firstReply(); ok {
+			if _, ok := p.FirstReply(); ok {
 				stop()
 			}
 			settle(pctx, 50*time.Millisecond)
 		}
 	}()
-	p.run(pctx)
-	if _, ok := p.firstReply(); !ok {
+	p.Run(pctx)
+	if _, ok := p.FirstReply(); !ok {
 		return fmt.Errorf("the world got no reply from %s:%d within a minute", c.vip, port)
 	}
 	return c.waitOwner(ctx, c.owner, 20*time.Second)

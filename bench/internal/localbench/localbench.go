@@ -2,7 +2,9 @@
 // local cluster (`podnet up`) share: finding the cluster and an admin
 // client config from its state directory, percentiles of samples, and
 // the machine's load average to print next to the numbers (the machine
-// is shared and noisy; a result without it cannot be judged).
+// is shared and noisy; a result without it cannot be judged), and a
+// node agent's process record, to signal it and start it again the way
+// `podnet up` started it.
 //
 // The admin kubeconfig it reads is the cluster's own (system:masters):
 // a benchmark using it can do anything in the cluster, so it must delete
@@ -22,6 +24,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/proc"
 )
 
 // Connect loads the local cluster called name (stateDir "" for its
@@ -63,4 +67,29 @@ func LoadAvg() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "?"
+}
+
+// AgentRecord is the process record `podnet up` wrote for node i's agent;
+// it fails unless that process is running (package proc's identity check).
+func AgentRecord(cfg *localcluster.Config, i int) (*proc.Record, error) {
+	rec, err := proc.Read(cfg.ProcsDir(), "agent-"+cfg.NodeName(i))
+	if err != nil {
+		return nil, fmt.Errorf("agent record of %s: %w", cfg.NodeName(i), err)
+	}
+	if !proc.Alive(rec) {
+		return nil, fmt.Errorf("agent of %s (pid %d) is not running", cfg.NodeName(i), rec.PID)
+	}
+	return rec, nil
+}
+
+// RestartAgent starts node i's agent again from its record (argv, log,
+// namespace), with the environment `podnet up` gives it, and returns the
+// new record. It refuses while the recorded agent still runs.
+func RestartAgent(cfg *localcluster.Config, i int) (*proc.Record, error) {
+	rec, err := proc.Read(cfg.ProcsDir(), "agent-"+cfg.NodeName(i))
+	if err != nil {
+		return nil, fmt.Errorf("agent record: %w", err)
+	}
+	return proc.Start(cfg.ProcsDir(), proc.Spec{Name: rec.Name, Argv: rec.Argv, LogFile: rec.LogFile,
+		Netns: rec.Netns, Env: controlplane.ProcessEnv()})
 }
