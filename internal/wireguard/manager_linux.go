@@ -126,6 +126,7 @@ func NewManager(ctx context.Context, cfg Config, client kubernetes.Interface, re
 		<-ctx.Done()
 		m.Close()
 	}()
+	m.restorePeers()
 	impl := ImplUserspace
 	if t.kernel {
 		impl = ImplKernel
@@ -133,6 +134,30 @@ func NewManager(ctx context.Context, cfg Config, client kubernetes.Interface, re
 	log.Info("wireguard device open", "device", Device, "implementation", impl, "handle", t.handle,
 		"publicKey", key.Private.PublicKey().String(), "strict", cfg.Strict)
 	return m, nil
+}
+
+// restorePeers configures the peers this node had at its last sync on a
+// device that has none (a user-space device after a restart), so traffic
+// to them flows again after one handshake; the first sync then corrects
+// whatever changed meanwhile. A peer list that cannot be read is ignored.
+func (m *Manager) restorePeers() {
+	dev, err := m.wg.Device(m.tun.handle)
+	if err != nil || len(dev.Peers) > 0 {
+		return
+	}
+	peers, err := loadPeers(PeersFile(m.cfg.KeyFile))
+	if err != nil {
+		m.log.Warn("wireguard: cannot restore the last peers", "err", err)
+		return
+	}
+	if len(peers) == 0 {
+		return
+	}
+	if err := m.configure(m.key, peers); err != nil {
+		m.log.Warn("wireguard: cannot restore the last peers", "err", err)
+		return
+	}
+	m.log.Info("wireguard: restored the last peers before reading the Nodes", "peers", len(peers))
 }
 
 // Close lets go of the device (the persistent TUN and the kernel device
@@ -173,6 +198,9 @@ func (m *Manager) Sync(ctx context.Context, nodes []*v1.Node) (routing.TunnelRou
 	m.mu.Lock()
 	m.plan = plan
 	m.mu.Unlock()
+	if err := savePeers(PeersFile(m.cfg.KeyFile), plan.Peers); err != nil {
+		m.log.Warn("wireguard: cannot save the peers for a quick restart", "err", err)
+	}
 	if m.cfg.Strict {
 		var local []netip.Prefix
 		if self != nil {
