@@ -26,7 +26,10 @@ type underlayView struct {
 	podCIDR netip.Prefix          // the cluster's pod range: an address of it on the wire is a leak
 	nodeIPs map[netip.Addr]string // node address -> node name
 	wgPort  uint16                // the nodes' WireGuard port
-	marker  []byte                // bytes that must never be seen ("" for none)
+	// control are UDP ports (both ends) of the nodes' own traffic
+	// between them, which encryption leaves alone: port -> what it is.
+	control map[uint16]string
+	marker  []byte // bytes that must never be seen ("" for none)
 }
 
 // The VXLAN port of routing's tunnel (routing.VXLANPort): a frame to it is
@@ -40,8 +43,9 @@ type frameVerdict struct {
 	// message type (1 initiation, 2 response, 3 cookie, 4 data).
 	wireGuard bool
 	wgType    byte
-	// nodeToNode: IPv4 between two node addresses (WireGuard or not).
-	nodeToNode bool
+	// nodeToNode: IPv4 between two node addresses (WireGuard or not);
+	// control: UDP between two nodes on one of the view's control ports.
+	nodeToNode, control bool
 	// leaks say why the frame shows what encryption must hide: the
 	// marker, or a pod address in an IPv4 or ARP header (outer, or inner
 	// in VXLAN).
@@ -145,6 +149,9 @@ func classifyIPv4(p []byte, v *underlayView, out *frameVerdict, depth int) {
 		udpPayload[0] >= 1 && udpPayload[0] <= 4 && udpPayload[1] == 0 && udpPayload[2] == 0 && udpPayload[3] == 0 {
 		out.wireGuard, out.wgType = true, udpPayload[0]
 	}
+	if _, ok := v.control[sport]; ok && out.nodeToNode && sport == dport {
+		out.control = true
+	}
 	if dport == underlayVXLANPort && len(udpPayload) >= 8 {
 		classifyEthernet(udpPayload[8:], v, out, depth+1)
 	}
@@ -159,9 +166,11 @@ type captureReport struct {
 	// WireGuard frames, by message type (index 1..4).
 	WireGuard     int64
 	WireGuardType [5]int64
-	// NodeToNodeOther are IPv4 frames between two node addresses that are
-	// not WireGuard; Other is the rest (API server, ARP ...).
-	NodeToNodeOther, Other int64
+	// NodeControl are frames of the nodes' own traffic between them on a
+	// control port; NodeToNodeOther are the other IPv4 frames between two
+	// node addresses that are not WireGuard; Other is the rest (API
+	// server, ARP ...).
+	NodeControl, NodeToNodeOther, Other int64
 	// LeakFrames are frames with a leak; MarkerFrames those with the
 	// marker. Leaks and NodeToNodeSamples describe the first few.
 	LeakFrames, MarkerFrames int64
@@ -180,6 +189,8 @@ func (r *captureReport) add(frame []byte, v *underlayView) {
 	case fv.wireGuard:
 		r.WireGuard++
 		r.WireGuardType[fv.wgType]++
+	case fv.control:
+		r.NodeControl++
 	case fv.nodeToNode:
 		r.NodeToNodeOther++
 		if len(r.NodeToNodeSamples) < maxSamples {
@@ -205,9 +216,9 @@ func (r *captureReport) add(frame []byte, v *underlayView) {
 
 func (r captureReport) String() string {
 	return fmt.Sprintf("%d frames (%d bytes, %d dropped by the kernel): %d WireGuard (%d initiations, %d responses, %d cookies, %d data), "+
-		"%d other between nodes, %d other; %d with a leak (%d with the marker)",
+		"%d node control, %d other between nodes, %d other; %d with a leak (%d with the marker)",
 		r.Frames, r.Bytes, r.Drops, r.WireGuard, r.WireGuardType[1], r.WireGuardType[2], r.WireGuardType[3], r.WireGuardType[4],
-		r.NodeToNodeOther, r.Other, r.LeakFrames, r.MarkerFrames)
+		r.NodeControl, r.NodeToNodeOther, r.Other, r.LeakFrames, r.MarkerFrames)
 }
 
 // capture reads every frame of one interface of the root namespace until

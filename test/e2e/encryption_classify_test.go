@@ -16,6 +16,7 @@ func testView() *underlayView {
 		podCIDR: netip.MustParsePrefix("10.140.0.0/16"),
 		nodeIPs: map[netip.Addr]string{netip.MustParseAddr("172.29.40.11"): "n1", netip.MustParseAddr("172.29.40.12"): "n2"},
 		wgPort:  51871,
+		control: map[uint16]string{7947: "heartbeat"},
 		marker:  []byte("pnmk-0123456789ab"),
 	}
 }
@@ -99,6 +100,7 @@ func TestCaptureClassifierSortsFrames(t *testing.T) {
 		frame         []byte
 		wireGuard     bool
 		nodeToNode    bool
+		control       bool
 		leaks         []string // substrings, one per expected leak, in order
 		summaryPrefix string
 	}{
@@ -111,6 +113,12 @@ func TestCaptureClassifierSortsFrames(t *testing.T) {
 			frame: udpFrame(tn1, tn2, 51871, 51871, []byte("hello, in the clear")), nodeToNode: true},
 		{name: "WireGuard from another port is not WireGuard",
 			frame: udpFrame(tn1, tn2, 40000, 51871, wgMessage(4)), nodeToNode: true},
+		{name: "a heartbeat between two nodes on a control port is node control",
+			frame: udpFrame(tn1, tn2, 7947, 7947, []byte("hb")), nodeToNode: true, control: true},
+		{name: "a control port on one end only is not node control",
+			frame: udpFrame(tn1, tn2, 7947, 7070, []byte("hb")), nodeToNode: true},
+		{name: "a control port from the root namespace is not node control",
+			frame: udpFrame(troot, tn2, 7947, 7947, []byte("hb"))},
 		{name: "the WireGuard port from the root namespace is not between nodes",
 			frame: udpFrame(troot, tn1, 51871, 51871, wgMessage(4))},
 		{name: "pod to pod in the clear leaks both pod addresses",
@@ -134,8 +142,9 @@ func TestCaptureClassifierSortsFrames(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := classifyFrame(tc.frame, v)
-			if got.wireGuard != tc.wireGuard || got.nodeToNode != tc.nodeToNode {
-				t.Errorf("wireGuard %v nodeToNode %v, want %v %v (%s)", got.wireGuard, got.nodeToNode, tc.wireGuard, tc.nodeToNode, got.summary)
+			if got.wireGuard != tc.wireGuard || got.nodeToNode != tc.nodeToNode || got.control != tc.control {
+				t.Errorf("wireGuard %v nodeToNode %v control %v, want %v %v %v (%s)", got.wireGuard, got.nodeToNode, got.control,
+					tc.wireGuard, tc.nodeToNode, tc.control, got.summary)
 			}
 			if len(got.leaks) != len(tc.leaks) {
 				t.Fatalf("leaks %q, want %d like %q", got.leaks, len(tc.leaks), tc.leaks)
@@ -162,10 +171,11 @@ func TestCaptureReportCountsAndBoundsSamples(t *testing.T) {
 	}
 	r.add(udpFrame(tn1, tn2, 51871, 51871, wgMessage(1)), v)
 	r.add(tcpFrame(tn1, troot, 50000, 6443, nil), v)
+	r.add(udpFrame(tn2, tn1, 7947, 7947, nil), v)
 	for range maxSamples + 5 {
 		r.add(vxlanFrame(tn1, tn2, udpFrame(tpod1, tpod2, 1, 2, v.marker)), v)
 	}
-	if r.Frames != int64(4+1+maxSamples+5) || r.WireGuard != 4 || r.WireGuardType[4] != 3 || r.WireGuardType[1] != 1 {
+	if r.Frames != int64(4+2+maxSamples+5) || r.NodeControl != 1 || r.WireGuard != 4 || r.WireGuardType[4] != 3 || r.WireGuardType[1] != 1 {
 		t.Errorf("counts: %s", r)
 	}
 	if r.Other != 1 || r.NodeToNodeOther != int64(maxSamples+5) || r.LeakFrames != int64(maxSamples+5) || r.MarkerFrames != int64(maxSamples+5) {
@@ -174,7 +184,7 @@ func TestCaptureReportCountsAndBoundsSamples(t *testing.T) {
 	if len(r.Leaks) != maxSamples || len(r.NodeToNodeSamples) != maxSamples {
 		t.Errorf("kept %d leak and %d node samples, want %d each", len(r.Leaks), len(r.NodeToNodeSamples), maxSamples)
 	}
-	if !strings.Contains(r.Leaks[0], "inside VXLAN") || !strings.Contains(r.String(), "4 WireGuard (1 initiations, 0 responses, 0 cookies, 3 data)") {
+	if !strings.Contains(r.Leaks[0], "inside VXLAN") || !strings.Contains(r.String(), "4 WireGuard (1 initiations, 0 responses, 0 cookies, 3 data), 1 node control, 17 other between nodes, 1 other") {
 		t.Errorf("report: %s\n%s", r, r.Leaks[0])
 	}
 }
