@@ -43,6 +43,10 @@ type frameVerdict struct {
 	// message type (1 initiation, 2 response, 3 cookie, 4 data).
 	wireGuard bool
 	wgType    byte
+	// wireGuardError: an ICMP error between two nodes about a WireGuard
+	// packet (a port unreachable while a peer's agent is down): it quotes
+	// the start of that packet, which is encrypted.
+	wireGuardError bool
 	// nodeToNode: IPv4 between two node addresses (WireGuard or not);
 	// control: UDP between two nodes on one of the view's control ports.
 	nodeToNode, control bool
@@ -141,6 +145,10 @@ func classifyIPv4(p []byte, v *underlayView, out *frameVerdict, depth int) {
 	}
 	out.summary = desc
 	out.nodeToNode = srcNode && dstNode
+	if proto == unix.IPPROTO_ICMP {
+		classifyICMPError(l4, v, out)
+		return
+	}
 	if proto != unix.IPPROTO_UDP || len(l4) < 8 {
 		return
 	}
@@ -157,15 +165,49 @@ func classifyIPv4(p []byte, v *underlayView, out *frameVerdict, depth int) {
 	}
 }
 
+// classifyICMPError looks into the packet an ICMP error (destination
+// unreachable, time exceeded) quotes: pod addresses there are a leak, and
+// an error about WireGuard, or the nodes' control traffic, between nodes
+// belongs to it.
+func classifyICMPError(icmp []byte, v *underlayView, out *frameVerdict) {
+	if len(icmp) < 8+20 || (icmp[0] != 3 && icmp[0] != 11) {
+		return
+	}
+	q := icmp[8:]
+	ihl := int(q[0]&0x0f) * 4
+	if q[0]>>4 != 4 || ihl < 20 || len(q) < ihl+4 {
+		return
+	}
+	src, dst := netip.AddrFrom4([4]byte(q[12:16])), netip.AddrFrom4([4]byte(q[16:20]))
+	sport, dport := binary.BigEndian.Uint16(q[ihl:ihl+2]), binary.BigEndian.Uint16(q[ihl+2:ihl+4])
+	out.summary += fmt.Sprintf(" (icmp type %d code %d about proto %d %s > %s)", icmp[0], icmp[1], q[9],
+		netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport))
+	for _, a := range []netip.Addr{src, dst} {
+		if v.podCIDR.Contains(a) {
+			out.leaks = append(out.leaks, "pod address "+a.String()+" quoted in ICMP")
+		}
+	}
+	_, srcNode := v.nodeIPs[src]
+	_, dstNode := v.nodeIPs[dst]
+	if !out.nodeToNode || q[9] != unix.IPPROTO_UDP || !srcNode || !dstNode || sport != dport {
+		return
+	}
+	_, control := v.control[sport]
+	out.wireGuardError = sport == v.wgPort
+	out.control = control
+}
+
 // captureReport sums up a capture.
 type captureReport struct {
 	Frames, Bytes int64
 	// Drops are frames the kernel dropped from the socket's queue
 	// (PACKET_STATISTICS): a capture with drops may have missed a leak.
 	Drops int64
-	// WireGuard frames, by message type (index 1..4).
-	WireGuard     int64
-	WireGuardType [5]int64
+	// WireGuard frames and their bytes, by message type (index 1..4); a
+	// frame may hold several messages (UDP GSO). WireGuardErrors are ICMP
+	// errors about WireGuard packets between nodes.
+	WireGuard, WireGuardBytes, WireGuardErrors int64
+	WireGuardType                              [5]int64
 	// NodeControl are frames of the nodes' own traffic between them on a
 	// control port; NodeToNodeOther are the other IPv4 frames between two
 	// node addresses that are not WireGuard; Other is the rest (API
@@ -188,7 +230,10 @@ func (r *captureReport) add(frame []byte, v *underlayView) {
 	switch {
 	case fv.wireGuard:
 		r.WireGuard++
+		r.WireGuardBytes += int64(len(frame))
 		r.WireGuardType[fv.wgType]++
+	case fv.wireGuardError:
+		r.WireGuardErrors++
 	case fv.control:
 		r.NodeControl++
 	case fv.nodeToNode:
@@ -215,10 +260,10 @@ func (r *captureReport) add(frame []byte, v *underlayView) {
 }
 
 func (r captureReport) String() string {
-	return fmt.Sprintf("%d frames (%d bytes, %d dropped by the kernel): %d WireGuard (%d initiations, %d responses, %d cookies, %d data), "+
-		"%d node control, %d other between nodes, %d other; %d with a leak (%d with the marker)",
-		r.Frames, r.Bytes, r.Drops, r.WireGuard, r.WireGuardType[1], r.WireGuardType[2], r.WireGuardType[3], r.WireGuardType[4],
-		r.NodeControl, r.NodeToNodeOther, r.Other, r.LeakFrames, r.MarkerFrames)
+	return fmt.Sprintf("%d frames (%d bytes, %d dropped by the kernel): %d WireGuard (%d bytes; %d initiations, %d responses, %d cookies, %d data; "+
+		"%d ICMP errors about it), %d node control, %d other between nodes, %d other; %d with a leak (%d with the marker)",
+		r.Frames, r.Bytes, r.Drops, r.WireGuard, r.WireGuardBytes, r.WireGuardType[1], r.WireGuardType[2], r.WireGuardType[3], r.WireGuardType[4],
+		r.WireGuardErrors, r.NodeControl, r.NodeToNodeOther, r.Other, r.LeakFrames, r.MarkerFrames)
 }
 
 // capture reads every frame of one interface of the root namespace until

@@ -75,6 +75,20 @@ func vxlanFrame(src, dst netip.Addr, inner []byte) []byte {
 	return udpFrame(src, dst, 40000, underlayVXLANPort, append(hdr, inner...))
 }
 
+// icmpFrame is an ICMP message of typ/code from src to dst quoting
+// quoted (an IPv4 packet, for errors).
+func icmpFrame(src, dst netip.Addr, typ, code byte, quoted []byte) []byte {
+	p := make([]byte, 28, 28+len(quoted))
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:4], uint16(28+len(quoted)))
+	p[8], p[9] = 64, 1
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	p[20], p[21] = typ, code
+	return ethFrame(0x0800, append(p, quoted...))
+}
+
 func arpFrame(sender, target netip.Addr) []byte {
 	p := make([]byte, 28)
 	binary.BigEndian.PutUint16(p[0:2], 1)
@@ -101,6 +115,7 @@ func TestCaptureClassifierSortsFrames(t *testing.T) {
 		wireGuard     bool
 		nodeToNode    bool
 		control       bool
+		wgError       bool
 		leaks         []string // substrings, one per expected leak, in order
 		summaryPrefix string
 	}{
@@ -132,6 +147,18 @@ func TestCaptureClassifierSortsFrames(t *testing.T) {
 			summaryPrefix: "udp 172.29.40.11:40000 > 172.29.40.12:4789; inner udp 10.140.0.5:40000 > 10.140.1.7:7070"},
 		{name: "VXLAN of node traffic is between nodes and no leak",
 			frame: vxlanFrame(tn1, tn2, tcpFrame(tn1, troot, 1, 2, nil)), nodeToNode: true},
+		{name: "a port unreachable about a WireGuard packet between nodes is WireGuard's",
+			frame:      icmpFrame(tn2, tn1, 3, 3, ipv4Packet(17, tn1, tn2, 51871, 51871, wgMessage(1))),
+			nodeToNode: true, wgError: true, summaryPrefix: "ip proto 1 172.29.40.12 > 172.29.40.11 (icmp type 3 code 3 about proto 17 172.29.40.11:51871 > 172.29.40.12:51871)"},
+		{name: "a port unreachable about other UDP between nodes is not WireGuard's",
+			frame: icmpFrame(tn2, tn1, 3, 3, ipv4Packet(17, tn1, tn2, 40000, 51871, nil)), nodeToNode: true},
+		{name: "a port unreachable about a heartbeat between nodes is node control",
+			frame: icmpFrame(tn2, tn1, 3, 3, ipv4Packet(17, tn1, tn2, 7947, 7947, nil)), nodeToNode: true, control: true},
+		{name: "an ICMP error quoting a pod packet leaks its addresses",
+			frame:      icmpFrame(tn2, tn1, 3, 1, ipv4Packet(17, tpod1, tpod2, 40000, 7070, nil)),
+			nodeToNode: true, leaks: []string{"pod address 10.140.0.5 quoted in ICMP", "pod address 10.140.1.7 quoted in ICMP"}},
+		{name: "an echo request between nodes is no error", frame: icmpFrame(tn1, tn2, 8, 0, make([]byte, 32)), nodeToNode: true,
+			summaryPrefix: "ip proto 1 172.29.40.11 > 172.29.40.12"},
 		{name: "ARP for a node address is no leak", frame: arpFrame(tn1, tn2)},
 		{name: "ARP for a pod address is a leak", frame: arpFrame(tn1, tpod2), leaks: []string{"pod address 10.140.1.7 in ARP"}},
 		{name: "an API server connection is other traffic", frame: tcpFrame(tn1, troot, 50000, 6443, []byte("tls"))},
@@ -142,9 +169,9 @@ func TestCaptureClassifierSortsFrames(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := classifyFrame(tc.frame, v)
-			if got.wireGuard != tc.wireGuard || got.nodeToNode != tc.nodeToNode || got.control != tc.control {
-				t.Errorf("wireGuard %v nodeToNode %v control %v, want %v %v %v (%s)", got.wireGuard, got.nodeToNode, got.control,
-					tc.wireGuard, tc.nodeToNode, tc.control, got.summary)
+			if got.wireGuard != tc.wireGuard || got.nodeToNode != tc.nodeToNode || got.control != tc.control || got.wireGuardError != tc.wgError {
+				t.Errorf("wireGuard %v nodeToNode %v control %v wireGuardError %v, want %v %v %v %v (%s)", got.wireGuard, got.nodeToNode, got.control,
+					got.wireGuardError, tc.wireGuard, tc.nodeToNode, tc.control, tc.wgError, got.summary)
 			}
 			if len(got.leaks) != len(tc.leaks) {
 				t.Fatalf("leaks %q, want %d like %q", got.leaks, len(tc.leaks), tc.leaks)
@@ -172,10 +199,11 @@ func TestCaptureReportCountsAndBoundsSamples(t *testing.T) {
 	r.add(udpFrame(tn1, tn2, 51871, 51871, wgMessage(1)), v)
 	r.add(tcpFrame(tn1, troot, 50000, 6443, nil), v)
 	r.add(udpFrame(tn2, tn1, 7947, 7947, nil), v)
+	r.add(icmpFrame(tn2, tn1, 3, 3, ipv4Packet(17, tn1, tn2, 51871, 51871, wgMessage(4))), v)
 	for range maxSamples + 5 {
 		r.add(vxlanFrame(tn1, tn2, udpFrame(tpod1, tpod2, 1, 2, v.marker)), v)
 	}
-	if r.Frames != int64(4+2+maxSamples+5) || r.NodeControl != 1 || r.WireGuard != 4 || r.WireGuardType[4] != 3 || r.WireGuardType[1] != 1 {
+	if r.Frames != int64(4+3+maxSamples+5) || r.NodeControl != 1 || r.WireGuardErrors != 1 || r.WireGuardBytes != 4*(14+28+32) || r.WireGuard != 4 || r.WireGuardType[4] != 3 || r.WireGuardType[1] != 1 {
 		t.Errorf("counts: %s", r)
 	}
 	if r.Other != 1 || r.NodeToNodeOther != int64(maxSamples+5) || r.LeakFrames != int64(maxSamples+5) || r.MarkerFrames != int64(maxSamples+5) {
@@ -184,7 +212,7 @@ func TestCaptureReportCountsAndBoundsSamples(t *testing.T) {
 	if len(r.Leaks) != maxSamples || len(r.NodeToNodeSamples) != maxSamples {
 		t.Errorf("kept %d leak and %d node samples, want %d each", len(r.Leaks), len(r.NodeToNodeSamples), maxSamples)
 	}
-	if !strings.Contains(r.Leaks[0], "inside VXLAN") || !strings.Contains(r.String(), "4 WireGuard (1 initiations, 0 responses, 0 cookies, 3 data), 1 node control, 17 other between nodes, 1 other") {
+	if !strings.Contains(r.Leaks[0], "inside VXLAN") || !strings.Contains(r.String(), "4 WireGuard (296 bytes; 1 initiations, 0 responses, 0 cookies, 3 data; 1 ICMP errors about it), 1 node control, 17 other between nodes, 1 other") {
 		t.Errorf("report: %s\n%s", r, r.Leaks[0])
 	}
 }

@@ -48,6 +48,9 @@ const (
 
 // encEnv is a cluster the encryption tests send through.
 type encEnv struct {
+	// owner is the test that made the cluster: the pods' servers live
+	// until it ends, also when a subtest started them.
+	owner  *testing.T
 	c      *cluster
 	cfg    *localcluster.Config
 	cs     kubernetes.Interface
@@ -67,7 +70,7 @@ func newEncEnv(t *testing.T, c *cluster, ns string) *encEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &encEnv{c: c, cfg: cfg, cs: c.client(t), ns: ns, marker: "pnmk-" + randHex(12)}
+	return &encEnv{owner: t, c: c, cfg: cfg, cs: c.client(t), ns: ns, marker: "pnmk-" + randHex(12)}
 }
 
 // reload reads the cluster's config again (after add-node).
@@ -82,7 +85,7 @@ func (e *encEnv) reload(t *testing.T) {
 
 // pod starts a pod on node i running the built-in server on 80 (its
 // readiness), waits until it is Ready and starts the echo in it. The
-// servers end with t.
+// echo ends with e.owner.
 func (e *encEnv) pod(t *testing.T, name string, i int) *encPod {
 	t.Helper()
 	node := e.cfg.NodeName(i)
@@ -92,7 +95,7 @@ func (e *encEnv) pod(t *testing.T, name string, i int) *encPod {
 	}
 	p := e.c.runningPods(t, e.ns, "app="+name, 1, true)[0]
 	ep := &encPod{name: name, node: node, ip: p.Status.PodIP, netns: netns.Path(e.cfg.PodNSName(string(p.UID)))}
-	ep.echo = startEcho(t, ep)
+	ep.echo = startEcho(t, e.owner, ep)
 	return ep
 }
 
@@ -138,9 +141,10 @@ func (e *encEnv) exchanges(t *testing.T, timeout time.Duration, pairs ...[2]*enc
 }
 
 // assertEncrypted fails unless the capture saw no leak, nothing but
-// WireGuard between nodes, and at least minData WireGuard data messages
-// (so that the traffic was there and the capture saw it).
-func assertEncrypted(t *testing.T, what string, rep captureReport, err error, minData int64) {
+// WireGuard (and the nodes' control traffic) between nodes, and at least
+// minData WireGuard data messages and minBytes bytes of WireGuard (so that
+// the traffic was there and the capture saw it).
+func assertEncrypted(t *testing.T, what string, rep captureReport, err error, minData, minBytes int64) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: capture: %v", what, err)
@@ -152,8 +156,9 @@ func assertEncrypted(t *testing.T, what string, rep captureReport, err error, mi
 	if rep.NodeToNodeOther > 0 {
 		t.Errorf("%s: %d frames between nodes are not WireGuard:\n%s", what, rep.NodeToNodeOther, strings.Join(rep.NodeToNodeSamples, "\n"))
 	}
-	if rep.WireGuardType[4] < minData {
-		t.Errorf("%s: %d WireGuard data messages seen, want at least %d: the traffic did not pass the node network, or the capture missed it", what, rep.WireGuardType[4], minData)
+	if rep.WireGuardType[4] < minData || rep.WireGuardBytes < minBytes {
+		t.Errorf("%s: %d WireGuard data messages (%d bytes) seen, want at least %d (%d bytes): the traffic did not pass the node network, or the capture missed it",
+			what, rep.WireGuardType[4], rep.WireGuardBytes, minData, minBytes)
 	}
 	if rep.Drops > 0 {
 		t.Errorf("%s: the capture lost %d frames, so it cannot vouch that none leaked", what, rep.Drops)
@@ -167,7 +172,8 @@ type echoServer struct {
 	udp      net.PacketConn
 }
 
-func startEcho(t *testing.T, p *encPod) *echoServer {
+// startEcho fails t if it cannot listen; the servers end with owner.
+func startEcho(t, owner *testing.T, p *encPod) *echoServer {
 	t.Helper()
 	s := &echoServer{}
 	addr := net.JoinHostPort(p.ip, strconv.Itoa(encEchoPort))
@@ -178,7 +184,7 @@ func startEcho(t *testing.T, p *encPod) *echoServer {
 		s.udp, err = net.ListenPacket("udp", addr)
 		return err
 	})
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		if s.tcp != nil {
 			s.tcp.Close()
 		}
