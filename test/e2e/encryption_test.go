@@ -399,7 +399,10 @@ func (e *encEnv) strictWhilePeerMissing(t *testing.T, a, b, c *encPod) {
 			for _, x := range e.events(t, missing, "WireGuardPeerSkipped") {
 				ev = append(ev, fmt.Sprintf("%s %s: %s", x.Type, x.Source.Component, x.Message))
 			}
-			if len(ev) <= seen || !slices.ContainsFunc(ev, func(s string) bool { return strings.HasPrefix(s, "Warning") && strings.Contains(s, a.node) }) {
+			fromA := func(s string) bool {
+				return strings.HasPrefix(s, "Warning") && strings.Contains(s, a.node+" ") && strings.Contains(s, reason)
+			}
+			if len(ev) <= seen || !slices.ContainsFunc(ev, fromA) {
 				return fmt.Errorf("%d events, %d before: %q", len(ev), seen, ev)
 			}
 			return nil
