@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -466,6 +467,22 @@ func peerOf(st wireguard.Status, peer string) *wireguard.PeerStatus {
 		if st.Peers[i].Node == peer {
 			return &st.Peers[i]
 		}
+	}
+	return nil
+}
+
+// peersExactly checks that st's device has exactly the named peers (a
+// peer the agent no longer plans for, such as a rotated-out key, has no
+// name).
+func peersExactly(st wireguard.Status, names ...string) error {
+	var got []string
+	for _, p := range st.Peers {
+		got = append(got, p.Node)
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(names))
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("%s has peers %q, want %q", st.Node, got, want)
 	}
 	return nil
 }

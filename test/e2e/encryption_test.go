@@ -144,8 +144,15 @@ func (e *encEnv) rotateUnderTransfer(t *testing.T, a, b *encPod) {
 		return err
 	})
 	published := time.Since(asked)
-	eventually(t, 30*time.Second, a.node+" handshakes with the new key", func() error {
-		return e.handshaken(a.node, []string{peer}, asked, map[string]string{peer: newKey})
+	eventually(t, 30*time.Second, a.node+" handshakes with the new key, and has let go of the old", func() error {
+		st, err := e.status(a.node)
+		if err == nil {
+			err = peersExactly(st, peer)
+		}
+		if err == nil {
+			err = e.handshaken(a.node, []string{peer}, asked, map[string]string{peer: newKey})
+		}
+		return err
 	})
 	handshake := time.Since(asked)
 
@@ -325,6 +332,9 @@ func (e *encEnv) addNodeEncrypted(t *testing.T, a, b *encPod) *encPod {
 	if err := e.handshaken(n3, []string{a.node, b.node}, time.Time{}, nil); err != nil {
 		t.Error(err)
 	}
+	if got := e.metric(t, a.node, "podnet_wireguard_peers"); got != 2 {
+		t.Errorf("%s: podnet_wireguard_peers %v, want 2", a.node, got)
+	}
 	if got, err := routeDev(a.node, c.ip); err != nil || got != wireguard.Device {
 		t.Errorf("%s routes %s through %q (%v), want %s", a.node, c.ip, got, err, wireguard.Device)
 	}
@@ -360,13 +370,23 @@ func (e *encEnv) strictWhilePeerMissing(t *testing.T, a, b, c *encPod) {
 				if err != nil {
 					return err
 				}
-				if reason = st.Invalid[missing]; reason == "" || !strings.Contains(reason, wireguard.AnnotationPublicKey) || peerOf(st, missing) != nil {
-					return fmt.Errorf("%s: invalid %v, peers %+v", node, st.Invalid, st.Peers)
+				if reason = st.Invalid[missing]; reason == "" || !strings.Contains(reason, wireguard.AnnotationPublicKey) {
+					return fmt.Errorf("%s: invalid %v", node, st.Invalid)
+				}
+				other := a.node
+				if node == a.node {
+					other = b.node
+				}
+				if err := peersExactly(st, other); err != nil {
+					return err
 				}
 			}
 			return nil
 		})
 		waitRouteDev(t, a.node, c.ip, "eth0")
+		if peers, invalid := e.metric(t, a.node, "podnet_wireguard_peers"), e.metric(t, a.node, "podnet_wireguard_invalid_peers"); peers != 1 || invalid != 1 {
+			t.Errorf("%s: podnet_wireguard_peers %v and _invalid_peers %v, want 1 and 1", a.node, peers, invalid)
+		}
 		drops0 := e.mustStatus(t, a.node).StrictDrops
 		metric0 := e.metric(t, a.node, "podnet_wireguard_strict_drops_total")
 		got0 := c.echo.received.Load()
