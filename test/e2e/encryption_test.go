@@ -22,23 +22,24 @@ import (
 // clusters of their own:
 //
 //   - wgd: direct routing, --encryption wireguard --encryption-strict;
-//     nodes 172.29.40.0/24, pods 10.140.0.0/16, services 10.150.0.0/16,
+//     nodes 172.29.40.0/24, pods 10.140.0.0/17, services 10.140.128.0/20,
 //     world 198.18.40.0/24. Two nodes, a third added by a subtest.
 //   - wgv: VXLAN routing, --encryption wireguard (not strict);
-//     nodes 172.29.41.0/24, pods 10.141.0.0/16, services 10.151.0.0/16,
+//     nodes 172.29.41.0/24, pods 10.141.0.0/17, services 10.141.128.0/20,
 //     world 198.18.41.0/24.
 //
-// (172.29.42-49, 10.142-149 and 10.152-159, 198.18.42-49 are kept for
-// more of them.) Every check that traffic is encrypted reads the cluster's
-// node network (its underlay bridge) with encryption_capture_test.go's
-// capture, and also passes a positive control: the same capture sees the
-// marker and the pod addresses where the traffic is in the clear
-// (TestEncryptionCaptureSeesPlainPodTraffic on the shared cluster, and a
-// skipped peer without strict mode on wgv).
+// Pods and services share a /16 so that no range meets a shared cluster
+// moved by PODNET_E2E_SLOT (10.142-159); 172.29.42-49 and 198.18.42-49
+// are kept for more of these clusters. Every check that traffic is
+// encrypted reads the cluster's node network (its underlay bridge) with
+// encryption_capture_test.go's capture, and the same capture passes a
+// positive control: it sees the marker and the pod addresses where the
+// traffic is in the clear (TestEncryptionCaptureSeesPlainPodTraffic on the
+// shared cluster, and a skipped peer without strict mode on wgv).
 
 func encPlan(x int) []string {
-	return []string{"--node-network", fmt.Sprintf("172.29.%d.0/24", 40+x), "--pod-cidr", fmt.Sprintf("10.%d.0.0/16", 140+x),
-		"--service-cidr", fmt.Sprintf("10.%d.0.0/16", 150+x), "--world-network", fmt.Sprintf("198.18.%d.0/24", 40+x)}
+	return []string{"--node-network", fmt.Sprintf("172.29.%d.0/24", 40+x), "--pod-cidr", fmt.Sprintf("10.%d.0.0/17", 140+x),
+		"--service-cidr", fmt.Sprintf("10.%d.128.0/20", 140+x), "--world-network", fmt.Sprintf("198.18.%d.0/24", 40+x)}
 }
 
 func upEncrypted(t *testing.T, prefix string, x int, args ...string) *encEnv {
