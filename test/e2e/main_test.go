@@ -6,7 +6,8 @@
 // own address plan so that it never meets a cluster a developer runs with
 // the defaults: pods 10.160.0.0/16, services 10.161.0.0/16, nodes
 // 172.29.0.0/24 (API server .1, nodes .11 and .12, world .254), world
-// 198.51.100.0/24. Tests that need a cluster of their own use 172.28.x.
+// 198.51.100.0/24. Tests that need a cluster of their own use 172.28.x;
+// the encryption tests' clusters use 172.29.40-49.x (encryption_test.go).
 //
 // The shared cluster's service proxy is $PODNET_E2E_SERVICE_PROXY: podnet
 // (the default, what `make test` runs), kube-proxy-nftables or
