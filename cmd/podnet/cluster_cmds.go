@@ -29,6 +29,7 @@ func addClusterCommands(root *cobra.Command, cf *clusterFlags) {
 		{newUpCommand(cf), groupCluster, true},
 		{newDownCommand(cf), groupCluster, false},
 		{newAddNodeCommand(cf), groupCluster, true},
+		{newRotateKeysCommand(cf), groupCluster, false},
 		{newStatusCommand(cf), groupCluster, false},
 		{newKubectlCommand(cf), groupCluster, true},
 		{newApplyCommand(cf), groupCluster, true},

@@ -51,7 +51,7 @@ func TestHelpGroupsUserCommandsBeforeDaemons(t *testing.T) {
 		t.Errorf("sections of podnet --help:\n  %q\nwant\n  %q\n%s", titles, wantTitles, help)
 	}
 	for title, want := range map[string]string{
-		"Local cluster": "apply clusters down kubectl status up",
+		"Local cluster": "add-node apply clusters down kubectl rotate-keys status up",
 		"See and debug": "exec flows logs probe selfcheck trace ui",
 		"Daemons (run by podnet itself or a DaemonSet)": "agent cleanup-node controller dns install-cni pod-exec registry runtime serve world-dns",
 		"Additional Commands":                           "completion help version",

@@ -24,6 +24,9 @@ func newStatusCommand(cf *clusterFlags) *cobra.Command {
 	pols := newStatusPoliciesCommand(cf.client)
 	cf.register(pols, false)
 	cmd.AddCommand(pols)
+	enc := newStatusEncryptionCommand(cf.client)
+	cf.register(enc, false)
+	cmd.AddCommand(enc)
 	return cmd
 }
 

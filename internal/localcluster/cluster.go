@@ -207,6 +207,10 @@ func startCluster(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard)
 	if err != nil {
 		return nil, err
 	}
+	if err := ApplyAgentNodePolicy(ctx, client); err != nil {
+		return nil, fmt.Errorf("agents' Node policy: %w", err)
+	}
+	o.say("  control plane: admission policy %s holds the agents' Node writes to their own WireGuard annotations", AgentNodePolicy)
 	if cfg.Containerd() {
 		if err := startContainerdNodes(ctx, cfg, o, g, client); err != nil {
 			return nil, err

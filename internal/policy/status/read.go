@@ -2,75 +2,37 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
-	"sync"
-	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-)
 
-// ReadTimeout bounds the wait for one node's view: a node that is cut off
-// would hold the API server's proxy request until its own dial timeout.
-var ReadTimeout = 3 * time.Second
+	"github.com/podnet/podnet/internal/agentproxy"
+)
 
 // ReadViews reads every node agent's view (of namespace, or of every
 // namespace when empty) through the API server's node proxy, on the
-// agents' metrics port, a few nodes at a time. A node that does not
-// answer is in unreachable with why.
+// agents' metrics port (package agentproxy). A node that does not answer is
+// in unreachable with why.
 func ReadViews(ctx context.Context, client kubernetes.Interface, port int, namespace string) ([]NodeView, map[string]string, error) {
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("nodes: %w", err)
-	}
-	views := make([]NodeView, len(nodes.Items))
-	errs := make([]error, len(nodes.Items))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, n := range nodes.Items {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			views[i], errs[i] = readView(ctx, client, n.Name, port, namespace)
-		})
-	}
-	wg.Wait()
-	var out []NodeView
-	unreachable := map[string]string{}
-	for i, n := range nodes.Items {
-		if errs[i] != nil {
-			unreachable[n.Name] = strings.TrimSpace(errs[i].Error())
-			continue
-		}
-		out = append(out, views[i])
-	}
-	return out, unreachable, nil
-}
-
-// readView reads one node's view.
-func readView(ctx context.Context, client kubernetes.Interface, node string, port int, namespace string) (NodeView, error) {
-	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
-	defer cancel()
-	req := client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", fmt.Sprintf("%s:%d", node, port), "proxy"+Path)
+	page := agentproxy.Page{Path: Path, Feature: "NetworkPolicy enforcement"}
 	if namespace != "" {
-		req = req.Param("namespace", namespace)
+		page.Params = url.Values{"namespace": {namespace}}
 	}
-	b, err := req.DoRaw(ctx)
-	if apierrors.IsNotFound(err) {
-		return NodeView{}, fmt.Errorf("%s: not served: NetworkPolicy enforcement is off on this node, or its agent predates it: %w", Path, err)
-	}
+	views, unreachable, err := agentproxy.GetAllJSON[NodeView](ctx, client, port, page)
 	if err != nil {
-		return NodeView{}, fmt.Errorf("%s: %w", Path, err)
+		return nil, nil, err
 	}
-	var v NodeView
-	if err := json.Unmarshal(b, &v); err != nil {
-		return NodeView{}, fmt.Errorf("%s: %w", Path, err)
+	out := make([]NodeView, 0, len(views))
+	for node, v := range views {
+		v.Node = node // the name the API server routes by
+		out = append(out, *v)
 	}
-	v.Node = node // the name the API server routes by
-	return v, nil
+	slices.SortFunc(out, func(a, b NodeView) int { return strings.Compare(a.Node, b.Node) })
+	return out, unreachable, nil
 }
 
 // Read lists the NetworkPolicies of namespace (every namespace when
