@@ -179,7 +179,7 @@ func newTunFix(t *testing.T) *tunFix {
 	for i, side := range []string{"a", "b"} {
 		f.ns[i] = newNS(t, "pnt-wg"+side+"-")
 		f.sockets[i] = base + "-" + side
-		sock := "/var/run/wireguard/" + f.sockets[i] + ".sock"
+		sock := SocketPath(f.sockets[i])
 		t.Cleanup(func() { _ = os.Remove(sock) }) // left by a killed child
 		k, err := wgtypes.GeneratePrivateKey()
 		if err != nil {
@@ -351,6 +351,13 @@ func TestKernelUserspaceTunnelCarriesPodTrafficAndSurvivesAnAgentCrash(t *testin
 	if seen, err := f.tcpFromAToB(time.Second); err == nil {
 		t.Errorf("with no device behind the TUN a connection went through (the server saw %s)", seen)
 	}
+	// The killed device left its control socket, which nobody answers.
+	if removed, err := RemoveStaleSocket(f.sockets[0]); !removed || err != nil {
+		t.Errorf("RemoveStaleSocket of the killed device's socket = %v, %v; want true, nil", removed, err)
+	}
+	if removed, err := RemoveStaleSocket(f.sockets[1]); removed || err == nil {
+		t.Errorf("RemoveStaleSocket of node b's live device = %v, %v; want false and an error", removed, err)
+	}
 
 	// A new agent takes the TUN over (the same interface), is configured
 	// from scratch, and the traffic flows again.
@@ -371,7 +378,7 @@ func TestKernelUserspaceTunnelCarriesPodTrafficAndSurvivesAnAgentCrash(t *testin
 	// A device that is closed (the agent stopped) removes its control
 	// socket; the TUN stays.
 	devs[0].stop(t)
-	if _, err := os.Stat("/var/run/wireguard/" + f.sockets[0] + ".sock"); !os.IsNotExist(err) {
+	if _, err := os.Stat(SocketPath(f.sockets[0])); !os.IsNotExist(err) {
 		t.Errorf("control socket after a clean stop: %v, want it removed", err)
 	}
 	if typ, _, _ := f.linkAndRoute(t, 0); typ != "tuntap" {
