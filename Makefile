@@ -13,7 +13,7 @@ LDFLAGS  := -X github.com/podnet/podnet/internal/version.Version=$(VERSION)
 # runc runs the containers of `podnet up --node-runtime containerd`.
 # busybox-static is what make image puts into the images (a static busybox).
 # chromium is the headless browser that test/e2e/ui_test.go drives (podnet ui).
-DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables busybox-static:busybox runc:runc chromium:chromium
+DEB_PKGS := nftables:nft iproute2:ip iputils-ping:ping util-linux:nsenter conntrack:conntrack dnsutils:dig curl:curl iperf3:iperf3 wget:wget iptables:iptables busybox-static:busybox runc:runc chromium:chromium tcpdump:tcpdump wireguard-tools:wg
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin

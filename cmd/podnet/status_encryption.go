@@ -136,8 +136,11 @@ func printEncryption(w io.Writer, rows []nodeEncryption, output string, now time
 		if len(st.Pending) > 0 {
 			peers += fmt.Sprintf(", waiting for %s", strings.Join(st.Pending, " "))
 		}
-		fmt.Fprintf(tw, "%s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\n", r.Node, st.Device, st.Implementation, st.PublicKey,
-			age(st.KeyCreated), strict, drops, peers)
+		dev := fmt.Sprintf("%s (%s)", st.Device, st.Implementation)
+		if st.Handle != st.Device {
+			dev = fmt.Sprintf("%s (%s, wg show %s)", st.Device, st.Implementation, st.Handle)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, dev, st.PublicKey, age(st.KeyCreated), strict, drops, peers)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

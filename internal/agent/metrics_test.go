@@ -17,7 +17,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := newMetrics(Config{LBAnnounce: true}) // every component on
+	m, err := newMetrics(Config{LBAnnounce: true, Encryption: EncryptionWireGuard}) // every component on
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,9 @@ func (c *Config) WireGuardKeyFile(i int) string {
 
 // WireGuardSocketName names node i's user-space WireGuard control socket
 // (/var/run/wireguard/NAME.sock): the nodes share the host's file system,
-// so each needs its own; `wg show NAME` reads that node's device.
+// so each needs its own, and `wg show NAME` reads that node's device. wg
+// takes names of at most 15 characters: "pnwg" + the cluster's ID + "-" +
+// the node's number (pnwg4974ff-1).
 func (c *Config) WireGuardSocketName(i int) string {
-	return "pnwg0-" + c.NodeName(i)
+	return fmt.Sprintf("pnwg%s-%d", c.ID(), i)
 }
