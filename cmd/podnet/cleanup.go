@@ -16,8 +16,8 @@ func newCleanupNodeCommand() *cobra.Command {
 		Use:   "cleanup-node",
 		Short: "Remove podnet's tables, links, routes and files from this node (after an uninstall)",
 		Long: `Remove from this node what podnet's agent and podnet-cni made: the nftables
-tables inet podnet-proxy, podnet-policy and podnet-routing, the VXLAN device
-pnvxlan, the host-side veths of pods (name pn..., alias podnet:...), the routes
+tables inet podnet-proxy, podnet-policy, podnet-routing and podnet-wireguard,
+the VXLAN device pnvxlan, the WireGuard device pnwg0, the host-side veths of pods (name pn..., alias podnet:...), the routes
 with podnet's protocol number (80), the CNI conflist, podnet-cni, the IPAM
 directory, libcni's cached results of podnet's network and /run/podnet. Nothing
 else is touched; running it twice is fine.

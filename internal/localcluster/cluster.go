@@ -26,6 +26,7 @@ import (
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/podruntime"
 	"github.com/podnet/podnet/internal/proc"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // UpOptions are the inputs of Up besides the Config.
@@ -383,8 +384,9 @@ func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int, timeo
 }
 
 // Down removes everything the cluster made: processes (by recorded pid and
-// start time only), namespaces, links, routes, and the state directory. It
-// works after a crash and when nothing is left.
+// start time only), namespaces, links, routes, the control sockets of the
+// agents' WireGuard devices, and the state directory. It works after a
+// crash and when nothing is left.
 func Down(cfg *Config) error {
 	var errs []error
 	if err := proc.StopAll(cfg.ProcsDir(), 5*time.Second); err != nil {
@@ -396,6 +398,9 @@ func Down(cfg *Config) error {
 		if err := proc.StopAll(podruntime.ContainersDir(cfg.NodeDir(i)), 5*time.Second); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := removeWireGuardSockets(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Containerd() {
 		if err := deleteContainerdNodes(cfg); err != nil {
@@ -410,6 +415,21 @@ func Down(cfg *Config) error {
 	}
 	if err := os.RemoveAll(cfg.StateDir); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeWireGuardSockets removes the nodes' WireGuard control sockets
+// (/var/run/wireguard, shared by all nodes) that agents which were killed
+// rather than stopped left behind; a stopped agent removes its own, and
+// the devices themselves (persistent TUNs) go with the node namespaces.
+// Only sockets nobody listens on go.
+func removeWireGuardSockets(cfg *Config) error {
+	var errs []error
+	for i := 1; i <= cfg.Nodes; i++ {
+		if _, err := wireguard.RemoveStaleSocket(cfg.WireGuardSocketName(i)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -20,10 +20,11 @@ import (
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // Tables are podnet's nftables tables, all of family inet.
-var Tables = []string{proxy.Table, policy.Table, routing.Table}
+var Tables = []string{proxy.Table, policy.Table, routing.Table, wireguard.Table}
 
 // CNIPlugin is podnet-cni's file name in the CNI bin dir.
 const CNIPlugin = "podnet-cni"
@@ -134,20 +135,24 @@ func removeTables(ctx context.Context) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// isPodnetLink says whether l is the VXLAN device or a pod's host-side veth
-// made by podnet-cni.
+// isPodnetLink says whether l is the VXLAN device, the WireGuard device
+// (the kernel's, or the persistent TUN of the user-space one) or a pod's
+// host-side veth made by podnet-cni.
 func isPodnetLink(l netlink.Link) bool {
 	a := l.Attrs()
 	switch l.Type() {
 	case "vxlan":
 		return a.Name == routing.VXLANDevice
+	case "wireguard", "tuntap":
+		return a.Name == wireguard.Device
 	case "veth":
 		return strings.HasPrefix(a.Name, cni.HostIfPrefix) && strings.HasPrefix(a.Alias, hostAliasPrefix)
 	}
 	return false
 }
 
-// removeLinks deletes the VXLAN device and the pods' host-side veths.
+// removeLinks deletes the VXLAN device, the WireGuard device (with the
+// routes into it) and the pods' host-side veths.
 func removeLinks() ([]string, error) {
 	links, err := nldump.Do(netlink.LinkList)
 	if err != nil {

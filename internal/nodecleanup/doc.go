@@ -2,9 +2,13 @@
 // podnet-cni made there, after an uninstall (`podnet cleanup-node`, run on
 // each node by deploy/cleanup/ or `kubectl debug node/...`):
 //
-//   - the nftables tables inet podnet-proxy, podnet-policy and
-//     podnet-routing (package proxy, policy and routing own one each);
+//   - the nftables tables inet podnet-proxy, podnet-policy,
+//     podnet-routing and podnet-wireguard (package proxy, policy, routing
+//     and wireguard own one each);
 //   - the VXLAN device pnvxlan (with its neighbour and FDB entries);
+//   - the WireGuard device pnwg0, of type wireguard (the kernel's) or
+//     tuntap (the persistent TUN the user-space device leaves when the
+//     agent stops), with the routes into it;
 //   - the host sides of pods' veth pairs: veths whose name starts with "pn"
 //     and whose ifalias starts with "podnet:" (both, as podnet-cni names
 //     them; see package cni), which also removes the pods' eth0;

@@ -4,10 +4,14 @@ package nodecleanup
 // (pnt-clean-XXXXXXXX) and one pod namespace (pnt-cleanpod-XXXXXXXX), both
 // removed in t.Cleanup; node address 172.31.R.11/24 on a dummy eth0, peer
 // node 172.31.R.12, pod CIDR 10.R.1.0/24 here and 10.R.2.0/24 on the peer,
-// with R random in 200-249. The node's files live in a temporary directory.
+// a third node's 10.R.4.0/24 routed into the WireGuard device, with R
+// random in 200-249. The node's files live in a temporary directory.
 // podnet's state is made by podnet's own code: the routing, proxy and
-// policy syncers, the agent's conflist writer and podnet-cni ADD (built
-// for this test and run in the node namespace, as a runtime runs it).
+// policy syncers, package wireguard's strict table, the agent's conflist
+// writer and podnet-cni ADD (built for this test and run in the node
+// namespace, as a runtime runs it). The WireGuard device is the persistent
+// TUN a stopped agent's user-space device leaves, made with the same calls
+// (wireguard-go's tun.CreateTUN and TUNSETPERSIST) without a device on it.
 
 import (
 	"bytes"
@@ -26,6 +30,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
 	"sigs.k8s.io/knftables"
 
 	"github.com/podnet/podnet/internal/agent"
@@ -34,6 +39,7 @@ import (
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 var pluginBin string // podnet-cni built for these tests (root only)
@@ -105,27 +111,44 @@ func (f *cleanFix) addr(format string) netip.Addr {
 	return netip.MustParseAddr(fmt.Sprintf(format, f.r))
 }
 
-// podnetState makes, in the node namespace, what an agent and podnet-cni
-// make on a node: the three tables, the VXLAN device, routes to the peer,
-// the conflist, podnet-cni in the bin dir and one pod wired by ADD.
+// podnetState makes, in the node namespace, what an encrypting agent and
+// podnet-cni make on a node: the four tables, the VXLAN device, the
+// WireGuard device, routes to the peers, the conflist, podnet-cni in the
+// bin dir and one pod wired by ADD.
 func (f *cleanFix) podnetState(t *testing.T) {
 	t.Helper()
 	me := routing.Peer{Name: "n0", NodeIP: f.addr("172.31.%d.11"), PodCIDRs: []netip.Prefix{f.prefix("10.%d.1.0/24")}}
 	peer := routing.Peer{Name: "n1", NodeIP: f.addr("172.31.%d.12"), PodCIDRs: []netip.Prefix{f.prefix("10.%d.2.0/24")}}
+	encrypted := routing.Peer{Name: "n2", NodeIP: f.addr("172.31.%d.13"), PodCIDRs: []netip.Prefix{f.prefix("10.%d.4.0/24")}}
 	masq := routing.MasqConfig{PodCIDRs: []netip.Prefix{f.prefix("10.%d.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}}
 	err := netns.Do(f.node, func() error {
 		ctx := context.Background()
+		wgIndex, err := leftWireGuardTUN()
+		if err != nil {
+			return fmt.Errorf("wireguard device: %w", err)
+		}
+		wnft, err := wireguard.NewNFT()
+		if err != nil {
+			return err
+		}
+		tx := wnft.NewTransaction()
+		wireguard.RenderStrict(tx, masq.PodCIDRs, me.PodCIDRs)
+		if err := wnft.Run(ctx, tx); err != nil {
+			return fmt.Errorf("wireguard strict table: %w", err)
+		}
 		rnft, err := routing.NewNFT()
 		if err != nil {
 			return err
 		}
-		// vxlan first (the device), then direct (routes via the peer).
+		// vxlan first (the device), then direct (routes via the peer);
+		// n2's pod CIDR goes into the WireGuard device.
+		tunnel := routing.TunnelRoutes{LinkIndex: wgIndex, Nodes: map[string]bool{encrypted.Name: true}}
 		for _, mode := range []string{routing.ModeVXLAN, routing.ModeDirect} {
 			s, err := routing.NewSyncer(mode, masq, rnft)
 			if err != nil {
 				return err
 			}
-			if err := s.Sync(ctx, &me, []routing.Peer{peer}, routing.TunnelRoutes{}); err != nil {
+			if err := s.Sync(ctx, &me, []routing.Peer{peer, encrypted}, tunnel); err != nil {
 				return fmt.Errorf("routing %s: %w", mode, err)
 			}
 		}
@@ -162,6 +185,31 @@ func (f *cleanFix) podnetState(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.paths.RunDir, "state"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// leftWireGuardTUN makes, in the calling thread's namespace, the
+// persistent TUN wireguard.Device that a stopped agent's user-space device
+// leaves, up, and returns its index.
+func leftWireGuardTUN() (int, error) {
+	td, err := tun.CreateTUN(wireguard.Device, 1420)
+	if err != nil {
+		return 0, err
+	}
+	nt, ok := td.(*tun.NativeTun)
+	if !ok {
+		td.Close()
+		return 0, fmt.Errorf("unexpected TUN type %T", td)
+	}
+	err = unix.IoctlSetInt(int(nt.File().Fd()), unix.TUNSETPERSIST, 1)
+	td.Close()
+	if err != nil {
+		return 0, err
+	}
+	link, err := netlink.LinkByName(wireguard.Device)
+	if err != nil {
+		return 0, err
+	}
+	return link.Attrs().Index, netlink.LinkSetUp(link)
 }
 
 // cniAdd runs podnet-cni ADD for the pod with the agent's conflist, as
@@ -324,25 +372,26 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 	f.podnetState(t)
 	f.foreignState(t)
 	before := f.view(t)
-	for _, want := range []string{"inet podnet-proxy", "inet podnet-policy", "inet podnet-routing"} {
+	for _, want := range []string{"inet podnet-proxy", "inet podnet-policy", "inet podnet-routing", "inet podnet-wireguard"} {
 		if !strings.Contains(strings.Join(before.tables, " "), strings.Fields(want)[1]) {
 			t.Fatalf("fixture: table %s missing from %v", want, before.tables)
 		}
 	}
 	hostVeth := ""
 	for _, l := range before.links {
-		if strings.HasPrefix(l, "pn") && l != routing.VXLANDevice && !strings.HasPrefix(l, "pnkeep") {
+		if strings.HasPrefix(l, "pn") && l != routing.VXLANDevice && l != wireguard.Device && !strings.HasPrefix(l, "pnkeep") {
 			hostVeth = l
 		}
 	}
-	if hostVeth == "" || !slices.Contains(before.links, routing.VXLANDevice) || len(before.podnetRoute) == 0 || len(before.files) != 4 {
+	if hostVeth == "" || !slices.Contains(before.links, routing.VXLANDevice) || !slices.Contains(before.links, wireguard.Device) ||
+		!slices.Contains(before.podnetRoute, f.prefix("10.%d.4.0/24").String()) || len(before.files) != 4 {
 		t.Fatalf("fixture: the podnet state is not all there: %+v", before)
 	}
 
 	removed := f.cleanup(t)
 	joined := strings.Join(removed, "\n")
 	for _, want := range []string{"nftables table inet podnet-proxy", "nftables table inet podnet-policy",
-		"nftables table inet podnet-routing", "link pnvxlan (vxlan)", "link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
+		"nftables table inet podnet-routing", "nftables table inet podnet-wireguard", "link pnvxlan (vxlan)", "link pnwg0 (tuntap)", "link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
 		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("removed does not say %q:\n%s", want, joined)

@@ -8,19 +8,20 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // RouteStage is how the packet gets from the source's node to the
 // destination: on the same node, over a route to another node's pod CIDR
-// (directly or through VXLAN), to a node's own address, or out of the
-// cluster.
+// (directly, through VXLAN or through the WireGuard tunnel), to a node's
+// own address, or out of the cluster.
 type RouteStage struct {
 	From string `json:"from"` // the source's node
 	// To is the node that delivers the packet ("" when it leaves the
 	// cluster).
 	To string `json:"to,omitempty"`
-	// Kind is "local" (same node), "direct", "vxlan", "node" (a node's own
-	// address) or "external".
+	// Kind is "local" (same node), "direct", "vxlan", "wireguard"
+	// (encrypted to To), "node" (a node's own address) or "external".
 	Kind string `json:"kind"`
 	// Route is the route the source's node uses, as package routing
 	// writes it (empty for local and external).
@@ -28,22 +29,30 @@ type RouteStage struct {
 	// Masquerade is set when the node rewrites the source to its own
 	// address (traffic leaving the pod and service ranges).
 	Masquerade bool `json:"masquerade,omitempty"`
+	// Unencrypted says why a packet to another node's pod goes in the
+	// clear although the source's node encrypts (the destination's node
+	// has no valid WireGuard key); a node in strict mode drops it.
+	Unencrypted string `json:"unencrypted,omitempty"`
 }
 
 // The kinds of a RouteStage.
 const (
-	RouteLocal    = "local"
-	RouteDirect   = routing.ModeDirect
-	RouteVXLAN    = routing.ModeVXLAN
-	RouteNode     = "node"
-	RouteExternal = "external"
+	RouteLocal  = "local"
+	RouteDirect = routing.ModeDirect
+	RouteVXLAN  = routing.ModeVXLAN
+	// RouteWireGuard: into the WireGuard device, encrypted to To.
+	RouteWireGuard = "wireguard"
+	RouteNode      = "node"
+	RouteExternal  = "external"
 )
 
 // RouteFor returns the route from a pod on node from to dst, with the
 // Nodes as package routing reads them and the agents' routing mode
 // (direct or vxlan). dstNode is the node of dst's pod ("" when dst is no
 // pod's). The routes are the ones routing.DesiredRoutes gives the source's
-// node, so trace and the routing controller read one model.
+// node, so trace and the routing controller read one model; when the
+// source's node encrypts (encryption), the nodes its agent routes into the
+// WireGuard device are the peers wireguard.PlanPeers finds.
 func RouteFor(mode, from string, dst netip.Addr, dstNode string, nodes []*v1.Node) RouteStage {
 	r := RouteStage{From: from}
 	if dstNode == from && from != "" {
@@ -65,11 +74,18 @@ func RouteFor(mode, from string, dst netip.Addr, dstNode string, nodes []*v1.Nod
 			owner[c] = p.Name
 		}
 	}
-	for _, rt := range routing.DesiredRoutes(mode, peers, nil) {
+	enc := encryption(from, nodes)
+	for _, rt := range routing.DesiredRoutes(mode, peers, enc.peers) {
 		if rt.Dst.Contains(dst) {
 			r.Kind, r.To, r.Route = RouteDirect, owner[rt.Dst], rt.String()
-			if rt.VXLAN {
+			switch {
+			case rt.Tunnel:
+				r.Kind, r.Route = RouteWireGuard, fmt.Sprintf("%s dev %s", rt.Dst, wireguard.Device)
+			case rt.VXLAN:
 				r.Kind = RouteVXLAN
+			}
+			if enc.on && !rt.Tunnel {
+				r.Unencrypted = enc.why(r.To)
 			}
 			return r
 		}
@@ -85,6 +101,45 @@ func RouteFor(mode, from string, dst netip.Addr, dstNode string, nodes []*v1.Nod
 	return r
 }
 
+// encrypting is what the source node's agent encrypts, as the Nodes show
+// it.
+type encrypting struct {
+	// on: the node has published a valid WireGuard key, so its agent
+	// runs with encryption.
+	on    bool
+	peers map[string]bool // the nodes routed into its WireGuard device
+	plan  wireguard.Plan
+}
+
+// encryption reads from the Nodes whether node from encrypts and to which
+// nodes: the agent publishes its key on its own Node, and routes into the
+// device exactly the peers wireguard.PlanPeers gives it.
+func encryption(from string, nodes []*v1.Node) encrypting {
+	for _, n := range nodes {
+		if n.Name != from {
+			continue
+		}
+		self, err := wireguard.PeerFromNode(n)
+		if err != nil {
+			return encrypting{}
+		}
+		e := encrypting{on: true, peers: map[string]bool{}, plan: wireguard.PlanPeers(from, self.PublicKey, nodes)}
+		for _, p := range e.plan.Peers {
+			e.peers[p.Node] = true
+		}
+		return e
+	}
+	return encrypting{}
+}
+
+// why says why traffic to node goes in the clear.
+func (e encrypting) why(node string) string {
+	if err, bad := e.plan.Invalid[node]; bad {
+		return fmt.Sprintf("%s's WireGuard annotations are invalid (%v)", node, err)
+	}
+	return node + " has published no WireGuard key"
+}
+
 // format writes the route step.
 func (r RouteStage) format(b *strings.Builder) {
 	switch r.Kind {
@@ -93,7 +148,13 @@ func (r RouteStage) format(b *strings.Builder) {
 	case RouteNode:
 		fmt.Fprintf(b, "  route: %s -> node %s's own address\n", r.From, r.To)
 	case RouteDirect, RouteVXLAN:
-		fmt.Fprintf(b, "  route: %s -> %s: %s (%s)\n", r.From, r.To, r.Route, r.Kind)
+		fmt.Fprintf(b, "  route: %s -> %s: %s (%s", r.From, r.To, r.Route, r.Kind)
+		if r.Unencrypted != "" {
+			fmt.Fprintf(b, ", NOT encrypted: %s; a node in strict mode drops it", r.Unencrypted)
+		}
+		b.WriteString(")\n")
+	case RouteWireGuard:
+		fmt.Fprintf(b, "  route: %s -> %s: %s (WireGuard, encrypted to %s)\n", r.From, r.To, r.Route, r.To)
 	case RouteExternal:
 		if r.Route != "" {
 			fmt.Fprintf(b, "  route: %s -> %s: %s\n", r.From, r.To, r.Route)

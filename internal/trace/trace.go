@@ -15,7 +15,9 @@
 //	  forwarded upstream, whose answer trace cannot know)
 //	→ Service (ServiceFor: package proxy's ServicePort model, its
 //	  InternalEndpoints for the source's node; no endpoint → reject)
-//	→ per destination: route (RouteFor: package routing's DesiredRoutes)
+//	→ per destination: route (RouteFor: package routing's DesiredRoutes;
+//	  into the WireGuard device for the peers wireguard.PlanPeers gives
+//	  a source node that publishes a key)
 //	  and policy (Trace: policy.Compiled.Verdict at both ends)
 //
 // Cluster.Explain strings them together into an Explanation (text with

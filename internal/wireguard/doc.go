@@ -35,6 +35,9 @@
 // peers are dropped for about one sync interval (TCP retransmits them).
 //
 // model.go is pure (Nodes -> peers, device config, rotation rule, strict
-// rules); key.go keeps the key file; device_linux.go opens the device;
-// manager_linux.go is what the agent's routing controller calls each sync.
+// rules), and so is diff.go (the least change that brings the device to
+// that config); key.go keeps the key file; device_linux.go opens the
+// device; socket.go finds and removes user-space control sockets that a
+// killed agent left; manager_linux.go is what the agent's routing
+// controller calls each sync.
 package wireguard

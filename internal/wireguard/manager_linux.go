@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -341,72 +340,18 @@ func nodeRef(n *v1.Node) *v1.ObjectReference {
 	return &v1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: n.Name, UID: n.UID}
 }
 
-// configure changes the device only where it differs from the plan:
-// rewriting an unchanged peer or key would cost its sessions.
+// configure changes the device only where it differs from the plan
+// (configDiff): rewriting an unchanged peer or key would cost its sessions.
 func (m *Manager) configure(key Key, peers []Peer) error {
 	dev, err := m.wg.Device(m.tun.handle)
 	if err != nil {
 		return err
 	}
-	want := DeviceConfig(key.Private, m.cfg.Port, peers)
-	cfg := wgtypes.Config{}
-	if dev.PrivateKey != key.Private {
-		cfg.PrivateKey = want.PrivateKey
-	}
-	if dev.ListenPort != m.cfg.Port {
-		cfg.ListenPort = want.ListenPort
-	}
-	have := map[wgtypes.Key]wgtypes.Peer{}
-	for _, p := range dev.Peers {
-		have[p.PublicKey] = p
-	}
-	wanted := map[wgtypes.Key]bool{}
-	for _, pc := range want.Peers {
-		wanted[pc.PublicKey] = true
-		if h, ok := have[pc.PublicKey]; ok && samePeer(h, pc) {
-			continue
-		}
-		cfg.Peers = append(cfg.Peers, pc)
-	}
-	for k := range have {
-		if !wanted[k] {
-			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
-		}
-	}
-	if cfg.PrivateKey == nil && cfg.ListenPort == nil && len(cfg.Peers) == 0 {
+	cfg, changed := configDiff(dev, DeviceConfig(key.Private, m.cfg.Port, peers))
+	if !changed {
 		return nil
 	}
-	// Removals first: a new peer may take over allowed IPs of a removed
-	// one (a node that came back with a new key).
-	slices.SortStableFunc(cfg.Peers, func(a, b wgtypes.PeerConfig) int {
-		switch {
-		case a.Remove && !b.Remove:
-			return -1
-		case b.Remove && !a.Remove:
-			return 1
-		}
-		return 0
-	})
 	return m.wg.ConfigureDevice(m.tun.handle, cfg)
-}
-
-func samePeer(h wgtypes.Peer, want wgtypes.PeerConfig) bool {
-	if h.Endpoint == nil || want.Endpoint == nil || h.Endpoint.String() != want.Endpoint.String() {
-		return false
-	}
-	if want.PersistentKeepaliveInterval != nil && h.PersistentKeepaliveInterval != *want.PersistentKeepaliveInterval {
-		return false
-	}
-	return slices.Equal(ipNets(h.AllowedIPs), ipNets(want.AllowedIPs))
-}
-
-func ipNets(n []net.IPNet) []string {
-	out := make([]string, 0, len(n))
-	for _, x := range n {
-		out = append(out, x.String())
-	}
-	slices.Sort(out)
-	return out
 }
 
 func (m *Manager) renderStrict(ctx context.Context, local []netip.Prefix) error {

@@ -58,14 +58,15 @@ func NewNFT() (knftables.Interface, error) {
 }
 
 // StrictDrops reads the strict-mode drop counter: packets and bytes, and
-// false when the table does not exist (strict mode off).
+// false when the table does not exist (strict mode off). Nil entries in
+// the list are skipped (knftables' Fake returns some).
 func StrictDrops(ctx context.Context, nft knftables.Interface) (packets, bytes uint64, ok bool) {
 	counters, err := nft.ListCounters(ctx)
 	if err != nil {
 		return 0, 0, false
 	}
 	for _, c := range counters {
-		if c.Name == StrictCounter && c.Packets != nil && c.Bytes != nil {
+		if c != nil && c.Name == StrictCounter && c.Packets != nil && c.Bytes != nil {
 			return *c.Packets, *c.Bytes, true
 		}
 	}
