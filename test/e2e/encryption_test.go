@@ -111,6 +111,56 @@ func TestEncryptionDirectStrict(t *testing.T) {
 		}
 		e.strictWhilePeerMissing(t, a, b, c)
 	})
+
+	t.Run("a node that leaves is removed as a peer", func(t *testing.T) {
+		if c == nil {
+			t.Fatal("no third node: the subtest that adds the node failed")
+		}
+		e.nodeLeaves(t, a, b, c)
+	})
+}
+
+// nodeLeaves stops c's node's runtime and agent and deletes its Node: the
+// other nodes remove it as a peer (and its route), and keep talking.
+func (e *encEnv) nodeLeaves(t *testing.T, a, b, c *encPod) {
+	for _, name := range []string{"runtime-" + c.node, "agent-" + c.node} {
+		rec, err := proc.Read(filepath.Join(e.c.stateDir, "procs"), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proc.Stop(rec, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := e.c.podnet("kubectl", "--", "delete", "node", c.node, "--wait=true"); err != nil {
+		t.Fatalf("delete node %s: %v\n%s", c.node, err, out)
+	}
+	for _, node := range []string{a.node, b.node} {
+		eventually(t, 30*time.Second, node+" drops "+c.node+" as a peer", func() error {
+			st, err := e.status(node)
+			if err != nil {
+				return err
+			}
+			for _, p := range st.Peers {
+				if p.Node == c.node || p.Node == "" {
+					return fmt.Errorf("peers %+v", st.Peers)
+				}
+			}
+			if len(st.Peers) != 1 {
+				return fmt.Errorf("%d peers, want 1 (the other node)", len(st.Peers))
+			}
+			return nil
+		})
+		if got := e.metric(t, node, "podnet_wireguard_peers"); got != 1 {
+			t.Errorf("%s: podnet_wireguard_peers %v, want 1", node, got)
+		}
+		if dev, err := routeDev(node, c.ip); err == nil && dev == wireguard.Device {
+			t.Errorf("%s still routes %s (the deleted node's pod) into %s", node, c.ip, dev)
+		}
+	}
+	if n := e.exchanges(t, 30*time.Second, [2]*encPod{a, b}, [2]*encPod{b, a}); n == 0 {
+		t.Error("the remaining nodes' pods no longer talk")
+	}
 }
 
 // rotateUnderTransfer streams about 24 s from a to b, asks b's node for a
