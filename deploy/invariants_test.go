@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -266,7 +267,7 @@ func TestAgentCanEncryptWithoutMorePrivilege(t *testing.T) {
 	ds := get[*appsv1.DaemonSet](t, objs, "DaemonSet", "podnet-system", "podnet-agent")
 	spec := ds.Spec.Template.Spec
 	agent := container(t, spec.Containers, "agent")
-	if !hasArg(agent, "--wireguard-key-file="+wireguardKeyDir+"/private.key") {
+	if !hasArg(agent, "--wireguard-key-file="+wireguard.DefaultKeyFile) || filepath.Dir(wireguard.DefaultKeyFile) != wireguardKeyDir {
 		t.Errorf("the agent's key file is not in the mounted %s: %v", wireguardKeyDir, agent.Args)
 	}
 	for _, v := range spec.Volumes {

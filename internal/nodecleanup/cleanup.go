@@ -20,13 +20,15 @@ import (
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // Tables are podnet's nftables tables, all of family inet.
-var Tables = []string{proxy.Table, policy.Table, routing.Table}
+var Tables = []string{proxy.Table, policy.Table, routing.Table, wireguard.Table}
 
 // CNIPlugin is podnet-cni's file name in the CNI bin dir.
 const CNIPlugin = "podnet-cni"
+
 
 // hostAliasPrefix starts the ifalias podnet-cni gives a pod's host-side
 // veth ("podnet:<network>:<ifname>/<containerID>", package cni).
@@ -44,6 +46,10 @@ type Config struct {
 	// Only the files of network CNINetwork go.
 	CNICacheDir string
 	CNINetwork  string // the conflist's network name (the agent's --cni-network)
+	// WireGuardKeyFile is the node's WireGuard private key (the agent's
+	// --wireguard-key-file): it goes, with the temporary files a crash
+	// left of it, and so does its directory once empty.
+	WireGuardKeyFile string
 	// Root, when set, is where the node's file system is mounted (/host
 	// in a `kubectl debug node/...` pod); the directories above are
 	// inside it.
@@ -55,7 +61,7 @@ func (c Config) rooted() Config {
 	if c.Root == "" {
 		return c
 	}
-	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir, &c.CNICacheDir} {
+	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir, &c.CNICacheDir, &c.WireGuardKeyFile} {
 		if *d != "" {
 			*d = filepath.Join(c.Root, *d)
 		}
@@ -67,7 +73,8 @@ func (c Config) rooted() Config {
 // DefaultConfig is the paths of deploy/'s DaemonSet and podnet's defaults.
 func DefaultConfig() Config {
 	return Config{CNIConfDir: "/etc/cni/net.d", CNIBinDir: "/opt/cni/bin",
-		CNIDataDir: cni.DefaultDataDir, RunDir: "/run/podnet", CNICacheDir: "/var/lib/cni", CNINetwork: "podnet"}
+		CNIDataDir: cni.DefaultDataDir, RunDir: "/run/podnet", CNICacheDir: "/var/lib/cni", CNINetwork: "podnet",
+		WireGuardKeyFile: wireguard.DefaultKeyFile}
 }
 
 // Validate refuses a directory to remove whole that is not podnet's.
@@ -80,6 +87,9 @@ func (c Config) Validate() error {
 		if d.dir != "" && (!filepath.IsAbs(d.dir) || !strings.Contains(filepath.Base(d.dir), "podnet")) {
 			errs = append(errs, fmt.Errorf("--%s %q: want an absolute path whose last element names podnet", d.flag, d.dir))
 		}
+	}
+	if k := c.WireGuardKeyFile; k != "" && (!filepath.IsAbs(k) || strings.HasSuffix(k, "/")) {
+		errs = append(errs, fmt.Errorf("--wireguard-key-file %q: want the absolute path of a file", k))
 	}
 	return errors.Join(errs...)
 }
@@ -134,20 +144,24 @@ func removeTables(ctx context.Context) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// isPodnetLink says whether l is the VXLAN device or a pod's host-side veth
-// made by podnet-cni.
+// isPodnetLink says whether l is the VXLAN device, the WireGuard device
+// (the kernel's, or the user-space one's persistent TUN) or a pod's
+// host-side veth made by podnet-cni.
 func isPodnetLink(l netlink.Link) bool {
 	a := l.Attrs()
 	switch l.Type() {
 	case "vxlan":
 		return a.Name == routing.VXLANDevice
+	case "wireguard", "tuntap":
+		return a.Name == wireguard.Device
 	case "veth":
 		return strings.HasPrefix(a.Name, cni.HostIfPrefix) && strings.HasPrefix(a.Alias, hostAliasPrefix)
 	}
 	return false
 }
 
-// removeLinks deletes the VXLAN device and the pods' host-side veths.
+// removeLinks deletes the VXLAN and WireGuard devices and the pods'
+// host-side veths.
 func removeLinks() ([]string, error) {
 	links, err := nldump.Do(netlink.LinkList)
 	if err != nil {
@@ -193,8 +207,9 @@ func removeRoutes() ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// removeFiles deletes the conflist, podnet-cni (with temporary files a
-// crash left of either), the IPAM directory and the runtime directory.
+// removeFiles deletes the conflist, podnet-cni and the WireGuard key (with
+// temporary files a crash left of each), the IPAM directory and the
+// runtime directory.
 func removeFiles(cfg Config) ([]string, error) {
 	var paths []string
 	add := func(dir, name string) {
@@ -207,6 +222,9 @@ func removeFiles(cfg Config) ([]string, error) {
 	}
 	add(cfg.CNIConfDir, agent.CNIConfFile)
 	add(cfg.CNIBinDir, CNIPlugin)
+	if k := cfg.WireGuardKeyFile; k != "" {
+		add(filepath.Dir(k), filepath.Base(k))
+	}
 	paths = append(paths, cfg.CNIDataDir, cfg.RunDir)
 	paths = append(paths, cachedResults(cfg.CNICacheDir, cfg.CNINetwork)...)
 	var removed []string
@@ -223,6 +241,16 @@ func removeFiles(cfg Config) ([]string, error) {
 			continue
 		}
 		removed = append(removed, p)
+	}
+	// The key's directory, once empty; it stays while it is a mount point
+	// (deploy/cleanup's hostPath: EBUSY) or holds other files.
+	if k := cfg.WireGuardKeyFile; k != "" {
+		dir := filepath.Dir(k)
+		if err := unix.Rmdir(dir); err == nil {
+			removed = append(removed, dir)
+		} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		}
 	}
 	return removed, errors.Join(errs...)
 }

@@ -7,7 +7,10 @@ package nodecleanup
 // with R random in 200-249. The node's files live in a temporary directory.
 // podnet's state is made by podnet's own code: the routing, proxy and
 // policy syncers, the agent's conflist writer and podnet-cni ADD (built
-// for this test and run in the node namespace, as a runtime runs it).
+// for this test and run in the node namespace, as a runtime runs it),
+// package wireguard's key file and strict table; the WireGuard device is
+// a persistent TUN named pnwg0, as the user-space device leaves it, with a
+// route of podnet's protocol into it.
 
 import (
 	"bytes"
@@ -34,6 +37,7 @@ import (
 	"github.com/podnet/podnet/internal/policy"
 	"github.com/podnet/podnet/internal/proxy"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 var pluginBin string // podnet-cni built for these tests (root only)
@@ -143,7 +147,7 @@ func (f *cleanFix) podnetState(t *testing.T) {
 		if _, err := policy.NewSyncer(qnft).Sync(ctx, policy.Desired{}); err != nil {
 			return fmt.Errorf("policy: %w", err)
 		}
-		return nil
+		return f.wireguardState(ctx, masq.PodCIDRs, me.PodCIDRs)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +166,39 @@ func (f *cleanFix) podnetState(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.paths.RunDir, "state"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// wireguardState makes, in the current namespace, the strict-mode table,
+// the user-space device's persistent TUN and a route to a third node's
+// pod CIDR into it, and the node's key file.
+func (f *cleanFix) wireguardState(ctx context.Context, cluster, local []netip.Prefix) error {
+	wnft, err := wireguard.NewNFT()
+	if err != nil {
+		return err
+	}
+	tx := wnft.NewTransaction()
+	wireguard.RenderStrict(tx, cluster, local)
+	if err := wnft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("strict table: %w", err)
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = wireguard.Device
+	if err := netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_DEFAULTS}); err != nil {
+		return fmt.Errorf("persistent TUN %s: %w", wireguard.Device, err)
+	}
+	dev, err := netlink.LinkByName(wireguard.Device)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(dev); err != nil {
+		return err
+	}
+	_, dst, _ := net.ParseCIDR(fmt.Sprintf("10.%d.4.0/24", f.r))
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: dev.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: routing.RouteProtocol}); err != nil {
+		return fmt.Errorf("route into %s: %w", wireguard.Device, err)
+	}
+	_, err = wireguard.LoadOrCreateKey(f.paths.WireGuardKeyFile)
+	return err
 }
 
 // cniAdd runs podnet-cni ADD for the pod with the agent's conflist, as
@@ -294,7 +331,8 @@ func (f *cleanFix) view(t *testing.T) view {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile), filepath.Join(f.paths.CNIBinDir, CNIPlugin), f.paths.CNIDataDir, f.paths.RunDir} {
+	for _, p := range []string{filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile), filepath.Join(f.paths.CNIBinDir, CNIPlugin), f.paths.CNIDataDir, f.paths.RunDir,
+		f.paths.WireGuardKeyFile, filepath.Dir(f.paths.WireGuardKeyFile)} {
 		if _, err := os.Lstat(p); err == nil {
 			v.files = append(v.files, p)
 		}
@@ -324,26 +362,28 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 	f.podnetState(t)
 	f.foreignState(t)
 	before := f.view(t)
-	for _, want := range []string{"inet podnet-proxy", "inet podnet-policy", "inet podnet-routing"} {
+	for _, want := range []string{"inet podnet-proxy", "inet podnet-policy", "inet podnet-routing", "inet podnet-wireguard"} {
 		if !strings.Contains(strings.Join(before.tables, " "), strings.Fields(want)[1]) {
 			t.Fatalf("fixture: table %s missing from %v", want, before.tables)
 		}
 	}
 	hostVeth := ""
 	for _, l := range before.links {
-		if strings.HasPrefix(l, "pn") && l != routing.VXLANDevice && !strings.HasPrefix(l, "pnkeep") {
+		if strings.HasPrefix(l, "pn") && l != routing.VXLANDevice && l != wireguard.Device && !strings.HasPrefix(l, "pnkeep") {
 			hostVeth = l
 		}
 	}
-	if hostVeth == "" || !slices.Contains(before.links, routing.VXLANDevice) || len(before.podnetRoute) == 0 || len(before.files) != 4 {
+	if hostVeth == "" || !slices.Contains(before.links, routing.VXLANDevice) || !slices.Contains(before.links, wireguard.Device) ||
+		!slices.Contains(before.podnetRoute, f.prefix("10.%d.4.0/24").String()) || len(before.files) != 6 {
 		t.Fatalf("fixture: the podnet state is not all there: %+v", before)
 	}
 
 	removed := f.cleanup(t)
 	joined := strings.Join(removed, "\n")
 	for _, want := range []string{"nftables table inet podnet-proxy", "nftables table inet podnet-policy",
-		"nftables table inet podnet-routing", "link pnvxlan (vxlan)", "link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
-		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir} {
+		"nftables table inet podnet-routing", "nftables table inet podnet-wireguard", "link pnvxlan (vxlan)", "link pnwg0 (tuntap)",
+		"link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
+		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir, f.paths.WireGuardKeyFile + "\n", filepath.Dir(f.paths.WireGuardKeyFile)} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("removed does not say %q:\n%s", want, joined)
 		}
@@ -377,6 +417,8 @@ func TestConfigRefusesToRemoveDirectoriesThatAreNotPodnets(t *testing.T) {
 		{"the root", Config{CNIDataDir: "/"}, false},
 		{"a shared directory", Config{RunDir: "/run"}, false},
 		{"a relative path", Config{CNIDataDir: "podnet"}, false},
+		{"a relative key file", Config{WireGuardKeyFile: "private.key"}, false},
+		{"a key file that is a directory", Config{WireGuardKeyFile: "/var/lib/podnet/"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.Validate(); (err == nil) != tc.ok {

@@ -56,7 +56,7 @@ const uninstallDocTest = "TestContainerdLifecycle runs these commands"
 func TestContainerdLifecycle(t *testing.T) {
 	needContainerd(t)
 	hostDirsBefore := existing(crinode.HostCNIConfDir, crinode.HostCNIBinDir, crinode.HostCNILibDir,
-		filepath.Dir(crinode.HostCNIConfDir), filepath.Dir(crinode.HostCNIBinDir))
+		filepath.Dir(crinode.HostCNIConfDir), filepath.Dir(crinode.HostCNIBinDir), crinode.HostWireGuardDir)
 	c, err := up("crl-"+randHex(3), "--node-runtime", "containerd", "--service-proxy", "podnet", "--routing-mode", "vxlan",
 		"--pod-cidr", "10.174.0.0/16", "--service-cidr", "10.175.0.0/16", "--node-network", "172.26.0.0/24",
 		"--world-network", "198.51.103.0/24")
