@@ -29,7 +29,6 @@ var Tables = []string{proxy.Table, policy.Table, routing.Table, wireguard.Table}
 // CNIPlugin is podnet-cni's file name in the CNI bin dir.
 const CNIPlugin = "podnet-cni"
 
-
 // hostAliasPrefix starts the ifalias podnet-cni gives a pod's host-side
 // veth ("podnet:<network>:<ifname>/<containerID>", package cni).
 const hostAliasPrefix = "podnet:"
