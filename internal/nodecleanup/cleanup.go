@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -241,13 +242,15 @@ func removeFiles(cfg Config) ([]string, error) {
 		}
 		removed = append(removed, p)
 	}
-	// The key's directory, once empty; it stays while it is a mount point
-	// (deploy/cleanup's hostPath: EBUSY) or holds other files.
+	// The key's directory, once empty. It stays while it holds other
+	// files, or is a mount point: deploy/cleanup's hostPath, under a
+	// read-only root (EROFS; EBUSY where the root is writable).
 	if k := cfg.WireGuardKeyFile; k != "" {
 		dir := filepath.Dir(k)
 		if err := unix.Rmdir(dir); err == nil {
 			removed = append(removed, dir)
-		} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EBUSY) {
+		} else if !slices.ContainsFunc([]error{unix.ENOENT, unix.ENOTEMPTY, unix.EEXIST, unix.EBUSY, unix.EROFS},
+			func(e error) bool { return errors.Is(err, e) }) {
 			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 		}
 	}

@@ -406,6 +406,54 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 	}
 }
 
+// In deploy/cleanup's pod the key's directory is a hostPath mount under a
+// read-only root: the key goes, the directory stays, and that is no
+// error. (Root: bind mounts under a temporary directory, undone at the
+// end.)
+func TestKernelKeyDirectoryThatIsAMountPointStaysWithoutError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test: bind mounts need root")
+	}
+	root := t.TempDir()
+	ro, keys := filepath.Join(root, "ro"), filepath.Join(root, "keys")
+	keyDir := filepath.Join(ro, "var", "lib", "podnet", "wireguard")
+	for _, d := range []string{keyDir, keys} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ro: a read-only root file system; keyDir: the hostPath in it.
+	mount := func(src, dst string, flags uintptr) {
+		t.Helper()
+		if err := unix.Mount(src, dst, "", flags, ""); err != nil {
+			t.Fatalf("mount %s on %s: %v", src, dst, err)
+		}
+	}
+	mount(ro, ro, unix.MS_BIND)
+	t.Cleanup(func() { _ = unix.Unmount(ro, unix.MNT_DETACH) })
+	mount("", ro, unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY)
+	mount(keys, keyDir, unix.MS_BIND)
+	t.Cleanup(func() { _ = unix.Unmount(keyDir, unix.MNT_DETACH) })
+	keyFile := filepath.Join(keyDir, "private.key")
+	if _, err := wireguard.LoadOrCreateKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+
+	removed, err := removeFiles(Config{WireGuardKeyFile: keyFile})
+	if err != nil {
+		t.Errorf("removeFiles: %v", err)
+	}
+	if len(removed) != 1 || removed[0] != keyFile {
+		t.Errorf("removed %q, want only %s", removed, keyFile)
+	}
+	if _, err := os.Stat(filepath.Join(keys, "private.key")); !os.IsNotExist(err) {
+		t.Errorf("the key is still on the host side: %v", err)
+	}
+	if _, err := os.Stat(keyDir); err != nil {
+		t.Errorf("the mount point: %v", err)
+	}
+}
+
 func TestConfigRefusesToRemoveDirectoriesThatAreNotPodnets(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -128,7 +128,9 @@ func TestContainerdEncryption(t *testing.T) {
 		before := peerBytes(t, c, cfg)
 		capture := startCapture(t, cfg.NodeNSName(1), "eth0")
 		// The request's path is the marker and encPayload bytes of "M".
-		script := fmt.Sprintf(`p=$(head -c %d /dev/zero | tr '\0' M); wget -q -T 10 -t 1 -O- "http://%s/%s$p"`, encPayload, bIP, marker)
+		// Debian's wget by its path: busybox sh runs its own applet for a
+		// bare "wget", and busybox-static's wget dies of SIGSEGV with -T.
+		script := fmt.Sprintf(`p=$(head -c %d /dev/zero | tr '\0' M); /usr/bin/wget -q -T 10 -t 1 -O- "http://%s/%s$p"`, encPayload, bIP, marker)
 		out := c.kubectl(t, "exec", "enc-a", "--", "sh", "-c", script)
 		pcap := capture.stop(t)
 		after := peerBytes(t, c, cfg)
