@@ -127,12 +127,14 @@ func TestContainerdEncryption(t *testing.T) {
 		marker := "pnenc-" + randHex(8)
 		before := peerBytes(t, c, cfg)
 		capture := startCapture(t, cfg.NodeNSName(1), "eth0")
+		// The control: what enters the tunnel, in the clear.
+		inner := startCapture(t, cfg.NodeNSName(1), wireguard.Device)
 		// The request's path is the marker and encPayload bytes of "M".
 		// Debian's wget by its path: busybox sh runs its own applet for a
 		// bare "wget", and busybox-static's wget dies of SIGSEGV with -T.
 		script := fmt.Sprintf(`p=$(head -c %d /dev/zero | tr '\0' M); /usr/bin/wget -q -T 10 -t 1 -O- "http://%s/%s$p"`, encPayload, bIP, marker)
 		out := c.kubectl(t, "exec", "enc-a", "--", "sh", "-c", script)
-		pcap := capture.stop(t)
+		pcap, innerPcap := capture.stop(t), inner.stop(t)
 		after := peerBytes(t, c, cfg)
 		if who, client, ok := testserver.ParseReply(out); !ok || who != "enc-b" || !strings.HasPrefix(client, aIP+":") {
 			t.Fatalf("enc-a -> enc-b (%s): %q, want enc-b seeing %s", bIP, out, aIP)
@@ -143,7 +145,14 @@ func TestContainerdEncryption(t *testing.T) {
 		if sent < encPayload || got < encPayload {
 			t.Errorf("node 1's peer counter grew by %d bytes sent, node 2's by %d received, want at least the %d of the request each", sent, got, encPayload)
 		}
-		sum := summarize(t, pcap, cfg.NodeIP(1), cfg.NodeIP(2), cfg.PodCIDR, []byte(marker), bytes.Repeat([]byte("M"), 32))
+		markers := [][]byte{[]byte(marker), bytes.Repeat([]byte("M"), 32)}
+		in := summarize(t, innerPcap, cfg.NodeIP(1), cfg.NodeIP(2), cfg.PodCIDR, markers...)
+		t.Logf("capture on %s's %s: %d packets, %d with a pod address, %d with the marker", cfg.NodeName(1), wireguard.Device, in.packets, in.podPackets, in.markerPackets)
+		if in.markerPackets == 0 || in.podPackets == 0 {
+			t.Fatalf("the capture on %s shows %d packets with the marker, %d with a pod address, of %d: it would not see them on eth0 either",
+				wireguard.Device, in.markerPackets, in.podPackets, in.packets)
+		}
+		sum := summarize(t, pcap, cfg.NodeIP(1), cfg.NodeIP(2), cfg.PodCIDR, markers...)
 		t.Logf("capture on %s's eth0: %d packets, %d UDP %d bytes of WireGuard between the nodes, %d with a pod address, %d with the marker",
 			cfg.NodeName(1), sum.packets, sum.wgPackets, sum.wgBytes, sum.podPackets, sum.markerPackets)
 		if sum.markerPackets > 0 || sum.podPackets > 0 {
@@ -272,20 +281,23 @@ func peerBytes(t *testing.T, c *cluster, cfg *localcluster.Config) map[string]by
 // capture is tcpdump writing what crosses an interface of a node to a
 // pcap file.
 type capture struct {
-	cmd  *exec.Cmd
-	file string
-	done chan error
+	cmd    *exec.Cmd
+	file   string
+	done   chan error
+	stderr chan string // all of tcpdump's, once it ends
 }
 
 // startCapture starts tcpdump on dev in the named namespace and returns
-// once it listens.
+// once it listens. --immediate-mode: without it libpcap hands packets
+// over a buffer block at a time, and tcpdump stopped within a second
+// writes none of them ("0 packets captured; 57 packets received").
 func startCapture(t *testing.T, ns, dev string) *capture {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Fatalf("tcpdump: %v (Debian package tcpdump; make deps installs it)", err)
 	}
-	c := &capture{file: filepath.Join(t.TempDir(), "eth0.pcap"), done: make(chan error, 1)}
-	c.cmd = exec.Command("nsenter", "--net="+netns.Path(ns), "--", "tcpdump", "-n", "-U", "-i", dev, "-w", c.file, "not", "arp")
+	c := &capture{file: filepath.Join(t.TempDir(), dev+".pcap"), done: make(chan error, 1), stderr: make(chan string, 1)}
+	c.cmd = exec.Command("nsenter", "--net="+netns.Path(ns), "--", "tcpdump", "-n", "--immediate-mode", "-U", "-i", dev, "-w", c.file, "not", "arp")
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -294,24 +306,23 @@ func startCapture(t *testing.T, ns, dev string) *capture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.cmd.Process.Kill(); <-c.done })
-	listening := make(chan string, 1)
+	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		var lines []string
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
 			if strings.Contains(sc.Text(), "listening on") {
-				listening <- ""
+				close(listening)
 			}
 		}
-		listening <- strings.Join(lines, "\n")
+		c.stderr <- strings.Join(lines, "\n")
 		c.done <- c.cmd.Wait()
 	}()
 	select {
-	case out := <-listening:
-		if out != "" {
-			t.Fatalf("tcpdump in %s: %s", ns, out)
-		}
+	case <-listening:
+	case out := <-c.stderr:
+		t.Fatalf("tcpdump in %s: %s", ns, out)
 	case <-time.After(10 * time.Second):
 		t.Fatalf("tcpdump in %s does not listen after 10s", ns)
 	}
@@ -327,7 +338,9 @@ func (c *capture) stop(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	select {
-	case <-c.done:
+	case out := <-c.stderr:
+		t.Logf("tcpdump: %s", strings.ReplaceAll(out, "\n", "; "))
+		<-c.done
 		c.done <- nil // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("tcpdump did not stop on SIGINT")
@@ -348,8 +361,15 @@ type captureSummary struct {
 	markerPackets int // packets holding any of the markers
 }
 
+// Link types of pcap files (tcpdump -w): Ethernet (eth0), and raw IP
+// (the TUN device pnwg0).
+const (
+	linkEthernet = 1
+	linkRawIP    = 101
+)
+
 // summarize reads a pcap file (tcpdump -w: little-endian, microseconds,
-// Ethernet) packet by packet.
+// Ethernet or raw IP) packet by packet.
 func summarize(t *testing.T, pcap []byte, node1, node2 netip.Addr, pods netip.Prefix, markers ...[]byte) captureSummary {
 	t.Helper()
 	var s captureSummary
@@ -360,8 +380,8 @@ func summarize(t *testing.T, pcap []byte, node1, node2 netip.Addr, pods netip.Pr
 		Zone, Sigf   int32
 		Snap, Link   uint32
 	}
-	if err := binary.Read(r, binary.LittleEndian, &hdr); err != nil || hdr.Magic != 0xa1b2c3d4 || hdr.Link != 1 {
-		t.Fatalf("not a little-endian Ethernet pcap file: %+v, %v", hdr, err)
+	if err := binary.Read(r, binary.LittleEndian, &hdr); err != nil || hdr.Magic != 0xa1b2c3d4 || (hdr.Link != linkEthernet && hdr.Link != linkRawIP) {
+		t.Fatalf("not a little-endian pcap file of Ethernet or raw IP: %+v, %v", hdr, err)
 	}
 	for {
 		var rec struct{ Sec, Usec, Incl, Orig uint32 }
@@ -381,10 +401,16 @@ func summarize(t *testing.T, pcap []byte, node1, node2 netip.Addr, pods netip.Pr
 				break
 			}
 		}
-		if len(pkt) < 14+20 || binary.BigEndian.Uint16(pkt[12:14]) != 0x0800 {
+		ip := pkt
+		if hdr.Link == linkEthernet {
+			if len(pkt) < 14 || binary.BigEndian.Uint16(pkt[12:14]) != 0x0800 {
+				continue
+			}
+			ip = pkt[14:]
+		}
+		if len(ip) < 20 || ip[0]>>4 != 4 {
 			continue
 		}
-		ip := pkt[14:]
 		ihl := int(ip[0]&0x0f) * 4
 		src, dst := netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
 		if pods.Contains(src) || pods.Contains(dst) {
