@@ -20,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,10 +50,18 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: enc-b}
+metadata: {name: enc-b, labels: {app: enc-b}}
 spec:
   nodeName: %[2]s
   containers: [{name: c, image: podnet/test, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: enc-b}
+spec:
+  type: NodePort
+  selector: {app: enc-b}
+  ports: [{port: 80}]
 `
 
 // encPayload is how many bytes of the request enc-a sends enc-b through
@@ -164,6 +174,41 @@ func TestContainerdEncryption(t *testing.T) {
 		}
 	})
 
+	// The user-space device lives in the agent; its TUN, routes and key
+	// outlive it, so the next agent takes the tunnel over with the same
+	// key. Meanwhile the node's encrypted traffic waits (about 2 s per
+	// agent here; TCP's retransmission backoff makes a rolling restart of
+	// both stall a connection for 5 to 7 s), so the kept connection may
+	// wait up to 30 s for an answer, but must not break; the test logs the
+	// longest wait.
+	t.Run("a connection through the tunnel stays up through an agent rolling upgrade", func(t *testing.T) {
+		nodePort := c.kubectl(t, "get", "svc", "enc-b", "-o", "jsonpath={.spec.ports[0].nodePort}")
+		// node 1's NodePort, to enc-b on node 2: through the tunnel.
+		target := netip.AddrPortFrom(cfg.NodeIP(1), uint16(atoi(t, nodePort)))
+		eventually(t, 30*time.Second, "the NodePort answers from the world", func() error {
+			return netns.Do("/run/netns/"+cfg.WorldNSName(), func() error {
+				conn, err := net.DialTimeout("tcp", target.String(), 2*time.Second)
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			})
+		})
+		k := startKeeperWithin(t, "/run/netns/"+cfg.WorldNSName(), target, 30*time.Second)
+		k.waitAnswers(t, 5)
+		c.upgradeAgents(t, cfg)
+		k.waitAnswers(t, 10)
+		if err := k.stop(); err != nil {
+			t.Errorf("the connection broke: %v", err)
+		}
+		t.Logf("%d requests answered on one connection, the slowest after %s", k.count(), k.slowest().Round(10*time.Millisecond))
+		for i := 1; i <= cfg.Nodes; i++ {
+			if pub, row := nodeKey(t, cfg, i), statusOf(t, c, cfg.NodeName(i)); row.PublicKey != pub {
+				t.Errorf("%s: the new agent's key %s is not the one in its key file, %s", cfg.NodeName(i), row.PublicKey, pub)
+			}
+		}
+	})
+
 	t.Run("the documented uninstall removes the device, the strict table and the keys", func(t *testing.T) {
 		for i := 1; i <= cfg.Nodes; i++ {
 			left := podnetOnNode(t, cfg, i)
@@ -260,6 +305,27 @@ func allShaken(rows []encryptionRow, n int) error {
 	return nil
 }
 
+// statusOf is node's agent's Status.
+func statusOf(t *testing.T, c *cluster, node string) *wireguard.Status {
+	t.Helper()
+	for _, r := range encryptionStatus(t, c) {
+		if r.Node == node && r.Status != nil {
+			return r.Status
+		}
+	}
+	t.Fatalf("podnet status encryption has no status of %s", node)
+	return nil
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 type byteCounts struct{ receive, transmit int64 }
 
 // peerBytes is, per node, what its device received from and sent to its
@@ -290,14 +356,15 @@ type capture struct {
 // startCapture starts tcpdump on dev in the named namespace and returns
 // once it listens. --immediate-mode: without it libpcap hands packets
 // over a buffer block at a time, and tcpdump stopped within a second
-// writes none of them ("0 packets captured; 57 packets received").
+// writes none of them ("0 packets captured; 57 packets received"); -B:
+// a buffer of 16 MiB, so that a burst is not dropped.
 func startCapture(t *testing.T, ns, dev string) *capture {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Fatalf("tcpdump: %v (Debian package tcpdump; make deps installs it)", err)
 	}
 	c := &capture{file: filepath.Join(t.TempDir(), dev+".pcap"), done: make(chan error, 1), stderr: make(chan string, 1)}
-	c.cmd = exec.Command("nsenter", "--net="+netns.Path(ns), "--", "tcpdump", "-n", "--immediate-mode", "-U", "-i", dev, "-w", c.file, "not", "arp")
+	c.cmd = exec.Command("nsenter", "--net="+netns.Path(ns), "--", "tcpdump", "-n", "--immediate-mode", "-B", "16384", "-U", "-i", dev, "-w", c.file, "not", "arp")
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
