@@ -233,7 +233,10 @@ func newTunnel(ctx context.Context, d controller.Deps, cfg Config, m *metrics) (
 		if err == nil {
 			err = wireguard.DeleteStrict(ctx, nft)
 		}
-		if err = errors.Join(err, wireguard.DeleteDevice()); err != nil {
+		uctx, cancel := context.WithTimeout(ctx, 5*time.Second) // the API server may be away: no reason to wait
+		defer cancel()
+		err = errors.Join(err, wireguard.DeleteDevice(), wireguard.Unpublish(uctx, d.Client, cfg.NodeName))
+		if err != nil {
 			d.Logger("wireguard").Warn("encryption is off but what it left cannot be removed", "err", err)
 		}
 		return nil, nil

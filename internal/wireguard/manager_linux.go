@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -125,6 +126,7 @@ func NewManager(ctx context.Context, cfg Config, client kubernetes.Interface, re
 		<-ctx.Done()
 		m.Close()
 	}()
+	m.restorePeers()
 	impl := ImplUserspace
 	if t.kernel {
 		impl = ImplKernel
@@ -132,6 +134,30 @@ func NewManager(ctx context.Context, cfg Config, client kubernetes.Interface, re
 	log.Info("wireguard device open", "device", Device, "implementation", impl, "handle", t.handle,
 		"publicKey", key.Private.PublicKey().String(), "strict", cfg.Strict)
 	return m, nil
+}
+
+// restorePeers configures the peers this node had at its last sync on a
+// device that has none (a user-space device after a restart), so traffic
+// to them flows again after one handshake; the first sync then corrects
+// whatever changed meanwhile. A peer list that cannot be read is ignored.
+func (m *Manager) restorePeers() {
+	dev, err := m.wg.Device(m.tun.handle)
+	if err != nil || len(dev.Peers) > 0 {
+		return
+	}
+	peers, err := loadPeers(PeersFile(m.cfg.KeyFile))
+	if err != nil {
+		m.log.Warn("wireguard: cannot restore the last peers", "err", err)
+		return
+	}
+	if len(peers) == 0 {
+		return
+	}
+	if err := m.configure(m.key, peers); err != nil {
+		m.log.Warn("wireguard: cannot restore the last peers", "err", err)
+		return
+	}
+	m.log.Info("wireguard: restored the last peers before reading the Nodes", "peers", len(peers))
 }
 
 // Close lets go of the device (the persistent TUN and the kernel device
@@ -172,6 +198,9 @@ func (m *Manager) Sync(ctx context.Context, nodes []*v1.Node) (routing.TunnelRou
 	m.mu.Lock()
 	m.plan = plan
 	m.mu.Unlock()
+	if err := savePeers(PeersFile(m.cfg.KeyFile), plan.Peers); err != nil {
+		m.log.Warn("wireguard: cannot save the peers for a quick restart", "err", err)
+	}
 	if m.cfg.Strict {
 		var local []netip.Prefix
 		if self != nil {
@@ -251,6 +280,35 @@ func (m *Manager) publish(ctx context.Context, self *v1.Node, key Key) error {
 		return fmt.Errorf("publish the public key on Node %s: %w", self.Name, err)
 	}
 	return nil
+}
+
+// Unpublish removes this node's WireGuard annotations from its Node, if it
+// has any: a node whose encryption was turned off must not keep a public
+// key that makes its peers route into a tunnel it no longer has. A Node
+// that does not exist (yet) has nothing to remove.
+func Unpublish(ctx context.Context, client kubernetes.Interface, node string) error {
+	n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	drop := map[string]any{}
+	for _, k := range []string{AnnotationPublicKey, AnnotationEndpoint, AnnotationKeyCreated} {
+		if _, ok := n.Annotations[k]; ok {
+			drop[k] = nil
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": drop}})
+	if err != nil {
+		return err
+	}
+	_, err = client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }
 
 // reportInvalid writes a Warning Event on each node whose annotations are
