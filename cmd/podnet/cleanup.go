@@ -20,7 +20,7 @@ tables inet podnet-proxy, podnet-policy, podnet-routing and podnet-wireguard,
 the VXLAN device pnvxlan, the WireGuard device pnwg0, the host-side veths of
 pods (name pn..., alias podnet:...), the routes with podnet's protocol number
 (80), the CNI conflist, podnet-cni, the IPAM directory, libcni's cached results
-of podnet's network, /run/podnet and the node's WireGuard private key. Nothing
+of podnet's network, /run/podnet and the node's WireGuard key and saved peers. Nothing
 else is touched; running it twice is fine.
 Pods still running on the node lose their network: run it once podnet is
 deleted (deploy/cleanup/ runs it on every node; docs/install.md).`,

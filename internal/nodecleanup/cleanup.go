@@ -47,8 +47,9 @@ type Config struct {
 	CNICacheDir string
 	CNINetwork  string // the conflist's network name (the agent's --cni-network)
 	// WireGuardKeyFile is the node's WireGuard private key (the agent's
-	// --wireguard-key-file): it goes, with the temporary files a crash
-	// left of it, and so does its directory once empty.
+	// --wireguard-key-file): it goes, with the peers saved beside it
+	// (wireguard.PeersFile) and the temporary files a crash left of
+	// either, and so does its directory once empty.
 	WireGuardKeyFile string
 	// Root, when set, is where the node's file system is mounted (/host
 	// in a `kubectl debug node/...` pod); the directories above are
@@ -207,9 +208,9 @@ func removeRoutes() ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// removeFiles deletes the conflist, podnet-cni and the WireGuard key (with
-// temporary files a crash left of each), the IPAM directory and the
-// runtime directory.
+// removeFiles deletes the conflist, podnet-cni, the WireGuard key and
+// saved peers (with temporary files a crash left of each), the IPAM
+// directory and the runtime directory.
 func removeFiles(cfg Config) ([]string, error) {
 	var paths []string
 	add := func(dir, name string) {
@@ -224,6 +225,8 @@ func removeFiles(cfg Config) ([]string, error) {
 	add(cfg.CNIBinDir, CNIPlugin)
 	if k := cfg.WireGuardKeyFile; k != "" {
 		add(filepath.Dir(k), filepath.Base(k))
+		p := wireguard.PeersFile(k)
+		add(filepath.Dir(p), filepath.Base(p))
 	}
 	paths = append(paths, cfg.CNIDataDir, cfg.RunDir)
 	paths = append(paths, cachedResults(cfg.CNICacheDir, cfg.CNINetwork)...)

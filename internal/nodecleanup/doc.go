@@ -14,8 +14,9 @@
 //   - the routes with podnet's protocol number (routing.RouteProtocol) in
 //     the main table;
 //   - the conflist the agent wrote, podnet-cni in the CNI bin dir, the IPAM
-//     directory, /run/podnet and the node's WireGuard private key (its
-//     directory too, once empty, unless it is a mount point);
+//     directory, /run/podnet, the node's WireGuard private key and the
+//     peers its agent saved beside it (their directory too, once empty,
+//     unless it is a mount point);
 //   - the results libcni cached for podnet's network (the runtime's
 //     /var/lib/cni/results/<network>-<container>-<ifname>), which only a DEL
 //     through podnet's conflist would remove: a file goes only if the

@@ -197,8 +197,11 @@ func (f *cleanFix) wireguardState(ctx context.Context, cluster, local []netip.Pr
 	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: dev.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: routing.RouteProtocol}); err != nil {
 		return fmt.Errorf("route into %s: %w", wireguard.Device, err)
 	}
-	_, err = wireguard.LoadOrCreateKey(f.paths.WireGuardKeyFile)
-	return err
+	if _, err := wireguard.LoadOrCreateKey(f.paths.WireGuardKeyFile); err != nil {
+		return err
+	}
+	// What the manager saves of its peers (only the file's place matters).
+	return os.WriteFile(wireguard.PeersFile(f.paths.WireGuardKeyFile), []byte("[]\n"), 0o600)
 }
 
 // cniAdd runs podnet-cni ADD for the pod with the agent's conflist, as
@@ -332,7 +335,7 @@ func (f *cleanFix) view(t *testing.T) view {
 		t.Fatal(err)
 	}
 	for _, p := range []string{filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile), filepath.Join(f.paths.CNIBinDir, CNIPlugin), f.paths.CNIDataDir, f.paths.RunDir,
-		f.paths.WireGuardKeyFile, filepath.Dir(f.paths.WireGuardKeyFile)} {
+		f.paths.WireGuardKeyFile, wireguard.PeersFile(f.paths.WireGuardKeyFile), filepath.Dir(f.paths.WireGuardKeyFile)} {
 		if _, err := os.Lstat(p); err == nil {
 			v.files = append(v.files, p)
 		}
@@ -374,7 +377,7 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 		}
 	}
 	if hostVeth == "" || !slices.Contains(before.links, routing.VXLANDevice) || !slices.Contains(before.links, wireguard.Device) ||
-		!slices.Contains(before.podnetRoute, f.prefix("10.%d.4.0/24").String()) || len(before.files) != 6 {
+		!slices.Contains(before.podnetRoute, f.prefix("10.%d.4.0/24").String()) || len(before.files) != 7 {
 		t.Fatalf("fixture: the podnet state is not all there: %+v", before)
 	}
 
@@ -383,7 +386,7 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 	for _, want := range []string{"nftables table inet podnet-proxy", "nftables table inet podnet-policy",
 		"nftables table inet podnet-routing", "nftables table inet podnet-wireguard", "link pnvxlan (vxlan)", "link pnwg0 (tuntap)",
 		"link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
-		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir, f.paths.WireGuardKeyFile + "\n", filepath.Dir(f.paths.WireGuardKeyFile)} {
+		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir, f.paths.WireGuardKeyFile + "\n", wireguard.PeersFile(f.paths.WireGuardKeyFile), filepath.Dir(f.paths.WireGuardKeyFile)} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("removed does not say %q:\n%s", want, joined)
 		}
