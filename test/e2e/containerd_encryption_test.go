@@ -176,9 +176,10 @@ func TestContainerdEncryption(t *testing.T) {
 
 	// The user-space device lives in the agent; its TUN, routes and key
 	// outlive it, so the next agent takes the tunnel over with the same
-	// key. Meanwhile the node's encrypted traffic waits (about 2 s per
-	// agent here; TCP's retransmission backoff makes a rolling restart of
-	// both stall a connection for 5 to 7 s), so the kept connection may
+	// key. Meanwhile the node's encrypted traffic waits while its agent pod
+	// is replaced (with TCP's retransmission backoff a rolling restart of
+	// both stalled a connection for 3.3 to 3.4 s here, up to 6.8 s before
+	// the agents restored their saved peers), so the kept connection may
 	// wait up to 30 s for an answer, but must not break; the test logs the
 	// longest wait.
 	t.Run("a connection through the tunnel stays up through an agent rolling upgrade", func(t *testing.T) {
