@@ -232,12 +232,10 @@ func applyDeploy(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard) 
 // binds a directory of the node's over /var/lib/podnet/wireguard).
 func deployOverlay(cfg *Config, o UpOptions, base, tag string) []byte {
 	mode := cfg.AgentRoutingMode()
-	var components, impl string
+	components, impl := "", wireguard.ImplAuto // deploy/'s default
 	if cfg.Encryption != "" {
 		components = fmt.Sprintf("components:\n  - %s\n", path.Join(base, WireGuardUserspaceComponent))
 		impl = wireguard.ImplUserspace
-	} else {
-		impl = wireguard.ImplAuto // deploy/'s default; unused
 	}
 	return fmt.Appendf(nil, `# podnet installed into the local cluster %q as a user installs it (podnet up --node-runtime containerd).
 apiVersion: kustomize.config.k8s.io/v1beta1
