@@ -178,7 +178,7 @@ func TestContainerdEncryption(t *testing.T) {
 	// outlive it, so the next agent takes the tunnel over with the same
 	// key. Meanwhile the node's encrypted traffic waits while its agent pod
 	// is replaced (with TCP's retransmission backoff a rolling restart of
-	// both stalled a connection for 3.3 to 3.4 s here, up to 6.8 s before
+	// both stalled a connection for 1.7 to 3.4 s here, up to 6.8 s before
 	// the agents restored their saved peers), so the kept connection may
 	// wait up to 30 s for an answer, but must not break; the test logs the
 	// longest wait.
