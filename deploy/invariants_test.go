@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,9 +13,11 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/localcluster/addons"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // rendered decodes podnet.yaml (equal to the kustomize build, see
@@ -200,27 +203,36 @@ func TestAgentDaemonSetKeepsEveryNodesNetworkUp(t *testing.T) {
 	if !hasArg(agent, "--metrics-addr=:10264") {
 		t.Errorf("the probes' port 10264 is not the agent's --metrics-addr: %v", agent.Args)
 	}
-	hostPaths(t, spec, map[string]string{"/opt/cni/bin": "install-cni", "/etc/cni/net.d": "agent"})
+	hostPaths(t, spec, map[string]string{"/opt/cni/bin": "install-cni", "/etc/cni/net.d": "agent", wireguardKeyDir: "agent"},
+		map[string]string{wireguardSocketDir: "agent"})
 	if !hasArg(agent, "--cni-conf-dir=/etc/cni/net.d") {
 		t.Errorf("the agent writes its conflist elsewhere than its mount: %v", agent.Args)
 	}
 }
 
 // hostPaths checks that the pod mounts exactly want (host path →
-// container), each at the same path inside.
-func hostPaths(t *testing.T, spec v1.PodSpec, want map[string]string) {
+// container), each at the same path inside, and the emptyDirs
+// wantEmpty (mount path → container).
+func hostPaths(t *testing.T, spec v1.PodSpec, want, wantEmpty map[string]string) {
 	t.Helper()
-	vols := map[string]string{}
+	vols, empty := map[string]string{}, map[string]bool{}
 	for _, v := range spec.Volumes {
-		if v.HostPath == nil {
-			t.Errorf("volume %s is not a hostPath", v.Name)
-			continue
+		switch {
+		case v.HostPath != nil:
+			vols[v.Name] = v.HostPath.Path
+		case v.EmptyDir != nil:
+			empty[v.Name] = true
+		default:
+			t.Errorf("volume %s is neither a hostPath nor an emptyDir", v.Name)
 		}
-		vols[v.Name] = v.HostPath.Path
 	}
-	got := map[string]string{}
+	got, gotEmpty := map[string]string{}, map[string]string{}
 	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
 		for _, m := range c.VolumeMounts {
+			if empty[m.Name] {
+				gotEmpty[m.MountPath] = c.Name
+				continue
+			}
 			if vols[m.Name] != m.MountPath {
 				t.Errorf("%s mounts host %s at %s, want the same path", c.Name, vols[m.Name], m.MountPath)
 			}
@@ -229,6 +241,61 @@ func hostPaths(t *testing.T, spec v1.PodSpec, want map[string]string) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(vols) != len(want) {
 		t.Errorf("host paths %v (volumes %v), want %v", got, vols, want)
+	}
+	if fmt.Sprint(gotEmpty) != fmt.Sprint(wantEmpty) || len(empty) != len(wantEmpty) {
+		t.Errorf("emptyDirs mounted at %v (volumes %v), want %v", gotEmpty, empty, wantEmpty)
+	}
+}
+
+// The agent's WireGuard files: the key's directory on the node, and the
+// directory of the user-space device's control socket, which
+// wireguard-go fixes (its ipc package's socketDirectory).
+const (
+	wireguardKeyDir    = "/var/lib/podnet/wireguard"
+	wireguardSocketDir = "/var/run/wireguard"
+)
+
+// TestAgentCanEncryptWithoutMorePrivilege: encryption is a ConfigMap
+// setting away. The key file the agent is told to use lies in a hostPath
+// that the node keeps (DirectoryOrCreate: the node need not prepare it),
+// the control socket's directory is writable under the read-only root,
+// the WireGuard port is declared, and nothing of it makes the agent
+// privileged: no /dev/net/tun in the base (a node without TUN would not
+// start the agent), no hostPath of another type.
+func TestAgentCanEncryptWithoutMorePrivilege(t *testing.T) {
+	objs := rendered(t)
+	ds := get[*appsv1.DaemonSet](t, objs, "DaemonSet", "podnet-system", "podnet-agent")
+	spec := ds.Spec.Template.Spec
+	agent := container(t, spec.Containers, "agent")
+	if !hasArg(agent, "--wireguard-key-file="+wireguard.DefaultKeyFile) || filepath.Dir(wireguard.DefaultKeyFile) != wireguardKeyDir {
+		t.Errorf("the agent's key file is not in the mounted %s: %v", wireguardKeyDir, agent.Args)
+	}
+	for _, v := range spec.Volumes {
+		hp := v.HostPath
+		if hp == nil {
+			continue
+		}
+		if typ := ptr.Deref(hp.Type, "(none)"); typ != v1.HostPathDirectoryOrCreate {
+			t.Errorf("volume %s (%s): type %q, want DirectoryOrCreate (a device type fails the pod on a node without one; no type lets the runtime make a directory in its place)", v.Name, hp.Path, typ)
+		}
+		if strings.HasPrefix(hp.Path, "/dev") {
+			t.Errorf("volume %s mounts %s into every agent", v.Name, hp.Path)
+		}
+	}
+	var wg []string
+	for _, p := range agent.Ports {
+		if p.Name == "wireguard" {
+			wg = append(wg, fmt.Sprintf("%s/%d", p.Protocol, p.ContainerPort))
+		}
+	}
+	if want := fmt.Sprintf("UDP/%d", wireguard.DefaultPort); !slices.Equal(wg, []string{want}) {
+		t.Errorf("port wireguard %v, want %s (the agent's --wireguard-port default)", wg, want)
+	}
+	cm := get[*v1.ConfigMap](t, objs, "ConfigMap", "podnet-system", "podnet-config")
+	for k, want := range map[string]string{"encryption": "", "encryption-strict": "false", "wireguard-key-rotation": "0", "wireguard-implementation": "auto"} {
+		if got, ok := cm.Data[k]; !ok || got != want {
+			t.Errorf("podnet-config %s = %q (present %v), want %q: encryption is off until a cluster turns it on", k, got, ok, want)
+		}
 	}
 }
 
@@ -256,6 +323,11 @@ func TestSettingsComeFromAConfigMapKeyThatExists(t *testing.T) {
 				}
 				if _, ok := cm.Data[ref.Key]; !ok || (ref.Optional != nil && *ref.Optional) {
 					t.Errorf("%s/%s %s: key %s missing or optional", o.Kind, o.Name, e.Name, ref.Key)
+				}
+				// The key reaches the flag of its name (less the DNS's
+				// "dns-"), not another one.
+				if arg := "--" + strings.TrimPrefix(ref.Key, "dns-") + "=$(" + e.Name + ")"; !hasArg(c, arg) {
+					t.Errorf("%s/%s %s: key %s is not passed as %s: %v", o.Kind, o.Name, c.Name, ref.Key, arg, c.Args)
 				}
 				if used[o.Namespace] == nil {
 					used[o.Namespace] = map[string]bool{}

@@ -68,7 +68,12 @@ func TestEveryManifestDecodesStrictlyIntoItsTypedObject(t *testing.T) {
 			if err := yaml.UnmarshalStrict(b, &k); err != nil {
 				t.Fatal(err)
 			}
-			if k.Kind != types.KustomizationKind || len(k.Resources) == 0 {
+			// A component (deploy/components) patches what an overlay's
+			// resources hold; a kustomization has resources.
+			switch inComponents := strings.HasPrefix(path, "components"+string(filepath.Separator)); {
+			case inComponents && (k.Kind != types.ComponentKind || len(k.Patches) == 0 || len(k.Resources) != 0):
+				t.Errorf("kind %q, patches %d, resources %v: want a Component of patches", k.Kind, len(k.Patches), k.Resources)
+			case !inComponents && (k.Kind != types.KustomizationKind || len(k.Resources) == 0):
 				t.Errorf("kind %q, resources %v", k.Kind, k.Resources)
 			}
 		})

@@ -74,7 +74,7 @@ func newAgentCommand() *cobra.Command {
 	f.IntVar(&cfg.MTU, "mtu", 0, "pod interface MTU (default 1500, less 50 in vxlan mode, less 80 with encryption)")
 	f.StringVar(&cfg.Encryption, "encryption", "", "encrypt pod traffic between nodes: wireguard (default: off)")
 	f.BoolVar(&cfg.WireGuard.Strict, "encryption-strict", false, "with --encryption: drop (and count) traffic to remote pods that cannot go through the tunnel instead of sending it in the clear")
-	f.StringVar(&cfg.WireGuard.KeyFile, "wireguard-key-file", "/var/lib/podnet/wireguard/private.key", "this node's WireGuard private key (made when missing; root-only)")
+	f.StringVar(&cfg.WireGuard.KeyFile, "wireguard-key-file", wireguard.DefaultKeyFile, "this node's WireGuard private key (made when missing; root-only)")
 	f.IntVar(&cfg.WireGuard.Port, "wireguard-port", wireguard.DefaultPort, "UDP port of the WireGuard device")
 	f.DurationVar(&cfg.WireGuard.RotateEvery, "wireguard-key-rotation", 0, "make a new WireGuard key when the key is this old (0: only on request, podnet rotate-keys)")
 	f.StringVar(&cfg.WireGuard.Implementation, "wireguard-implementation", wireguard.ImplAuto, "kernel, userspace (wireguard-go on a TUN device in the agent) or auto (the kernel's when it has WireGuard)")

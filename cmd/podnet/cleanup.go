@@ -17,9 +17,10 @@ func newCleanupNodeCommand() *cobra.Command {
 		Short: "Remove podnet's tables, links, routes and files from this node (after an uninstall)",
 		Long: `Remove from this node what podnet's agent and podnet-cni made: the nftables
 tables inet podnet-proxy, podnet-policy, podnet-routing and podnet-wireguard,
-the VXLAN device pnvxlan, the WireGuard device pnwg0, the host-side veths of pods (name pn..., alias podnet:...), the routes
-with podnet's protocol number (80), the CNI conflist, podnet-cni, the IPAM
-directory, libcni's cached results of podnet's network and /run/podnet. Nothing
+the VXLAN device pnvxlan, the WireGuard device pnwg0, the host-side veths of
+pods (name pn..., alias podnet:...), the routes with podnet's protocol number
+(80), the CNI conflist, podnet-cni, the IPAM directory, libcni's cached results
+of podnet's network, /run/podnet and the node's WireGuard key and saved peers. Nothing
 else is touched; running it twice is fine.
 Pods still running on the node lose their network: run it once podnet is
 deleted (deploy/cleanup/ runs it on every node; docs/install.md).`,
@@ -47,6 +48,7 @@ deleted (deploy/cleanup/ runs it on every node; docs/install.md).`,
 	f.StringVar(&cfg.RunDir, "run-dir", cfg.RunDir, "podnet's runtime directory, removed whole (empty: skip)")
 	f.StringVar(&cfg.CNICacheDir, "cni-cache-dir", cfg.CNICacheDir, "libcni's cache directory, whose results/ of network --cni-network go (empty: skip)")
 	f.StringVar(&cfg.CNINetwork, "cni-network", cfg.CNINetwork, "the network name in podnet's conflist (the agent's --cni-network)")
+	f.StringVar(&cfg.WireGuardKeyFile, "wireguard-key-file", cfg.WireGuardKeyFile, "the node's WireGuard private key (the agent's --wireguard-key-file), removed with its directory once empty (empty: skip)")
 	f.StringVar(&cfg.Root, "root", "", "where the node's file system is mounted, the directories above being inside it (/host in a kubectl debug node pod)")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/podnet/podnet/internal/localcluster/plan"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 // The containerd nodes of `podnet up --node-runtime containerd`: a real
@@ -42,6 +44,9 @@ const (
 	PodnetImageName = "ghcr.io/podnet/podnet"
 	// RegistryProc is the registry's process name.
 	RegistryProc = "registry"
+	// WireGuardUserspaceComponent is deploy/'s kustomize component that
+	// mounts the host's /dev/net/tun into the agents.
+	WireGuardUserspaceComponent = "components/wireguard-userspace"
 )
 
 var containerdBinaries = []string{"kubelet", "containerd", "containerd-shim-runc-v2", "ctr"}
@@ -220,15 +225,24 @@ func applyDeploy(ctx context.Context, cfg *Config, o UpOptions, g *guard.Guard) 
 // deployOverlay is the kustomization.yaml of the cluster's install: base (deploy/)
 // with podnet's image at tag and the cluster's settings in the
 // podnet-config ConfigMaps (deploy/base/config.yaml and deploy/dns/config.yaml
-// say what each key means).
+// say what each key means). With encryption, the agents run the
+// user-space WireGuard device, as the podnet runtime's do (this kernel may
+// have no WireGuard), so the overlay adds deploy/'s component that gives
+// them /dev/net/tun; each node's key stays in that node (package crinode
+// binds a directory of the node's over /var/lib/podnet/wireguard).
 func deployOverlay(cfg *Config, o UpOptions, base, tag string) []byte {
 	mode := cfg.AgentRoutingMode()
+	components, impl := "", wireguard.ImplAuto // deploy/'s default
+	if cfg.Encryption != "" {
+		components = fmt.Sprintf("components:\n  - %s\n", path.Join(base, WireGuardUserspaceComponent))
+		impl = wireguard.ImplUserspace
+	}
 	return fmt.Appendf(nil, `# podnet installed into the local cluster %q as a user installs it (podnet up --node-runtime containerd).
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - %s
-images:
+%simages:
   - name: %s
     newTag: %q
 patches:
@@ -245,6 +259,9 @@ patches:
         lb-announce: "true"
         apiserver-host: %q
         apiserver-port: "%d"
+        encryption: %q
+        encryption-strict: "%t"
+        wireguard-implementation: %q
   - patch: |-
       apiVersion: v1
       kind: ConfigMap
@@ -262,8 +279,8 @@ patches:
         namespace: kube-system
       spec:
         clusterIP: %q
-`, cfg.Name, base, PodnetImageName, tag, cfg.PodCIDR, cfg.ServiceCIDR, mode, cfg.RootIP, cfg.APIServerPort,
-		cfg.WorldDNSIP, addons.ClusterDomain, cfg.DNSServiceIP())
+`, cfg.Name, base, components, PodnetImageName, tag, cfg.PodCIDR, cfg.ServiceCIDR, mode, cfg.RootIP, cfg.APIServerPort,
+		cfg.Encryption, cfg.EncryptionStrict, impl, cfg.WorldDNSIP, addons.ClusterDomain, cfg.DNSServiceIP())
 }
 
 // startContainerdNodes starts the registry, then every node's containerd

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -45,6 +46,11 @@ type Config struct {
 	// Only the files of network CNINetwork go.
 	CNICacheDir string
 	CNINetwork  string // the conflist's network name (the agent's --cni-network)
+	// WireGuardKeyFile is the node's WireGuard private key (the agent's
+	// --wireguard-key-file): it goes, with the peers saved beside it
+	// (wireguard.PeersFile) and the temporary files a crash left of
+	// either, and so does its directory once empty.
+	WireGuardKeyFile string
 	// Root, when set, is where the node's file system is mounted (/host
 	// in a `kubectl debug node/...` pod); the directories above are
 	// inside it.
@@ -56,7 +62,7 @@ func (c Config) rooted() Config {
 	if c.Root == "" {
 		return c
 	}
-	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir, &c.CNICacheDir} {
+	for _, d := range []*string{&c.CNIConfDir, &c.CNIBinDir, &c.CNIDataDir, &c.RunDir, &c.CNICacheDir, &c.WireGuardKeyFile} {
 		if *d != "" {
 			*d = filepath.Join(c.Root, *d)
 		}
@@ -68,7 +74,8 @@ func (c Config) rooted() Config {
 // DefaultConfig is the paths of deploy/'s DaemonSet and podnet's defaults.
 func DefaultConfig() Config {
 	return Config{CNIConfDir: "/etc/cni/net.d", CNIBinDir: "/opt/cni/bin",
-		CNIDataDir: cni.DefaultDataDir, RunDir: "/run/podnet", CNICacheDir: "/var/lib/cni", CNINetwork: "podnet"}
+		CNIDataDir: cni.DefaultDataDir, RunDir: "/run/podnet", CNICacheDir: "/var/lib/cni", CNINetwork: "podnet",
+		WireGuardKeyFile: wireguard.DefaultKeyFile}
 }
 
 // Validate refuses a directory to remove whole that is not podnet's.
@@ -81,6 +88,9 @@ func (c Config) Validate() error {
 		if d.dir != "" && (!filepath.IsAbs(d.dir) || !strings.Contains(filepath.Base(d.dir), "podnet")) {
 			errs = append(errs, fmt.Errorf("--%s %q: want an absolute path whose last element names podnet", d.flag, d.dir))
 		}
+	}
+	if k := c.WireGuardKeyFile; k != "" && (!filepath.IsAbs(k) || strings.HasSuffix(k, "/")) {
+		errs = append(errs, fmt.Errorf("--wireguard-key-file %q: want the absolute path of a file", k))
 	}
 	return errors.Join(errs...)
 }
@@ -136,7 +146,7 @@ func removeTables(ctx context.Context) ([]string, error) {
 }
 
 // isPodnetLink says whether l is the VXLAN device, the WireGuard device
-// (the kernel's, or the persistent TUN of the user-space one) or a pod's
+// (the kernel's, or the user-space one's persistent TUN) or a pod's
 // host-side veth made by podnet-cni.
 func isPodnetLink(l netlink.Link) bool {
 	a := l.Attrs()
@@ -151,8 +161,8 @@ func isPodnetLink(l netlink.Link) bool {
 	return false
 }
 
-// removeLinks deletes the VXLAN device, the WireGuard device (with the
-// routes into it) and the pods' host-side veths.
+// removeLinks deletes the VXLAN and WireGuard devices and the pods'
+// host-side veths.
 func removeLinks() ([]string, error) {
 	links, err := nldump.Do(netlink.LinkList)
 	if err != nil {
@@ -198,8 +208,9 @@ func removeRoutes() ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// removeFiles deletes the conflist, podnet-cni (with temporary files a
-// crash left of either), the IPAM directory and the runtime directory.
+// removeFiles deletes the conflist, podnet-cni, the WireGuard key and
+// saved peers (with temporary files a crash left of each), the IPAM
+// directory and the runtime directory.
 func removeFiles(cfg Config) ([]string, error) {
 	var paths []string
 	add := func(dir, name string) {
@@ -212,6 +223,11 @@ func removeFiles(cfg Config) ([]string, error) {
 	}
 	add(cfg.CNIConfDir, agent.CNIConfFile)
 	add(cfg.CNIBinDir, CNIPlugin)
+	if k := cfg.WireGuardKeyFile; k != "" {
+		add(filepath.Dir(k), filepath.Base(k))
+		p := wireguard.PeersFile(k)
+		add(filepath.Dir(p), filepath.Base(p))
+	}
 	paths = append(paths, cfg.CNIDataDir, cfg.RunDir)
 	paths = append(paths, cachedResults(cfg.CNICacheDir, cfg.CNINetwork)...)
 	var removed []string
@@ -228,6 +244,18 @@ func removeFiles(cfg Config) ([]string, error) {
 			continue
 		}
 		removed = append(removed, p)
+	}
+	// The key's directory, once empty. It stays while it holds other
+	// files, or is a mount point: deploy/cleanup's hostPath, under a
+	// read-only root (EROFS; EBUSY where the root is writable).
+	if k := cfg.WireGuardKeyFile; k != "" {
+		dir := filepath.Dir(k)
+		if err := unix.Rmdir(dir); err == nil {
+			removed = append(removed, dir)
+		} else if !slices.ContainsFunc([]error{unix.ENOENT, unix.ENOTEMPTY, unix.EEXIST, unix.EBUSY, unix.EROFS},
+			func(e error) bool { return errors.Is(err, e) }) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		}
 	}
 	return removed, errors.Join(errs...)
 }

@@ -5,17 +5,18 @@
 //   - the nftables tables inet podnet-proxy, podnet-policy,
 //     podnet-routing and podnet-wireguard (package proxy, policy, routing
 //     and wireguard own one each);
-//   - the VXLAN device pnvxlan (with its neighbour and FDB entries);
-//   - the WireGuard device pnwg0, of type wireguard (the kernel's) or
-//     tuntap (the persistent TUN the user-space device leaves when the
-//     agent stops), with the routes into it;
+//   - the VXLAN device pnvxlan (with its neighbour and FDB entries) and
+//     the WireGuard device pnwg0 (the kernel's, or the persistent TUN of
+//     the user-space one, which outlives the agent with its routes);
 //   - the host sides of pods' veth pairs: veths whose name starts with "pn"
 //     and whose ifalias starts with "podnet:" (both, as podnet-cni names
 //     them; see package cni), which also removes the pods' eth0;
 //   - the routes with podnet's protocol number (routing.RouteProtocol) in
 //     the main table;
 //   - the conflist the agent wrote, podnet-cni in the CNI bin dir, the IPAM
-//     directory and /run/podnet;
+//     directory, /run/podnet, the node's WireGuard private key and the
+//     peers its agent saved beside it (their directory too, once empty,
+//     unless it is a mount point);
 //   - the results libcni cached for podnet's network (the runtime's
 //     /var/lib/cni/results/<network>-<container>-<ifname>), which only a DEL
 //     through podnet's conflist would remove: a file goes only if the

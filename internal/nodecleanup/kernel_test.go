@@ -4,14 +4,13 @@ package nodecleanup
 // (pnt-clean-XXXXXXXX) and one pod namespace (pnt-cleanpod-XXXXXXXX), both
 // removed in t.Cleanup; node address 172.31.R.11/24 on a dummy eth0, peer
 // node 172.31.R.12, pod CIDR 10.R.1.0/24 here and 10.R.2.0/24 on the peer,
-// a third node's 10.R.4.0/24 routed into the WireGuard device, with R
-// random in 200-249. The node's files live in a temporary directory.
+// with R random in 200-249. The node's files live in a temporary directory.
 // podnet's state is made by podnet's own code: the routing, proxy and
-// policy syncers, package wireguard's strict table, the agent's conflist
-// writer and podnet-cni ADD (built for this test and run in the node
-// namespace, as a runtime runs it). The WireGuard device is the persistent
-// TUN a stopped agent's user-space device leaves, made with the same calls
-// (wireguard-go's tun.CreateTUN and TUNSETPERSIST) without a device on it.
+// policy syncers, the agent's conflist writer and podnet-cni ADD (built
+// for this test and run in the node namespace, as a runtime runs it),
+// package wireguard's key file and strict table; the WireGuard device is
+// a persistent TUN named pnwg0, as the user-space device leaves it, with a
+// route of podnet's protocol into it.
 
 import (
 	"bytes"
@@ -30,7 +29,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 	"sigs.k8s.io/knftables"
 
 	"github.com/podnet/podnet/internal/agent"
@@ -111,44 +109,27 @@ func (f *cleanFix) addr(format string) netip.Addr {
 	return netip.MustParseAddr(fmt.Sprintf(format, f.r))
 }
 
-// podnetState makes, in the node namespace, what an encrypting agent and
-// podnet-cni make on a node: the four tables, the VXLAN device, the
-// WireGuard device, routes to the peers, the conflist, podnet-cni in the
-// bin dir and one pod wired by ADD.
+// podnetState makes, in the node namespace, what an agent and podnet-cni
+// make on a node: the three tables, the VXLAN device, routes to the peer,
+// the conflist, podnet-cni in the bin dir and one pod wired by ADD.
 func (f *cleanFix) podnetState(t *testing.T) {
 	t.Helper()
 	me := routing.Peer{Name: "n0", NodeIP: f.addr("172.31.%d.11"), PodCIDRs: []netip.Prefix{f.prefix("10.%d.1.0/24")}}
 	peer := routing.Peer{Name: "n1", NodeIP: f.addr("172.31.%d.12"), PodCIDRs: []netip.Prefix{f.prefix("10.%d.2.0/24")}}
-	encrypted := routing.Peer{Name: "n2", NodeIP: f.addr("172.31.%d.13"), PodCIDRs: []netip.Prefix{f.prefix("10.%d.4.0/24")}}
 	masq := routing.MasqConfig{PodCIDRs: []netip.Prefix{f.prefix("10.%d.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}}
 	err := netns.Do(f.node, func() error {
 		ctx := context.Background()
-		wgIndex, err := leftWireGuardTUN()
-		if err != nil {
-			return fmt.Errorf("wireguard device: %w", err)
-		}
-		wnft, err := wireguard.NewNFT()
-		if err != nil {
-			return err
-		}
-		tx := wnft.NewTransaction()
-		wireguard.RenderStrict(tx, masq.PodCIDRs, me.PodCIDRs)
-		if err := wnft.Run(ctx, tx); err != nil {
-			return fmt.Errorf("wireguard strict table: %w", err)
-		}
 		rnft, err := routing.NewNFT()
 		if err != nil {
 			return err
 		}
-		// vxlan first (the device), then direct (routes via the peer);
-		// n2's pod CIDR goes into the WireGuard device.
-		tunnel := routing.TunnelRoutes{LinkIndex: wgIndex, Nodes: map[string]bool{encrypted.Name: true}}
+		// vxlan first (the device), then direct (routes via the peer).
 		for _, mode := range []string{routing.ModeVXLAN, routing.ModeDirect} {
 			s, err := routing.NewSyncer(mode, masq, rnft)
 			if err != nil {
 				return err
 			}
-			if err := s.Sync(ctx, &me, []routing.Peer{peer, encrypted}, tunnel); err != nil {
+			if err := s.Sync(ctx, &me, []routing.Peer{peer}, routing.TunnelRoutes{}); err != nil {
 				return fmt.Errorf("routing %s: %w", mode, err)
 			}
 		}
@@ -166,7 +147,7 @@ func (f *cleanFix) podnetState(t *testing.T) {
 		if _, err := policy.NewSyncer(qnft).Sync(ctx, policy.Desired{}); err != nil {
 			return fmt.Errorf("policy: %w", err)
 		}
-		return nil
+		return f.wireguardState(ctx, masq.PodCIDRs, me.PodCIDRs)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,29 +168,40 @@ func (f *cleanFix) podnetState(t *testing.T) {
 	}
 }
 
-// leftWireGuardTUN makes, in the calling thread's namespace, the
-// persistent TUN wireguard.Device that a stopped agent's user-space device
-// leaves, up, and returns its index.
-func leftWireGuardTUN() (int, error) {
-	td, err := tun.CreateTUN(wireguard.Device, 1420)
+// wireguardState makes, in the current namespace, the strict-mode table,
+// the user-space device's persistent TUN and a route to a third node's
+// pod CIDR into it, and the node's key file.
+func (f *cleanFix) wireguardState(ctx context.Context, cluster, local []netip.Prefix) error {
+	wnft, err := wireguard.NewNFT()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	nt, ok := td.(*tun.NativeTun)
-	if !ok {
-		td.Close()
-		return 0, fmt.Errorf("unexpected TUN type %T", td)
+	tx := wnft.NewTransaction()
+	wireguard.RenderStrict(tx, cluster, local)
+	if err := wnft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("strict table: %w", err)
 	}
-	err = unix.IoctlSetInt(int(nt.File().Fd()), unix.TUNSETPERSIST, 1)
-	td.Close()
+	la := netlink.NewLinkAttrs()
+	la.Name = wireguard.Device
+	if err := netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_DEFAULTS}); err != nil {
+		return fmt.Errorf("persistent TUN %s: %w", wireguard.Device, err)
+	}
+	dev, err := netlink.LinkByName(wireguard.Device)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	link, err := netlink.LinkByName(wireguard.Device)
-	if err != nil {
-		return 0, err
+	if err := netlink.LinkSetUp(dev); err != nil {
+		return err
 	}
-	return link.Attrs().Index, netlink.LinkSetUp(link)
+	_, dst, _ := net.ParseCIDR(fmt.Sprintf("10.%d.4.0/24", f.r))
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: dev.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: routing.RouteProtocol}); err != nil {
+		return fmt.Errorf("route into %s: %w", wireguard.Device, err)
+	}
+	if _, err := wireguard.LoadOrCreateKey(f.paths.WireGuardKeyFile); err != nil {
+		return err
+	}
+	// What the manager saves of its peers (only the file's place matters).
+	return os.WriteFile(wireguard.PeersFile(f.paths.WireGuardKeyFile), []byte("[]\n"), 0o600)
 }
 
 // cniAdd runs podnet-cni ADD for the pod with the agent's conflist, as
@@ -342,7 +334,8 @@ func (f *cleanFix) view(t *testing.T) view {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile), filepath.Join(f.paths.CNIBinDir, CNIPlugin), f.paths.CNIDataDir, f.paths.RunDir} {
+	for _, p := range []string{filepath.Join(f.paths.CNIConfDir, agent.CNIConfFile), filepath.Join(f.paths.CNIBinDir, CNIPlugin), f.paths.CNIDataDir, f.paths.RunDir,
+		f.paths.WireGuardKeyFile, wireguard.PeersFile(f.paths.WireGuardKeyFile), filepath.Dir(f.paths.WireGuardKeyFile)} {
 		if _, err := os.Lstat(p); err == nil {
 			v.files = append(v.files, p)
 		}
@@ -384,15 +377,16 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 		}
 	}
 	if hostVeth == "" || !slices.Contains(before.links, routing.VXLANDevice) || !slices.Contains(before.links, wireguard.Device) ||
-		!slices.Contains(before.podnetRoute, f.prefix("10.%d.4.0/24").String()) || len(before.files) != 4 {
+		!slices.Contains(before.podnetRoute, f.prefix("10.%d.4.0/24").String()) || len(before.files) != 7 {
 		t.Fatalf("fixture: the podnet state is not all there: %+v", before)
 	}
 
 	removed := f.cleanup(t)
 	joined := strings.Join(removed, "\n")
 	for _, want := range []string{"nftables table inet podnet-proxy", "nftables table inet podnet-policy",
-		"nftables table inet podnet-routing", "nftables table inet podnet-wireguard", "link pnvxlan (vxlan)", "link pnwg0 (tuntap)", "link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
-		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir} {
+		"nftables table inet podnet-routing", "nftables table inet podnet-wireguard", "link pnvxlan (vxlan)", "link pnwg0 (tuntap)",
+		"link " + hostVeth + " (veth, podnet:podnet:eth0/cleanup-test-pod)",
+		"route " + f.prefix("10.%d.2.0/24").String(), f.paths.CNIDataDir, f.paths.RunDir, f.paths.WireGuardKeyFile + "\n", wireguard.PeersFile(f.paths.WireGuardKeyFile), filepath.Dir(f.paths.WireGuardKeyFile)} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("removed does not say %q:\n%s", want, joined)
 		}
@@ -415,6 +409,54 @@ func TestKernelCleanupRemovesEveryThingOfPodnetAndNothingElse(t *testing.T) {
 	}
 }
 
+// In deploy/cleanup's pod the key's directory is a hostPath mount under a
+// read-only root: the key goes, the directory stays, and that is no
+// error. (Root: bind mounts under a temporary directory, undone at the
+// end.)
+func TestKernelKeyDirectoryThatIsAMountPointStaysWithoutError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test: bind mounts need root")
+	}
+	root := t.TempDir()
+	ro, keys := filepath.Join(root, "ro"), filepath.Join(root, "keys")
+	keyDir := filepath.Join(ro, "var", "lib", "podnet", "wireguard")
+	for _, d := range []string{keyDir, keys} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ro: a read-only root file system; keyDir: the hostPath in it.
+	mount := func(src, dst string, flags uintptr) {
+		t.Helper()
+		if err := unix.Mount(src, dst, "", flags, ""); err != nil {
+			t.Fatalf("mount %s on %s: %v", src, dst, err)
+		}
+	}
+	mount(ro, ro, unix.MS_BIND)
+	t.Cleanup(func() { _ = unix.Unmount(ro, unix.MNT_DETACH) })
+	mount("", ro, unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY)
+	mount(keys, keyDir, unix.MS_BIND)
+	t.Cleanup(func() { _ = unix.Unmount(keyDir, unix.MNT_DETACH) })
+	keyFile := filepath.Join(keyDir, "private.key")
+	if _, err := wireguard.LoadOrCreateKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+
+	removed, err := removeFiles(Config{WireGuardKeyFile: keyFile})
+	if err != nil {
+		t.Errorf("removeFiles: %v", err)
+	}
+	if len(removed) != 1 || removed[0] != keyFile {
+		t.Errorf("removed %q, want only %s", removed, keyFile)
+	}
+	if _, err := os.Stat(filepath.Join(keys, "private.key")); !os.IsNotExist(err) {
+		t.Errorf("the key is still on the host side: %v", err)
+	}
+	if _, err := os.Stat(keyDir); err != nil {
+		t.Errorf("the mount point: %v", err)
+	}
+}
+
 func TestConfigRefusesToRemoveDirectoriesThatAreNotPodnets(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -426,6 +468,8 @@ func TestConfigRefusesToRemoveDirectoriesThatAreNotPodnets(t *testing.T) {
 		{"the root", Config{CNIDataDir: "/"}, false},
 		{"a shared directory", Config{RunDir: "/run"}, false},
 		{"a relative path", Config{CNIDataDir: "podnet"}, false},
+		{"a relative key file", Config{WireGuardKeyFile: "private.key"}, false},
+		{"a key file that is a directory", Config{WireGuardKeyFile: "/var/lib/podnet/"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.Validate(); (err == nil) != tc.ok {

@@ -3,6 +3,7 @@ package wireguard
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -80,7 +81,7 @@ func openKernel(existing netlink.Link, mtu int) (*tunnel, error) {
 func openUserspace(uapiName string, mtu int, log *slog.Logger) (*tunnel, error) {
 	td, err := tun.CreateTUN(Device, mtu)
 	if err != nil {
-		return nil, fmt.Errorf("TUN device %s: %w", Device, err)
+		return nil, fmt.Errorf("TUN device %s: %w%s", Device, err, tunHint(tunDevice, err))
 	}
 	nt, ok := td.(*tun.NativeTun)
 	if !ok {
@@ -124,6 +125,23 @@ func openUserspace(uapiName string, mtu int, log *slog.Logger) (*tunnel, error) 
 		return nil, err
 	}
 	return &tunnel{iface: Device, handle: uapiName, dev: dev, uapi: l}, nil
+}
+
+// tunDevice is where the user-space device opens its TUN interface.
+const tunDevice = "/dev/net/tun"
+
+// tunHint says what a container lacks when the TUN device cannot be
+// opened: the device itself (a pod has it only as a hostPath; deploy/'s
+// components/wireguard-userspace mounts it), or the runtime's leave to
+// use it (its device rules).
+func tunHint(dev string, err error) string {
+	if _, serr := os.Stat(dev); errors.Is(serr, fs.ErrNotExist) {
+		return fmt.Sprintf(" (there is no %s here: in a pod, mount the host's, as deploy/components/wireguard-userspace does; or use the kernel's WireGuard)", dev)
+	}
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Sprintf(" (%s, character device 10:200, is denied: in a pod, the runtime's device rules must allow it, as runc's defaults do except in runc 1.2.0 to 1.2.3; or use the kernel's WireGuard)", dev)
+	}
+	return ""
 }
 
 // linkUp sets the device's MTU and brings it up.

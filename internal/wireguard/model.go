@@ -35,6 +35,9 @@ const (
 	Device = "pnwg0"
 	// DefaultPort is the UDP port the devices listen on.
 	DefaultPort = 51871
+	// DefaultKeyFile is where a node keeps its private key (the agent's
+	// --wireguard-key-file; deploy/ mounts its directory from the node).
+	DefaultKeyFile = "/var/lib/podnet/wireguard/private.key"
 	// Overhead is what WireGuard costs per packet over an IPv6 underlay
 	// (outer IPv6 40 + UDP 8 + WireGuard 32); an IPv4 underlay costs 60,
 	// and the larger figure is taken so one MTU fits both.

@@ -33,6 +33,7 @@ import (
 	"github.com/podnet/podnet/internal/nldump"
 	"github.com/podnet/podnet/internal/proc"
 	"github.com/podnet/podnet/internal/routing"
+	"github.com/podnet/podnet/internal/wireguard"
 )
 
 const lifecycleNode1IP = "172.26.0.11"
@@ -56,7 +57,7 @@ const uninstallDocTest = "TestContainerdLifecycle runs these commands"
 func TestContainerdLifecycle(t *testing.T) {
 	needContainerd(t)
 	hostDirsBefore := existing(crinode.HostCNIConfDir, crinode.HostCNIBinDir, crinode.HostCNILibDir,
-		filepath.Dir(crinode.HostCNIConfDir), filepath.Dir(crinode.HostCNIBinDir))
+		filepath.Dir(crinode.HostCNIConfDir), filepath.Dir(crinode.HostCNIBinDir), crinode.HostWireGuardDir)
 	c, err := up("crl-"+randHex(3), "--node-runtime", "containerd", "--service-proxy", "podnet", "--routing-mode", "vxlan",
 		"--pod-cidr", "10.174.0.0/16", "--service-cidr", "10.175.0.0/16", "--node-network", "172.26.0.0/24",
 		"--world-network", "198.51.103.0/24")
@@ -158,9 +159,10 @@ func runUninstallDoc(t *testing.T, c *cluster) string {
 }
 
 // podnetOnNode lists, by kind, what of podnet node i has: nftables tables
-// named podnet*, the VXLAN device, pods' host veths (podnet-cni's name
-// prefix or ifalias), routes of podnet's protocol in any table, and files
-// named *podnet* in the node's CNI directories.
+// named podnet*, the VXLAN device, the WireGuard device, pods' host veths
+// (podnet-cni's name prefix or ifalias), routes of podnet's protocol in any
+// table, files named *podnet* in the node's CNI directories and any file
+// in its WireGuard key directory.
 func podnetOnNode(t *testing.T, cfg *localcluster.Config, i int) map[string][]string {
 	t.Helper()
 	found := map[string][]string{}
@@ -184,6 +186,8 @@ func podnetOnNode(t *testing.T, cfg *localcluster.Config, i int) map[string][]st
 			switch {
 			case a.Name == routing.VXLANDevice:
 				found["vxlan"] = append(found["vxlan"], a.Name)
+			case a.Name == wireguard.Device:
+				found["wireguard"] = append(found["wireguard"], a.Name+" ("+l.Type()+")")
 			case strings.HasPrefix(a.Name, cni.HostIfPrefix) || strings.HasPrefix(a.Alias, "podnet:"):
 				found["veth"] = append(found["veth"], a.Name+" "+a.Alias)
 			}
@@ -207,6 +211,12 @@ func podnetOnNode(t *testing.T, cfg *localcluster.Config, i int) map[string][]st
 			}
 			return nil
 		})
+	}
+	// The WireGuard key, in the node's own /var/lib/podnet/wireguard.
+	if keys, _ := os.ReadDir(filepath.Dir(cfg.WireGuardKeyFile(i))); len(keys) > 0 {
+		for _, k := range keys {
+			found["key"] = append(found["key"], filepath.Join(filepath.Dir(cfg.WireGuardKeyFile(i)), k.Name()))
+		}
 	}
 	return found
 }

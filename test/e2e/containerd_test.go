@@ -289,18 +289,26 @@ func (c *cluster) upgradeAgents(t *testing.T, cfg *localcluster.Config) {
 }
 
 // keeper holds one TCP connection from the world to a Service and sends
-// an HTTP request on it every 100ms; any error ends it.
+// an HTTP request on it every 100ms; any error ends it, as does an answer
+// that takes longer than the deadline (5 s unless startKeeperWithin).
 type keeper struct {
-	conn net.Conn
-	done chan struct{}
-	mu   sync.Mutex
-	n    int
-	err  error
+	conn     net.Conn
+	deadline time.Duration
+	done     chan struct{}
+	mu       sync.Mutex
+	n        int
+	longest  time.Duration // the slowest answer's wait
+	err      error
 }
 
 func startKeeper(t *testing.T, worldNS string, target netip.AddrPort) *keeper {
 	t.Helper()
-	k := &keeper{done: make(chan struct{})}
+	return startKeeperWithin(t, worldNS, target, 5*time.Second)
+}
+
+func startKeeperWithin(t *testing.T, worldNS string, target netip.AddrPort, deadline time.Duration) *keeper {
+	t.Helper()
+	k := &keeper{done: make(chan struct{}), deadline: deadline}
 	if err := netns.Do(worldNS, func() (err error) {
 		k.conn, err = net.DialTimeout("tcp", target.String(), 5*time.Second)
 		return err
@@ -320,7 +328,8 @@ func (k *keeper) run(host string) {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
-		_ = k.conn.SetDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		_ = k.conn.SetDeadline(start.Add(k.deadline))
 		_, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host)
 		var resp *http.Response
 		if err == nil {
@@ -337,8 +346,16 @@ func (k *keeper) run(host string) {
 			return
 		}
 		k.n++
+		k.longest = max(k.longest, time.Since(start))
 		k.mu.Unlock()
 	}
+}
+
+// slowest is the longest an answer took.
+func (k *keeper) slowest() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.longest
 }
 
 func (k *keeper) count() int {

@@ -3,17 +3,21 @@ package crinode
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 )
 
 // The paths a CNI DaemonSet mounts from its node, which each node gets
 // from its own directory (Node.CNIConfDir and the others) in its mount
-// namespace.
+// namespace. HostWireGuardDir holds the node's WireGuard private key
+// (deploy/'s agent mounts it): each node has its own, so that no two
+// nodes ever share a key.
 const (
-	HostCNIConfDir = "/etc/cni/net.d"
-	HostCNIBinDir  = "/opt/cni/bin"
-	HostCNILibDir  = "/var/lib/cni"
+	HostCNIConfDir   = "/etc/cni/net.d"
+	HostCNIBinDir    = "/opt/cni/bin"
+	HostCNILibDir    = "/var/lib/cni"
+	HostWireGuardDir = "/var/lib/podnet/wireguard"
 )
 
 // SandboxImage is the pause image the node's containerd runs every pod's
@@ -72,19 +76,32 @@ func (n *Node) CNIConfDir() string { return filepath.Join(n.Dir, "cni", "net.d")
 func (n *Node) CNIBinDir() string  { return filepath.Join(n.Dir, "cni", "bin") }
 func (n *Node) CNILibDir() string  { return filepath.Join(n.Dir, "cni", "lib") }
 
+// WireGuardDir is the node's own /var/lib/podnet/wireguard (mode 0700),
+// where its agent keeps its private key: plan.Config.WireGuardKeyFile's
+// directory, the same as the podnet runtime's agents use.
+func (n *Node) WireGuardDir() string { return filepath.Join(n.Dir, "wireguard") }
+
 // hostMountPoints are the host paths every node bind-mounts its own
 // directories on.
 func hostMountPoints() []string {
 	var out []string
 	for _, b := range (&Node{}).Binds() {
-		out = append(out, b[0])
+		out = append(out, b.Host)
 	}
 	return out
 }
 
-// Binds are the node's bind mounts: host path → the node's directory.
-func (n *Node) Binds() [][2]string {
-	return [][2]string{{HostCNIConfDir, n.CNIConfDir()}, {HostCNIBinDir, n.CNIBinDir()}, {HostCNILibDir, n.CNILibDir()}}
+// Bind is one of the node's bind mounts: its own directory Own (made with
+// Mode) over the host path Host.
+type Bind struct {
+	Host, Own string
+	Mode      os.FileMode
+}
+
+// Binds are the node's bind mounts.
+func (n *Node) Binds() []Bind {
+	return []Bind{{HostCNIConfDir, n.CNIConfDir(), 0o755}, {HostCNIBinDir, n.CNIBinDir(), 0o755},
+		{HostCNILibDir, n.CNILibDir(), 0o755}, {HostWireGuardDir, n.WireGuardDir(), 0o700}}
 }
 
 // ContainerdConfig is containerd's config.toml (version 3, containerd

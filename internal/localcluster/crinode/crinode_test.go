@@ -80,17 +80,33 @@ func TestContainerdNodeStartsInItsNamespacesAndGoesWholeAfterKill9(t *testing.T)
 	if err != nil || len(pids) != 1 || pids[0] != rec.PID {
 		t.Errorf("cgroup %s holds %v (%v), want containerd's pid %d", n.CgroupRoot(), pids, err, rec.PID)
 	}
-	// The node sees its own CNI directories and /run; the host does not.
-	conf := filepath.Join(n.CNIConfDir(), "marker")
-	if err := os.WriteFile(conf, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
+	// The node sees its own CNI and WireGuard key directories and /run;
+	// the host does not.
+	if len(n.Binds()) != 4 {
+		t.Fatalf("binds %v: the checks below expect the 3 CNI directories and the key's", n.Binds())
 	}
-	out, err := exec.Command("nsenter", "--mount="+n.MountNSPath, "--", "cat", filepath.Join(HostCNIConfDir, "marker")).CombinedOutput()
-	if err != nil || string(out) != "x" {
-		t.Errorf("the node's %s: %q, %v; want its own directory's marker", HostCNIConfDir, out, err)
+	marker := "marker-" + filepath.Base(n.Dir) + "-" + itoa(os.Getpid())
+	for _, b := range n.Binds() {
+		if err := os.WriteFile(filepath.Join(b.Own, marker), []byte(b.Own), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("nsenter", "--mount="+n.MountNSPath, "--", "cat", filepath.Join(b.Host, marker)).CombinedOutput()
+		if err != nil || string(out) != b.Own {
+			t.Errorf("the node's %s: %q, %v; want its own directory's marker", b.Host, out, err)
+		}
+		if _, err := os.Stat(filepath.Join(b.Host, marker)); err == nil {
+			t.Errorf("the host's %s has the node's marker", b.Host)
+		}
+		if st, err := os.Stat(b.Own); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != b.Mode {
+			t.Errorf("%s: mode %v, want %v", b.Own, st.Mode().Perm(), b.Mode)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(HostCNIConfDir, "marker")); err == nil {
-		t.Errorf("the host's %s has the node's marker", HostCNIConfDir)
+	if st, err := os.Stat(n.WireGuardDir()); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o700 {
+		t.Errorf("the node's key directory %s: mode %v, want 0700 (the key is its own)", n.WireGuardDir(), st.Mode().Perm())
 	}
 	if _, err := os.Stat("/run/containerd/containerd.sock.ttrpc"); err == nil {
 		t.Errorf("containerd's state is in the host's /run")

@@ -4,10 +4,11 @@
 // namespace of its own.
 //
 // The mount namespace gives each node what a machine of its own would
-// have at the paths a CNI DaemonSet mounts: /etc/cni/net.d, /opt/cni/bin
-// and /var/lib/cni are the node's directories under the state directory,
-// and /run is a fresh tmpfs (containerd's state, its shims' sockets and
-// /run/podnet are the node's alone). Everything else of the host's file
+// have at the paths a CNI DaemonSet mounts: /etc/cni/net.d, /opt/cni/bin,
+// /var/lib/cni and /var/lib/podnet/wireguard (the agent's WireGuard key,
+// which no two nodes may share) are the node's directories under the
+// state directory, and /run is a fresh tmpfs (containerd's state, its
+// shims' sockets and /run/podnet are the node's alone). Everything else of the host's file
 // system is shared, so the node's containerd and kubelet keep their own
 // paths under the state directory through their configuration.
 //

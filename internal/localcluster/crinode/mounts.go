@@ -26,8 +26,11 @@ func createMountNS(n *Node) (created []string, err error) {
 	var script strings.Builder
 	script.WriteString("set -e\nmount -t tmpfs -o mode=0755 podnet-node-run /run\n")
 	for _, b := range n.Binds() {
-		host, own := b[0], b[1]
-		if err := os.MkdirAll(own, 0o755); err != nil {
+		host, own := b.Host, b.Own
+		if err := os.MkdirAll(own, b.Mode); err != nil {
+			return created, err
+		}
+		if err := os.Chmod(own, b.Mode); err != nil {
 			return created, err
 		}
 		if _, err := os.Stat(host); errors.Is(err, fs.ErrNotExist) {
@@ -158,7 +161,8 @@ func markedDirs(paths []string) []string {
 
 // removeCreatedDirs removes the mount points createMountNS made on the
 // host, innermost first, each only while it is empty: nothing of the
-// host's is ever removed. Its caller makes sure that no persistent mount
+// host's is ever removed, and a directory something else has put files
+// into since (/var/lib/podnet holds the podnet runtime's clusters) stays. Its caller makes sure that no persistent mount
 // namespace is left on the machine (otherMountNamespaces): removing a
 // directory that is a mount point in another mount namespace would
 // unmount it there.
@@ -169,7 +173,7 @@ func removeCreatedDirs(dirs []string) error {
 	})
 	var errs []error
 	for _, d := range slices.Compact(dirs) {
-		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
 		}
 	}

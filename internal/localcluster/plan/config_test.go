@@ -157,6 +157,9 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"a negative etcd port", func(c *Config) { c.EtcdPort = -1 }, "etcdPort"},
 		{"an unknown service proxy", func(c *Config) { c.ServiceProxy = "kube-proxy-ipvs" }, `serviceProxy "kube-proxy-ipvs": want one of podnet, kube-proxy-nftables, kube-proxy-iptables`},
 		{"no service proxy", func(c *Config) { c.ServiceProxy = "" }, `serviceProxy ""`},
+		{"an unknown encryption", func(c *Config) { c.Encryption = "ipsec" }, `encryption "ipsec": want "wireguard" or none`},
+		{"strict mode without encryption", func(c *Config) { c.EncryptionStrict = true }, `encryptionStrict: needs encryption "wireguard"`},
+		{"an unknown routing mode", func(c *Config) { c.RoutingMode = "bgp" }, `routingMode "bgp"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig("podnet")
@@ -309,5 +312,22 @@ func TestConfigLoadReadsAClusterSavedBeforeServiceProxyAsPodnet(t *testing.T) {
 	}
 	if got.ServiceProxy != ServiceProxyPodnet {
 		t.Errorf("service proxy %q, want %q", got.ServiceProxy, ServiceProxyPodnet)
+	}
+}
+
+// Encryption works with either node runtime and routing mode: the podnet
+// runtime's agents are processes, the containerd nodes' come from deploy/
+// (the settings in its ConfigMap, the key in a directory of each node).
+func TestConfigEncryptionWithEveryNodeRuntimeAndRoutingMode(t *testing.T) {
+	for _, rt := range NodeRuntimes {
+		for _, mode := range []string{"", "direct", "vxlan"} {
+			for _, strict := range []bool{false, true} {
+				c := DefaultConfig("podnet")
+				c.NodeRuntime, c.RoutingMode, c.Encryption, c.EncryptionStrict = rt, mode, EncryptionWireGuard, strict
+				if err := c.Validate(); err != nil {
+					t.Errorf("nodeRuntime %s, routingMode %q, strict %v: %v", rt, mode, strict, err)
+				}
+			}
+		}
 	}
 }

@@ -28,9 +28,6 @@ func (c *Config) validateEncryption() error {
 		}
 		return nil
 	case EncryptionWireGuard:
-		if c.Containerd() {
-			return fmt.Errorf("encryption %q: not yet with nodeRuntime %q (the DaemonSet's agents); use nodeRuntime %q", c.Encryption, c.NodeRuntime, NodeRuntimePodnet)
-		}
 		return nil
 	}
 	return fmt.Errorf("encryption %q: want %q or none", c.Encryption, EncryptionWireGuard)
