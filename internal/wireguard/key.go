@@ -24,8 +24,15 @@ type Key struct {
 // LoadOrCreateKey reads the private key in path, or makes one and writes
 // it there (mode 0600, in a directory of mode 0700) when there is none. A
 // file that exists but does not hold a key is an error, not replaced: it
-// may be someone else's.
+// may be someone else's. The directory is made private too when it is not
+// (a DaemonSet's hostPath is made 0755 by the kubelet).
 func LoadOrCreateKey(path string) (Key, error) {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err == nil && st.IsDir() && st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return Key{}, fmt.Errorf("key directory %s is open to others and cannot be made private: %w", dir, err)
+		}
+	}
 	k, err := loadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return NewKey(path)

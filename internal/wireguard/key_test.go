@@ -140,3 +140,34 @@ func TestNewKeyReplacesTheKeyAndItsTime(t *testing.T) {
 		t.Errorf("files in the key directory: %v, want the key only", strays)
 	}
 }
+
+// A key directory made by someone else with mode 0755 (the kubelet's
+// hostPath) is made private, and the key in it is kept.
+func TestLoadOrCreateKeyMakesAnOpenDirectoryPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wg")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "private.key")
+	k1, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k1.Private != k2.Private {
+		t.Error("the key changed")
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		t.Errorf("key directory mode %v, want 0700", st.Mode().Perm())
+	}
+}
