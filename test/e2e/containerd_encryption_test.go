@@ -345,9 +345,9 @@ func peerBytes(t *testing.T, c *cluster, cfg *localcluster.Config) map[string]by
 	return out
 }
 
-// capture is tcpdump writing what crosses an interface of a node to a
+// tcpdumpCapture is tcpdump writing what crosses an interface of a node to a
 // pcap file.
-type capture struct {
+type tcpdumpCapture struct {
 	cmd    *exec.Cmd
 	file   string
 	done   chan error
@@ -359,12 +359,12 @@ type capture struct {
 // over a buffer block at a time, and tcpdump stopped within a second
 // writes none of them ("0 packets captured; 57 packets received"); -B:
 // a buffer of 16 MiB, so that a burst is not dropped.
-func startCapture(t *testing.T, ns, dev string) *capture {
+func startCapture(t *testing.T, ns, dev string) *tcpdumpCapture {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Fatalf("tcpdump: %v (Debian package tcpdump; make deps installs it)", err)
 	}
-	c := &capture{file: filepath.Join(t.TempDir(), dev+".pcap"), done: make(chan error, 1), stderr: make(chan string, 1)}
+	c := &tcpdumpCapture{file: filepath.Join(t.TempDir(), dev+".pcap"), done: make(chan error, 1), stderr: make(chan string, 1)}
 	c.cmd = exec.Command("nsenter", "--net="+netns.Path(ns), "--", "tcpdump", "-n", "--immediate-mode", "-B", "16384", "-U", "-i", dev, "-w", c.file, "not", "arp")
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
@@ -399,7 +399,7 @@ func startCapture(t *testing.T, ns, dev string) *capture {
 
 // stop ends tcpdump (SIGINT: it writes out what it has) and returns the
 // capture file's content.
-func (c *capture) stop(t *testing.T) []byte {
+func (c *tcpdumpCapture) stop(t *testing.T) []byte {
 	t.Helper()
 	time.Sleep(500 * time.Millisecond) // the last packets' way through the capture buffer
 	if err := c.cmd.Process.Signal(syscall.SIGINT); err != nil {
