@@ -136,9 +136,9 @@ func TestContainerdEncryption(t *testing.T) {
 	t.Run("pod traffic between nodes goes through WireGuard, never in the clear", func(t *testing.T) {
 		marker := "pnenc-" + randHex(8)
 		before := peerBytes(t, c, cfg)
-		capture := startCapture(t, cfg.NodeNSName(1), "eth0")
+		capture := startTcpdump(t, cfg.NodeNSName(1), "eth0")
 		// The control: what enters the tunnel, in the clear.
-		inner := startCapture(t, cfg.NodeNSName(1), wireguard.Device)
+		inner := startTcpdump(t, cfg.NodeNSName(1), wireguard.Device)
 		// The request's path is the marker and encPayload bytes of "M".
 		// Debian's wget by its path: busybox sh runs its own applet for a
 		// bare "wget", and busybox-static's wget dies of SIGSEGV with -T.
@@ -354,12 +354,12 @@ type tcpdumpCapture struct {
 	stderr chan string // all of tcpdump's, once it ends
 }
 
-// startCapture starts tcpdump on dev in the named namespace and returns
+// startTcpdump starts tcpdump on dev in the named namespace and returns
 // once it listens. --immediate-mode: without it libpcap hands packets
 // over a buffer block at a time, and tcpdump stopped within a second
 // writes none of them ("0 packets captured; 57 packets received"); -B:
 // a buffer of 16 MiB, so that a burst is not dropped.
-func startCapture(t *testing.T, ns, dev string) *tcpdumpCapture {
+func startTcpdump(t *testing.T, ns, dev string) *tcpdumpCapture {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Fatalf("tcpdump: %v (Debian package tcpdump; make deps installs it)", err)
