@@ -17,7 +17,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podnet/podnet/bench/internal/localbench"
@@ -144,29 +143,6 @@ func (a *arm) tearDown(o options) error {
 	return errors.Join(errs...)
 }
 
-// benchPod is a built-in test-server pod (TCP and UDP probePort) bound to
-// node.
-func benchPod(name, node string) *v1.Pod {
-	return &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "encbench"}},
-		Spec: v1.PodSpec{
-			NodeName:                      node,
-			TerminationGracePeriodSeconds: new(int64),
-			Containers: []v1.Container{{
-				Name: "srv", Image: "podnet/test",
-				Ports: []v1.ContainerPort{
-					{Name: "udp", ContainerPort: probePort, Protocol: v1.ProtocolUDP},
-					{Name: "tcp", ContainerPort: probePort, Protocol: v1.ProtocolTCP},
-				},
-				ReadinessProbe: &v1.Probe{
-					ProbeHandler:  v1.ProbeHandler{TCPSocket: &v1.TCPSocketAction{Port: intstr.FromInt32(probePort)}},
-					PeriodSeconds: 1,
-				},
-			}},
-		},
-	}
-}
-
 // setup places the client pod on node 1 and the server pod on node 2,
 // waits until both are Ready, finds their namespaces, starts the echo
 // threads and iperf3 in the server pod, and checks the path.
@@ -174,7 +150,7 @@ func (a *arm) setup(ctx context.Context, o options, serverCPU int) error {
 	if _, err := a.cs.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNS}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("%s: create namespace: %w", a.label, err)
 	}
-	for _, p := range []*v1.Pod{benchPod("client", a.cfg.NodeName(1)), benchPod("server", a.cfg.NodeName(2))} {
+	for _, p := range []*v1.Pod{localbench.TestServerPod("client", a.cfg.NodeName(1), "encbench", probePort), localbench.TestServerPod("server", a.cfg.NodeName(2), "encbench", probePort)} {
 		if _, err := a.cs.CoreV1().Pods(benchNS).Create(ctx, p, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("%s: create pod %s: %w", a.label, p.Name, err)
 		}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/podnet/podnet/bench/internal/localbench"
 	"github.com/podnet/podnet/bench/internal/probe"
 	"github.com/podnet/podnet/internal/lb/announce"
 	"github.com/podnet/podnet/internal/lb/ipam"
@@ -41,7 +42,7 @@ func (c *cluster) setup(ctx context.Context) error {
 	}
 	for i := range 2 {
 		name := fmt.Sprintf("web-%d", i)
-		if _, err := c.cs.CoreV1().Pods(c.ns).Create(ctx, endpointPod(name, c.cfg.NodeName(endpointNode)), metav1.CreateOptions{}); err != nil {
+		if _, err := c.cs.CoreV1().Pods(c.ns).Create(ctx, localbench.TestServerPod(name, c.cfg.NodeName(endpointNode), appLabel, port), metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create pod %s: %w", name, err)
 		}
 		if err := c.waitPodReady(ctx, name); err != nil {
@@ -49,27 +50,6 @@ func (c *cluster) setup(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func endpointPod(name, node string) *v1.Pod {
-	return &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": appLabel}},
-		Spec: v1.PodSpec{
-			NodeName:                      node,
-			TerminationGracePeriodSeconds: new(int64),
-			Containers: []v1.Container{{
-				Name: "srv", Image: "podnet/test",
-				Ports: []v1.ContainerPort{
-					{Name: "udp", ContainerPort: port, Protocol: v1.ProtocolUDP},
-					{Name: "tcp", ContainerPort: port, Protocol: v1.ProtocolTCP},
-				},
-				ReadinessProbe: &v1.Probe{
-					ProbeHandler:  v1.ProbeHandler{TCPSocket: &v1.TCPSocketAction{Port: intstr.FromInt32(port)}},
-					PeriodSeconds: 1,
-				},
-			}},
-		},
-	}
 }
 
 // lbService is a LoadBalancer Service for the endpoints, UDP on port,
