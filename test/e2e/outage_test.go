@@ -1,0 +1,772 @@
+package e2e
+
+// The API-server outage of issue 16: the API server and etcd stop for a
+// minute while traffic runs, and nothing the nodes do may change.
+//
+// Fixture conventions: a cluster of its own, e2e-outage-<hex>, two nodes;
+// nodes 172.29.60.0/24, pods 10.190.0.0/16, services 10.193.0.0/16, world
+// 198.18.60.0/24. In namespace default: Deployment web (two replicas, one
+// per node, TCP 8080 named http) behind Service web (80 → http); pod client
+// on node 1 and pod intruder on node 2; NetworkPolicy web-allow-client
+// isolates web for ingress and admits client on TCP 8080 only.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podnet/podnet/internal/flow"
+	"github.com/podnet/podnet/internal/localcluster"
+	"github.com/podnet/podnet/internal/localcluster/addons"
+	"github.com/podnet/podnet/internal/localcluster/controlplane"
+	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/proc"
+	"github.com/podnet/podnet/internal/testserver"
+)
+
+var outagePlan = []string{"--node-network", "172.29.60.0/24", "--pod-cidr", "10.190.0.0/16",
+	"--service-cidr", "10.193.0.0/16", "--world-network", "198.18.60.0/24"}
+
+const (
+	// apiOutage is how long the API server and etcd stay down: the minute
+	// of issue 16. $PODNET_E2E_OUTAGE (a Go duration, e.g. 15s) shortens
+	// it for a quick run.
+	apiOutage    = time.Minute
+	apiOutageEnv = "PODNET_E2E_OUTAGE"
+	// outageRound is how often the checks run during the outage.
+	outageRound = 5 * time.Second
+	// afterReturn is the window after the API server's return whose
+	// requests and syncs are counted.
+	afterReturn = time.Minute
+	// catchUp bounds how long a change made after the return may take to
+	// be enforced.
+	catchUp = 15 * time.Second
+)
+
+// outageFixture is the scenario's cluster and pods.
+type outageFixture struct {
+	c        *cluster
+	cfg      *localcluster.Config
+	cs       kubernetes.Interface
+	web      []*npPod // one per node
+	client   *npPod   // node 1
+	intruder *npPod   // node 2
+	dns      []*npPod // the cluster DNS pods
+	svcIP    string   // Service web's ClusterIP
+}
+
+func outageManifest(cfg *localcluster.Config) string {
+	return fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - name: srv
+        image: podnet/test
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-allow-client}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{protocol: TCP, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 0
+  containers: [{name: srv, image: podnet/test, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: intruder, labels: {app: intruder}}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 0
+  containers: [{name: srv, image: podnet/test, ports: [{containerPort: 8080}]}]
+`, cfg.NodeName(1), cfg.NodeName(2))
+}
+
+// outageLength is apiOutage, or $PODNET_E2E_OUTAGE for a quick run.
+func outageLength(t *testing.T) time.Duration {
+	s := os.Getenv(apiOutageEnv)
+	if s == "" {
+		return apiOutage
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive duration", apiOutageEnv, s)
+	}
+	t.Logf("%s: an outage of %s instead of %s", apiOutageEnv, d, apiOutage)
+	return d
+}
+
+func setupOutage(t *testing.T) *outageFixture {
+	t.Helper()
+	c, err := up("e2e-outage-"+randHex(2), outagePlan...)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	t.Cleanup(c.down)
+	cfg, err := localcluster.Load(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &outageFixture{c: c, cfg: cfg, cs: c.client(t)}
+	c.apply(t, outageManifest(cfg))
+	pod := func(p v1.Pod) *npPod {
+		return &npPod{NS: p.Namespace, Name: p.Name, RealNS: p.Namespace, IP: p.Status.PodIP, Node: p.Spec.NodeName,
+			UID: p.UID, NetNS: netns.Path(cfg.PodNSName(string(p.UID)))}
+	}
+	for _, p := range c.runningPods(t, "default", "app=web", 2, true) {
+		f.web = append(f.web, pod(p))
+	}
+	if f.web[0].Node == f.web[1].Node {
+		t.Fatalf("both web replicas on %s", f.web[0].Node)
+	}
+	f.client = pod(c.runningPods(t, "default", "app=client", 1, false)[0])
+	f.intruder = pod(c.runningPods(t, "default", "app=intruder", 1, false)[0])
+	for _, p := range c.runningPods(t, "kube-system", addons.DNSAppLabelKey+"=kube-dns", addons.DNSReplicas, true) {
+		f.dns = append(f.dns, pod(p))
+	}
+	svc, err := f.cs.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svcIP = svc.Spec.ClusterIP
+	// Everything is in force before the outage: the Service answers,
+	// the policy admits client and drops intruder, DNS knows web.
+	eventually(t, 30*time.Second, "the scenario in force before the outage", func() error {
+		for _, ck := range f.checks(false) {
+			if err := ck.run(); err != nil {
+				return fmt.Errorf("%s: %w", ck.name, err)
+			}
+		}
+		return nil
+	})
+	return f
+}
+
+// outageCheck is one thing that must hold while the API server is away.
+type outageCheck struct {
+	name string
+	run  func() error
+}
+
+// checks are what must hold during the outage (and before it); withNodes
+// adds the checks of the nodes' own state: tables, health, processes.
+func (f *outageFixture) checks(withNodes bool) []outageCheck {
+	svc := net.JoinHostPort(f.svcIP, "80")
+	reach := func(from *npPod, target, wantPrefix string) func() error {
+		return func() error {
+			reply, err := probeConn(from.NetNS, v1.ProtocolTCP, target, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			if pod, _, ok := testserver.ParseReply(reply); !ok || !strings.HasPrefix(pod, wantPrefix) {
+				return fmt.Errorf("answered %q, want a pod %s*", reply, wantPrefix)
+			}
+			return nil
+		}
+	}
+	denied := func(from *npPod, target string) func() error {
+		return func() error {
+			if reply, err := probeConn(from.NetNS, v1.ProtocolTCP, target, time.Second); err == nil {
+				return fmt.Errorf("connected, answered %q", strings.TrimSpace(reply))
+			}
+			return nil
+		}
+	}
+	cks := []outageCheck{
+		{"client → Service web (new connection)", reach(f.client, svc, "web-")},
+		{"intruder → Service web is dropped", denied(f.intruder, svc)},
+		{"DNS web.default.svc from client", f.resolves("web.default.svc."+addons.ClusterDomain, f.svcIP)},
+		{"DNS kubernetes.default.svc from intruder", f.resolvesFrom(f.intruder, "kubernetes.default.svc."+addons.ClusterDomain,
+			f.cfg.KubernetesServiceIP().String())},
+	}
+	for _, w := range f.web {
+		target := net.JoinHostPort(w.IP, "8080")
+		cks = append(cks,
+			outageCheck{"client → pod " + w.Name + " on " + w.Node, reach(f.client, target, w.Name)},
+			outageCheck{"intruder → pod " + w.Name + " on " + w.Node + " is dropped", denied(f.intruder, target)})
+	}
+	if !withNodes {
+		return cks
+	}
+	for i := 1; i <= 2; i++ {
+		node := f.cfg.NodeName(i)
+		cks = append(cks,
+			outageCheck{"tables of " + node + " hold Service web and the policy", f.tablesHold(i)},
+			outageCheck{"agent of " + node + " ready", f.httpOK(netns.Path(f.cfg.NodeNSName(i)), "http://127.0.0.1:10256/readyz")},
+			outageCheck{"agent and runtime of " + node + " running", f.running("agent-"+node, "runtime-"+node)})
+	}
+	for _, d := range f.dns {
+		cks = append(cks, outageCheck{"DNS pod " + d.Name + " ready", f.httpOK(d.NetNS,
+			fmt.Sprintf("http://127.0.0.1:%d/ready", addons.DNSHealthPort))})
+	}
+	return cks
+}
+
+// resolves checks that name has exactly the A record want, asked from
+// client to the cluster DNS Service.
+func (f *outageFixture) resolves(name, want string) func() error {
+	return f.resolvesFrom(f.client, name, want)
+}
+
+func (f *outageFixture) resolvesFrom(from *npPod, name, want string) func() error {
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "nsenter", "--net="+from.NetNS, "dig", "+time=2", "+tries=2", "+nocmd", "+noall",
+			"+comments", "+answer", "@"+f.cfg.DNSServiceIP().String(), name, "A").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("dig %s: %v %s", name, err, out)
+		}
+		r := parseDig(string(out))
+		if r.status != "NOERROR" || !slices.Equal(r.rdata("A"), []string{want}) {
+			return fmt.Errorf("dig %s: %s, want NOERROR %s", name, r, want)
+		}
+		return nil
+	}
+}
+
+// tablesHold checks node i's nftables: the proxy's table maps Service
+// web's ClusterIP, and the policy's table isolates the web pod of that
+// node. It reads the kernel, not the agent.
+func (f *outageFixture) tablesHold(i int) func() error {
+	nodeNS := netns.Path(f.cfg.NodeNSName(i))
+	return func() error {
+		list := func(table string) (string, error) {
+			out, err := exec.Command("nsenter", "--net="+nodeNS, "nft", "list", "table", "inet", table).CombinedOutput()
+			if err != nil {
+				return "", fmt.Errorf("nft list table inet %s: %v %s", table, err, out)
+			}
+			return string(out), nil
+		}
+		proxyTable, err := list("podnet-proxy")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(proxyTable, f.svcIP+" . tcp . 80 : goto ") {
+			return fmt.Errorf("table podnet-proxy (%d lines) has no entry for %s . tcp . 80", strings.Count(proxyTable, "\n"), f.svcIP)
+		}
+		policyTable, err := list("podnet-policy")
+		if err != nil {
+			return err
+		}
+		for _, w := range f.web {
+			if w.Node == f.cfg.NodeName(i) && !strings.Contains(policyTable, w.IP) {
+				return fmt.Errorf("table podnet-policy (%d lines) does not name web pod %s (%s)", strings.Count(policyTable, "\n"), w.Name, w.IP)
+			}
+		}
+		return nil
+	}
+}
+
+func (f *outageFixture) httpOK(nsPath, url string) func() error {
+	return func() error {
+		code, err := statusIn(nsPath, url)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("%s answered %d", url, code)
+		}
+		return err
+	}
+}
+
+func (f *outageFixture) running(names ...string) func() error {
+	return func() error {
+		for _, n := range names {
+			rec, err := proc.Read(f.cfg.ProcsDir(), n)
+			if err != nil {
+				return err
+			}
+			if !proc.Alive(rec) {
+				return fmt.Errorf("%s (pid %d) is gone", n, rec.PID)
+			}
+		}
+		return nil
+	}
+}
+
+// componentCounts are what the nodes' agents and the DNS pods counted at
+// one moment.
+type componentCounts struct {
+	agents map[string]samples // by node
+	dns    map[string]samples // by DNS pod
+}
+
+func (f *outageFixture) scrape(t *testing.T) componentCounts {
+	t.Helper()
+	cc := componentCounts{agents: map[string]samples{}, dns: map[string]samples{}}
+	for i := 1; i <= 2; i++ {
+		s, err := scrapeIn(netns.Path(f.cfg.NodeNSName(i)), "http://127.0.0.1:10249/metrics")
+		if err != nil {
+			t.Fatalf("agent metrics: %v", err)
+		}
+		cc.agents[f.cfg.NodeName(i)] = s
+	}
+	for _, d := range f.dns {
+		s, err := scrapeIn(d.NetNS, fmt.Sprintf("http://127.0.0.1:%d/metrics", addons.DNSHealthPort))
+		if err != nil {
+			t.Fatalf("DNS metrics: %v", err)
+		}
+		cc.dns[d.Name] = s
+	}
+	return cc
+}
+
+// agentControllers are the controllers of a local cluster's agent.
+var agentControllers = []string{"routing", "cni-config", "proxy", "policy", "lb-announce"}
+
+// syncReport says what each component did between from and to, one line
+// per node and DNS pod, and returns the full syncs of the proxy and
+// policy and the failed syncs of any controller.
+func syncReport(from, to componentCounts) (report string, full, failed map[string]float64) {
+	full, failed = map[string]float64{}, map[string]float64{}
+	var b strings.Builder
+	for _, node := range slices.Sorted(maps.Keys(to.agents)) {
+		a, z := from.agents[node], to.agents[node]
+		d := func(name string, labels ...string) float64 { return z.sum(name, labels...) - a.sum(name, labels...) }
+		fmt.Fprintf(&b, "  agent %s: syncs", node)
+		for _, ctl := range agentControllers {
+			fmt.Fprintf(&b, " %s %.0f", ctl, d("podnet_controller_sync_duration_seconds_count", label("controller", ctl)))
+			failed[node+" "+ctl] = d("podnet_controller_sync_failures_total", label("controller", ctl))
+		}
+		for _, c := range []string{"proxy", "policy"} {
+			f, p := d("podnet_"+c+"_sync_duration_seconds_count", label("kind", "full")), d("podnet_"+c+"_sync_duration_seconds_count", label("kind", "partial"))
+			fmt.Fprintf(&b, "; %s full %.0f partial %.0f", c, f, p)
+			full[node+" "+c] = f
+		}
+		fmt.Fprintf(&b, "; failed %.0f; proxy ops in last transaction %.0f\n", sumMap(failed, node+" "),
+			z.sum("podnet_proxy_transaction_operations"))
+	}
+	for _, pod := range slices.Sorted(maps.Keys(to.dns)) {
+		a, z := from.dns[pod], to.dns[pod]
+		d := func(name string, labels ...string) float64 { return z.sum(name, labels...) - a.sum(name, labels...) }
+		fmt.Fprintf(&b, "  dns %s: zone rebuilds %.0f, failed %.0f, queries answered %.0f (%.0f NOERROR, %.0f SERVFAIL)\n", pod,
+			d("podnet_controller_sync_duration_seconds_count", label("controller", "dns")),
+			d("podnet_controller_sync_failures_total", label("controller", "dns")),
+			d("podnet_dns_requests_total"), d("podnet_dns_requests_total", label("rcode", "NOERROR")),
+			d("podnet_dns_requests_total", label("rcode", "SERVFAIL")))
+		failed["dns "+pod] = d("podnet_controller_sync_failures_total", label("controller", "dns"))
+	}
+	return b.String(), full, failed
+}
+
+func sumMap(m map[string]float64, prefix string) float64 {
+	var s float64
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			s += v
+		}
+	}
+	return s
+}
+
+// TestAPIServerOutageChangesNothing (issue 16, "Faults"): the API server
+// and etcd stop for a minute while traffic runs. During it, an established
+// connection through a Service keeps exchanging data, new connections to
+// the Service and to pods on both nodes are served, the policy keeps
+// admitting client and dropping intruder, DNS answers from its last
+// snapshot, the nodes' tables stay whole, the agents and DNS stay ready and
+// flow records keep naming pods and policies. kube-controller-manager and
+// kube-scheduler keep running (as in a real cluster, where they do not
+// stop with the API server); they only retry. When etcd and the API server
+// are started again from their records, changes made after the return (a
+// new Service, a scaled Deployment, a changed policy) are enforced within
+// catchUp, and the minute after the return is counted: the syncs of every
+// controller (no full rewrite of the proxy's or the policy's table, no
+// failed sync) and the requests each client sent the API server (each
+// podnet client lists each resource at most twice: one relist per informer).
+func TestAPIServerOutageChangesNothing(t *testing.T) {
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	outage := outageLength(t)
+	f := setupOutage(t)
+	c, cfg, cs := f.c, f.cfg, f.cs
+	ctx := context.Background()
+
+	pids := map[string]int{}
+	for _, n := range []string{"agent-" + cfg.NodeName(1), "agent-" + cfg.NodeName(2), "runtime-" + cfg.NodeName(1),
+		"runtime-" + cfg.NodeName(2), controlplane.ProcControllerManager, controlplane.ProcScheduler} {
+		rec, err := proc.Read(cfg.ProcsDir(), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[n] = rec.PID
+	}
+	dnsRestarts := f.dnsRestarts(t)
+	before := f.scrape(t)
+	tr := startTraffic(t, f.client.NetNS, net.JoinHostPort(f.svcIP, "80"), "web-", 200*time.Millisecond)
+	defer tr.stop()
+	time.Sleep(time.Second)
+
+	// The outage. kube-apiserver first (its clients see their watches
+	// end), then etcd.
+	apiLog := logPath(cfg, controlplane.ProcAPIServer)
+	stopped := stopProcs(t, cfg, controlplane.ProcAPIServer, controlplane.ProcEtcd)
+	down := time.Now()
+	t.Logf("kube-apiserver and etcd stopped; the outage lasts %s", outage)
+	if _, err := cs.Discovery().ServerVersion(); err == nil {
+		t.Fatal("the API server still answers after it was stopped")
+	}
+	failures := map[string]*tally{}
+	rounds := 0
+	for time.Since(down) < outage {
+		start := time.Now()
+		rounds++
+		for _, ck := range f.checks(true) {
+			if failures[ck.name] == nil {
+				failures[ck.name] = &tally{}
+			}
+			failures[ck.name].add(ck.run())
+		}
+		if d := outageRound - time.Since(start); d > 0 && time.Since(down)+d < outage {
+			time.Sleep(d)
+		} else if d > 0 {
+			time.Sleep(max(0, outage-time.Since(down)))
+		}
+	}
+	f.checkFlowsDuringOutage(t, down)
+	endOfOutage := f.scrape(t)
+	for _, name := range slices.Sorted(maps.Keys(failures)) {
+		if ok, fail, _ := failures[name].counts(); fail > 0 || ok == 0 {
+			t.Errorf("during the outage: %s: %s", name, failures[name])
+		}
+	}
+	t.Logf("during the outage (%s, %d rounds of %d checks): long-lived connection %s; new connections %s",
+		time.Since(down).Round(time.Second), rounds, len(failures), &tr.established, &tr.fresh)
+	rep, _, _ := syncReport(before, endOfOutage)
+	t.Logf("what the components did during the outage:\n%s", rep)
+
+	// The return, from the records.
+	logOffset := fileSize(apiLog)
+	startBack := time.Now()
+	etcd, api := stopped[1], stopped[0]
+	if _, err := startRecorded(cfg, etcd); err != nil {
+		t.Fatalf("restart etcd: %v", err)
+	}
+	if err := waitHTTP(flagValue(etcd.rec.Argv, "listen-client-urls")+"/health", 30*time.Second); err != nil {
+		t.Fatalf("etcd after its restart: %v", err)
+	}
+	// -v=3 logs every request with its user agent when it ends: who
+	// relists what after the return.
+	if _, err := startRecorded(cfg, api, "--v=3"); err != nil {
+		t.Fatalf("restart kube-apiserver: %v", err)
+	}
+	eventually(t, 60*time.Second, "kube-apiserver ready after its restart", func() error {
+		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	})
+	back := time.Now()
+	t.Logf("etcd and kube-apiserver back and ready in %s (outage %s)", back.Sub(startBack).Round(100*time.Millisecond),
+		back.Sub(down).Round(100*time.Millisecond))
+	checkConfined(t, cfg, c.status(t))
+
+	// Changes after the return are enforced within catchUp.
+	f.catchUpNewService(t)
+	f.catchUpScale(t, tr)
+	f.catchUpPolicy(t, []string{"client", "intruder"}, map[*npPod]bool{f.client: true, f.intruder: true})
+
+	if d := afterReturn - time.Since(back); d > 0 {
+		time.Sleep(d)
+	}
+	tr.stop()
+	after := f.scrape(t)
+	if ok, fail, _ := tr.established.counts(); fail > 0 || ok == 0 {
+		t.Errorf("the long-lived connection through Service web: %s", &tr.established)
+	}
+	if ok, fail, _ := tr.fresh.counts(); fail > 0 || ok == 0 {
+		t.Errorf("new connections to Service web (every 200 ms from before the outage to a minute after): %s", &tr.fresh)
+	}
+	t.Logf("traffic from before the outage to %s after the return: long-lived connection %s; new connections %s, answered by %v",
+		afterReturn, &tr.established, &tr.fresh, tr.answeredBy())
+
+	rep, full, failed := syncReport(endOfOutage, after)
+	t.Logf("what the components did in the %s after the return (changes made: a Service, a replica, a policy):\n%s",
+		time.Since(back).Round(time.Second), rep)
+	for k, v := range full {
+		if v != 0 {
+			t.Errorf("%s: %.0f full syncs after the return (want 0: only what changed is written)", k, v)
+		}
+	}
+	_, fullAll, failedAll := syncReport(before, after)
+	for k, v := range fullAll {
+		if v != 0 && full[k] == 0 {
+			t.Errorf("%s: %.0f full syncs during the outage (want 0)", k, v)
+		}
+	}
+	for k, v := range failedAll {
+		if v != 0 {
+			t.Errorf("%s: %.0f failed syncs between the start of the outage and a minute after it (want 0)", k, v)
+		}
+	}
+	_ = failed
+	f.reportAPIRequests(t, apiLog, logOffset)
+
+	for n, pid := range pids {
+		rec, err := proc.Read(cfg.ProcsDir(), n)
+		if err != nil || rec.PID != pid || !proc.Alive(rec) {
+			t.Errorf("%s: pid %d before the outage, now %v (alive %v, %v): it exited or was restarted", n, pid, recPID(rec), rec != nil && proc.Alive(rec), err)
+		}
+	}
+	if now := f.dnsRestarts(t); !maps.Equal(now, dnsRestarts) {
+		t.Errorf("DNS pods' container restarts: %v before the outage, %v after", dnsRestarts, now)
+	}
+
+	// Last, a change that denies: the policy admits intruder only.
+	f.catchUpPolicy(t, []string{"intruder"}, map[*npPod]bool{f.client: false, f.intruder: true})
+}
+
+func recPID(r *proc.Record) int {
+	if r == nil {
+		return 0
+	}
+	return r.PID
+}
+
+// dnsRestarts returns the container restarts of each DNS pod.
+func (f *outageFixture) dnsRestarts(t *testing.T) map[string]int32 {
+	t.Helper()
+	out := map[string]int32{}
+	for _, d := range f.dns {
+		p, err := f.cs.CoreV1().Pods("kube-system").Get(context.Background(), d.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range p.Status.ContainerStatuses {
+			out[d.Name] += st.RestartCount
+		}
+	}
+	return out
+}
+
+// checkFlowsDuringOutage: the agents kept recording flows with names from
+// their caches: intruder's dropped connections during the outage are on
+// the web pods' nodes with the pod names and the isolating policy.
+func (f *outageFixture) checkFlowsDuringOutage(t *testing.T, since time.Time) {
+	t.Helper()
+	for _, w := range f.web {
+		i := 1
+		if w.Node == f.cfg.NodeName(2) {
+			i = 2
+		}
+		out, err := exec.Command("nsenter", "--net="+netns.Path(f.cfg.NodeNSName(i)), "curl", "-sS", "--max-time", "5", "-f",
+			"http://127.0.0.1:10249/flows").Output()
+		if err != nil {
+			t.Errorf("flows of %s during the outage: %v", w.Node, err)
+			continue
+		}
+		var found *flow.Record
+		sc := bufio.NewScanner(strings.NewReader(string(out)))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		n := 0
+		for sc.Scan() {
+			var r flow.Record
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("flows of %s: %q: %v", w.Node, sc.Text(), err)
+			}
+			n++
+			if r.Time.After(since) && r.Verdict == "dropped" && r.Source.IP == netip.MustParseAddr(f.intruder.IP) &&
+				r.Destination.IP == netip.MustParseAddr(w.IP) && r.Source.Pod == f.intruder.Name && r.Destination.Pod == w.Name &&
+				slices.ContainsFunc(r.Policies, func(p flow.Policy) bool { return slices.Contains(p.IsolatedBy, "default/web-allow-client") }) {
+				found = &r
+			}
+		}
+		if found == nil {
+			t.Errorf("no flow record on %s (of %d) of intruder's connection to %s dropped by default/web-allow-client during the outage",
+				w.Node, n, w.Name)
+			continue
+		}
+		t.Logf("flow record on %s during the outage: %s %s %s/%s -> %s/%s policies %+v", w.Node, found.Time.Format("15:04:05.000"),
+			found.Verdict, found.Source.Namespace, found.Source.Pod, found.Destination.Namespace, found.Destination.Pod, found.Policies)
+	}
+}
+
+// catchUpNewService creates Service late after the return: its ClusterIP
+// answers and DNS knows it within catchUp.
+func (f *outageFixture) catchUpNewService(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	svc, err := f.cs.CoreV1().Services("default").Create(context.Background(), &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "late"},
+		Spec: v1.ServiceSpec{Selector: map[string]string{"app": "web"},
+			Ports: []v1.ServicePort{{Port: 81, TargetPort: intstr.FromString("http"), Protocol: v1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create Service late: %v", err)
+	}
+	target := net.JoinHostPort(svc.Spec.ClusterIP, "81")
+	var served, named time.Duration
+	eventually(t, catchUp, "Service late served after the return", func() error {
+		if served == 0 {
+			reply, err := probeConn(f.client.NetNS, v1.ProtocolTCP, target, time.Second)
+			if pod, _, ok := testserver.ParseReply(reply); err != nil || !ok || !strings.HasPrefix(pod, "web-") {
+				return fmt.Errorf("%s: %v %q", target, err, reply)
+			}
+			served = time.Since(start)
+		}
+		if named == 0 {
+			if err := f.resolves("late.default.svc."+addons.ClusterDomain, svc.Spec.ClusterIP)(); err != nil {
+				return err
+			}
+			named = time.Since(start)
+		}
+		return nil
+	})
+	t.Logf("after the return, Service late: served at its ClusterIP %s and in DNS %s after its creation",
+		served.Round(time.Millisecond), named.Round(time.Millisecond))
+}
+
+// catchUpScale scales web to 3 after the return: the new replica, once
+// Ready, answers through Service web within catchUp.
+func (f *outageFixture) catchUpScale(t *testing.T, tr *traffic) {
+	t.Helper()
+	start := time.Now()
+	patch := []byte(`{"spec":{"replicas":3}}`)
+	if _, err := f.cs.AppsV1().Deployments("default").Patch(context.Background(), "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("scale web: %v", err)
+	}
+	pods := f.c.runningPods(t, "default", "app=web", 3, true)
+	ready := time.Since(start)
+	var added string
+	for _, p := range pods {
+		if !slices.ContainsFunc(f.web, func(w *npPod) bool { return w.Name == p.Name }) {
+			added = p.Name
+		}
+	}
+	if added == "" {
+		t.Fatalf("no new web replica among %d", len(pods))
+	}
+	before := tr.answeredBy()[added]
+	eventually(t, catchUp, "the new replica "+added+" served through Service web", func() error {
+		if tr.answeredBy()[added] > before {
+			return nil
+		}
+		return fmt.Errorf("answered by %v", tr.answeredBy())
+	})
+	t.Logf("after the return, web scaled to 3: %s Ready %s after the patch, serving through Service web %s after it",
+		added, ready.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// catchUpPolicy sets web-allow-client's peers to the apps from and waits
+// until client and intruder are admitted or dropped as want says.
+func (f *outageFixture) catchUpPolicy(t *testing.T, from []string, want map[*npPod]bool) {
+	t.Helper()
+	api := f.cs.NetworkingV1().NetworkPolicies("default")
+	pol, err := api.Get(context.Background(), "web-allow-client", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Spec.Ingress[0].From = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: from}}}}}
+	start := time.Now()
+	if _, err := api.Update(context.Background(), pol, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update policy: %v", err)
+	}
+	eventually(t, catchUp, fmt.Sprintf("policy admitting %v in force", from), func() error {
+		for p, admit := range want {
+			for _, w := range f.web {
+				_, err := probeConn(p.NetNS, v1.ProtocolTCP, net.JoinHostPort(w.IP, "8080"), time.Second)
+				if admit != (err == nil) {
+					return fmt.Errorf("%s → %s: admitted %v, want %v", p.Name, w.Name, err == nil, admit)
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("after the return, the policy admitting %v was in force %s after the update", from, time.Since(start).Round(time.Millisecond))
+}
+
+// reportAPIRequests reports what the API server served since its restart
+// (its log from offset on) by client, verb and resource, and checks that
+// no podnet client listed one resource more than twice.
+func (f *outageFixture) reportAPIRequests(t *testing.T, apiLog string, offset int64) {
+	t.Helper()
+	text, err := readFrom(apiLog, offset)
+	if err != nil {
+		t.Errorf("API server log: %v", err)
+		return
+	}
+	reqs := parseAPIRequests(text)
+	if len(reqs) == 0 {
+		t.Errorf("no request lines in the API server's log since its restart (%d bytes): was -v=3 applied?", len(text))
+		return
+	}
+	lists := countRequests(reqs, func(r apiRequest) bool { return r.verb == "LIST" && r.status == 200 })
+	consistent := countRequests(reqs, func(r apiRequest) bool { return r.verb == "LIST" && r.status == 200 && r.consistent })
+	others := countRequests(reqs, func(r apiRequest) bool { return r.verb != "LIST" && r.verb != "WATCH" })
+	byVerb := map[string]int{}
+	for _, r := range reqs {
+		byVerb[r.verb]++
+	}
+	t.Logf("the API server since its return: %d requests ended, by verb %v", len(reqs), byVerb)
+	t.Logf("successful LISTs by client and resource (%d of them read etcd, without resourceVersion):\n%s", sumInts(consistent), formatCounts(lists))
+	t.Logf("other requests (not LIST or WATCH) by client and resource:\n%s", formatCounts(others))
+	if s, err := f.cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background()); err == nil {
+		m := parseSamples(string(s))
+		t.Logf("open watches at the end: %.0f (apiserver_longrunning_requests{verb=\"WATCH\"})",
+			m.sum("apiserver_longrunning_requests", label("verb", "WATCH")))
+	}
+	// Each informer relists at most once (twice if its first watch after
+	// the list fails); a podnet client listing more is a relist loop.
+	perClient := map[string]int{}
+	for _, r := range reqs {
+		if r.verb == "LIST" && r.status == 200 && strings.HasPrefix(r.userAgent, "podnet-") {
+			perClient[r.userAgent+" "+r.srcHost+" "+r.resource]++
+		}
+	}
+	for k, n := range perClient {
+		if n > 2 {
+			t.Errorf("%s: listed %d times after the return (want at most 2: one relist per informer)", k, n)
+		}
+	}
+}
+
+func sumInts(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
