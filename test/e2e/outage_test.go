@@ -176,7 +176,7 @@ func setupOutage(t *testing.T) *outageFixture {
 	// Everything is in force before the outage: the Service answers,
 	// the policy admits client and drops intruder, DNS knows web.
 	eventually(t, 30*time.Second, "the scenario in force before the outage", func() error {
-		for _, ck := range f.checks(false) {
+		for _, ck := range f.checks() {
 			if err := ck.run(); err != nil {
 				return fmt.Errorf("%s: %w", ck.name, err)
 			}
@@ -192,9 +192,9 @@ type outageCheck struct {
 	run  func() error
 }
 
-// checks are what must hold during the outage (and before it); withNodes
-// adds the checks of the nodes' own state: tables, health, processes.
-func (f *outageFixture) checks(withNodes bool) []outageCheck {
+// checks are what must hold during the outage (and before it): traffic,
+// policy and DNS, and the nodes' own state (tables, health, processes).
+func (f *outageFixture) checks() []outageCheck {
 	svc := net.JoinHostPort(f.svcIP, "80")
 	reach := func(from *npPod, target, wantPrefix string) func() error {
 		return func() error {
@@ -228,9 +228,6 @@ func (f *outageFixture) checks(withNodes bool) []outageCheck {
 		cks = append(cks,
 			outageCheck{"client → pod " + w.Name + " on " + w.Node, reach(f.client, target, w.Name)},
 			outageCheck{"intruder → pod " + w.Name + " on " + w.Node + " is dropped", denied(f.intruder, target)})
-	}
-	if !withNodes {
-		return cks
 	}
 	for i := 1; i <= 2; i++ {
 		node := f.cfg.NodeName(i)
@@ -466,7 +463,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	for time.Since(down) < outage {
 		start := time.Now()
 		rounds++
-		for _, ck := range f.checks(true) {
+		for _, ck := range f.checks() {
 			if failures[ck.name] == nil {
 				failures[ck.name] = &tally{}
 			}
