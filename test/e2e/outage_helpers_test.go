@@ -8,15 +8,16 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -354,67 +355,94 @@ func statusIn(nsPath, url string) (int, error) {
 
 // ---- what the API server saw
 
-// apiRequest is one request of the API server's request log (its "HTTP"
-// lines, logged at -v=3 when a request ends).
+// auditPolicy makes the API server log every request's metadata: once
+// when it completes, and for a watch also when its response starts (a
+// watch lasts minutes; its start is what counts here).
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+`
+
+// apiRequest is one request of the API server's audit log.
 type apiRequest struct {
-	verb, resource, userAgent string
-	// srcHost is the client's address without the port.
+	id, verb, resource, userAgent string
+	// srcHost is the client's address.
 	srcHost string
 	status  int
-	// consistent: a LIST without a resourceVersion, which the API server
+	// consistent: a list without a resourceVersion, which the API server
 	// reads from etcd rather than from its watch cache.
 	consistent bool
+	// initialEvents: a watch that first sends every object (a streaming
+	// list, client-go's WatchListClient): a relist as much as a list is.
+	initialEvents bool
 }
 
-var (
-	// logPair is one key=value of a structured klog line; quoted values
-	// may hold escaped quotes.
-	logPair = regexp.MustCompile(`([A-Za-z][A-Za-z0-9-]*)=("(?:[^"\\]|\\.)*"|\S+)`)
-	// resourcePath: /api/v1/[namespaces/NS/]RESOURCE or
-	// /apis/GROUP/VERSION/[namespaces/NS/]RESOURCE.
-	resourcePath = regexp.MustCompile(`^/(?:api/v1|apis/([^/]+)/[^/]+)/(?:namespaces/[^/]+/)?([a-z0-9.-]+)`)
-)
+// relist reports whether r reads a whole collection: a list, or a watch
+// that starts with every object.
+func (r apiRequest) relist() bool { return r.verb == "list" || r.verb == "watch" && r.initialEvents }
 
-// parseAPIRequests reads the request lines of a kube-apiserver log.
-func parseAPIRequests(log string) []apiRequest {
+// auditEvent is the part of an audit.k8s.io/v1 Event read here.
+type auditEvent struct {
+	AuditID    string   `json:"auditID"`
+	Stage      string   `json:"stage"`
+	Verb       string   `json:"verb"`
+	RequestURI string   `json:"requestURI"`
+	UserAgent  string   `json:"userAgent"`
+	SourceIPs  []string `json:"sourceIPs"`
+	ObjectRef  *struct {
+		Resource    string `json:"resource"`
+		APIGroup    string `json:"apiGroup"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+}
+
+// parseAudit reads an audit log (JSON lines), one request per audit ID
+// (its first event), in order.
+func parseAudit(log string) ([]apiRequest, error) {
 	var out []apiRequest
+	seen := map[string]bool{}
 	for line := range strings.Lines(log) {
-		_, rest, ok := strings.Cut(line, `] "HTTP" `)
-		if !ok {
+		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		kv := map[string]string{}
-		for _, m := range logPair.FindAllStringSubmatch(rest, -1) {
-			v := m[2]
-			if uq, err := strconv.Unquote(v); err == nil {
-				v = uq
+		var ev auditEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			return nil, fmt.Errorf("audit line %q: %w", strings.TrimSpace(line), err)
+		}
+		if seen[ev.AuditID] {
+			continue
+		}
+		seen[ev.AuditID] = true
+		r := apiRequest{id: ev.AuditID, verb: ev.Verb, userAgent: ev.UserAgent}
+		if len(ev.SourceIPs) > 0 {
+			r.srcHost = ev.SourceIPs[0]
+		}
+		if ev.ResponseStatus != nil {
+			r.status = ev.ResponseStatus.Code
+		}
+		if o := ev.ObjectRef; o != nil {
+			r.resource = o.Resource
+			if o.APIGroup != "" {
+				r.resource += "." + o.APIGroup
 			}
-			kv[m[1]] = v
-		}
-		r := apiRequest{verb: kv["verb"], userAgent: kv["userAgent"]}
-		r.status, _ = strconv.Atoi(kv["resp"])
-		if h, _, err := net.SplitHostPort(kv["srcIP"]); err == nil {
-			r.srcHost = h
-		}
-		path, query, _ := strings.Cut(kv["URI"], "?")
-		if p := resourcePath.FindStringSubmatch(path); p != nil {
-			r.resource = p[2]
-			if p[1] != "" {
-				r.resource += "." + p[1]
+			if o.Subresource != "" {
+				r.resource += "/" + o.Subresource
 			}
 		}
-		if r.verb == "LIST" {
-			rv := ""
-			for _, q := range strings.Split(query, "&") {
-				if v, ok := strings.CutPrefix(q, "resourceVersion="); ok {
-					rv = v
-				}
-			}
-			r.consistent = rv == ""
+		q := url.Values{}
+		if _, query, ok := strings.Cut(ev.RequestURI, "?"); ok {
+			q, _ = url.ParseQuery(query)
 		}
+		r.consistent = r.verb == "list" && q.Get("resourceVersion") == ""
+		r.initialEvents = r.verb == "watch" && q.Get("sendInitialEvents") == "true"
 		out = append(out, r)
 	}
-	return out
+	return out, nil
 }
 
 // client names a request's sender by its user agent: "podnet-agent",
@@ -428,12 +456,24 @@ func (r apiRequest) client() string {
 	return c
 }
 
-// countRequests counts requests by "client verb resource".
+// kind names what r did: "list", "list (etcd)" for a consistent one,
+// "watch-list" for a watch with initial events, else its verb.
+func (r apiRequest) kind() string {
+	switch {
+	case r.consistent:
+		return "list (etcd)"
+	case r.initialEvents:
+		return "watch-list"
+	}
+	return r.verb
+}
+
+// countRequests counts requests by "client kind resource".
 func countRequests(reqs []apiRequest, keep func(apiRequest) bool) map[string]int {
 	out := map[string]int{}
 	for _, r := range reqs {
 		if keep(r) {
-			out[r.client()+" "+r.verb+" "+r.resource]++
+			out[r.client()+" "+r.kind()+" "+r.resource]++
 		}
 	}
 	return out
@@ -453,30 +493,3 @@ func formatCounts(m map[string]int) string {
 	return b.String()
 }
 
-// readFrom returns the file's content from offset on.
-func readFrom(path string, offset int64) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(f)
-	return string(b), err
-}
-
-// fileSize is the size of path (0 when it cannot be read).
-func fileSize(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-// logPath is the log of the process recorded as name.
-func logPath(cfg *localcluster.Config, name string) string {
-	return filepath.Join(cfg.LogsDir(), name+".log")
-}

@@ -48,31 +48,38 @@ not a sample line
 	}
 }
 
-func TestParseAPIRequests(t *testing.T) {
-	log := `---- podnet: starting kube-apiserver
-I1207 15:30:01.000001    4242 httplog.go:134] "HTTP" verb="LIST" URI="/api/v1/services?limit=500&resourceVersion=0" latency="2.1ms" userAgent="podnet-agent/n-1" audit-ID="a1" srcIP="172.29.60.11:51234" resp=200
-I1207 15:30:01.000002    4242 httplog.go:134] "HTTP" verb="LIST" URI="/apis/discovery.k8s.io/v1/endpointslices?limit=500" latency="1ms" userAgent="podnet-dns" audit-ID="a2" srcIP="10.190.0.5:40000" resp=200
-I1207 15:30:01.000003    4242 httplog.go:134] "HTTP" verb="WATCH" URI="/api/v1/namespaces/default/pods?watch=true&resourceVersion=12" latency="5m0s" userAgent="podnet-runtime/n-2" audit-ID="a3" srcIP="172.29.60.12:1" resp=200
-I1207 15:30:01.000004    4242 httplog.go:134] "HTTP" verb="GET" URI="/api/v1/namespaces/default" latency="1ms" userAgent="kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc/system:serviceaccount:kube-system:namespace-controller" audit-ID="a4" srcIP="127.0.0.1:9" resp=404 statusStack="\"quoted\" stack"
-I1207 15:30:01.000005    4242 httplog.go:134] "HTTP" verb="LIST" URI="/api/v1/nodes" latency="1ms" userAgent="" audit-ID="a5" srcIP="[::1]:7" resp=503
-I1207 15:30:01.000006    4242 controller.go:1] "Not an HTTP line" verb="LIST"
+func TestParseAudit(t *testing.T) {
+	log := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/services?limit=500\u0026resourceVersion=0","verb":"list","user":{"username":"x"},"sourceIPs":["172.29.60.11"],"userAgent":"podnet-agent/n-1","objectRef":{"resource":"services","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200}}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a2","stage":"ResponseStarted","requestURI":"/apis/discovery.k8s.io/v1/endpointslices?allowWatchBookmarks=true\u0026resourceVersionMatch=NotOlderThan\u0026sendInitialEvents=true\u0026timeoutSeconds=400\u0026watch=true","verb":"watch","sourceIPs":["10.190.0.5"],"userAgent":"podnet-dns","objectRef":{"resource":"endpointslices","apiGroup":"discovery.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200}}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a3","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/default/pods?resourceVersion=12\u0026watch=true","verb":"watch","sourceIPs":["172.29.60.12"],"userAgent":"podnet-runtime/n-2","objectRef":{"resource":"pods","namespace":"default","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200}}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a2","stage":"ResponseComplete","requestURI":"/apis/discovery.k8s.io/v1/endpointslices?sendInitialEvents=true\u0026watch=true","verb":"watch","sourceIPs":["10.190.0.5"],"userAgent":"podnet-dns","objectRef":{"resource":"endpointslices","apiGroup":"discovery.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200}}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a4","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods/web/status","verb":"update","sourceIPs":["172.29.60.12"],"userAgent":"podnet-runtime/n-2","objectRef":{"resource":"pods","namespace":"default","name":"web","apiVersion":"v1","subresource":"status"},"responseStatus":{"metadata":{},"code":409}}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a5","stage":"ResponseComplete","requestURI":"/api/v1/nodes","verb":"list","sourceIPs":["127.0.0.1"],"userAgent":"","objectRef":{"resource":"nodes","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":503}}
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a6","stage":"ResponseComplete","requestURI":"/readyz","verb":"get","sourceIPs":["127.0.0.1"],"userAgent":"e2e.test","responseStatus":{"metadata":{},"code":200}}
 `
-	got := parseAPIRequests(log)
+	got, err := parseAudit(log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []apiRequest{
-		{verb: "LIST", resource: "services", userAgent: "podnet-agent/n-1", srcHost: "172.29.60.11", status: 200},
-		{verb: "LIST", resource: "endpointslices.discovery.k8s.io", userAgent: "podnet-dns", srcHost: "10.190.0.5", status: 200, consistent: true},
-		{verb: "WATCH", resource: "pods", userAgent: "podnet-runtime/n-2", srcHost: "172.29.60.12", status: 200},
-		{verb: "GET", resource: "namespaces", userAgent: "kube-controller-manager/v1.37.2 (linux/amd64) kubernetes/abc/system:serviceaccount:kube-system:namespace-controller",
-			srcHost: "127.0.0.1", status: 404},
-		{verb: "LIST", resource: "nodes", srcHost: "::1", status: 503, consistent: true},
+		{id: "a1", verb: "list", resource: "services", userAgent: "podnet-agent/n-1", srcHost: "172.29.60.11", status: 200},
+		{id: "a2", verb: "watch", resource: "endpointslices.discovery.k8s.io", userAgent: "podnet-dns", srcHost: "10.190.0.5", status: 200, initialEvents: true},
+		{id: "a3", verb: "watch", resource: "pods", userAgent: "podnet-runtime/n-2", srcHost: "172.29.60.12", status: 200},
+		{id: "a4", verb: "update", resource: "pods/status", userAgent: "podnet-runtime/n-2", srcHost: "172.29.60.12", status: 409},
+		{id: "a5", verb: "list", resource: "nodes", srcHost: "127.0.0.1", status: 503, consistent: true},
+		{id: "a6", verb: "get", userAgent: "e2e.test", srcHost: "127.0.0.1", status: 200},
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("parseAPIRequests:\n got %+v\nwant %+v", got, want)
+		t.Errorf("parseAudit:\n got %+v\nwant %+v", got, want)
 	}
-	counts := countRequests(got, func(r apiRequest) bool { return r.verb == "LIST" })
-	wantCounts := map[string]int{"podnet-agent LIST services": 1, "podnet-dns LIST endpointslices.discovery.k8s.io": 1, "? LIST nodes": 1}
+	counts := countRequests(got, apiRequest.relist)
+	wantCounts := map[string]int{"podnet-agent list services": 1, "podnet-dns watch-list endpointslices.discovery.k8s.io": 1,
+		"? list (etcd) nodes": 1}
 	if !maps.Equal(counts, wantCounts) {
 		t.Errorf("countRequests = %v, want %v", counts, wantCounts)
+	}
+	if _, err := parseAudit("not json\n"); err == nil {
+		t.Error("parseAudit accepted a line that is not JSON")
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -451,7 +452,6 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 
 	// The outage. kube-apiserver first (its clients see their watches
 	// end), then etcd.
-	apiLog := logPath(cfg, controlplane.ProcAPIServer)
 	stopped := stopProcs(t, cfg, controlplane.ProcAPIServer, controlplane.ProcEtcd)
 	down := time.Now()
 	t.Logf("kube-apiserver and etcd stopped; the outage lasts %s", outage)
@@ -487,8 +487,13 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	rep, fullDuring, _ := syncReport(before, endOfOutage)
 	t.Logf("what the components did during the outage:\n%s", rep)
 
-	// The return, from the records.
-	logOffset := fileSize(apiLog)
+	// The return, from the records. The API server comes back with an
+	// audit log (its metadata only): who lists and watches what after
+	// the return.
+	auditLog, auditPolicyFile := filepath.Join(cfg.LogsDir(), "outage-audit.log"), filepath.Join(cfg.LogsDir(), "outage-audit-policy.yaml")
+	if err := os.WriteFile(auditPolicyFile, []byte(auditPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	startBack := time.Now()
 	etcd, api := stopped[1], stopped[0]
 	if _, err := startRecorded(cfg, etcd); err != nil {
@@ -497,9 +502,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	if err := waitHTTP(flagValue(etcd.rec.Argv, "listen-client-urls")+"/health", 30*time.Second); err != nil {
 		t.Fatalf("etcd after its restart: %v", err)
 	}
-	// -v=3 logs every request with its user agent when it ends: who
-	// relists what after the return.
-	if _, err := startRecorded(cfg, api, "--v=3"); err != nil {
+	if _, err := startRecorded(cfg, api, "--audit-policy-file="+auditPolicyFile, "--audit-log-path="+auditLog); err != nil {
 		t.Fatalf("restart kube-apiserver: %v", err)
 	}
 	eventually(t, 60*time.Second, "kube-apiserver ready after its restart", func() error {
@@ -547,7 +550,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 			t.Errorf("%s: %.0f failed syncs between the start of the outage and a minute after it (want 0)", k, failed[k])
 		}
 	}
-	f.reportAPIRequests(t, apiLog, logOffset)
+	f.reportAPIRequests(t, auditLog)
 
 	for n, pid := range pids {
 		rec, err := proc.Read(cfg.ProcsDir(), n)
@@ -730,46 +733,41 @@ func (f *outageFixture) catchUpPolicy(t *testing.T, from []string, want map[*npP
 }
 
 // reportAPIRequests reports what the API server served since its restart
-// (its log from offset on) by client, verb and resource, and checks that
-// no podnet client listed one resource more than twice.
-func (f *outageFixture) reportAPIRequests(t *testing.T, apiLog string, offset int64) {
+// (its audit log) by client, kind and resource, and checks that no podnet
+// client read a whole collection more than twice: one relist per
+// informer, or two if the first watch after it failed.
+func (f *outageFixture) reportAPIRequests(t *testing.T, auditLog string) {
 	t.Helper()
-	text, err := readFrom(apiLog, offset)
+	text, err := os.ReadFile(auditLog)
 	if err != nil {
-		t.Errorf("API server log: %v", err)
+		t.Errorf("API server audit log: %v", err)
 		return
 	}
-	reqs := parseAPIRequests(text)
-	if len(reqs) == 0 {
-		t.Errorf("no request lines in the API server's log since its restart (%d bytes): was -v=3 applied?", len(text))
+	reqs, err := parseAudit(string(text))
+	if err != nil {
+		t.Errorf("API server audit log: %v", err)
 		return
 	}
-	lists := countRequests(reqs, func(r apiRequest) bool { return r.verb == "LIST" && r.status == 200 })
-	consistent := countRequests(reqs, func(r apiRequest) bool { return r.verb == "LIST" && r.status == 200 && r.consistent })
-	others := countRequests(reqs, func(r apiRequest) bool { return r.verb != "LIST" && r.verb != "WATCH" })
-	byVerb := map[string]int{}
+	byKind := map[string]int{}
 	for _, r := range reqs {
-		byVerb[r.verb]++
+		byKind[r.kind()]++
 	}
-	t.Logf("the API server since its return: %d requests ended, by verb %v", len(reqs), byVerb)
-	t.Logf("successful LISTs by client and resource (%d of them read etcd, without resourceVersion):\n%s", sumInts(consistent), formatCounts(lists))
-	t.Logf("other requests (not LIST or WATCH) by client and resource:\n%s", formatCounts(others))
-	if s, err := f.cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background()); err == nil {
-		m := parseSamples(string(s))
-		t.Logf("open watches at the end: %.0f (apiserver_longrunning_requests{verb=\"WATCH\"})",
-			m.sum("apiserver_longrunning_requests", label("verb", "WATCH")))
-	}
-	// Each informer relists at most once (twice if its first watch after
-	// the list fails); a podnet client listing more is a relist loop.
+	t.Logf("the API server from its restart to a minute after its return: %d requests, by kind %v", len(reqs), byKind)
+	t.Logf("reads of whole collections (list; list (etcd): without resourceVersion; watch-list: a watch that first sends every object), by client and resource:\n%s",
+		formatCounts(countRequests(reqs, apiRequest.relist)))
+	t.Logf("watches resumed from a resourceVersion, by client and resource:\n%s",
+		formatCounts(countRequests(reqs, func(r apiRequest) bool { return r.verb == "watch" && !r.initialEvents })))
+	t.Logf("other requests, by client and resource:\n%s",
+		formatCounts(countRequests(reqs, func(r apiRequest) bool { return r.verb != "list" && r.verb != "watch" })))
 	perClient := map[string]int{}
 	for _, r := range reqs {
-		if r.verb == "LIST" && r.status == 200 && strings.HasPrefix(r.userAgent, "podnet-") {
-			perClient[r.userAgent+" "+r.srcHost+" "+r.resource]++
+		if r.relist() && r.status < 300 && strings.HasPrefix(r.userAgent, "podnet-") {
+			perClient[r.userAgent+" at "+r.srcHost+" "+r.resource]++
 		}
 	}
-	for k, n := range perClient {
-		if n > 2 {
-			t.Errorf("%s: listed %d times after the return (want at most 2: one relist per informer)", k, n)
+	for _, k := range slices.Sorted(maps.Keys(perClient)) {
+		if n := perClient[k]; n > 2 {
+			t.Errorf("%s: read whole %d times after the return (want at most 2: one relist per informer)", k, n)
 		}
 	}
 }
