@@ -8,8 +8,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -492,4 +492,3 @@ func formatCounts(m map[string]int) string {
 	}
 	return b.String()
 }
-
