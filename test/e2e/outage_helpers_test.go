@@ -228,7 +228,7 @@ func stopProcs(t *testing.T, cfg *localcluster.Config, names ...string) []cpProc
 	return out
 }
 
-// startProc starts p again as its record says, inside the cluster's guard
+// startRecorded starts p again as its record says, inside the cluster's guard
 // group as `podnet up` does (package guard), with extra arguments appended.
 func startRecorded(cfg *localcluster.Config, p cpProcess, extra ...string) (*proc.Record, error) {
 	g := &guard.Group{Mount: guard.MountPoint(cfg), Name: guard.GroupName(cfg)}
