@@ -26,6 +26,11 @@
 //     agent serves it as /healthz/<name>; and readiness (Ready): healthy
 //     and synced successfully at least once since the start.
 //
+// Whoever assembles the controllers gives the informers a client from
+// InformerConfig: its reads wait out an API server that refuses
+// connections instead of failing into the reflectors' backoff, so the
+// informers relist within a second of its return.
+//
 // Why: the agent and the DNS server used to assemble each controller by
 // hand, each with its own runner, health tracking, cache-sync wait and
 // failure metrics; the next controllers copy this shape instead.
