@@ -558,6 +558,7 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 			t.Errorf("%s: pid %d before the outage, now %v (alive %v, %v): it exited or was restarted", n, pid, recPID(rec), rec != nil && proc.Alive(rec), err)
 		}
 	}
+	f.reportNotReady(t, down)
 	now := f.restarts(t)
 	t.Logf("kube-system pods' container restarts: %v before the outage, %v after", restarts, now)
 	for _, d := range f.dns {
@@ -593,6 +594,25 @@ func (f *outageFixture) restarts(t *testing.T) map[string]int32 {
 		}
 	}
 	return out
+}
+
+// reportNotReady reports what kube-controller-manager's node lifecycle
+// controller did after the return: the NodeNotReady Events it recorded
+// since the outage began (on Nodes, and on the pods it marked not Ready).
+func (f *outageFixture) reportNotReady(t *testing.T, since time.Time) {
+	t.Helper()
+	l, err := f.cs.CoreV1().Events("").List(context.Background(), metav1.ListOptions{FieldSelector: "reason=NodeNotReady"})
+	if err != nil {
+		t.Errorf("events: %v", err)
+		return
+	}
+	byKind := map[string][]string{}
+	for _, e := range l.Items {
+		if last := e.LastTimestamp.Time; last.IsZero() || last.After(since.Add(-time.Second)) {
+			byKind[e.InvolvedObject.Kind] = append(byKind[e.InvolvedObject.Kind], e.InvolvedObject.Name)
+		}
+	}
+	t.Logf("NodeNotReady events since the outage began (kube-controller-manager found the nodes' leases stale): %v", byKind)
 }
 
 // checkFlowsDuringOutage: the agents kept recording flows with names from
