@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -325,6 +326,39 @@ func (f *outageFixture) running(names ...string) func() error {
 	}
 }
 
+// tableWatch reads the nodes' tables (tablesHold) every interval until
+// stopped.
+type tableWatch struct {
+	tally
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func (f *outageFixture) watchTables(every time.Duration) *tableWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	tw := &tableWatch{cancel: cancel}
+	tw.done.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			for i := 1; i <= 2; i++ {
+				tw.add(f.tablesHold(i)())
+			}
+		}
+	})
+	return tw
+}
+
+func (tw *tableWatch) stop() {
+	tw.cancel()
+	tw.done.Wait()
+}
+
 // componentCounts are what the nodes' agents and the DNS pods counted at
 // one moment.
 type componentCounts struct {
@@ -448,6 +482,11 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 	before := f.scrape(t)
 	tr := startTraffic(t, f.client.NetNS, net.JoinHostPort(f.svcIP, "80"), "web-", 200*time.Millisecond)
 	defer tr.stop()
+	// The tables are read twice a second from before the outage to a
+	// minute after the return: no sync may empty them, not during the
+	// outage and not when the informers relist.
+	tables := f.watchTables(500 * time.Millisecond)
+	defer tables.stop()
 	time.Sleep(time.Second)
 
 	// The outage. kube-apiserver first (its clients see their watches
@@ -523,6 +562,12 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 		time.Sleep(d)
 	}
 	tr.stop()
+	tables.stop()
+	if ok, fail, _ := tables.counts(); fail > 0 || ok == 0 {
+		t.Errorf("the nodes' tables, read every 500 ms from before the outage to %s after the return: %s", afterReturn, &tables.tally)
+	} else {
+		t.Logf("the nodes' tables held Service web and the policy in all %d reads from before the outage to %s after the return", ok, afterReturn)
+	}
 	after := f.scrape(t)
 	if ok, fail, _ := tr.established.counts(); fail > 0 || ok == 0 {
 		t.Errorf("the long-lived connection through Service web: %s", &tr.established)
