@@ -555,8 +555,8 @@ func TestAPIServerOutageChangesNothing(t *testing.T) {
 
 	// Changes after the return are enforced within catchUp.
 	f.catchUpNewService(t)
-	f.catchUpScale(t, tr)
 	f.catchUpPolicy(t, []string{"client", "intruder"}, map[*npPod]bool{f.client: true, f.intruder: true})
+	f.catchUpScale(t, tr)
 
 	if d := afterReturn - time.Since(back); d > 0 {
 		time.Sleep(d)
@@ -702,8 +702,44 @@ func (f *outageFixture) checkFlowsDuringOutage(t *testing.T, since time.Time) {
 	}
 }
 
-// catchUpNewService creates Service late after the return: its ClusterIP
-// answers and DNS knows it within catchUp.
+// catchUpHard bounds how long a catch-up that also waits for the upstream
+// controllers (EndpointSlices, Deployments, scheduling) is measured: their
+// informers back off while the API server is away, up to a minute more.
+const catchUpHard = 2 * time.Minute
+
+// until polls check from start until it passes or limit has passed since
+// start, and returns how long after start it passed (0 and the last error
+// when it never did).
+func until(start time.Time, limit time.Duration, check func() error) (time.Duration, error) {
+	for {
+		err := check()
+		if err == nil {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit {
+			return 0, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// caughtUp reports one catch-up: an error unless it passed within want.
+func caughtUp(t *testing.T, what string, took time.Duration, err error, want time.Duration) {
+	t.Helper()
+	switch {
+	case err != nil:
+		t.Errorf("after the return, %s: not after %s: %v", what, catchUpHard, err)
+	case took > want:
+		t.Errorf("after the return, %s took %s, want at most %s", what, took.Round(time.Millisecond), want)
+	default:
+		t.Logf("after the return, %s: %s", what, took.Round(time.Millisecond))
+	}
+}
+
+// catchUpNewService creates Service late after the return: the nodes'
+// proxy tables map its ClusterIP and DNS knows it within catchUp (podnet's
+// part); it answers once kube-controller-manager has published its
+// EndpointSlice (reported, bounded by catchUpHard).
 func (f *outageFixture) catchUpNewService(t *testing.T) {
 	t.Helper()
 	start := time.Now()
@@ -715,30 +751,33 @@ func (f *outageFixture) catchUpNewService(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create Service late: %v", err)
 	}
-	target := net.JoinHostPort(svc.Spec.ClusterIP, "81")
-	var served, named time.Duration
-	eventually(t, catchUp, "Service late served after the return", func() error {
-		if served == 0 {
-			reply, err := probeConn(f.client.NetNS, v1.ProtocolTCP, target, time.Second)
-			if pod, _, ok := testserver.ParseReply(reply); err != nil || !ok || !strings.HasPrefix(pod, "web-") {
-				return fmt.Errorf("%s: %v %q", target, err, reply)
+	ip := svc.Spec.ClusterIP
+	took, err := until(start, catchUpHard, func() error {
+		for i := 1; i <= 2; i++ {
+			out, err := exec.Command("nsenter", "--net="+netns.Path(f.cfg.NodeNSName(i)), "nft", "list", "map", "inet", "podnet-proxy",
+				"service-ips-v4").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), ip+" . tcp . 81 : goto ") {
+				return fmt.Errorf("node %d's proxy table has no %s . tcp . 81 (%v)", i, ip, err)
 			}
-			served = time.Since(start)
-		}
-		if named == 0 {
-			if err := f.resolves("late.default.svc."+addons.ClusterDomain, svc.Spec.ClusterIP)(); err != nil {
-				return err
-			}
-			named = time.Since(start)
 		}
 		return nil
 	})
-	t.Logf("after the return, Service late: served at its ClusterIP %s and in DNS %s after its creation",
-		served.Round(time.Millisecond), named.Round(time.Millisecond))
+	caughtUp(t, "Service late in both nodes' proxy tables", took, err, catchUp)
+	took, err = until(start, catchUpHard, f.resolves("late.default.svc."+addons.ClusterDomain, ip))
+	caughtUp(t, "Service late in DNS", took, err, catchUp)
+	took, err = until(start, catchUpHard, func() error {
+		reply, err := probeConn(f.client.NetNS, v1.ProtocolTCP, net.JoinHostPort(ip, "81"), time.Second)
+		if pod, _, ok := testserver.ParseReply(reply); err != nil || !ok || !strings.HasPrefix(pod, "web-") {
+			return fmt.Errorf("%v %q", err, reply)
+		}
+		return nil
+	})
+	caughtUp(t, "Service late answering (after kube-controller-manager's EndpointSlice)", took, err, catchUpHard)
 }
 
 // catchUpScale scales web to 3 after the return: the new replica, once
-// Ready, answers through Service web within catchUp.
+// Ready (kube-controller-manager, the scheduler and the node's runtime:
+// reported), answers through Service web within catchUp of its readiness.
 func (f *outageFixture) catchUpScale(t *testing.T, tr *traffic) {
 	t.Helper()
 	start := time.Now()
@@ -746,30 +785,38 @@ func (f *outageFixture) catchUpScale(t *testing.T, tr *traffic) {
 	if _, err := f.cs.AppsV1().Deployments("default").Patch(context.Background(), "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatalf("scale web: %v", err)
 	}
-	pods := f.c.runningPods(t, "default", "app=web", 3, true)
-	ready := time.Since(start)
 	var added string
-	for _, p := range pods {
-		if !slices.ContainsFunc(f.web, func(w *npPod) bool { return w.Name == p.Name }) {
-			added = p.Name
+	took, err := until(start, catchUpHard, func() error {
+		l, err := f.cs.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
 		}
+		for _, p := range l.Items {
+			if !slices.ContainsFunc(f.web, func(w *npPod) bool { return w.Name == p.Name }) && podReady(&p) {
+				added = p.Name
+				return nil
+			}
+		}
+		return fmt.Errorf("no third replica Ready among %d pods", len(l.Items))
+	})
+	caughtUp(t, "the third web replica Ready (kube-controller-manager, scheduler, runtime)", took, err, catchUpHard)
+	if err != nil {
+		return
 	}
-	if added == "" {
-		t.Fatalf("no new web replica among %d", len(pods))
-	}
+	ready := time.Now()
 	before := tr.answeredBy()[added]
-	eventually(t, catchUp, "the new replica "+added+" served through Service web", func() error {
+	took, err = until(ready, catchUp, func() error {
 		if tr.answeredBy()[added] > before {
 			return nil
 		}
 		return fmt.Errorf("answered by %v", tr.answeredBy())
 	})
-	t.Logf("after the return, web scaled to 3: %s Ready %s after the patch, serving through Service web %s after it",
-		added, ready.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	caughtUp(t, "the new replica "+added+" serving through Service web, from its readiness", took, err, catchUp)
 }
 
-// catchUpPolicy sets web-allow-client's peers to the apps from and waits
-// until client and intruder are admitted or dropped as want says.
+// catchUpPolicy sets web-allow-client's peers to the apps from and
+// measures until client and intruder are admitted or dropped as want
+// says: within catchUp.
 func (f *outageFixture) catchUpPolicy(t *testing.T, from []string, want map[*npPod]bool) {
 	t.Helper()
 	api := f.cs.NetworkingV1().NetworkPolicies("default")
@@ -783,7 +830,7 @@ func (f *outageFixture) catchUpPolicy(t *testing.T, from []string, want map[*npP
 	if _, err := api.Update(context.Background(), pol, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("update policy: %v", err)
 	}
-	eventually(t, catchUp, fmt.Sprintf("policy admitting %v in force", from), func() error {
+	took, err := until(start, catchUpHard, func() error {
 		for p, admit := range want {
 			for _, w := range f.web {
 				_, err := probeConn(p.NetNS, v1.ProtocolTCP, net.JoinHostPort(w.IP, "8080"), time.Second)
@@ -794,7 +841,7 @@ func (f *outageFixture) catchUpPolicy(t *testing.T, from []string, want map[*npP
 		}
 		return nil
 	})
-	t.Logf("after the return, the policy admitting %v was in force %s after the update", from, time.Since(start).Round(time.Millisecond))
+	caughtUp(t, fmt.Sprintf("the policy admitting %v in force", from), took, err, catchUp)
 }
 
 // reportAPIRequests reports what the API server served since its restart
