@@ -754,8 +754,9 @@ func (f *outageFixture) catchUpNewService(t *testing.T) {
 	ip := svc.Spec.ClusterIP
 	took, err := until(start, catchUpHard, func() error {
 		for i := 1; i <= 2; i++ {
-			out, err := exec.Command("nsenter", "--net="+netns.Path(f.cfg.NodeNSName(i)), "nft", "list", "map", "inet", "podnet-proxy",
-				"service-ips-v4").CombinedOutput()
+			// In service-ips-v4 once it has endpoints, in
+			// no-endpoint-services-v4 (rejected) until then.
+			out, err := exec.Command("nsenter", "--net="+netns.Path(f.cfg.NodeNSName(i)), "nft", "list", "table", "inet", "podnet-proxy").CombinedOutput()
 			if err != nil || !strings.Contains(string(out), ip+" . tcp . 81 : goto ") {
 				return fmt.Errorf("node %d's proxy table has no %s . tcp . 81 (%v)", i, ip, err)
 			}
