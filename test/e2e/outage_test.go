@@ -28,6 +28,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -786,7 +787,7 @@ func (f *outageFixture) catchUpScale(t *testing.T, tr *traffic) {
 	if _, err := f.cs.AppsV1().Deployments("default").Patch(context.Background(), "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatalf("scale web: %v", err)
 	}
-	var added string
+	var added, addedIP string
 	took, err := until(start, catchUpHard, func() error {
 		l, err := f.cs.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
@@ -794,7 +795,7 @@ func (f *outageFixture) catchUpScale(t *testing.T, tr *traffic) {
 		}
 		for _, p := range l.Items {
 			if !slices.ContainsFunc(f.web, func(w *npPod) bool { return w.Name == p.Name }) && podReady(&p) {
-				added = p.Name
+				added, addedIP = p.Name, p.Status.PodIP
 				return nil
 			}
 		}
@@ -805,14 +806,31 @@ func (f *outageFixture) catchUpScale(t *testing.T, tr *traffic) {
 		return
 	}
 	ready := time.Now()
+	took, err = until(ready, catchUpHard, func() error {
+		l, err := f.cs.DiscoveryV1().EndpointSlices("default").List(context.Background(),
+			metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
+		if err != nil {
+			return err
+		}
+		for _, sl := range l.Items {
+			for _, ep := range sl.Endpoints {
+				if slices.Contains(ep.Addresses, addedIP) && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("%s is in no EndpointSlice of Service web as ready", addedIP)
+	})
+	caughtUp(t, "the new replica "+added+" in Service web's EndpointSlice (kube-controller-manager), from its readiness", took, err, catchUpHard)
+	published := time.Now()
 	before := tr.answeredBy()[added]
-	took, err = until(ready, catchUp, func() error {
+	took, err = until(published, catchUp, func() error {
 		if tr.answeredBy()[added] > before {
 			return nil
 		}
 		return fmt.Errorf("answered by %v", tr.answeredBy())
 	})
-	caughtUp(t, "the new replica "+added+" serving through Service web, from its readiness", took, err, catchUp)
+	caughtUp(t, "the new replica "+added+" serving through Service web, from its EndpointSlice", took, err, catchUp)
 }
 
 // catchUpPolicy sets web-allow-client's peers to the apps from and
