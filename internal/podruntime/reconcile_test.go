@@ -102,6 +102,16 @@ func TestAStatusOverwrittenByAnotherWriterIsWrittenBack(t *testing.T) {
 			t.Errorf("%s: Ready=%s in the API, want True", s.name, got)
 		}
 	}
+	// A pod another writer ended (the pod garbage collector sets Failed)
+	// is not made running again.
+	p := apiPod()
+	p.Status.Phase = v1.PodFailed
+	store(p, "70")
+	w.pushStatus()
+	if writes != 2 || apiPod().Status.Phase != v1.PodFailed {
+		t.Errorf("a pod marked Failed by another writer: %d status writes in all, phase %s in the API; want 2 and Failed",
+			writes, apiPod().Status.Phase)
+	}
 }
 
 func TestSameOwnStatusComparesWhatTheWorkerSets(t *testing.T) {

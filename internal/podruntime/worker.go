@@ -345,8 +345,15 @@ func (w *podWorker) overwritten(st v1.PodStatus) bool {
 		return false
 	}
 	w.fresh = false
+	if terminal(w.pod.Status.Phase) && !terminal(st.Phase) {
+		// A pod the API says has ended (the pod garbage collector's
+		// Failed) is never made running again, as with the kubelet.
+		return false
+	}
 	return w.pod.ResourceVersion != w.pushedRV && !sameOwnStatus(w.pod.Status, st)
 }
+
+func terminal(p v1.PodPhase) bool { return p == v1.PodSucceeded || p == v1.PodFailed }
 
 // sameOwnStatus reports whether api shows what the worker reported in own:
 // the phase, the pod IPs, the status of each condition and the readiness
