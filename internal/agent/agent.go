@@ -102,10 +102,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// The informers' reads wait out an API server that refuses
+	// connections (controller.InformerConfig): after an outage the node
+	// follows changes again within a second of its return, not after the
+	// reflectors' backoff. Writes go through client and fail as usual.
+	watchClient, err := kubernetes.NewForConfig(controller.InformerConfig(rc, cfg.Log))
+	if err != nil {
+		return fmt.Errorf("agent: client: %w", err)
+	}
 	// The caches keep every Service, EndpointSlice and Node of the
 	// cluster; their managedFields are often most of an object's size and
 	// nothing here reads them.
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(dropManagedFields))
+	factory := informers.NewSharedInformerFactoryWithOptions(watchClient, 10*time.Minute, informers.WithTransform(dropManagedFields))
 	d := controller.Deps{Client: client, Factory: factory, Metrics: m.controllers, Log: cfg.Log}
 	ex := extras{lb: announce.NewStatus(), stopped: &sync.WaitGroup{}}
 	if !cfg.DisablePolicy {

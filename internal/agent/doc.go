@@ -32,6 +32,12 @@
 // /lb/announcements and /policy/status (which version of each
 // NetworkPolicy is in force here, package policy/status).
 //
+// While the API server is away the node keeps what it programmed and the
+// informers' reads wait for it (controller.InformerConfig): they relist
+// within a second of its return, and the controllers then write only what
+// changed meanwhile (an update carrying the resourceVersion the cache had
+// marks nothing).
+//
 // The client is the kubeconfig's or the in-cluster configuration's;
 // APIServerHost/APIServerPort replace its address, for agents on nodes
 // without kube-proxy, where the kubernetes Service's ClusterIP works only

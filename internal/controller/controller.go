@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -82,6 +83,9 @@ type Controller struct {
 	duration    prometheus.Observer
 	failures    prometheus.Counter
 	lastSuccess prometheus.Gauge
+	// events counts the informer events by outcome (nil in tests that
+	// build a Controller by hand).
+	events map[string]prometheus.Counter
 
 	health health
 }
@@ -100,6 +104,10 @@ func New(d Deps, s Spec) (*Controller, error) {
 		duration:    d.Metrics.SyncDuration.WithLabelValues(s.Name),
 		failures:    d.Metrics.SyncFailures.WithLabelValues(s.Name),
 		lastSuccess: d.Metrics.LastSuccess.WithLabelValues(s.Name),
+		events:      map[string]prometheus.Counter{},
+	}
+	for _, o := range []string{EventChanged, EventUnchanged, EventIgnored} {
+		c.events[o] = d.Metrics.Events.WithLabelValues(s.Name, o)
 	}
 	c.runner = runner.New(s.Name, c.sync, s.MinInterval, s.MaxInterval, func(err error) {
 		c.log.Error("sync failed; will retry", "err", err, "effect", s.FailureEffect)
@@ -143,7 +151,11 @@ func (s *Spec) validate(d Deps) error {
 }
 
 // handler records what an event changed and pokes the runner; it does no
-// other work.
+// other work. An update that carries the resourceVersion the cache already
+// had changes nothing: the informer's periodic resync and its relist after
+// a broken watch (an API-server restart) deliver every object so, and
+// marking them all would make the next sync rebuild everything instead of
+// what changed while the watch was down.
 func (c *Controller) handler(src Source) cache.ResourceEventHandler {
 	key := src.Key
 	changed := func(objs ...any) {
@@ -158,6 +170,7 @@ func (c *Controller) handler(src Source) cache.ResourceEventHandler {
 			}
 		}
 		c.health.changed(time.Now())
+		c.count(EventChanged)
 		c.runner.Poke()
 	}
 	return cache.ResourceEventHandlerFuncs{
@@ -165,13 +178,35 @@ func (c *Controller) handler(src Source) cache.ResourceEventHandler {
 		// An object may move to another key (a slice to another
 		// Service): both keys changed.
 		UpdateFunc: func(old, obj any) {
+			if sameVersion(old, obj) {
+				c.count(EventUnchanged)
+				return
+			}
 			if src.Ignore != nil && src.Ignore(old, obj) {
+				c.count(EventIgnored)
 				return
 			}
 			changed(old, obj)
 		},
 		DeleteFunc: func(obj any) { changed(obj) },
 	}
+}
+
+func (c *Controller) count(outcome string) {
+	if ctr := c.events[outcome]; ctr != nil {
+		ctr.Inc()
+	}
+}
+
+// sameVersion reports whether old and cur are the same version of one
+// object: both have the same, non-empty resourceVersion (the API server
+// gives every write a new one). Objects without one (fakes in tests) are
+// never the same.
+func sameVersion(old, cur any) bool {
+	o, err1 := meta.Accessor(old)
+	n, err2 := meta.Accessor(cur)
+	return err1 == nil && err2 == nil && o.GetResourceVersion() != "" &&
+		o.GetResourceVersion() == n.GetResourceVersion() && o.GetUID() == n.GetUID()
 }
 
 // Name returns the controller's name.

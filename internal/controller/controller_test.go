@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -351,7 +352,8 @@ func TestDocProblems(t *testing.T) {
 	doc := "| `podnet_controller_sync_duration_seconds` | histogram | `controller` |\n" +
 		"| `podnet_controller_sync_failures_total` | counter | controller, without quotes |\n" +
 		"podnet_controller_last_success_timestamp_seconds without quotes\n" +
-		"| `podnet_controller_gone_total` | counter | |\n| `podnet_other_total` | counter | |\n"
+		"| `podnet_controller_gone_total` | counter | |\n| `podnet_other_total` | counter | |\n" +
+		"| `podnet_controller_events_total` | counter | `controller`, `outcome` |\n"
 	got := DocProblems(reg, doc, func(name string) bool { return strings.HasPrefix(name, "podnet_controller_") })
 	want := []string{
 		"podnet_controller_gone_total is documented but not registered",
@@ -395,5 +397,50 @@ func TestReadyOnlyOnceASyncSucceededAndWhileItKeepsUp(t *testing.T) {
 	h.changed(t0.Add(4 * time.Second))
 	if ok, _ := h.ready(t0.Add(4*time.Second + 2*StallAfter)); ok {
 		t.Error("a stalled change left it ready")
+	}
+}
+
+// An update carrying the resourceVersion the cache had (an informer's
+// resync, or its relist after the API server came back) marks nothing and
+// does not poke; a new version of the object does. Each outcome is
+// counted.
+func TestUpdatesOfTheSameVersionMarkNothing(t *testing.T) {
+	m := NewMetrics()
+	var marked []string
+	c := &Controller{spec: Spec{Name: "t", Mark: func(k string) { marked = append(marked, k) }},
+		runner: runner.New("t", func(context.Context) error { return nil }, time.Hour, 0, nil),
+		events: map[string]prometheus.Counter{}}
+	for _, o := range []string{EventChanged, EventUnchanged, EventIgnored} {
+		c.events[o] = m.Events.WithLabelValues("t", o)
+	}
+	version := func(name, svc, rv string) *discoveryv1.EndpointSlice {
+		sl := slice(name, svc)
+		sl.UID, sl.ResourceVersion = "uid-"+types.UID(name), rv
+		return sl
+	}
+	ignoreDB := func(_, cur any) bool { return sliceService(cur) == "default/db" }
+	h := c.handler(Source{Key: sliceService, Ignore: ignoreDB})
+	for _, step := range []struct {
+		name      string
+		old, cur  *discoveryv1.EndpointSlice
+		wantMarks []string
+	}{
+		{"a relist delivers the same version", version("s1", "web", "7"), version("s1", "web", "7"), nil},
+		{"a new version", version("s1", "web", "7"), version("s1", "web", "8"), []string{"default/web", "default/web"}},
+		{"objects without a version are never the same", version("s1", "web", ""), version("s1", "web", ""), []string{"default/web", "default/web"}},
+		{"a recreated object with a reused version is another object", version("s1", "web", "9"),
+			func() *discoveryv1.EndpointSlice { s := version("s1", "web", "9"); s.UID = "other"; return s }(), []string{"default/web", "default/web"}},
+		{"the source's Ignore still applies", version("s1", "db", "9"), version("s1", "db", "10"), nil},
+	} {
+		marked = nil
+		h.OnUpdate(step.old, step.cur)
+		if !slices.Equal(marked, step.wantMarks) {
+			t.Errorf("%s: marked %v, want %v", step.name, marked, step.wantMarks)
+		}
+	}
+	for o, want := range map[string]float64{EventUnchanged: 1, EventChanged: 3, EventIgnored: 1} {
+		if got := testutil.ToFloat64(m.Events.WithLabelValues("t", o)); got != want {
+			t.Errorf("events with outcome %s: %v, want %v", o, got, want)
+		}
 	}
 }

@@ -6,7 +6,12 @@
 //
 //   - registers handlers that only record the change (Mark the key, note
 //     the change for health) and poke a rate-limited runner (package
-//     runner); no handler does work;
+//     runner); no handler does work. An update carrying the
+//     resourceVersion the cache already had is no change: informers
+//     deliver every object so at a periodic resync and at the relist after
+//     a broken watch (the API server restarted), and marking them all would
+//     turn the catch-up after an API-server outage into a rebuild of
+//     everything (podnet_controller_events_total counts each outcome);
 //   - waits for exactly its informers, and for its handlers to have seen
 //     their initial lists, before the first Sync, so no controller acts on
 //     a partial cache;
@@ -20,6 +25,11 @@
 //     StallAfter for a successful sync (kube-proxy's /healthz rule); the
 //     agent serves it as /healthz/<name>; and readiness (Ready): healthy
 //     and synced successfully at least once since the start.
+//
+// Whoever assembles the controllers gives the informers a client from
+// InformerConfig: its reads wait out an API server that refuses
+// connections instead of failing into the reflectors' backoff, so the
+// informers relist within a second of its return.
 //
 // Why: the agent and the DNS server used to assemble each controller by
 // hand, each with its own runner, health tracking, cache-sync wait and

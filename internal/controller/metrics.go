@@ -19,6 +19,7 @@ type Metrics struct {
 	SyncDuration *prometheus.HistogramVec // controller
 	SyncFailures *prometheus.CounterVec   // controller
 	LastSuccess  *prometheus.GaugeVec     // controller
+	Events       *prometheus.CounterVec   // controller, outcome
 
 	// mu guards names: the controllers already counted here.
 	mu    sync.Mutex
@@ -35,13 +36,24 @@ func NewMetrics() *Metrics {
 			Help: "Syncs that failed (what they program stays as it was; the sync is retried with backoff), by controller."}, []string{"controller"}),
 		LastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "podnet_controller_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful sync, by controller (0: none yet)."}, []string{"controller"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podnet_controller_events_total",
+			Help: "Informer events by controller and outcome: changed (marked and poked the runner), " +
+				"unchanged (an update carrying the resourceVersion the cache had: a resync or a relist; nothing to do), " +
+				"ignored (the source's Ignore said nothing the sync reads changed)."}, []string{"controller", "outcome"}),
 		names: map[string]bool{},
 	}
 }
 
+// The outcomes of an informer event (label outcome of Events).
+const (
+	EventChanged   = "changed"
+	EventUnchanged = "unchanged"
+	EventIgnored   = "ignored"
+)
+
 // Register adds the metrics to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.SyncDuration, m.SyncFailures, m.LastSuccess} {
+	for _, c := range []prometheus.Collector{m.SyncDuration, m.SyncFailures, m.LastSuccess, m.Events} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("controller metrics: %w", err)
 		}

@@ -116,7 +116,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("dns: client config: %w", err)
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	// The server only reads, through informers: its reads wait out an
+	// API server that refuses connections (controller.InformerConfig), so
+	// the zone follows changes again within a second of its return.
+	client, err := kubernetes.NewForConfig(controller.InformerConfig(rc, cfg.Log))
 	if err != nil {
 		return fmt.Errorf("dns: client: %w", err)
 	}

@@ -171,12 +171,31 @@ func renewLease(ctx context.Context, c kubernetes.Interface, node string) error 
 }
 
 // heartbeat renews the lease and refreshes node status until ctx ends.
+// After a failed renewal it tries again every second rather than at the
+// next heartbeat: when the API server comes back from an outage longer
+// than the node controller's grace period, every second the lease stays
+// stale is a chance for kube-controller-manager to mark the node, and
+// every pod on it, not Ready.
 func (r *Runtime) heartbeat(ctx context.Context) {
 	t := time.NewTicker(heartbeatInterval)
 	defer t.Stop()
 	lastReady, _ := r.networkReady()
 	fast := time.NewTicker(time.Second)
 	defer fast.Stop()
+	failed := false
+	beat := func() {
+		err := renewLease(ctx, r.client, r.cfg.NodeName)
+		if err != nil && !failed {
+			r.log.Warn("renew lease; trying again every second", "err", err)
+		}
+		if err == nil && failed {
+			r.log.Info("lease renewed again")
+		}
+		failed = err != nil
+		if err := r.updateNodeStatus(ctx); err != nil && !failed {
+			r.log.Warn("node status", "err", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -190,13 +209,11 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 				}
 				r.pokeAll()
 			}
+			if failed {
+				beat()
+			}
 		case <-t.C:
-			if err := renewLease(ctx, r.client, r.cfg.NodeName); err != nil {
-				r.log.Warn("renew lease", "err", err)
-			}
-			if err := r.updateNodeStatus(ctx); err != nil {
-				r.log.Warn("node status", "err", err)
-			}
+			beat()
 		}
 	}
 }

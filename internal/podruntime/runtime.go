@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/internal/proc"
 )
@@ -32,9 +33,13 @@ import (
 // Runtime runs the pods of one node.
 type Runtime struct {
 	// set at construction, read-only
-	cfg         Config
-	log         *slog.Logger
-	client      kubernetes.Interface
+	cfg    Config
+	log    *slog.Logger
+	client kubernetes.Interface
+	// watchClient is the informers' client, whose reads wait out an API
+	// server that refuses connections (controller.InformerConfig); nil:
+	// client.
+	watchClient kubernetes.Interface
 	cni         *libcni.CNIConfig
 	svcLister   corelisters.ServiceLister
 	probeClient *http.Client
@@ -70,8 +75,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	watchClient, err := kubernetes.NewForConfig(controller.InformerConfig(rc, cfg.Log))
+	if err != nil {
+		return err
+	}
 	r := &Runtime{
-		cfg: cfg, log: cfg.Log, client: client,
+		cfg: cfg, log: cfg.Log, client: client, watchClient: watchClient,
 		cni:         libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.StateDir, "cni-cache"), nil),
 		workers:     map[types.UID]*podWorker{},
 		probeClient: newProbeClient(),
@@ -125,10 +134,14 @@ func Run(ctx context.Context, cfg Config) error {
 // variables of existing Services (the kubelet waits for its Service cache
 // too).
 func (r *Runtime) watch(ctx context.Context, h cache.ResourceEventHandler) error {
-	svcFactory := informers.NewSharedInformerFactory(r.client, 10*time.Minute)
+	wc := r.watchClient
+	if wc == nil {
+		wc = r.client
+	}
+	svcFactory := informers.NewSharedInformerFactory(wc, 10*time.Minute)
 	services := svcFactory.Core().V1().Services()
 	r.svcLister = services.Lister()
-	podFactory := informers.NewSharedInformerFactoryWithOptions(r.client, 10*time.Minute,
+	podFactory := informers.NewSharedInformerFactoryWithOptions(wc, 10*time.Minute,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()
 		}))

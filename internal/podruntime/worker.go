@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"syscall"
 	"time"
 
@@ -46,9 +47,14 @@ type podWorker struct {
 	containers map[string]*container
 	startTime  *metav1.Time
 	lastStatus *v1.PodStatus
-	nextRetry  time.Time
-	warned     warningGate // of the pod's Events (events.go)
-	done       chan struct{}
+	// pushedRV is the resourceVersion the API gave the pod for
+	// lastStatus; fresh is set when a newer pod object arrived since the
+	// last pushStatus (see overwritten).
+	pushedRV  string
+	fresh     bool
+	nextRetry time.Time
+	warned    warningGate // of the pod's Events (events.go)
+	done      chan struct{}
 }
 
 func (w *podWorker) key() string { return w.pod.Namespace + "/" + w.pod.Name }
@@ -88,7 +94,7 @@ func (w *podWorker) run() {
 			if p == nil {
 				w.gone = true
 			} else {
-				w.pod = p
+				w.pod, w.fresh = p, true
 			}
 		case ev := <-w.events:
 			w.handle(ev)
@@ -304,7 +310,7 @@ func (c *container) exited(ev event) {
 
 func (w *podWorker) pushStatus() {
 	st := w.status()
-	if w.lastStatus != nil && reflect.DeepEqual(*w.lastStatus, st) {
+	if w.lastStatus != nil && reflect.DeepEqual(*w.lastStatus, st) && !w.overwritten(st) {
 		return
 	}
 	for attempt := 0; attempt < 3; attempt++ {
@@ -313,9 +319,9 @@ func (w *podWorker) pushStatus() {
 			return
 		}
 		p.Status = st
-		_, err = w.r.client.CoreV1().Pods(w.pod.Namespace).UpdateStatus(w.ctx, p, metav1.UpdateOptions{})
+		p, err = w.r.client.CoreV1().Pods(w.pod.Namespace).UpdateStatus(w.ctx, p, metav1.UpdateOptions{})
 		if err == nil {
-			w.lastStatus = &st
+			w.lastStatus, w.pushedRV, w.fresh = &st, p.ResourceVersion, false
 			return
 		}
 		if !apierrors.IsConflict(err) {
@@ -323,6 +329,53 @@ func (w *podWorker) pushStatus() {
 			return
 		}
 	}
+}
+
+// overwritten reports whether someone else changed what this worker last
+// wrote: a pod object that arrived since the last check, other than the one
+// its own write returned, whose phase, IPs, conditions or container
+// readiness differ from st. The node lifecycle controller does that: when a
+// node's Lease has gone stale, as during an API-server outage, it marks
+// every pod of the node not Ready, and nobody but the node sets them Ready
+// again; their endpoints would stay out of their Services for good. The
+// kubelet's status manager writes its own view back in that case
+// (needsReconcile); so does the worker.
+func (w *podWorker) overwritten(st v1.PodStatus) bool {
+	if !w.fresh {
+		return false
+	}
+	w.fresh = false
+	if terminal(w.pod.Status.Phase) && !terminal(st.Phase) {
+		// A pod the API says has ended (the pod garbage collector's
+		// Failed) is never made running again, as with the kubelet.
+		return false
+	}
+	return w.pod.ResourceVersion != w.pushedRV && !sameOwnStatus(w.pod.Status, st)
+}
+
+func terminal(p v1.PodPhase) bool { return p == v1.PodSucceeded || p == v1.PodFailed }
+
+// sameOwnStatus reports whether api shows what the worker reported in own:
+// the phase, the pod IPs, the status of each condition and the readiness
+// and restarts of each container (the fields that survive the round trip
+// exactly; times lose their fraction of a second).
+func sameOwnStatus(api, own v1.PodStatus) bool {
+	if api.Phase != own.Phase || api.PodIP != own.PodIP || !slices.Equal(api.PodIPs, own.PodIPs) {
+		return false
+	}
+	for _, c := range own.Conditions {
+		if !slices.ContainsFunc(api.Conditions, func(a v1.PodCondition) bool { return a.Type == c.Type && a.Status == c.Status }) {
+			return false
+		}
+	}
+	for _, cs := range own.ContainerStatuses {
+		if !slices.ContainsFunc(api.ContainerStatuses, func(a v1.ContainerStatus) bool {
+			return a.Name == cs.Name && a.Ready == cs.Ready && a.RestartCount == cs.RestartCount
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func cond(t v1.PodConditionType, ok bool, reason string) v1.PodCondition {
