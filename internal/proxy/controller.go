@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/knftables"
 
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/nldump"
@@ -43,26 +44,49 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 	if err != nil {
 		return nil, fmt.Errorf("proxy: nftables netlink: %w", err)
 	}
-	services := d.Factory.Core().V1().Services()
-	slices := d.Factory.Discovery().V1().EndpointSlices()
-	nodes := d.Factory.Core().V1().Nodes()
-	if err := slices.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: sliceServiceKeys}); err != nil {
+	p, spec, err := newProxySync(d, m, cfg, kernel{nft: nft, elems: elems, ct: KernelConntrack{}, hcHost: ""})
+	if err != nil {
 		_ = elems.Close()
-		return nil, fmt.Errorf("proxy: slice index: %w", err)
-	}
-	p := &proxySync{
-		cfg: cfg, nodes: nodes.Lister(), metrics: m, log: d.Logger("proxy"),
-		syncer:    NewSyncer(nft, KernelConntrack{}).WithElementWriter(elems),
-		hcServers: NewHealthServers(""),
-		src:       &serviceSource{services: services.Lister(), slices: slices.Informer().GetIndexer()},
-		ports:     NewPortCache(),
+		return nil, err
 	}
 	go func() {
 		<-ctx.Done()
 		_ = elems.Close()
 		p.hcServers.Close()
 	}()
-	return controller.New(d, controller.Spec{
+	return controller.New(d, spec)
+}
+
+// kernel is what the proxy's sync writes to: the real handles in the
+// agent, fakes in tests and benchmarks.
+type kernel struct {
+	nft    knftables.Interface
+	elems  ElementWriter // nil: element changes go through nft too
+	ct     Conntrack     // nil: no conntrack cleaning
+	hcHost string        // where health check servers listen
+}
+
+// newProxySync builds the proxy's sync over k and the controller spec that
+// runs it; it registers the slice index on d's informers.
+func newProxySync(d controller.Deps, m *Metrics, cfg ControllerConfig, k kernel) (*proxySync, controller.Spec, error) {
+	services := d.Factory.Core().V1().Services()
+	slices := d.Factory.Discovery().V1().EndpointSlices()
+	nodes := d.Factory.Core().V1().Nodes()
+	if err := slices.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: sliceServiceKeys}); err != nil {
+		return nil, controller.Spec{}, fmt.Errorf("proxy: slice index: %w", err)
+	}
+	syncer := NewSyncer(k.nft, k.ct)
+	if k.elems != nil {
+		syncer.WithElementWriter(k.elems)
+	}
+	p := &proxySync{
+		cfg: cfg, nodes: nodes.Lister(), metrics: m, log: d.Logger("proxy"),
+		syncer:    syncer,
+		hcServers: NewHealthServers(k.hcHost),
+		src:       &serviceSource{services: services.Lister(), slices: slices.Informer().GetIndexer()},
+		ports:     NewPortCache(),
+	}
+	return p, controller.Spec{
 		Name: "proxy",
 		Sources: []controller.Source{
 			{Informer: services.Informer(), Key: serviceKey},
@@ -73,7 +97,7 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 		Sync:        p.sync,
 		MinInterval: 50 * time.Millisecond, MaxInterval: time.Minute,
 		FailureEffect: "the previous rules stay",
-	})
+	}, nil
 }
 
 // proxySync is the proxy's sync and what it keeps between syncs.

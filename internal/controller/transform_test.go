@@ -1,4 +1,4 @@
-package agent
+package controller
 
 import (
 	"testing"
@@ -7,10 +7,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func TestDropManagedFields(t *testing.T) {
+func TestTransformDropsManagedFields(t *testing.T) {
 	svc := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{"keep": "me"},
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
-	out, err := dropManagedFields(svc)
+	out, err := Transform(svc)
 	if err != nil {
 		t.Fatal(err)
 	}
