@@ -85,6 +85,7 @@ func newProxySync(d controller.Deps, m *Metrics, cfg ControllerConfig, k kernel)
 		hcServers: NewHealthServers(k.hcHost),
 		src:       &serviceSource{services: services.Lister(), slices: slices.Informer().GetIndexer()},
 		ports:     NewPortCache(),
+		health:    newHealthPorts(),
 	}
 	return p, controller.Spec{
 		Name: "proxy",
@@ -110,10 +111,11 @@ type proxySync struct {
 	syncer    *Syncer
 	hcServers *HealthServers
 
-	// src is used by the one sync at a time; ports is also marked by
-	// informer handlers (it locks).
-	src   *serviceSource
-	ports *PortCache
+	// src and health are used by the one sync at a time; ports is also
+	// marked by informer handlers (it locks).
+	src    *serviceSource
+	health *healthPorts
+	ports  *PortCache
 }
 
 func (p *proxySync) sync(ctx context.Context) error {
@@ -122,27 +124,71 @@ func (p *proxySync) sync(ctx context.Context) error {
 		return err
 	}
 	p.src.read = p.src.read[:0]
-	sps, err := p.ports.Update(topo, p.src)
+	changes, err := p.ports.Update(topo, p.src)
 	if err != nil {
 		return err
 	}
-	res, err := p.syncer.Sync(ctx, pc, sps)
+	p.health.record(changes)
+	res, err := p.syncer.Apply(ctx, pc, changes)
 	if err != nil {
 		return err
 	}
-	p.metrics.Observe(res, sps, p.src.read, time.Now())
+	p.metrics.Observe(res, p.src.read, time.Now())
 	if res.Full {
 		// A full sync of a large cluster leaves a large transaction
 		// behind as garbage; hand the memory back now rather than keep
 		// it as heap headroom.
 		debug.FreeOSMemory()
 	}
-	if err := p.hcServers.Sync(HealthFrom(sps)); err != nil {
-		return err
+	if want, ok := p.health.want(); ok {
+		if err := p.hcServers.Sync(want); err != nil {
+			p.health.dirty = true
+			return err
+		}
 	}
 	p.log.Debug("synced", "services", len(p.ports.Changed()), "operations", res.Operations, "took", res.Duration,
 		"netlink", res.Netlink, "conntrackDeleted", res.ConntrackDeleted)
 	return nil
+}
+
+// healthPorts keeps the Service ports that have a health check port, so
+// that a sync looks at them only when one of them changed.
+type healthPorts struct {
+	ports map[string]*ServicePort
+	dirty bool
+}
+
+func newHealthPorts() *healthPorts {
+	return &healthPorts{ports: map[string]*ServicePort{}, dirty: true}
+}
+
+// record notes the changes of Service ports that have or had a health
+// check port.
+func (h *healthPorts) record(changes []PortChange) {
+	for _, c := range changes {
+		_, had := h.ports[c.Key]
+		has := c.Port != nil && c.Port.HealthCheckNodePort != 0
+		if has {
+			h.ports[c.Key] = c.Port
+		} else if had {
+			delete(h.ports, c.Key)
+		}
+		h.dirty = h.dirty || had || has
+	}
+}
+
+// want returns what the health check servers serve, when it may have
+// changed since the last call.
+func (h *healthPorts) want() (map[int32]HealthStatus, bool) {
+	if !h.dirty {
+		return nil, false
+	}
+	h.dirty = false
+	sps := make([]*ServicePort, 0, len(h.ports))
+	for _, sp := range h.ports {
+		sps = append(sps, sp)
+	}
+	return HealthFrom(sps), true
 }
 
 // node returns the configuration and topology that come from this node:

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -375,64 +374,27 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 	return nil
 }
 
-// fingerprint is a string that changes whenever anything the renderer reads
-// from the Service port changes (TestFingerprintCoversWhatTheRendererReads
-// changes every field in turn to check it). It runs for every Service port
-// at every sync, so it appends bytes instead of formatting.
-func (s *ServicePort) fingerprint() string {
-	b := make([]byte, 0, 96+24*len(s.Endpoints))
-	sep := func() { b = append(b, '|') }
-	b = append(b, s.Namespace...)
-	b = append(b, '/')
-	b = append(b, s.Name...)
-	sep()
-	b = append(b, s.PortName...)
-	sep()
-	b = append(b, s.Protocol...)
-	b = strconv.AppendInt(b, int64(s.Port), 10)
-	sep()
-	b = strconv.AppendInt(b, int64(s.NodePort), 10)
-	sep()
-	addrs := func(as []netip.Addr) {
-		for _, a := range as {
-			b = a.AppendTo(b)
-			b = append(b, ',')
-		}
-		sep()
+// sameRender says whether the renderer sees a and b as equal: it compares
+// everything the renderer reads from a Service port
+// (TestSameRenderCoversWhatTheRendererReads changes every field in turn to
+// check it). An incremental sync calls it once per changed Service port,
+// against the one its fragment was rendered from.
+func sameRender(a, b *ServicePort) bool {
+	if a == b {
+		return true
 	}
-	addrs(s.ClusterIPs)
-	addrs(s.ExternalAddrs)
-	addrs(s.LBAddrs)
-	b = strconv.AppendBool(b, s.ExternalLocal)
-	b = strconv.AppendBool(b, s.InternalLocal)
-	b = strconv.AppendInt(b, int64(s.AffinityTimeout), 10)
-	sep()
-	b = strconv.AppendInt(b, int64(s.HealthCheckNodePort), 10)
-	sep()
-	for _, p := range s.SourceRanges {
-		b, _ = p.AppendText(b)
-		b = append(b, ',')
-	}
-	sep()
-	eps := func(es []Endpoint) {
-		for _, e := range es {
-			b = e.IP.AppendTo(b)
-			b = append(b, ':')
-			b = strconv.AppendInt(b, int64(e.Port), 10)
-			if e.Local {
-				b = append(b, 'L')
-			} else if e.Node == "" {
-				b = append(b, 'U') // node unknown: may be local (hairpin)
-			}
-			b = append(b, ',')
-		}
-		sep()
-	}
-	eps(s.Endpoints)
-	if s.Topology != nil {
-		eps(s.Topology)
-	} else {
-		b = append(b, "all"...)
-	}
-	return string(b)
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.PortName == b.PortName &&
+		a.Protocol == b.Protocol && a.Port == b.Port && a.NodePort == b.NodePort &&
+		slices.Equal(a.ClusterIPs, b.ClusterIPs) && slices.Equal(a.ExternalAddrs, b.ExternalAddrs) &&
+		slices.Equal(a.LBAddrs, b.LBAddrs) && a.ExternalLocal == b.ExternalLocal &&
+		a.InternalLocal == b.InternalLocal && a.AffinityTimeout == b.AffinityTimeout &&
+		a.HealthCheckNodePort == b.HealthCheckNodePort && slices.Equal(a.SourceRanges, b.SourceRanges) &&
+		slices.EqualFunc(a.Endpoints, b.Endpoints, sameEndpoint) &&
+		(a.Topology == nil) == (b.Topology == nil) && slices.EqualFunc(a.Topology, b.Topology, sameEndpoint)
+}
+
+// sameEndpoint compares what the renderer reads of an endpoint: where it
+// is, and whether it may be on this node (hairpin).
+func sameEndpoint(a, b Endpoint) bool {
+	return a.IP == b.IP && a.Port == b.Port && a.Local == b.Local && (a.Node == "") == (b.Node == "")
 }
