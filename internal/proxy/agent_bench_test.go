@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +28,10 @@ import (
 
 // agentBenchSizes are the Service counts of BenchmarkAgentServiceChange
 // (-agent-bench-services=1000,10000,100000).
-var agentBenchSizes = flag.String("agent-bench-services", "1000,10000", "Service counts of BenchmarkAgentServiceChange")
+var (
+	agentBenchSizes = flag.String("agent-bench-services", "1000,10000", "Service counts of BenchmarkAgentServiceChange")
+	agentBenchHeap  = flag.String("agent-bench-heapprofile", "", "write the heap profile after the changes to this file (with the size appended)")
+)
 
 // BenchmarkAgentServiceChange measures the agent's proxy sync of one
 // EndpointSlice change (one endpoint replaced) with N Services of 10
@@ -81,7 +86,10 @@ func benchAgentChange(b *testing.B, n, e int) {
 		b.Fatal(err)
 	}
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	defer func() {
+		cancel() // first: Shutdown waits for the informers to stop
+		factory.Shutdown()
+	}()
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			b.Fatalf("%v did not sync", typ)
@@ -122,11 +130,26 @@ func benchAgentChange(b *testing.B, n, e int) {
 		}
 		times = append(times, time.Since(t0))
 	}
+	if *agentBenchHeap != "" {
+		writeHeapProfile(b, fmt.Sprintf("%s.%d", *agentBenchHeap, n))
+	}
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(times[len(times)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(full.Seconds(), "full-s")
 	b.ReportMetric(float64(agentHeap)/(1<<20), "agent-heap-MiB")
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
 }
 
 func heapInUse() int64 {
