@@ -260,8 +260,15 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 	if proto == "" {
 		proto = v1.ProtocolTCP
 	}
-	var ready, terminating []Endpoint
-	seen := map[string]bool{}
+	// The endpoints are kept as long as the Service is: room for exactly
+	// those of the slices, the common case of all of them ready.
+	n := 0
+	for _, sl := range slices_ {
+		n += len(sl.Endpoints)
+	}
+	ready := make([]Endpoint, 0, n)
+	var terminating []Endpoint
+	seen := make(map[netip.AddrPort]bool, n)
 	for _, sl := range slices_ {
 		var port *int32
 		for _, sp := range sl.Ports {
@@ -301,7 +308,8 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 				e.Node = *ep.NodeName
 				e.Local = e.Node == node
 			}
-			if seen[e.String()] {
+			ap := netip.AddrPortFrom(e.IP, uint16(e.Port))
+			if seen[ap] {
 				continue // the same endpoint in two slices while they move
 			}
 			isReady := ep.Conditions.Ready == nil || *ep.Conditions.Ready
@@ -310,16 +318,19 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 			switch {
 			case isReady && !terminatingNow:
 				ready = append(ready, e)
-				seen[e.String()] = true
+				seen[ap] = true
 			case serving && terminatingNow:
 				terminating = append(terminating, e)
-				seen[e.String()] = true
+				seen[ap] = true
 			}
 		}
 	}
 	out := ready
 	if len(out) == 0 {
 		out = terminating
+	}
+	if len(out) == 0 {
+		out = nil
 	}
 	slices.SortFunc(out, func(a, b Endpoint) int {
 		if c := a.IP.Compare(b.IP); c != 0 {
