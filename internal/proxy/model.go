@@ -23,11 +23,13 @@ type Endpoint struct {
 	Node string
 	// Local is true when the endpoint runs on this node.
 	Local bool
-	// ForZones and ForNodes are the EndpointSlice controller's topology
-	// hints (set for Services with trafficDistribution).
-	ForZones, ForNodes []string
-	// Hinted is true when the endpoint carries zone hints.
-	Hinted bool
+	// Hinted is true when the endpoint carries zone hints (the
+	// EndpointSlice controller's, for Services with trafficDistribution);
+	// ForThisZone and ForThisNode say whether they name this node's zone
+	// and this node. Only these answers are kept, not the hints: an
+	// endpoint is kept for as long as its Service, and a new zone rebuilds
+	// every Service (PortCache).
+	Hinted, ForThisZone, ForThisNode bool
 }
 
 func (e Endpoint) String() string { return netip.AddrPortFrom(e.IP, uint16(e.Port)).String() }
@@ -244,7 +246,7 @@ func servicePort(topo Topology, svc *v1.Service, p v1.ServicePort, svcSlices []*
 	if svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer {
 		sp.NodePort = 0
 	}
-	sp.Endpoints = pickEndpoints(topo.Node, p, svcSlices)
+	sp.Endpoints = pickEndpoints(topo, p, svcSlices)
 	if svc.Spec.TrafficDistribution != nil {
 		sp.Topology = topologyEndpoints(*svc.Spec.TrafficDistribution, topo, sp.Endpoints)
 	}
@@ -255,7 +257,7 @@ func servicePort(topo Topology, svc *v1.Service, p v1.ServicePort, svcSlices []*
 // with the same name and protocol gives each endpoint's port (so named
 // targetPorts resolve per endpoint). Ready endpoints are used; when none is
 // ready, serving-and-terminating ones are.
-func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.EndpointSlice) []Endpoint {
+func pickEndpoints(topo Topology, p v1.ServicePort, slices_ []*discoveryv1.EndpointSlice) []Endpoint {
 	proto := p.Protocol
 	if proto == "" {
 		proto = v1.ProtocolTCP
@@ -296,17 +298,13 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 			}
 			e := Endpoint{IP: ip.Unmap(), Port: *port}
 			if h := ep.Hints; h != nil {
-				for _, z := range h.ForZones {
-					e.ForZones = append(e.ForZones, z.Name)
-				}
-				for _, n := range h.ForNodes {
-					e.ForNodes = append(e.ForNodes, n.Name)
-				}
-				e.Hinted = len(e.ForZones) > 0
+				e.Hinted = len(h.ForZones) > 0
+				e.ForThisZone = slices.ContainsFunc(h.ForZones, func(z discoveryv1.ForZone) bool { return z.Name == topo.Zone })
+				e.ForThisNode = slices.ContainsFunc(h.ForNodes, func(n discoveryv1.ForNode) bool { return n.Name == topo.Node })
 			}
 			if ep.NodeName != nil {
 				e.Node = *ep.NodeName
-				e.Local = e.Node == node
+				e.Local = e.Node == topo.Node
 			}
 			ap := netip.AddrPortFrom(e.IP, uint16(e.Port))
 			if seen[ap] {
@@ -359,7 +357,7 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 	if dist == v1.ServiceTrafficDistributionPreferSameNode {
 		var same []Endpoint
 		for _, e := range eps {
-			if slices.Contains(e.ForNodes, topo.Node) {
+			if e.ForThisNode {
 				same = append(same, e)
 			}
 		}
@@ -374,7 +372,7 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 		}
 		var zone []Endpoint
 		for _, e := range eps {
-			if slices.Contains(e.ForZones, topo.Zone) {
+			if e.ForThisZone {
 				zone = append(zone, e)
 			}
 		}
