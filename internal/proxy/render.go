@@ -49,7 +49,8 @@ type Config struct {
 }
 
 // fingerprint changes whenever anything the renderer reads from the Config
-// changes (see ServicePort.fingerprint).
+// changes; it is compared at every sync (Service ports are compared with
+// sameRender).
 func (c Config) fingerprint() string { return fmt.Sprint(c.PodCIDRs, c.NodeIPs) }
 
 // NodePortAddresses is the agent's --nodeport-addresses: which of the
