@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -212,3 +213,23 @@ func (c *Controller) Healthy(now time.Time) (bool, string) { return c.health.hea
 // least once since it started (a successful sync) and keeps up (Healthy):
 // what a readiness probe means by "its rules are installed".
 func (c *Controller) Ready(now time.Time) (bool, string) { return c.health.ready(now) }
+
+// SameVersion is an Ignore for sources whose every update matters: it
+// drops only the updates that deliver an object unchanged, the informer's
+// periodic resync (the very object again) and a relist after a lost watch
+// (an object of the same resourceVersion). Without it, a resync marks
+// every key and the next sync rebuilds the whole cluster.
+func SameVersion(old, cur any) bool {
+	if old == cur {
+		return true
+	}
+	o, err := meta.Accessor(old)
+	if err != nil {
+		return false
+	}
+	c, err := meta.Accessor(cur)
+	if err != nil {
+		return false
+	}
+	return o.GetResourceVersion() != "" && o.GetResourceVersion() == c.GetResourceVersion()
+}

@@ -397,3 +397,28 @@ func TestReadyOnlyOnceASyncSucceededAndWhileItKeepsUp(t *testing.T) {
 		t.Error("a stalled change left it ready")
 	}
 }
+
+func TestSameVersion(t *testing.T) {
+	a := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", ResourceVersion: "7"}}
+	same := a.DeepCopy()
+	newer := a.DeepCopy()
+	newer.ResourceVersion = "8"
+	unversioned := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
+	for _, tc := range []struct {
+		name     string
+		old, cur any
+		want     bool
+	}{
+		{"the very object again (a resync)", a, a, true},
+		{"a copy of the same version (a relist)", a, same, true},
+		{"a new version", a, newer, false},
+		{"objects without a version", unversioned, unversioned.DeepCopy(), false},
+		{"not objects", "x", "y", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SameVersion(tc.old, tc.cur); got != tc.want {
+				t.Errorf("SameVersion = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -113,6 +113,7 @@ func benchAgentChange(b *testing.B, n, e int) {
 			b.Fatal(err)
 		}
 		sl.Endpoints[0].Addresses = []string{benchIP(0x0afe0001, k)}
+		sl.ResourceVersion = strconv.Itoa(1000000 + k) // the fake keeps it; the API server would not
 		sl.Annotations["endpoints.kubernetes.io/last-change-trigger-time"] = time.Now().Format(time.RFC3339Nano)
 		if _, err := client.DiscoveryV1().EndpointSlices("bench").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
 			b.Fatal(err)

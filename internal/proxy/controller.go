@@ -90,8 +90,9 @@ func newProxySync(d controller.Deps, m *Metrics, cfg ControllerConfig, k kernel)
 	return p, controller.Spec{
 		Name: "proxy",
 		Sources: []controller.Source{
-			{Informer: services.Informer(), Key: serviceKey},
-			{Informer: slices.Informer(), Key: sliceKey},
+			// A periodic resync must not mark every Service.
+			{Informer: services.Informer(), Key: serviceKey, Ignore: controller.SameVersion},
+			{Informer: slices.Informer(), Key: sliceKey, Ignore: controller.SameVersion},
 			{Informer: nodes.Informer()}, // node addresses feed NodePorts
 		},
 		Mark:        p.ports.Mark,
