@@ -617,6 +617,9 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	if len(clusterIPs) == 0 && len(external) == 0 && !nodePort {
 		return
 	}
+	if _, ok := l4Of(proto(sp.Protocol)); !ok {
+		return // the API has no other protocol; the table has no chain for one
+	}
 	r := portRender{b: b, sp: sp, v4: v4, f: famOf(v4), pr: proto(sp.Protocol), key: sp.Key(), slots: slots, nodeIPs: ofFamily(nodeIPs, v4)}
 	all := epsOfFamily(sp.Endpoints, v4)
 	if len(all) == 0 {
@@ -676,8 +679,9 @@ func (r *portRender) slotPick(eps []Endpoint, purpose string) SlotPick {
 	blk := r.slots.get(m, owner, len(eps))
 	r.b.slotUses = append(r.b.slotUses, slotUse{m, owner})
 	base := uint32(SlotBase + blk.base)
+	l4, _ := l4Of(r.pr) // known: renderServicePort renders no other
 	for i, e := range eps {
-		r.b.add(SlotElement{Proto: r.pr, Slot: base + uint32(i), Addr: e.IP, Port: uint16(e.Port)})
+		r.b.add(SlotElement{Proto: l4, Slot: base + uint32(i), Addr: e.IP, Port: uint16(e.Port)})
 	}
 	return SlotPick{N: uint32(len(eps)), Base: base, Target: dnatChain(r.v4, r.pr)}
 }
