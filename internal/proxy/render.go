@@ -874,6 +874,9 @@ func (r *portRender) affinityChain(e Endpoint) string {
 		return name
 	}
 	timeout := r.sp.AffinityTimeout
+	if r.b.affinitySets == nil {
+		r.b.affinitySets = map[string]*knftables.Set{}
+	}
 	r.b.affinitySets[name] = &knftables.Set{Name: name, Type: "ipv" + r.f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
 		Timeout: &timeout, Comment: knftables.PtrTo(r.key + " clients of " + e.String())}
 	r.b.chain(name, r.key+" -> "+e.String())

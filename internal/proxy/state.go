@@ -39,9 +39,9 @@ type fragment struct {
 	sp *ServicePort
 	// fp is the node fragment's Config fingerprint.
 	fp           string
-	chains       map[string]*chainState
+	chains       []*chainState // few: a list costs less than a map
 	elements     []Element
-	affinitySets map[string]*knftables.Set
+	affinitySets map[string]*knftables.Set // nil until the first
 	slotUses     []slotUse
 }
 
@@ -50,8 +50,8 @@ type slotUse struct {
 }
 
 type chainState struct {
-	comment string
-	rules   []rule
+	name, comment string
+	rules         []rule
 }
 
 // rule is one rule of a Service chain: its nft text, or for the rule that
@@ -69,8 +69,10 @@ func (r rule) String() string {
 	return r.text
 }
 
+// newFragment returns an empty fragment (affinity sets, which few Service
+// ports have, are made on first use).
 func newFragment() *fragment {
-	return &fragment{chains: map[string]*chainState{}, affinitySets: map[string]*knftables.Set{}}
+	return &fragment{}
 }
 
 // add records an element of a set or map.
@@ -78,16 +80,29 @@ func (f *fragment) add(e Element) { f.elements = append(f.elements, e) }
 
 // chain records a Service chain (its rules follow with rule and pick).
 func (f *fragment) chain(name, comment string) {
-	f.chains[name] = &chainState{comment: comment}
+	f.chains = append(f.chains, &chainState{name: name, comment: comment})
 }
 
 func (f *fragment) rule(chain, text string) {
-	f.chains[chain].rules = append(f.chains[chain].rules, rule{text: text})
+	c := f.chain1(chain)
+	c.rules = append(c.rules, rule{text: text})
 }
 
 // pick adds the rule that picks one of p.N endpoint slots.
 func (f *fragment) pick(chain string, p SlotPick) {
-	f.chains[chain].rules = append(f.chains[chain].rules, rule{pick: p})
+	c := f.chain1(chain)
+	c.rules = append(c.rules, rule{pick: p})
+}
+
+// chain1 returns the chain called name (nil when f has none); rules
+// mostly go to the chain made last.
+func (f *fragment) chain1(name string) *chainState {
+	for i := len(f.chains) - 1; i >= 0; i-- {
+		if f.chains[i].name == name {
+			return f.chains[i]
+		}
+	}
+	return nil
 }
 
 // Counts returns how many Service chains and distinct elements the state
@@ -111,8 +126,8 @@ func (s *State) all() (map[string]*chainState, []Element, map[string]*knftables.
 	sets := map[string]*knftables.Set{}
 	s.refs = map[elemID]int32{}
 	for _, f := range s.frags {
-		for n, c := range f.chains {
-			chains[n] = c
+		for _, c := range f.chains {
+			chains[c.name] = c
 		}
 		for n, st := range f.affinitySets {
 			sets[n] = st
@@ -248,15 +263,16 @@ func (d *diff) sets(o, n *fragment) {
 
 // chains records the chains n adds to o, changes and drops.
 func (d *diff) chains(o, n *fragment) {
-	for name, c := range n.chains {
-		if oc := o.chains[name]; oc == nil {
+	for _, c := range n.chains {
+		name := c.name
+		if oc := o.chain1(name); oc == nil {
 			d.newChains = append(d.newChains, namedChain{name: name, c: c})
 		} else if !slices.Equal(oc.rules, c.rules) {
 			d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
 		}
 	}
-	for name := range o.chains {
-		if n.chains[name] == nil {
+	for _, c := range o.chains {
+		if name := c.name; n.chain1(name) == nil {
 			d.goneChains = append(d.goneChains, name)
 		}
 	}
