@@ -109,4 +109,3 @@ func shared(b *bool) *bool {
 
 // intern returns s backed by one copy shared by every equal string.
 func intern(s string) string { return unique.Make(s).Value() }
-

@@ -45,8 +45,8 @@ func TestTransform(t *testing.T) {
 			Addresses:  []string{"10.244.1.2"},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
 			Hostname:   ptr.To("web-0"), NodeName: ptr.To("node-1"), Zone: ptr.To("a"),
-			TargetRef:  &v1.ObjectReference{Kind: "Pod", Name: "web-0"},
-			Hints:      &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "a"}}, ForNodes: []discoveryv1.ForNode{{Name: "node-1"}}},
+			TargetRef: &v1.ObjectReference{Kind: "Pod", Name: "web-0"},
+			Hints:     &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "a"}}, ForNodes: []discoveryv1.ForNode{{Name: "node-1"}}},
 		}}}
 	out, err := Transform(sl)
 	if err != nil {

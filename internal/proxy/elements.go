@@ -149,7 +149,7 @@ func (e SlotElement) Set() string {
 	}
 	return slotMapNames[1][e.Proto]
 }
-func (e SlotElement) id() elemID  { return elemID{set: e.Set(), n: e.Slot} }
+func (e SlotElement) id() elemID { return elemID{set: e.Set(), n: e.Slot} }
 func (e SlotElement) object() *knftables.Element {
 	return &knftables.Element{Map: e.Set(), Key: []string{"0x" + strconv.FormatUint(uint64(e.Slot), 16)},
 		Value: []string{e.Addr.String(), portText(e.Port)}}
