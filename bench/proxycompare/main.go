@@ -44,12 +44,17 @@ import (
 func main() {
 	counts := flag.String("services", "1000", "comma-separated Service counts")
 	root := flag.String("repo", ".", "repository root (bin/ and tools/bin/)")
+	only := flag.String("only", "", `run only this proxy ("kube-proxy" or "podnet agent"; "": both)`)
 	flag.Parse()
+	onlyProxy = *only
 	if err := run(*root, *counts); err != nil {
 		fmt.Fprintln(os.Stderr, "proxycompare:", err)
 		os.Exit(1)
 	}
 }
+
+// onlyProxy, when set, names the one proxy to run.
+var onlyProxy string
 
 type proxyProc struct {
 	name    string
@@ -174,6 +179,9 @@ func compare(ctx context.Context, root, work, nsPath string, cp *controlplane.Co
 			"--healthz-addr=127.0.0.1:10266"},
 			"127.0.0.1:10259", `podnet_proxy_sync_duration_seconds_sum{kind="full"}`, `podnet_proxy_sync_duration_seconds_sum{kind="partial"}`},
 	} {
+		if onlyProxy != "" && spec.name != onlyProxy {
+			continue
+		}
 		path := nsPath
 		p := &proxyProc{name: spec.name, ns: path, metrics: spec.metrics, fullSum: spec.full, partSum: spec.part}
 		ps = append(ps, p)
