@@ -201,7 +201,10 @@ func (s *Syncer) finish(start time.Time, cur *State, res SyncResult) (SyncResult
 	for key, old := range s.programmed {
 		dels = append(dels, staleUDPOf(old, s.ports[key], !s.synced)...)
 	}
-	clear(s.programmed)
+	// A new map, not clear: a map keeps the room of its largest size
+	// (every Service after a full sync), and walking or clearing it costs
+	// that room at every sync after.
+	s.programmed = map[string]*ServicePort{}
 	s.synced = true
 	if s.ct != nil && len(dels) > 0 {
 		n, err := s.ct.DeleteUDP(dels)
