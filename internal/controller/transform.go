@@ -8,6 +8,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 )
 
+// ServiceProxyNameLabel lets a Service opt out of a proxy (as with
+// kube-proxy); Transform keeps it, the only Service label the agent reads.
+const ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+
 // TriggerTimeAnnotation is the EndpointSlice annotation the proxy's
 // programming-latency metric reads; Transform keeps it.
 const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -23,10 +27,12 @@ const TriggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 //     deprecated topology; node names are interned and the conditions
 //     point at shared values;
 //   - from Services their annotations (kubectl's last-applied
-//     configuration among them) and owner references;
+//     configuration among them), owner references, selector and labels
+//     but ServiceProxyNameLabel;
 //   - from Nodes the list of their images.
 //
-// Who reads what in the agent: the proxy (Services: labels, spec, status;
+// Who reads what in the agent: the proxy (Services: ServiceProxyNameLabel,
+// spec, status;
 // slices: the service-name label, TriggerTimeAnnotation, ports,
 // addresses, conditions, node names, hints), the LoadBalancer announcer
 // (Service spec and status, slice conditions and node names), flow
@@ -42,6 +48,8 @@ func Transform(obj any) (any, error) {
 	case *v1.Service:
 		o.Annotations = nil
 		o.OwnerReferences = nil
+		o.Labels = keep(o.Labels, ServiceProxyNameLabel)
+		o.Spec.Selector = nil
 		o.Namespace = intern(o.Namespace)
 	case *v1.Node:
 		o.Status.Images = nil

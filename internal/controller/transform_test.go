@@ -75,11 +75,16 @@ func TestTransform(t *testing.T) {
 	svc := &v1.Service{ObjectMeta: meta("web"), Spec: v1.ServiceSpec{ClusterIP: "10.96.0.5", Selector: map[string]string{"app": "web"},
 		Ports: []v1.ServicePort{{Port: 80}}}, Status: v1.ServiceStatus{LoadBalancer: v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{IP: "172.30.0.200"}}}}}
 	wantSvc := svc.DeepCopy()
-	wantSvc.Annotations, wantSvc.OwnerReferences, wantSvc.ManagedFields = nil, nil, nil
+	wantSvc.Annotations, wantSvc.OwnerReferences, wantSvc.ManagedFields, wantSvc.Labels, wantSvc.Spec.Selector = nil, nil, nil, nil, nil
 	if out, err = Transform(svc); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(out, wantSvc) {
 		t.Errorf("Service after the transform:\n%+v\nwant\n%+v", out, wantSvc)
+	}
+	// A Service of another proxy keeps the label that says so.
+	other := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "x", Labels: map[string]string{ServiceProxyNameLabel: "other", "app": "x"}}}
+	if out, _ = Transform(other); !reflect.DeepEqual(out.(*v1.Service).Labels, map[string]string{ServiceProxyNameLabel: "other"}) {
+		t.Errorf("labels after the transform: %v, want only %s", out.(*v1.Service).Labels, ServiceProxyNameLabel)
 	}
 }

@@ -9,11 +9,14 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/podnet/podnet/internal/controller"
 )
 
 // ProxyNameLabel lets a Service opt out of this proxy (as with kube-proxy):
 // a Service carrying it is left alone.
-const ProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+// The agent's informer transform keeps it (controller.Transform).
+const ProxyNameLabel = controller.ServiceProxyNameLabel
 
 // Endpoint is one backend of a Service port.
 type Endpoint struct {
