@@ -74,8 +74,8 @@ func run(root, counts string) error {
 	}
 	defer env.Close()
 	work, nsPath, cp, client := env.Work, env.NSPath, env.CP, env.Client
-	fmt.Println("| Services × 10 endpoints | proxy | first full sync | one EndpointSlice change | RSS |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| Services × 10 endpoints | proxy | first full sync | one EndpointSlice change | RSS | Go heap in use |")
+	fmt.Println("|---|---|---|---|---|---|")
 	have := 0
 	for _, c := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(c)
@@ -219,7 +219,8 @@ func compare(ctx context.Context, root, work, nsPath string, cp *controlplane.Co
 		if err != nil {
 			return fmt.Errorf("%s partial sync: %w", p.name, err)
 		}
-		fmt.Printf("| %d | %s | %s | %s | %d MiB |\n", n, p.name, secs(full[p.name]), secs(after-b), benchcp.RSS(p.rec.PID)>>20)
+		heap, _ := metric(p, "go_memstats_heap_inuse_bytes") // both export Go's memory statistics
+		fmt.Printf("| %d | %s | %s | %s | %d MiB | %d MiB |\n", n, p.name, secs(full[p.name]), secs(after-b), benchcp.RSS(p.rec.PID)>>20, int64(heap)>>20)
 	}
 	return nil
 }
