@@ -264,16 +264,17 @@ func metric(p *proxyProc, name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// A name with labels is read as it is; a bare histogram name adds up
-	// its _sum over every label set (kube-proxy has one per IP family).
+	// A name with labels or a gauge is read as it is; a bare histogram
+	// name (…_seconds) adds up its _sum over every label set (kube-proxy
+	// has one per IP family).
 	sum, found := 0.0, false
 	sc := bufio.NewScanner(strings.NewReader(string(body)))
 	for sc.Scan() {
 		line := sc.Text()
 		var rest string
 		var ok bool
-		if strings.Contains(name, "{") {
-			rest, ok = strings.CutPrefix(line, name+" ")
+		if strings.Contains(name, "{") || !strings.HasSuffix(name, "_seconds") {
+			rest, ok = strings.CutPrefix(line, name+" ") // a labeled series, or a gauge
 		} else if r, ok2 := strings.CutPrefix(line, name+"_sum"); ok2 && (strings.HasPrefix(r, " ") || strings.HasPrefix(r, "{")) {
 			if i := strings.LastIndexByte(r, ' '); i >= 0 {
 				rest, ok = r[i+1:], true
