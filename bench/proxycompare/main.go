@@ -44,12 +44,17 @@ import (
 func main() {
 	counts := flag.String("services", "1000", "comma-separated Service counts")
 	root := flag.String("repo", ".", "repository root (bin/ and tools/bin/)")
+	only := flag.String("only", "", `run only this proxy ("kube-proxy" or "podnet agent"; "": both)`)
 	flag.Parse()
+	onlyProxy = *only
 	if err := run(*root, *counts); err != nil {
 		fmt.Fprintln(os.Stderr, "proxycompare:", err)
 		os.Exit(1)
 	}
 }
+
+// onlyProxy, when set, names the one proxy to run.
+var onlyProxy string
 
 type proxyProc struct {
 	name    string
@@ -69,8 +74,8 @@ func run(root, counts string) error {
 	}
 	defer env.Close()
 	work, nsPath, cp, client := env.Work, env.NSPath, env.CP, env.Client
-	fmt.Println("| Services × 10 endpoints | proxy | first full sync | one EndpointSlice change | RSS |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| Services × 10 endpoints | proxy | first full sync | one EndpointSlice change | RSS | Go heap in use |")
+	fmt.Println("|---|---|---|---|---|---|")
 	have := 0
 	for _, c := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(c)
@@ -174,6 +179,9 @@ func compare(ctx context.Context, root, work, nsPath string, cp *controlplane.Co
 			"--healthz-addr=127.0.0.1:10266"},
 			"127.0.0.1:10259", `podnet_proxy_sync_duration_seconds_sum{kind="full"}`, `podnet_proxy_sync_duration_seconds_sum{kind="partial"}`},
 	} {
+		if onlyProxy != "" && spec.name != onlyProxy {
+			continue
+		}
 		path := nsPath
 		p := &proxyProc{name: spec.name, ns: path, metrics: spec.metrics, fullSum: spec.full, partSum: spec.part}
 		ps = append(ps, p)
@@ -211,7 +219,8 @@ func compare(ctx context.Context, root, work, nsPath string, cp *controlplane.Co
 		if err != nil {
 			return fmt.Errorf("%s partial sync: %w", p.name, err)
 		}
-		fmt.Printf("| %d | %s | %s | %s | %d MiB |\n", n, p.name, secs(full[p.name]), secs(after-b), benchcp.RSS(p.rec.PID)>>20)
+		heap, _ := metric(p, "go_memstats_heap_inuse_bytes") // both export Go's memory statistics
+		fmt.Printf("| %d | %s | %s | %s | %d MiB | %d MiB |\n", n, p.name, secs(full[p.name]), secs(after-b), benchcp.RSS(p.rec.PID)>>20, int64(heap)>>20)
 	}
 	return nil
 }
@@ -255,16 +264,17 @@ func metric(p *proxyProc, name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// A name with labels is read as it is; a bare histogram name adds up
-	// its _sum over every label set (kube-proxy has one per IP family).
+	// A name with labels or a gauge is read as it is; a bare histogram
+	// name (…_seconds) adds up its _sum over every label set (kube-proxy
+	// has one per IP family).
 	sum, found := 0.0, false
 	sc := bufio.NewScanner(strings.NewReader(string(body)))
 	for sc.Scan() {
 		line := sc.Text()
 		var rest string
 		var ok bool
-		if strings.Contains(name, "{") {
-			rest, ok = strings.CutPrefix(line, name+" ")
+		if strings.Contains(name, "{") || !strings.HasSuffix(name, "_seconds") {
+			rest, ok = strings.CutPrefix(line, name+" ") // a labeled series, or a gauge
 		} else if r, ok2 := strings.CutPrefix(line, name+"_sum"); ok2 && (strings.HasPrefix(r, " ") || strings.HasPrefix(r, "{")) {
 			if i := strings.LastIndexByte(r, ' '); i >= 0 {
 				rest, ok = r[i+1:], true

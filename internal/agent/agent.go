@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -113,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// The caches keep every Service, EndpointSlice and Node of the
 	// cluster; their managedFields are often most of an object's size and
 	// nothing here reads them.
-	factory := informers.NewSharedInformerFactoryWithOptions(watchClient, 10*time.Minute, informers.WithTransform(dropManagedFields))
+	factory := informers.NewSharedInformerFactoryWithOptions(watchClient, 10*time.Minute, informers.WithTransform(controller.Transform))
 	d := controller.Deps{Client: client, Factory: factory, Metrics: m.controllers, Log: cfg.Log}
 	ex := extras{lb: announce.NewStatus(), stopped: &sync.WaitGroup{}}
 	if !cfg.DisablePolicy {
@@ -260,12 +259,4 @@ func newTunnel(ctx context.Context, d controller.Deps, cfg Config, m *metrics) (
 	}
 	rec := controller.NewEventRecorder(ctx, d.Client, "podnet-agent", cfg.NodeName)
 	return wireguard.NewManager(ctx, wc, d.Client, rec, m.wireguard, d.Logger("wireguard"))
-}
-
-// dropManagedFields is an informer transform that removes managedFields.
-func dropManagedFields(obj any) (any, error) {
-	if a, err := meta.Accessor(obj); err == nil {
-		a.SetManagedFields(nil)
-	}
-	return obj, nil
 }

@@ -34,33 +34,34 @@ func BenchmarkBuild(b *testing.B) {
 	}
 }
 
-// BenchmarkOneServiceChange measures what a sync computes when one of
-// 10,000 Services lost or regained an endpoint: the build (every unchanged
-// Service port is passed as the same pointer, as PortCache does) and the
-// difference.
+// BenchmarkOneServiceChange measures what a sync computes when one of N
+// Services lost or regained an endpoint: the update of the state with that
+// one change and the difference. Its cost must not grow with N.
 func BenchmarkOneServiceChange(b *testing.B) {
-	sps := benchServicePorts(10000, 10)
-	cfg := Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
-	slots := NewSlotAllocator()
-	st := BuildWith(cfg, sps, slots, nil)
-	st.all()
-	versions := []*ServicePort{sps[5000], nil}
-	smaller := *sps[5000]
-	smaller.Endpoints = smaller.Endpoints[1:]
-	versions[1] = &smaller
-	fake := knftables.NewFake(knftables.InetFamily, Table)
-	i := 0
-	for b.Loop() {
-		i++
-		sps[5000] = versions[i%2]
-		st = BuildWith(cfg, sps, slots, st)
-		tx := fake.NewTransaction()
-		emitDiff(tx, st, st)
-		// 1 chain rewritten (mod 10 <-> 9), 9 slots changed, 1 slot and 1
-		// hairpin element gone or back.
-		if tx.NumOperations() == 0 || tx.NumOperations() > 30 {
-			b.Fatalf("%d operations", tx.NumOperations())
-		}
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			sps := benchServicePorts(n, 10)
+			cfg := Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+			slots := NewSlotAllocator()
+			st := build(cfg, sps, slots)
+			st.all()
+			smaller := *sps[n/2]
+			smaller.Endpoints = smaller.Endpoints[1:]
+			versions := []*ServicePort{sps[n/2], &smaller}
+			fake := knftables.NewFake(knftables.InetFamily, Table)
+			i := 0
+			for b.Loop() {
+				i++
+				st.update(cfg, []PortChange{{Key: versions[i%2].Key(), Port: versions[i%2]}}, slots)
+				tx := fake.NewTransaction()
+				emitDiff(tx, st, st)
+				// 1 chain rewritten (mod 10 <-> 9), 9 slots changed, 1 slot and 1
+				// hairpin element gone or back.
+				if tx.NumOperations() == 0 || tx.NumOperations() > 30 {
+					b.Fatalf("%d operations", tx.NumOperations())
+				}
+			}
+		})
 	}
 }
 

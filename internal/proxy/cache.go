@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -16,11 +17,17 @@ type ServiceSource interface {
 	Service(key string) (*v1.Service, []*discoveryv1.EndpointSlice, error)
 }
 
+// PortChange says that the Service port Key (ServicePort.Key) changed:
+// Port is its new version, nil when it is gone.
+type PortChange struct {
+	Key  string
+	Port *ServicePort
+}
+
 // PortCache keeps every Service's ports and rebuilds only the Services that
 // informer handlers marked as changed, so the work of a sync follows the
-// change, not the cluster. Unchanged Services keep their *ServicePort
-// pointers, which lets the Syncer reuse their rendered fragments without
-// looking at them.
+// change, not the cluster: Update returns the Service ports of the marked
+// Services, which Syncer.Apply takes.
 type PortCache struct {
 	// mu guards the fields below; handlers write them.
 	mu    sync.Mutex
@@ -67,15 +74,18 @@ func (c *PortCache) take() (map[string]bool, bool) {
 	return d, all
 }
 
-// Update rebuilds the marked Services from src and returns the ports of all
-// Services, in no particular order. On error the marks are kept for the next
+// Update rebuilds the marked Services from src (every Service on the first
+// call and after MarkAll or a new topology) and returns what changed: the
+// new versions of their ports and the keys of ports that are gone. A
+// Service rebuilt the same still yields its ports (new pointers); the
+// Syncer finds them unchanged. On error the marks are kept for the next
 // call.
-func (c *PortCache) Update(topo Topology, src ServiceSource) ([]*ServicePort, error) {
+func (c *PortCache) Update(topo Topology, src ServiceSource) ([]PortChange, error) {
 	dirty, all := c.take()
 	if topo != c.topo || !c.primed {
 		all = true
 	}
-	fail := func(err error) ([]*ServicePort, error) {
+	fail := func(err error) ([]PortChange, error) {
 		c.mu.Lock()
 		for k := range dirty {
 			c.dirty[k] = true
@@ -110,19 +120,34 @@ func (c *PortCache) Update(topo Topology, src ServiceSource) ([]*ServicePort, er
 	}
 	c.topo, c.primed = topo, true
 	c.lastKeys = c.lastKeys[:0]
+	var changes []PortChange
 	for key, sps := range next {
 		c.lastKeys = append(c.lastKeys, key)
+		for _, old := range c.bySvc[key] {
+			if !slices.ContainsFunc(sps, func(sp *ServicePort) bool { return sp.Key() == old.Key() }) {
+				changes = append(changes, PortChange{Key: old.Key()})
+			}
+		}
+		for _, sp := range sps {
+			changes = append(changes, PortChange{Key: sp.Key(), Port: sp})
+		}
 		if len(sps) == 0 {
 			delete(c.bySvc, key)
 		} else {
 			c.bySvc[key] = sps
 		}
 	}
-	out := make([]*ServicePort, 0, len(c.bySvc))
+	return changes, nil
+}
+
+// All returns the ports of every Service, in no particular order (it walks
+// the whole cache: for tests and tools, not for a sync).
+func (c *PortCache) All() []*ServicePort {
+	var out []*ServicePort
 	for _, sps := range c.bySvc {
 		out = append(out, sps...)
 	}
-	return out, nil
+	return out
 }
 
 // Changed returns the Services the last Update rebuilt.

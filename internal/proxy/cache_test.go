@@ -55,12 +55,13 @@ func TestPortCacheRebuildsOnlyMarkedServices(t *testing.T) {
 	}
 	c := NewPortCache()
 	topo := Topology{Node: "node-1"}
-	first, err := c.Update(topo, src)
+	changes, err := c.Update(topo, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(first) != 5 || src.reads != 5 {
-		t.Fatalf("first update: %d ports after %d reads, want 5 and 5", len(first), src.reads)
+	first := c.All()
+	if len(first) != 5 || src.reads != 5 || len(changes) != 5 {
+		t.Fatalf("first update: %d ports, %d changes after %d reads, want 5, 5 and 5", len(first), len(changes), src.reads)
 	}
 	byKey := map[string]*ServicePort{}
 	for _, sp := range first {
@@ -73,13 +74,22 @@ func TestPortCacheRebuildsOnlyMarkedServices(t *testing.T) {
 	c.Mark("default/svc-1")
 	c.Mark("default/svc-3")
 	src.reads = 0
-	second, err := c.Update(topo, src)
+	changes, err = c.Update(topo, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if src.reads != 2 {
 		t.Errorf("second update read %d Services, want only the 2 marked", src.reads)
 	}
+	var got []string
+	for _, ch := range changes {
+		got = append(got, fmt.Sprintf("%s %v", ch.Key, ch.Port != nil))
+	}
+	slices.Sort(got)
+	if want := []string{"default/svc-1/tcp/80 true", "default/svc-3/tcp/80 false"}; !slices.Equal(got, want) {
+		t.Errorf("changes = %v, want %v", got, want)
+	}
+	second := c.All()
 	if got, want := keysOf(second), []string{"default/svc-0/tcp/80", "default/svc-1/tcp/80", "default/svc-2/tcp/80", "default/svc-4/tcp/80"}; !slices.Equal(got, want) {
 		t.Errorf("ports = %v, want %v", got, want)
 	}

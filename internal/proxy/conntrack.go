@@ -65,19 +65,38 @@ func StaleUDP(prev, cur []*ServicePort) []ConntrackDeletion {
 	index := func(sps []*ServicePort) map[string]*ServicePort {
 		m := map[string]*ServicePort{}
 		for _, sp := range sps {
-			if sp.Protocol == v1.ProtocolUDP {
-				m[sp.Key()] = sp
-			}
+			m[sp.Key()] = sp
 		}
 		return m
 	}
 	before, after := index(prev), index(cur)
 	var out []ConntrackDeletion
 	for key, p := range before {
-		c := after[key]
-		if c == p {
-			continue // the same pointer: unchanged (see PortCache)
+		out = append(out, staleUDPOf(p, after[key], prev == nil)...)
+	}
+	for key, c := range after {
+		if before[key] == nil {
+			out = append(out, staleUDPOf(nil, c, prev == nil)...)
 		}
+	}
+	return out
+}
+
+// staleUDPOf returns the conntrack entries left stale by a change of one
+// Service port from p to c (nil: none; not UDP counts as none). first
+// says that p is not known because nothing was programmed since the start.
+func staleUDPOf(p, c *ServicePort, first bool) []ConntrackDeletion {
+	if p != nil && p.Protocol != v1.ProtocolUDP {
+		p = nil
+	}
+	if c != nil && c.Protocol != v1.ProtocolUDP {
+		c = nil
+	}
+	if p == c {
+		return nil // the same pointer: unchanged (see PortCache)
+	}
+	var out []ConntrackDeletion
+	if p != nil {
 		kept := map[netip.Addr]bool{}
 		if c != nil {
 			for _, e := range c.Endpoints {
@@ -93,19 +112,11 @@ func StaleUDP(prev, cur []*ServicePort) []ConntrackDeletion {
 			}
 		}
 	}
-	for key, c := range after {
-		if len(c.Endpoints) == 0 || before[key] == c {
-			continue
-		}
-		if p := before[key]; p != nil && len(p.Endpoints) > 0 {
-			continue
-		}
-		if before[key] == nil && prev == nil {
-			continue // first sync after a start: nothing is known to be stale
-		}
-		for _, t := range udpTargets(c) {
-			out = append(out, ConntrackDeletion{Dst: t.dst, Port: t.port})
-		}
+	if c == nil || len(c.Endpoints) == 0 || (p != nil && len(p.Endpoints) > 0) || (p == nil && first) {
+		return out
+	}
+	for _, t := range udpTargets(c) {
+		out = append(out, ConntrackDeletion{Dst: t.dst, Port: t.port})
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/knftables"
 
 	"github.com/podnet/podnet/internal/controller"
 	"github.com/podnet/podnet/internal/nldump"
@@ -43,28 +44,54 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 	if err != nil {
 		return nil, fmt.Errorf("proxy: nftables netlink: %w", err)
 	}
-	services := d.Factory.Core().V1().Services()
-	slices := d.Factory.Discovery().V1().EndpointSlices()
-	nodes := d.Factory.Core().V1().Nodes()
-	if err := slices.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: sliceServiceKeys}); err != nil {
+	p, spec, err := newProxySync(d, m, cfg, kernel{nft: nft, elems: elems, ct: KernelConntrack{}, hcHost: ""})
+	if err != nil {
 		_ = elems.Close()
-		return nil, fmt.Errorf("proxy: slice index: %w", err)
-	}
-	p := &proxySync{
-		cfg: cfg, nodes: nodes.Lister(), metrics: m, log: d.Logger("proxy"),
-		syncer:    NewSyncer(nft, KernelConntrack{}).WithElementWriter(elems),
-		hcServers: NewHealthServers(""),
-		src:       &serviceSource{services: services.Lister(), slices: slices.Informer().GetIndexer()},
-		ports:     NewPortCache(),
+		return nil, err
 	}
 	go func() {
 		<-ctx.Done()
 		_ = elems.Close()
 		p.hcServers.Close()
 	}()
-	return controller.New(d, controller.Spec{
+	return controller.New(d, spec)
+}
+
+// kernel is what the proxy's sync writes to: the real handles in the
+// agent, fakes in tests and benchmarks.
+type kernel struct {
+	nft    knftables.Interface
+	elems  ElementWriter // nil: element changes go through nft too
+	ct     Conntrack     // nil: no conntrack cleaning
+	hcHost string        // where health check servers listen
+}
+
+// newProxySync builds the proxy's sync over k and the controller spec that
+// runs it; it registers the slice index on d's informers.
+func newProxySync(d controller.Deps, m *Metrics, cfg ControllerConfig, k kernel) (*proxySync, controller.Spec, error) {
+	services := d.Factory.Core().V1().Services()
+	slices := d.Factory.Discovery().V1().EndpointSlices()
+	nodes := d.Factory.Core().V1().Nodes()
+	if err := slices.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: sliceServiceKeys}); err != nil {
+		return nil, controller.Spec{}, fmt.Errorf("proxy: slice index: %w", err)
+	}
+	syncer := NewSyncer(k.nft, k.ct)
+	if k.elems != nil {
+		syncer.WithElementWriter(k.elems)
+	}
+	p := &proxySync{
+		cfg: cfg, nodes: nodes.Lister(), metrics: m, log: d.Logger("proxy"),
+		syncer:    syncer,
+		hcServers: NewHealthServers(k.hcHost),
+		src:       &serviceSource{services: services.Lister(), slices: slices.Informer().GetIndexer()},
+		ports:     NewPortCache(),
+		health:    newHealthPorts(),
+	}
+	return p, controller.Spec{
 		Name: "proxy",
 		Sources: []controller.Source{
+			// A periodic resync or a relist marks no Service: package
+			// controller drops updates of an unchanged version.
 			{Informer: services.Informer(), Key: serviceKey},
 			{Informer: slices.Informer(), Key: sliceKey},
 			{Informer: nodes.Informer()}, // node addresses feed NodePorts
@@ -73,7 +100,7 @@ func NewController(ctx context.Context, d controller.Deps, m *Metrics, cfg Contr
 		Sync:        p.sync,
 		MinInterval: 50 * time.Millisecond, MaxInterval: time.Minute,
 		FailureEffect: "the previous rules stay",
-	})
+	}, nil
 }
 
 // proxySync is the proxy's sync and what it keeps between syncs.
@@ -86,10 +113,11 @@ type proxySync struct {
 	syncer    *Syncer
 	hcServers *HealthServers
 
-	// src is used by the one sync at a time; ports is also marked by
-	// informer handlers (it locks).
-	src   *serviceSource
-	ports *PortCache
+	// src and health are used by the one sync at a time; ports is also
+	// marked by informer handlers (it locks).
+	src    *serviceSource
+	health *healthPorts
+	ports  *PortCache
 }
 
 func (p *proxySync) sync(ctx context.Context) error {
@@ -98,27 +126,71 @@ func (p *proxySync) sync(ctx context.Context) error {
 		return err
 	}
 	p.src.read = p.src.read[:0]
-	sps, err := p.ports.Update(topo, p.src)
+	changes, err := p.ports.Update(topo, p.src)
 	if err != nil {
 		return err
 	}
-	res, err := p.syncer.Sync(ctx, pc, sps)
+	p.health.record(changes)
+	res, err := p.syncer.Apply(ctx, pc, changes)
 	if err != nil {
 		return err
 	}
-	p.metrics.Observe(res, sps, p.src.read, time.Now())
+	p.metrics.Observe(res, p.src.read, time.Now())
 	if res.Full {
 		// A full sync of a large cluster leaves a large transaction
 		// behind as garbage; hand the memory back now rather than keep
 		// it as heap headroom.
 		debug.FreeOSMemory()
 	}
-	if err := p.hcServers.Sync(HealthFrom(sps)); err != nil {
-		return err
+	if want, ok := p.health.want(); ok {
+		if err := p.hcServers.Sync(want); err != nil {
+			p.health.dirty = true
+			return err
+		}
 	}
 	p.log.Debug("synced", "services", len(p.ports.Changed()), "operations", res.Operations, "took", res.Duration,
 		"netlink", res.Netlink, "conntrackDeleted", res.ConntrackDeleted)
 	return nil
+}
+
+// healthPorts keeps the Service ports that have a health check port, so
+// that a sync looks at them only when one of them changed.
+type healthPorts struct {
+	ports map[string]*ServicePort
+	dirty bool
+}
+
+func newHealthPorts() *healthPorts {
+	return &healthPorts{ports: map[string]*ServicePort{}, dirty: true}
+}
+
+// record notes the changes of Service ports that have or had a health
+// check port.
+func (h *healthPorts) record(changes []PortChange) {
+	for _, c := range changes {
+		_, had := h.ports[c.Key]
+		has := c.Port != nil && c.Port.HealthCheckNodePort != 0
+		if has {
+			h.ports[c.Key] = c.Port
+		} else if had {
+			delete(h.ports, c.Key)
+		}
+		h.dirty = h.dirty || had || has
+	}
+}
+
+// want returns what the health check servers serve, when it may have
+// changed since the last call.
+func (h *healthPorts) want() (map[int32]HealthStatus, bool) {
+	if !h.dirty {
+		return nil, false
+	}
+	h.dirty = false
+	sps := make([]*ServicePort, 0, len(h.ports))
+	for _, sp := range h.ports {
+		sps = append(sps, sp)
+	}
+	return HealthFrom(sps), true
 }
 
 // node returns the configuration and topology that come from this node:

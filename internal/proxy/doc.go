@@ -25,20 +25,26 @@
 // (testdata/). The renderer's elements are typed values (elements.go) that
 // both writers share: knftables formats them, the netlink writer encodes
 // them; neither parses the other's text. The syncer (syncer.go) keeps
-// the desired state in per-Service fragments (state.go), updated in place:
-// after a start or a failure it rewrites the whole table in one nft
+// the desired state in per-Service-port fragments (state.go), updated in
+// place: after a start or a failure it rewrites the whole table in one nft
 // transaction; otherwise it writes only what changed, in one transaction.
 // A change that only moves endpoints (slot and hairpin elements, and the
 // slot-pick rule of a Service whose endpoint count changed) goes over
 // netlink (elements.go, github.com/google/nftables) in one atomic batch,
-// without running nft. PortCache (cache.go) rebuilds only the Services
-// informer handlers marked; a Service port passed as the same pointer as
-// last time is unchanged by contract and costs a map lookup. Each Service
-// port keeps its endpoint slots across syncs, so one Service's change never
-// moves another's. NewController (controller.go) is the agent's proxy
-// controller (package controller): it reads Services, EndpointSlices and
-// Nodes, Service and slice events mark their Service in the PortCache, and
-// a sync runs the Syncer and the health check servers (health.go).
+// without running nft. The cost of a change follows the change, not the
+// number of Services: PortCache (cache.go) rebuilds only the Services
+// informer handlers marked and hands the Syncer only their ports
+// (Syncer.Apply); the Syncer compares each with the one its fragment was
+// rendered from (sameRender) and renders it again only when they differ.
+// Nothing in a sync walks every Service: endpoint slot blocks are released
+// by their owner, the Service ports that read the node's addresses, the
+// health check ports, the counts of the metrics and the stale conntrack
+// entries all follow the changes. Each Service port keeps its endpoint
+// slots across syncs, so one Service's change never moves another's.
+// NewController (controller.go) is the agent's proxy controller (package
+// controller): it reads Services, EndpointSlices and Nodes, Service and
+// slice events mark their Service in the PortCache, and a sync runs the
+// Syncer and the health check servers (health.go).
 //
 // Dangerous: the table sits on the nat and filter hooks of every packet the
 // node routes. A failed transaction changes nothing in the kernel (and makes

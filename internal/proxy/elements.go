@@ -78,10 +78,35 @@ type NodePortElement struct {
 // address's family and Proto: the endpoint a connection whose conntrack
 // mark is Slot (SlotBase + index) is translated to.
 type SlotElement struct {
-	Proto string
 	Slot  uint32
-	Addr  netip.Addr
 	Port  uint16
+	Proto L4
+	Addr  netip.Addr
+}
+
+// L4 is a transport protocol of the table, as an index into protocols:
+// one byte instead of a string in each of the (many) slot elements, which
+// keeps a SlotElement at 32 bytes.
+type L4 uint8
+
+// The protocols the proxy renders.
+const (
+	TCP L4 = iota
+	UDP
+	SCTP
+)
+
+func (p L4) String() string { return protocols[p] }
+
+// l4Of returns the L4 of a protocol as nft writes it (tcp, udp, sctp);
+// ok is false for another.
+func l4Of(proto string) (l4 L4, ok bool) {
+	for i, p := range protocols {
+		if p == proto {
+			return L4(i), true
+		}
+	}
+	return 0, false
 }
 
 // HairpinElement is "address . address" in hairpin-v4/-v6: an endpoint
@@ -118,8 +143,13 @@ func (e NodePortElement) object() *knftables.Element {
 	return &knftables.Element{Map: e.Map, Key: []string{e.Proto, portText(e.Port)}, Value: []string{"goto " + e.Chain}}
 }
 
-func (e SlotElement) Set() string { return slotMap(e.Addr.Is4(), e.Proto) }
-func (e SlotElement) id() elemID  { return elemID{set: e.Set(), n: e.Slot} }
+func (e SlotElement) Set() string {
+	if e.Addr.Is4() {
+		return slotMapNames[0][e.Proto]
+	}
+	return slotMapNames[1][e.Proto]
+}
+func (e SlotElement) id() elemID { return elemID{set: e.Set(), n: e.Slot} }
 func (e SlotElement) object() *knftables.Element {
 	return &knftables.Element{Map: e.Set(), Key: []string{"0x" + strconv.FormatUint(uint64(e.Slot), 16)},
 		Value: []string{e.Addr.String(), portText(e.Port)}}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"unsafe"
 )
 
 // TestEncodeElement pins the byte layout the netlink writer sends (the
@@ -17,9 +18,9 @@ func TestEncodeElement(t *testing.T) {
 		set  string
 		k, v []byte
 	}{
-		{"an IPv4 slot: mark in host order, address . port padded to 4 bytes", SlotElement{Proto: "tcp", Slot: SlotBase + 1, Addr: a4, Port: 8080},
+		{"an IPv4 slot: mark in host order, address . port padded to 4 bytes", SlotElement{Proto: TCP, Slot: SlotBase + 1, Addr: a4, Port: 8080},
 			"endpoint-slots-v4-tcp", binary.NativeEndian.AppendUint32(nil, SlotBase+1), []byte{10, 244, 1, 2, 0x1f, 0x90, 0, 0}},
-		{"an IPv6 slot goes to the IPv6 map", SlotElement{Proto: "udp", Slot: SlotBase, Addr: a6, Port: 53},
+		{"an IPv6 slot goes to the IPv6 map", SlotElement{Proto: UDP, Slot: SlotBase, Addr: a6, Port: 53},
 			"endpoint-slots-v6-udp", binary.NativeEndian.AppendUint32(nil, SlotBase), append(a6.AsSlice(), 0, 53, 0, 0)},
 		{"a hairpin element is the address twice", HairpinElement{a4}, "hairpin-v4", []byte{10, 244, 1, 2, 10, 244, 1, 2}, nil},
 		{"an IPv6 hairpin element", HairpinElement{a6}, "hairpin-v6", append(a6.AsSlice(), a6.AsSlice()...), nil},
@@ -39,5 +40,26 @@ func TestEncodeElement(t *testing.T) {
 		if _, _, ok := encodeElement(e); ok {
 			t.Errorf("%T encodes, but the netlink writer is only for slots and hairpin elements", e)
 		}
+	}
+}
+
+// TestSlotElementIsSmall: there is one slot element per endpoint, and the
+// agent keeps them all; a field that makes it bigger costs memory at
+// scale (32 bytes: 1M endpoints take 32 MiB, boxed in the element list).
+func TestSlotElementIsSmall(t *testing.T) {
+	if s := unsafe.Sizeof(SlotElement{}); s > 32 {
+		t.Errorf("a SlotElement takes %d bytes, want at most 32", s)
+	}
+}
+
+// TestUnknownProtocolRendersNothing: the table has chains for TCP, UDP and
+// SCTP only; a Service port of another protocol (the API has none) is left
+// out rather than breaking the transaction of every other Service.
+func TestUnknownProtocolRendersNothing(t *testing.T) {
+	sp := &ServicePort{Namespace: "default", Name: "odd", Protocol: "QUIC", Port: 443,
+		ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.9")},
+		Endpoints:  []Endpoint{{IP: netip.MustParseAddr("10.244.1.2"), Port: 8443}}}
+	if chains, elements := Build(testCfg, []*ServicePort{sp}).Counts(); chains != 0 || elements != len(testCfg.PodCIDRs)+len(testCfg.NodeIPs) {
+		t.Errorf("a QUIC Service port rendered %d chains and %d elements, want none of its own", chains, elements)
 	}
 }

@@ -13,21 +13,23 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// TestFingerprintCoversWhatTheRendererReads: an incremental sync re-renders
-// a Service port only when its fingerprint changed, so a field the renderer
-// reads but the fingerprint leaves out makes syncs miss changes. Starting
+// TestSameRenderCoversWhatTheRendererReads: an incremental sync re-renders
+// a changed Service port only when sameRender says it differs from the one
+// its fragment was rendered from, so a field the renderer reads but
+// sameRender leaves out makes syncs miss changes. Starting
 // from every Service port of the golden clusters (and from their Configs),
 // it changes one field at a time, found by reflection down to the fields of
 // each endpoint, and requires that whenever the table a full sync writes
-// changes, the fingerprint changed too.
-func TestFingerprintCoversWhatTheRendererReads(t *testing.T) {
+// changes, sameRender (and for a Config, its fingerprint) tells the two
+// apart.
+func TestSameRenderCoversWhatTheRendererReads(t *testing.T) {
 	changedTables := 0
 	for _, c := range goldenClusters() {
 		for _, base := range BuildServicePorts("node-1", c.svcs, c.slices) {
-			missed, changed := uncovered(t, c.cfg, base, (*ServicePort).fingerprint)
+			missed, changed := uncovered(t, c.cfg, base, sameRender)
 			changedTables += changed
 			for _, v := range missed {
-				t.Errorf("%s: changing %s changes the table but not the fingerprint", base.Key(), v.name)
+				t.Errorf("%s: changing %s changes the table but sameRender sees no difference", base.Key(), v.name)
 			}
 		}
 		sps := BuildServicePorts("node-1", c.svcs, c.slices)
@@ -55,8 +57,9 @@ func TestFingerprintCoversWhatTheRendererReads(t *testing.T) {
 }
 
 // uncovered returns the variants of base (one field changed) that change
-// the table a full sync writes but not fp, and how many changed the table.
-func uncovered(t *testing.T, cfg Config, base *ServicePort, fp func(*ServicePort) string) (missed []variant, changed int) {
+// the table a full sync writes but that same finds equal to base, and how
+// many changed the table.
+func uncovered(t *testing.T, cfg Config, base *ServicePort, same func(a, b *ServicePort) bool) (missed []variant, changed int) {
 	t.Helper()
 	want := mustDump(t, cfg, base)
 	for _, v := range variants(reflect.ValueOf(*base), "ServicePort") {
@@ -71,7 +74,7 @@ func uncovered(t *testing.T, cfg Config, base *ServicePort, fp func(*ServicePort
 			continue
 		}
 		changed++
-		if fp(&sp) == fp(base) {
+		if same(&sp, base) {
 			missed = append(missed, v)
 		}
 	}
@@ -259,17 +262,20 @@ func mustDump(t *testing.T, cfg Config, sps ...*ServicePort) string {
 	return d
 }
 
-// TestFingerprintTestCanFail: the walk finds a field left out of a
-// fingerprint: one that forgets the endpoints' ports is caught.
-func TestFingerprintTestCanFail(t *testing.T) {
+// TestSameRenderTestCanFail: the walk finds a field left out of a
+// comparison: one that forgets the endpoints' ports is caught.
+func TestSameRenderTestCanFail(t *testing.T) {
 	c := goldenClusters()[0]
 	base := BuildServicePorts("node-1", c.svcs, c.slices)[0]
-	poor := func(s *ServicePort) string {
-		var ips []netip.Addr
-		for _, e := range s.Endpoints {
-			ips = append(ips, e.IP)
+	poor := func(a, b *ServicePort) bool {
+		ips := func(s *ServicePort) []netip.Addr {
+			var out []netip.Addr
+			for _, e := range s.Endpoints {
+				out = append(out, e.IP)
+			}
+			return out
 		}
-		return fmt.Sprint(s.Key(), s.ClusterIPs, ips)
+		return a.Key() == b.Key() && slices.Equal(a.ClusterIPs, b.ClusterIPs) && slices.Equal(ips(a), ips(b))
 	}
 	missed, _ := uncovered(t, c.cfg, base, poor)
 	var fields []string
@@ -277,6 +283,6 @@ func TestFingerprintTestCanFail(t *testing.T) {
 		fields = append(fields, v.field)
 	}
 	if !slices.Contains(fields, "Endpoint.Port") {
-		t.Errorf("a fingerprint without the endpoints' ports went unnoticed; it missed only %v", fields)
+		t.Errorf("a comparison without the endpoints' ports went unnoticed; it missed only %v", fields)
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -10,18 +11,48 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
 )
 
-// TestIncrementalSyncEqualsFullSync applies random changes (Services and
-// endpoints coming and going, policies and affinity switching; on a
-// dual-stack node also IPv6 Services and endpoints, and the node's IPv6
-// NodePort addresses changing) and checks after each one that the table
-// written incrementally is exactly the table a full sync writes from
-// scratch.
+// TestIncrementalSyncEqualsFullSync applies random changes through the
+// agent's path (PortCache marks, Syncer.Apply with only the changed Service
+// ports) and checks after each sync that the table written incrementally
+// is exactly the table a full sync writes from scratch. The changes: Services
+// and endpoints coming and going, several Services changed before one sync,
+// ports renumbered and protocols switched (one key gone, another new), UDP
+// Services (their stale conntrack entries must be those StaleUDP finds
+// between the whole lists), policies and affinity switching,
+// LoadBalancers with source ranges while the node's addresses change, and
+// syncs that fail (the next one is full and catches up, changes kept). On a
+// dual-stack node also IPv6 Services and endpoints.
 func TestIncrementalSyncEqualsFullSync(t *testing.T) {
 	t.Run("IPv4", func(t *testing.T) { testIncremental(t, false) })
 	t.Run("dual-stack", func(t *testing.T) { testIncremental(t, true) })
+}
+
+// flakyNFT is the fake with transactions that fail on demand.
+type flakyNFT struct {
+	*knftables.Fake
+	fail bool
+}
+
+func (f *flakyNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
+	if f.fail {
+		return errors.New("injected failure")
+	}
+	return f.Fake.Run(ctx, tx)
+}
+
+// recordConntrack records the deletions asked for.
+type recordConntrack struct{ dels []string }
+
+func (r *recordConntrack) DeleteUDP(dels []ConntrackDeletion) (int, error) {
+	for _, d := range dels {
+		r.dels = append(r.dels, d.String())
+	}
+	return len(dels), nil
 }
 
 func testIncremental(t *testing.T, dual bool) {
@@ -31,66 +62,94 @@ func testIncremental(t *testing.T, dual bool) {
 	if dual {
 		cfg = testCfg6
 	}
-	inc := knftables.NewFake(knftables.InetFamily, Table)
-	elems := &fakeElements{t: t, fake: inc}
-	syncer := NewSyncer(inc, nil).WithElementWriter(elems)
+	baseNodeIPs := slices.Clone(cfg.NodeIPs)
+	inc := &flakyNFT{Fake: knftables.NewFake(knftables.InetFamily, Table)}
+	elems := &fakeElements{t: t, fake: inc.Fake}
+	ct := &recordConntrack{}
+	syncer := NewSyncer(inc, ct).WithElementWriter(elems)
 	ports := NewPortCache()
 	type svcState struct {
 		svc *v1.Service
 		eps []string
 	}
 	world := map[string]*svcState{}
-	render := func() ([]*v1.Service, []*v1Slice) {
-		var svcs []*v1.Service
-		var sls []*v1Slice
+	src := func() *mapSource {
+		m := &mapSource{svcs: map[string]*v1.Service{}, slices: map[string][]*v1Slice{}}
 		for _, name := range sortedKeys(world) {
 			st := world[name]
-			svcs = append(svcs, st.svc)
-			sl, sl6 := slice("default", name, "", 8080), slice6("default", name, "", 8080)
-			for i, ip := range st.eps {
-				e := ep(ip, fmt.Sprintf("node-%d", 1+i%2), true, false)
-				if strings.Contains(ip, ":") {
-					sl6.Endpoints = append(sl6.Endpoints, e)
-				} else {
-					sl.Endpoints = append(sl.Endpoints, e)
+			m.svcs["default/"+name] = st.svc
+			var sls []*v1Slice
+			for _, p := range st.svc.Spec.Ports {
+				sl, sl6 := slice("default", name, p.Name, 8080), slice6("default", name, p.Name, 8080)
+				sl.Name, sl6.Name = name+"-"+p.Name, name+"-"+p.Name+"-v6"
+				*sl.Ports[0].Protocol, *sl6.Ports[0].Protocol = p.Protocol, p.Protocol
+				for i, ip := range st.eps {
+					e := ep(ip, fmt.Sprintf("node-%d", 1+i%2), true, false)
+					if strings.Contains(ip, ":") {
+						sl6.Endpoints = append(sl6.Endpoints, e)
+					} else {
+						sl.Endpoints = append(sl.Endpoints, e)
+					}
+				}
+				sls = append(sls, sl)
+				if dual {
+					sls = append(sls, sl6)
 				}
 			}
-			sls = append(sls, sl)
-			if dual {
-				sls = append(sls, sl6)
-			}
+			m.slices["default/"+name] = sls
 		}
-		return svcs, sls
+		return m
 	}
-	partial := 0
-	for step := 0; step < 150; step++ {
-		name := fmt.Sprintf("svc-%d", rng.IntN(12))
-		switch op := rng.IntN(6); {
+	// Service i's addresses and ports are its own, as the API server
+	// makes them: no two Services share a cluster IP or a NodePort.
+	change := func(i int) {
+		name := fmt.Sprintf("svc-%d", i)
+		switch op := rng.IntN(8); {
 		case op == 0 || world[name] == nil:
 			np := int32(0)
 			if rng.IntN(2) == 0 {
-				np = int32(30000 + rng.IntN(1000))
+				np = int32(30000 + 50*i + rng.IntN(50))
 			}
-			s := svc("default", name, fmt.Sprintf("10.96.0.%d", 10+len(name)+rng.IntN(200)), 80, 8080, np)
+			s := svc("default", name, fmt.Sprintf("10.96.%d.%d", i, 10+rng.IntN(200)), 80, 8080, np)
 			if rng.IntN(3) == 0 {
 				s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 			}
+			if rng.IntN(4) == 0 {
+				s.Spec.Ports[0].Protocol = v1.ProtocolUDP
+			}
+			if rng.IntN(4) == 0 {
+				s.Spec.Ports[0].Name = "a"
+				s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: "b", Protocol: v1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(8080)})
+			}
 			if np != 0 && rng.IntN(2) == 0 {
 				s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+				s.Spec.HealthCheckNodePort = int32(32000 + i)
+			}
+			if rng.IntN(5) == 0 {
+				s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+			}
+			if np != 0 && rng.IntN(3) == 0 {
+				// A LoadBalancer whose source ranges hold a node address
+				// that comes and goes: its chain reads the node's addresses.
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: fmt.Sprintf("172.30.0.%d", 200+i)}}
+				s.Spec.LoadBalancerSourceRanges = []string{"172.30.0.0/28"}
 			}
 			if dual && rng.IntN(2) == 0 {
-				dualStack(s, fmt.Sprintf("fd00:10:96::%x", 10+rng.IntN(200)))
+				dualStack(s, fmt.Sprintf("fd00:10:96::%x:%x", i, 10+rng.IntN(200)))
 			}
-			world[name] = &svcState{svc: s}
-		case dual && op == 2 && rng.IntN(4) == 0:
-			// The node's IPv6 NodePort addresses change.
-			if len(cfg.NodeIPs) == 2 {
-				cfg.NodeIPs = append(slices.Clone(cfg.NodeIPs), netip.MustParseAddr("fd00:172:31::11"))
-			} else {
-				cfg.NodeIPs = cfg.NodeIPs[:2]
+			var eps []string // a Service created again keeps its pods
+			if old := world[name]; old != nil {
+				eps = old.eps
 			}
+			world[name] = &svcState{svc: s, eps: eps}
 		case op == 1:
 			delete(world, name)
+		case op == 2:
+			// The port renumbered: one Service port key gone, another new.
+			s := world[name].svc.DeepCopy()
+			s.Spec.Ports[0].Port = int32(80 + rng.IntN(3))
+			world[name].svc = s
 		default:
 			st := world[name]
 			if len(st.eps) > 0 && rng.IntN(2) == 0 {
@@ -101,52 +160,94 @@ func testIncremental(t *testing.T, dual bool) {
 				st.eps = append(st.eps, fmt.Sprintf("10.244.%d.%d", 1+rng.IntN(2), 2+rng.IntN(250)))
 			}
 		}
-		svcs, sls := render()
-		// Through the cache, as the agent does: unchanged Services keep
-		// their pointers, and the syncer reuses their fragments unseen.
-		src := &mapSource{svcs: map[string]*v1.Service{}, slices: map[string][]*v1Slice{}}
-		for _, s := range svcs {
-			src.svcs[s.Namespace+"/"+s.Name] = s
+	}
+	var lastOK []*ServicePort // the Service ports of the last successful sync
+	synced := false
+	partial, failed := 0, 0
+	const steps = 300
+	for step := 0; step < steps; step++ {
+		for range 1 + rng.IntN(3) {
+			i := rng.IntN(12)
+			change(i)
+			ports.Mark(fmt.Sprintf("default/svc-%d", i))
 		}
-		for _, sl := range sls {
-			k := SliceServiceKey(sl)
-			src.slices[k] = append(src.slices[k], sl)
+		if rng.IntN(10) == 0 {
+			// The node's NodePort addresses change (a LoadBalancer's
+			// source ranges hold 172.30.0.11 or not).
+			if slices.Equal(cfg.NodeIPs, baseNodeIPs) {
+				cfg.NodeIPs = append([]netip.Addr{netip.MustParseAddr("172.30.0.21")}, baseNodeIPs[1:]...)
+			} else {
+				cfg.NodeIPs = slices.Clone(baseNodeIPs)
+			}
 		}
-		ports.Mark("default/" + name)
-		sps, err := ports.Update(Topology{Node: "node-1"}, src)
+		s := src()
+		changes, err := ports.Update(Topology{Node: "node-1"}, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := BuildServicePorts("node-1", svcs, sls); !slices.Equal(keysOf(sps), keysOf(want)) {
-			t.Fatalf("step %d: cache has %v, want %v", step, keysOf(sps), keysOf(want))
+		all := ports.All()
+		var svcs []*v1.Service
+		var sls []*v1Slice
+		for _, k := range sortedKeys(s.svcs) {
+			svcs = append(svcs, s.svcs[k])
+			sls = append(sls, s.slices[k]...)
 		}
-		res, err := syncer.Sync(ctx, cfg, sps)
+		if want := BuildServicePorts("node-1", svcs, sls); !slices.Equal(keysOf(all), keysOf(want)) {
+			t.Fatalf("step %d: cache has %v, want %v", step, keysOf(all), keysOf(want))
+		}
+		inc.fail = synced && rng.IntN(15) == 0
+		elems.fail = inc.fail
+		ct.dels = nil
+		res, err := syncer.Apply(ctx, cfg, changes)
+		if inc.fail {
+			if err == nil && res.Operations > 0 {
+				t.Fatalf("step %d: a sync whose transaction failed succeeded", step)
+			}
+			if err != nil {
+				failed++
+				continue
+			}
+		}
 		if err != nil {
 			t.Fatalf("step %d: incremental sync: %v", step, err)
 		}
+		synced = true
 		if !res.Full {
 			partial++
 		}
+		eps := 0
+		for _, sp := range all {
+			eps += len(sp.Endpoints)
+		}
+		if res.ServicePorts != len(all) || res.Endpoints != eps {
+			t.Errorf("step %d: the sync counts %d ports and %d endpoints, want %d and %d", step, res.ServicePorts, res.Endpoints, len(all), eps)
+		}
+		var want []string
+		for _, d := range StaleUDP(lastOK, all) {
+			want = append(want, d.String())
+		}
+		slices.Sort(want)
+		slices.Sort(ct.dels)
+		if !slices.Equal(ct.dels, want) {
+			t.Errorf("step %d: stale UDP entries deleted %v, want %v", step, ct.dels, want)
+		}
+		lastOK = all
 		full := knftables.NewFake(knftables.InetFamily, Table)
-		if _, err := NewSyncer(full, nil).Sync(ctx, cfg, sps); err != nil {
+		if _, err := NewSyncer(full, nil).Sync(ctx, cfg, all); err != nil {
 			t.Fatalf("step %d: full sync: %v", step, err)
 		}
-		if got, want := canonicalTable(t, inc), canonicalTable(t, full); got != want {
+		if got, want := canonicalTable(t, inc.Fake), canonicalTable(t, full); got != want {
 			t.Fatalf("step %d: the incremental table differs from a full sync:\n--- incremental\n%s\n--- full\n%s", step, got, want)
 		}
 	}
-	if partial < 140 {
-		t.Errorf("only %d of 150 syncs were partial", partial)
+	if partial < steps*3/4 {
+		t.Errorf("only %d of %d syncs were partial", partial, steps)
 	}
-	// Dual-stack splits endpoints across two families: a family's first
-	// or last endpoint (a chain added or removed, written by nft) comes
-	// about twice as often.
-	minWrites := 20
-	if dual {
-		minWrites = 10
+	if failed < 5 {
+		t.Errorf("only %d syncs failed: the recovery from failures went untested", failed)
 	}
-	if elems.writes < minWrites {
-		t.Errorf("only %d of 150 syncs went through the element writer (%d partial)", elems.writes, partial)
+	if elems.writes < 10 {
+		t.Errorf("only %d of %d syncs went through the element writer (%d partial)", elems.writes, steps, partial)
 	}
 }
 
@@ -284,6 +385,7 @@ type fakeElements struct {
 	t      *testing.T
 	fake   *knftables.Fake
 	writes int
+	fail   bool // fail every write
 }
 
 func (f *fakeElements) Supports(e Element) bool {
@@ -292,6 +394,9 @@ func (f *fakeElements) Supports(e Element) bool {
 }
 
 func (f *fakeElements) Write(ctx context.Context, removed, added []Element, picks []SlotPick) error {
+	if f.fail {
+		return errors.New("injected failure")
+	}
 	f.writes++
 	tx := f.fake.NewTransaction()
 	for _, l := range []struct {

@@ -63,19 +63,15 @@ func (m *Metrics) Register(r prometheus.Registerer) error {
 // (at least those of the Services that changed), whose trigger times give
 // the network programming latency, each change once. Changes older than
 // latencyHorizon are not measured (their bookkeeping is dropped).
-func (m *Metrics) Observe(res SyncResult, sps []*ServicePort, slices []*discoveryv1.EndpointSlice, now time.Time) {
+func (m *Metrics) Observe(res SyncResult, slices []*discoveryv1.EndpointSlice, now time.Time) {
 	kind := "partial"
 	if res.Full {
 		kind = "full"
 	}
 	m.SyncDuration.WithLabelValues(kind).Observe(res.Duration.Seconds())
 	m.Operations.Set(float64(res.Operations))
-	m.ServicePorts.Set(float64(len(sps)))
-	n := 0
-	for _, sp := range sps {
-		n += len(sp.Endpoints)
-	}
-	m.Endpoints.Set(float64(n))
+	m.ServicePorts.Set(float64(res.ServicePorts))
+	m.Endpoints.Set(float64(res.Endpoints))
 	m.ConntrackDeleted.Add(float64(res.ConntrackDeleted))
 	m.mu.Lock()
 	defer m.mu.Unlock()

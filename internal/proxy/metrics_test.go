@@ -18,8 +18,8 @@ func TestMetricsObserve(t *testing.T) {
 	sl := slice("default", "web", "", 8080, ep("10.244.1.2", "node-1", true, false))
 	sl.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": now.Add(-250 * time.Millisecond).Format(time.RFC3339Nano)}
 	sps := BuildServicePorts("node-1", []*v1Service{svc("default", "web", "10.96.0.5", 80, 8080, 0)}, []*v1Slice{sl})
-	m.Observe(SyncResult{Operations: 40, Duration: 3 * time.Millisecond, ConntrackDeleted: 2}, sps, []*v1Slice{sl}, now)
-	m.Observe(SyncResult{Operations: 40, Duration: 3 * time.Millisecond}, sps, []*v1Slice{sl}, now.Add(time.Second))
+	m.Observe(SyncResult{Operations: 40, Duration: 3 * time.Millisecond, ConntrackDeleted: 2, ServicePorts: len(sps), Endpoints: len(sps[0].Endpoints)}, []*v1Slice{sl}, now)
+	m.Observe(SyncResult{Operations: 40, Duration: 3 * time.Millisecond, ServicePorts: len(sps), Endpoints: len(sps[0].Endpoints)}, []*v1Slice{sl}, now.Add(time.Second))
 	if got := testutil.ToFloat64(m.Endpoints); got != 1 {
 		t.Errorf("endpoints = %v, want 1", got)
 	}
@@ -41,7 +41,7 @@ func TestMetricsObserve(t *testing.T) {
 	// not measured as an hour-long latency.
 	old := slice("default", "old", "", 8080, ep("10.244.1.3", "node-1", true, false))
 	old.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": now.Add(-time.Hour).Format(time.RFC3339Nano)}
-	m.Observe(SyncResult{}, sps, []*v1Slice{old}, now.Add(2*time.Second))
+	m.Observe(SyncResult{}, []*v1Slice{old}, now.Add(2*time.Second))
 	d = dto.Metric{}
 	if err := m.ProgrammingLatency.(prometheus.Metric).Write(&d); err != nil {
 		t.Fatal(err)

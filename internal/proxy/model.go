@@ -4,17 +4,19 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/podnet/podnet/internal/controller"
 )
 
 // ProxyNameLabel lets a Service opt out of this proxy (as with kube-proxy):
 // a Service carrying it is left alone.
-const ProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+// The agent's informer transform keeps it (controller.Transform).
+const ProxyNameLabel = controller.ServiceProxyNameLabel
 
 // Endpoint is one backend of a Service port.
 type Endpoint struct {
@@ -24,11 +26,13 @@ type Endpoint struct {
 	Node string
 	// Local is true when the endpoint runs on this node.
 	Local bool
-	// ForZones and ForNodes are the EndpointSlice controller's topology
-	// hints (set for Services with trafficDistribution).
-	ForZones, ForNodes []string
-	// Hinted is true when the endpoint carries zone hints.
-	Hinted bool
+	// Hinted is true when the endpoint carries zone hints (the
+	// EndpointSlice controller's, for Services with trafficDistribution);
+	// ForThisZone and ForThisNode say whether they name this node's zone
+	// and this node. Only these answers are kept, not the hints: an
+	// endpoint is kept for as long as its Service, and a new zone rebuilds
+	// every Service (PortCache).
+	Hinted, ForThisZone, ForThisNode bool
 }
 
 func (e Endpoint) String() string { return netip.AddrPortFrom(e.IP, uint16(e.Port)).String() }
@@ -245,7 +249,7 @@ func servicePort(topo Topology, svc *v1.Service, p v1.ServicePort, svcSlices []*
 	if svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer {
 		sp.NodePort = 0
 	}
-	sp.Endpoints = pickEndpoints(topo.Node, p, svcSlices)
+	sp.Endpoints = pickEndpoints(topo, p, svcSlices)
 	if svc.Spec.TrafficDistribution != nil {
 		sp.Topology = topologyEndpoints(*svc.Spec.TrafficDistribution, topo, sp.Endpoints)
 	}
@@ -256,13 +260,20 @@ func servicePort(topo Topology, svc *v1.Service, p v1.ServicePort, svcSlices []*
 // with the same name and protocol gives each endpoint's port (so named
 // targetPorts resolve per endpoint). Ready endpoints are used; when none is
 // ready, serving-and-terminating ones are.
-func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.EndpointSlice) []Endpoint {
+func pickEndpoints(topo Topology, p v1.ServicePort, slices_ []*discoveryv1.EndpointSlice) []Endpoint {
 	proto := p.Protocol
 	if proto == "" {
 		proto = v1.ProtocolTCP
 	}
-	var ready, terminating []Endpoint
-	seen := map[string]bool{}
+	// The endpoints are kept as long as the Service is: room for exactly
+	// those of the slices, the common case of all of them ready.
+	n := 0
+	for _, sl := range slices_ {
+		n += len(sl.Endpoints)
+	}
+	ready := make([]Endpoint, 0, n)
+	var terminating []Endpoint
+	seen := make(map[netip.AddrPort]bool, n)
 	for _, sl := range slices_ {
 		var port *int32
 		for _, sp := range sl.Ports {
@@ -290,19 +301,16 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 			}
 			e := Endpoint{IP: ip.Unmap(), Port: *port}
 			if h := ep.Hints; h != nil {
-				for _, z := range h.ForZones {
-					e.ForZones = append(e.ForZones, z.Name)
-				}
-				for _, n := range h.ForNodes {
-					e.ForNodes = append(e.ForNodes, n.Name)
-				}
-				e.Hinted = len(e.ForZones) > 0
+				e.Hinted = len(h.ForZones) > 0
+				e.ForThisZone = slices.ContainsFunc(h.ForZones, func(z discoveryv1.ForZone) bool { return z.Name == topo.Zone })
+				e.ForThisNode = slices.ContainsFunc(h.ForNodes, func(n discoveryv1.ForNode) bool { return n.Name == topo.Node })
 			}
 			if ep.NodeName != nil {
 				e.Node = *ep.NodeName
-				e.Local = e.Node == node
+				e.Local = e.Node == topo.Node
 			}
-			if seen[e.String()] {
+			ap := netip.AddrPortFrom(e.IP, uint16(e.Port))
+			if seen[ap] {
 				continue // the same endpoint in two slices while they move
 			}
 			isReady := ep.Conditions.Ready == nil || *ep.Conditions.Ready
@@ -311,16 +319,19 @@ func pickEndpoints(node string, p v1.ServicePort, slices_ []*discoveryv1.Endpoin
 			switch {
 			case isReady && !terminatingNow:
 				ready = append(ready, e)
-				seen[e.String()] = true
+				seen[ap] = true
 			case serving && terminatingNow:
 				terminating = append(terminating, e)
-				seen[e.String()] = true
+				seen[ap] = true
 			}
 		}
 	}
 	out := ready
 	if len(out) == 0 {
 		out = terminating
+	}
+	if len(out) == 0 {
+		out = nil
 	}
 	slices.SortFunc(out, func(a, b Endpoint) int {
 		if c := a.IP.Compare(b.IP); c != 0 {
@@ -349,7 +360,7 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 	if dist == v1.ServiceTrafficDistributionPreferSameNode {
 		var same []Endpoint
 		for _, e := range eps {
-			if slices.Contains(e.ForNodes, topo.Node) {
+			if e.ForThisNode {
 				same = append(same, e)
 			}
 		}
@@ -364,7 +375,7 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 		}
 		var zone []Endpoint
 		for _, e := range eps {
-			if slices.Contains(e.ForZones, topo.Zone) {
+			if e.ForThisZone {
 				zone = append(zone, e)
 			}
 		}
@@ -375,64 +386,27 @@ func topologyEndpoints(dist string, topo Topology, eps []Endpoint) []Endpoint {
 	return nil
 }
 
-// fingerprint is a string that changes whenever anything the renderer reads
-// from the Service port changes (TestFingerprintCoversWhatTheRendererReads
-// changes every field in turn to check it). It runs for every Service port
-// at every sync, so it appends bytes instead of formatting.
-func (s *ServicePort) fingerprint() string {
-	b := make([]byte, 0, 96+24*len(s.Endpoints))
-	sep := func() { b = append(b, '|') }
-	b = append(b, s.Namespace...)
-	b = append(b, '/')
-	b = append(b, s.Name...)
-	sep()
-	b = append(b, s.PortName...)
-	sep()
-	b = append(b, s.Protocol...)
-	b = strconv.AppendInt(b, int64(s.Port), 10)
-	sep()
-	b = strconv.AppendInt(b, int64(s.NodePort), 10)
-	sep()
-	addrs := func(as []netip.Addr) {
-		for _, a := range as {
-			b = a.AppendTo(b)
-			b = append(b, ',')
-		}
-		sep()
+// sameRender says whether the renderer sees a and b as equal: it compares
+// everything the renderer reads from a Service port
+// (TestSameRenderCoversWhatTheRendererReads changes every field in turn to
+// check it). An incremental sync calls it once per changed Service port,
+// against the one its fragment was rendered from.
+func sameRender(a, b *ServicePort) bool {
+	if a == b {
+		return true
 	}
-	addrs(s.ClusterIPs)
-	addrs(s.ExternalAddrs)
-	addrs(s.LBAddrs)
-	b = strconv.AppendBool(b, s.ExternalLocal)
-	b = strconv.AppendBool(b, s.InternalLocal)
-	b = strconv.AppendInt(b, int64(s.AffinityTimeout), 10)
-	sep()
-	b = strconv.AppendInt(b, int64(s.HealthCheckNodePort), 10)
-	sep()
-	for _, p := range s.SourceRanges {
-		b, _ = p.AppendText(b)
-		b = append(b, ',')
-	}
-	sep()
-	eps := func(es []Endpoint) {
-		for _, e := range es {
-			b = e.IP.AppendTo(b)
-			b = append(b, ':')
-			b = strconv.AppendInt(b, int64(e.Port), 10)
-			if e.Local {
-				b = append(b, 'L')
-			} else if e.Node == "" {
-				b = append(b, 'U') // node unknown: may be local (hairpin)
-			}
-			b = append(b, ',')
-		}
-		sep()
-	}
-	eps(s.Endpoints)
-	if s.Topology != nil {
-		eps(s.Topology)
-	} else {
-		b = append(b, "all"...)
-	}
-	return string(b)
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.PortName == b.PortName &&
+		a.Protocol == b.Protocol && a.Port == b.Port && a.NodePort == b.NodePort &&
+		slices.Equal(a.ClusterIPs, b.ClusterIPs) && slices.Equal(a.ExternalAddrs, b.ExternalAddrs) &&
+		slices.Equal(a.LBAddrs, b.LBAddrs) && a.ExternalLocal == b.ExternalLocal &&
+		a.InternalLocal == b.InternalLocal && a.AffinityTimeout == b.AffinityTimeout &&
+		a.HealthCheckNodePort == b.HealthCheckNodePort && slices.Equal(a.SourceRanges, b.SourceRanges) &&
+		slices.EqualFunc(a.Endpoints, b.Endpoints, sameEndpoint) &&
+		(a.Topology == nil) == (b.Topology == nil) && slices.EqualFunc(a.Topology, b.Topology, sameEndpoint)
+}
+
+// sameEndpoint compares what the renderer reads of an endpoint: where it
+// is, and whether it may be on this node (hairpin).
+func sameEndpoint(a, b Endpoint) bool {
+	return a.IP == b.IP && a.Port == b.Port && a.Local == b.Local && (a.Node == "") == (b.Node == "")
 }

@@ -49,7 +49,8 @@ type Config struct {
 }
 
 // fingerprint changes whenever anything the renderer reads from the Config
-// changes (see ServicePort.fingerprint).
+// changes; it is compared at every sync (Service ports are compared with
+// sameRender).
 func (c Config) fingerprint() string { return fmt.Sprint(c.PodCIDRs, c.NodeIPs) }
 
 // NodePortAddresses is the agent's --nodeport-addresses: which of the
@@ -363,62 +364,94 @@ func emitFull(tx *knftables.Transaction, cur *State, existing, existingSets []st
 // Service chains with their rules, every set and map element, and the
 // affinity sets.
 func Build(cfg Config, sps []*ServicePort) *State {
-	return BuildWith(cfg, sps, NewSlotAllocator(), nil)
+	return build(cfg, sps, NewSlotAllocator())
 }
 
-// BuildWith is Build with a slot allocator that keeps each Service port's
-// slots where they were, and the previous state (nil: build from scratch).
-// It updates prev in place and returns it, with the fragments that changed
-// recorded for diffStates: a Service port passed as the same pointer as
-// last time is unchanged by contract (PortCache keeps them) and costs a
-// pointer lookup; another pointer is fingerprinted, and rendered only when
-// its fingerprint changed. So the work follows the change, not the cluster.
-// A caller that must be able to go back to prev (none does: a failed sync
-// is followed by a full one) cannot use it after this.
-func BuildWith(cfg Config, sps []*ServicePort, slots *SlotAllocator, prev *State) *State {
-	cur := prev
-	if cur == nil {
-		cur = &State{frags: make(map[string]*fragment, len(sps)+1), byPtr: make(map[*ServicePort]*fragment, len(sps))}
-	}
-	cur.gen++
-	cur.changes = cur.changes[:0]
-	slots.begin()
-	defer slots.end()
-	b := build{cur: cur, slots: slots, gen: cur.gen, record: prev != nil, nodeIPs: cfg.NodeIPs, nodeFP: fmt.Sprint(cfg.NodeIPs)}
+// build renders every Service port from scratch, in the order of sps (which
+// decides where their endpoint slots go), with slots.
+func build(cfg Config, sps []*ServicePort, slots *SlotAllocator) *State {
+	st := &State{frags: make(map[string]*fragment, len(sps)+1), nodeReaders: map[string]bool{}}
+	b := builder{cur: st, slots: slots, nodeIPs: cfg.NodeIPs}
 	b.node(cfg)
 	for _, sp := range sps {
-		b.servicePort(sp)
+		b.servicePort(sp, false)
 	}
-	b.dropUnwanted()
-	return cur
+	return st
 }
 
-// build is one run of BuildWith over its State.
-type build struct {
+// update applies changes to st in place and records the fragments that
+// changed for diffStates: a changed Service port is compared with the one
+// its fragment was rendered from and rendered again only when something
+// the renderer reads differs; a Service port that is gone takes its
+// fragment and endpoint slots with it. Unchanged Service ports are not
+// looked at, so the work follows the change, not the cluster. When the
+// node's addresses changed, the Service ports that read them (see
+// readsNodeIPs) are rendered again too. A caller that must be able to go
+// back to st (none does: a failed sync is followed by a full one) cannot
+// use it after this.
+func (st *State) update(cfg Config, changes []PortChange, slots *SlotAllocator) {
+	st.changes = st.changes[:0]
+	b := builder{cur: st, slots: slots, record: true, nodeIPs: cfg.NodeIPs}
+	b.node(cfg)
+	if b.nodeChanged {
+		for _, key := range sortedKeys(st.nodeReaders) {
+			b.servicePort(st.frags[key].sp, true)
+		}
+	}
+	for _, c := range lastPerKey(changes) {
+		if c.Port == nil {
+			b.remove(c.Key)
+		} else {
+			b.servicePort(c.Port, false)
+		}
+	}
+}
+
+// lastPerKey returns changes with only the last change of each key.
+func lastPerKey(changes []PortChange) []PortChange {
+	if len(changes) < 2 {
+		return changes
+	}
+	last := make(map[string]int, len(changes))
+	for i, c := range changes {
+		last[c.Key] = i
+	}
+	if len(last) == len(changes) {
+		return changes
+	}
+	out := make([]PortChange, 0, len(last))
+	for i, c := range changes {
+		if last[c.Key] == i {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// builder is one run of build or update over its State.
+type builder struct {
 	cur   *State
 	slots *SlotAllocator
-	gen   uint64
 	// record says whether to record the fragments that changed (for
 	// diffStates: the build started from a previous State).
 	record bool
 	// nodeIPs are Config.NodeIPs, which some Service ports read (see
-	// readsNodeIPs); nodeFP is their fingerprint and nodeChanged says
-	// whether the node's fragment changed in this build.
+	// readsNodeIPs); nodeChanged says whether the node's fragment changed
+	// in this build.
 	nodeIPs     []netip.Addr
-	nodeFP      string
 	nodeChanged bool
 }
 
 // node renders the node-wide fragment (pod CIDRs, NodePort addresses),
 // unless cfg's fingerprint says it is unchanged.
-func (b *build) node(cfg Config) {
+func (b *builder) node(cfg Config) {
 	fp := cfg.fingerprint()
 	if f := b.cur.frags[""]; f != nil && f.fp == fp {
-		f.gen = b.gen
 		return
 	}
 	b.nodeChanged = true
-	f := newFragment(fp)
+	f := newFragment()
+	f.fp = fp
 	for _, p := range cfg.PodCIDRs {
 		f.add(PodCIDRElement{p.Masked()})
 	}
@@ -428,82 +461,65 @@ func (b *build) node(cfg Config) {
 	b.put("", f)
 }
 
-// servicePort keeps sp's fragment when sp is the same pointer as last time
-// (and it reads nothing of the node that changed), or has the same
-// fingerprint and slots; else it renders a new one.
-func (b *build) servicePort(sp *ServicePort) {
-	cur := b.cur
-	if f := cur.byPtr[sp]; f != nil && !(b.nodeChanged && readsNodeIPs(sp)) {
-		// The same pointer as last time: unchanged, and so are its slot
-		// blocks (only its own re-rendering moves them).
-		f.gen = b.gen
-		b.slots.keep(f.slotUses)
-		return
-	}
+// servicePort keeps sp's fragment when it was rendered from a Service port
+// the renderer sees as equal to sp (and force is false); else it renders a
+// new one and releases the endpoint slots the old one held and the new one
+// does not.
+func (b *builder) servicePort(sp *ServicePort, force bool) {
 	key := sp.Key()
-	fp := sp.fingerprint()
-	if readsNodeIPs(sp) {
-		fp += "|node " + b.nodeFP
-	}
-	if f := cur.frags[key]; f != nil && f.fp == fp && b.slotsKept(f) {
-		if f.sp != sp {
-			delete(cur.byPtr, f.sp)
-			f.sp = sp
-			cur.byPtr[sp] = f
-		}
-		f.gen = b.gen
+	old := b.cur.frags[key]
+	if old != nil && !force && sameRender(old.sp, sp) {
+		old.sp = sp
 		return
 	}
-	f := newFragment(fp)
+	f := newFragment()
 	f.sp = sp
 	for _, v4 := range []bool{true, false} {
 		renderServicePort(f, sp, v4, b.slots, b.nodeIPs)
 	}
+	if old != nil {
+		b.releaseSlots(old, f)
+	}
 	b.put(key, f)
 }
 
-// slotsKept says whether every slot block f uses is still where f put it
-// (asking for them also keeps them in use by this build).
-func (b *build) slotsKept(f *fragment) bool {
-	for _, u := range f.slotUses {
-		if blk := b.slots.get(u.slotMap, u.owner, u.n); blk != u.blk || blk.base != u.base {
-			return false
-		}
+// remove drops the fragment of key, if any, and its endpoint slots.
+func (b *builder) remove(key string) {
+	old := b.cur.frags[key]
+	if old == nil {
+		return
 	}
-	return true
+	b.releaseSlots(old, nil)
+	delete(b.cur.frags, key)
+	delete(b.cur.nodeReaders, key)
+	if b.record {
+		b.cur.changes = append(b.cur.changes, fragChange{old, nil})
+	}
+}
+
+// releaseSlots frees the slot blocks old holds that cur (nil: none) does
+// not.
+func (b *builder) releaseSlots(old, cur *fragment) {
+	for _, u := range old.slotUses {
+		if cur != nil && slices.ContainsFunc(cur.slotUses, func(n slotUse) bool { return n.slotMap == u.slotMap && n.owner == u.owner }) {
+			continue
+		}
+		b.slots.release(u.slotMap, u.owner)
+	}
 }
 
 // put makes f the fragment of key.
-func (b *build) put(key string, f *fragment) {
+func (b *builder) put(key string, f *fragment) {
 	cur := b.cur
-	f.gen = b.gen
 	old := cur.frags[key]
-	if old == f {
-		return
-	}
-	if old != nil && old.sp != nil && cur.byPtr[old.sp] == old {
-		delete(cur.byPtr, old.sp)
-	}
 	cur.frags[key] = f
-	if f.sp != nil {
-		cur.byPtr[f.sp] = f
+	if f.sp != nil && readsNodeIPs(f.sp) {
+		cur.nodeReaders[key] = true
+	} else {
+		delete(cur.nodeReaders, key)
 	}
 	if b.record {
 		cur.changes = append(cur.changes, fragChange{old, f})
-	}
-}
-
-// dropUnwanted removes the fragments no Service port asked for.
-func (b *build) dropUnwanted() {
-	cur := b.cur
-	for key, f := range cur.frags {
-		if f.gen != b.gen {
-			delete(cur.frags, key)
-			if f.sp != nil && cur.byPtr[f.sp] == f {
-				delete(cur.byPtr, f.sp)
-			}
-			cur.changes = append(cur.changes, fragChange{f, nil})
-		}
 	}
 }
 
@@ -601,6 +617,9 @@ func renderServicePort(b *fragment, sp *ServicePort, v4 bool, slots *SlotAllocat
 	if len(clusterIPs) == 0 && len(external) == 0 && !nodePort {
 		return
 	}
+	if _, ok := l4Of(proto(sp.Protocol)); !ok {
+		return // the API has no other protocol; the table has no chain for one
+	}
 	r := portRender{b: b, sp: sp, v4: v4, f: famOf(v4), pr: proto(sp.Protocol), key: sp.Key(), slots: slots, nodeIPs: ofFamily(nodeIPs, v4)}
 	all := epsOfFamily(sp.Endpoints, v4)
 	if len(all) == 0 {
@@ -658,10 +677,11 @@ func (r *portRender) nodePort(m string, chain string) {
 func (r *portRender) slotPick(eps []Endpoint, purpose string) SlotPick {
 	m, owner := slotMap(r.v4, r.pr), r.key+"/"+purpose
 	blk := r.slots.get(m, owner, len(eps))
-	r.b.slotUses = append(r.b.slotUses, slotUse{m, owner, len(eps), blk.base, blk})
+	r.b.slotUses = append(r.b.slotUses, slotUse{m, owner})
 	base := uint32(SlotBase + blk.base)
+	l4, _ := l4Of(r.pr) // known: renderServicePort renders no other
 	for i, e := range eps {
-		r.b.add(SlotElement{Proto: r.pr, Slot: base + uint32(i), Addr: e.IP, Port: uint16(e.Port)})
+		r.b.add(SlotElement{Proto: l4, Slot: base + uint32(i), Addr: e.IP, Port: uint16(e.Port)})
 	}
 	return SlotPick{N: uint32(len(eps)), Base: base, Target: dnatChain(r.v4, r.pr)}
 }
@@ -854,6 +874,9 @@ func (r *portRender) affinityChain(e Endpoint) string {
 		return name
 	}
 	timeout := r.sp.AffinityTimeout
+	if r.b.affinitySets == nil {
+		r.b.affinitySets = map[string]*knftables.Set{}
+	}
 	r.b.affinitySets[name] = &knftables.Set{Name: name, Type: "ipv" + r.f.suffix + "_addr", Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag},
 		Timeout: &timeout, Comment: knftables.PtrTo(r.key + " clients of " + e.String())}
 	r.b.chain(name, r.key+" -> "+e.String())

@@ -16,12 +16,11 @@ import (
 // not the cluster.
 type State struct {
 	frags map[string]*fragment
-	// byPtr finds the fragment of an unchanged Service port by pointer.
-	byPtr map[*ServicePort]*fragment
-	// gen counts builds; a fragment carries the gen of the last build
-	// that wanted it.
-	gen uint64
-	// changes are the fragments the last build replaced, added (old nil)
+	// nodeReaders are the keys of the fragments whose Service ports read
+	// the node's addresses (readsNodeIPs): a change of those renders them
+	// again.
+	nodeReaders map[string]bool
+	// changes are the fragments the last update replaced, added (old nil)
 	// or removed (cur nil).
 	changes []fragChange
 	// refs counts, per element that fragments may share (see shared), the
@@ -35,27 +34,24 @@ type fragChange struct{ old, cur *fragment }
 
 // fragment is what one Service port (or the node) puts in the table.
 type fragment struct {
-	// sp is the Service port the fragment was rendered from: a caller
-	// that passes the same pointer again promises it did not change, and
-	// the fragment is reused without computing its fingerprint.
-	sp           *ServicePort
-	gen          uint64
+	// sp is the Service port the fragment was rendered from (nil for the
+	// node's fragment), to compare a changed Service port with.
+	sp *ServicePort
+	// fp is the node fragment's Config fingerprint.
 	fp           string
-	chains       map[string]*chainState
+	chains       []*chainState // few: a list costs less than a map
 	elements     []Element
-	affinitySets map[string]*knftables.Set
+	affinitySets map[string]*knftables.Set // nil until the first
 	slotUses     []slotUse
 }
 
 type slotUse struct {
 	slotMap, owner string
-	n, base        int
-	blk            *slotBlock // the allocator's block, to mark it in use cheaply
 }
 
 type chainState struct {
-	comment string
-	rules   []rule
+	name, comment string
+	rules         []rule
 }
 
 // rule is one rule of a Service chain: its nft text, or for the rule that
@@ -73,8 +69,10 @@ func (r rule) String() string {
 	return r.text
 }
 
-func newFragment(fp string) *fragment {
-	return &fragment{fp: fp, chains: map[string]*chainState{}, affinitySets: map[string]*knftables.Set{}}
+// newFragment returns an empty fragment (affinity sets, which few Service
+// ports have, are made on first use).
+func newFragment() *fragment {
+	return &fragment{}
 }
 
 // add records an element of a set or map.
@@ -82,16 +80,29 @@ func (f *fragment) add(e Element) { f.elements = append(f.elements, e) }
 
 // chain records a Service chain (its rules follow with rule and pick).
 func (f *fragment) chain(name, comment string) {
-	f.chains[name] = &chainState{comment: comment}
+	f.chains = append(f.chains, &chainState{name: name, comment: comment})
 }
 
 func (f *fragment) rule(chain, text string) {
-	f.chains[chain].rules = append(f.chains[chain].rules, rule{text: text})
+	c := f.chain1(chain)
+	c.rules = append(c.rules, rule{text: text})
 }
 
 // pick adds the rule that picks one of p.N endpoint slots.
 func (f *fragment) pick(chain string, p SlotPick) {
-	f.chains[chain].rules = append(f.chains[chain].rules, rule{pick: p})
+	c := f.chain1(chain)
+	c.rules = append(c.rules, rule{pick: p})
+}
+
+// chain1 returns the chain called name (nil when f has none); rules
+// mostly go to the chain made last.
+func (f *fragment) chain1(name string) *chainState {
+	for i := len(f.chains) - 1; i >= 0; i-- {
+		if f.chains[i].name == name {
+			return f.chains[i]
+		}
+	}
+	return nil
 }
 
 // Counts returns how many Service chains and distinct elements the state
@@ -115,8 +126,8 @@ func (s *State) all() (map[string]*chainState, []Element, map[string]*knftables.
 	sets := map[string]*knftables.Set{}
 	s.refs = map[elemID]int32{}
 	for _, f := range s.frags {
-		for n, c := range f.chains {
-			chains[n] = c
+		for _, c := range f.chains {
+			chains[c.name] = c
 		}
 		for n, st := range f.affinitySets {
 			sets[n] = st
@@ -213,13 +224,13 @@ func (p SlotPick) text() string {
 	return fmt.Sprintf("ct mark set numgen random mod %d offset %#x goto %s", p.N, p.Base, p.Target)
 }
 
-// diffStates compares only the fragments that changed: cur was built from
-// old by BuildWith (usually in place, so old == cur) and lists them. It
-// moves old's reference counts into cur.
+// diffStates compares only the fragments that changed: cur was updated
+// from old (in place, so old == cur) and lists them. It moves old's
+// reference counts into cur.
 func diffStates(old, cur *State) *diff {
 	cur.refs = old.refs
 	d := &diff{}
-	empty := newFragment("")
+	empty := newFragment()
 	for _, c := range cur.changes {
 		o, n := c.old, c.cur
 		if o == nil {
@@ -252,15 +263,16 @@ func (d *diff) sets(o, n *fragment) {
 
 // chains records the chains n adds to o, changes and drops.
 func (d *diff) chains(o, n *fragment) {
-	for name, c := range n.chains {
-		if oc := o.chains[name]; oc == nil {
+	for _, c := range n.chains {
+		name := c.name
+		if oc := o.chain1(name); oc == nil {
 			d.newChains = append(d.newChains, namedChain{name: name, c: c})
 		} else if !slices.Equal(oc.rules, c.rules) {
 			d.changedChains = append(d.changedChains, namedChain{name: name, c: c, old: oc})
 		}
 	}
-	for name := range o.chains {
-		if n.chains[name] == nil {
+	for _, c := range o.chains {
+		if name := c.name; n.chain1(name) == nil {
 			d.goneChains = append(d.goneChains, name)
 		}
 	}
@@ -369,43 +381,37 @@ func (d *diff) emit(tx *knftables.Transaction) {
 // SlotAllocator gives each Service port a block of endpoint slots that stays
 // where it is across syncs: a block holds a power of two of slots (at least
 // 4) and moves only when the endpoints outgrow it. Blocks of Service ports
-// that are gone return to a free list. One Syncer owns one allocator.
+// that are gone (or of lists a Service port no longer has) are released
+// by the builder and go to a free list per size. One Syncer owns one
+// allocator.
 type SlotAllocator struct {
 	blocks map[string]map[string]*slotBlock // slot map -> owner -> block
-	free   map[string][]slotBlock
+	free   map[string]map[int][]int         // slot map -> size -> bases of free blocks
 	next   map[string]int
-	gen    uint64 // counts builds; a block carries the gen of the last build that asked for it
 }
 
 type slotBlock struct {
 	base, size int
-	gen        uint64
 }
 
 // NewSlotAllocator returns an empty allocator.
 func NewSlotAllocator() *SlotAllocator {
-	return &SlotAllocator{blocks: map[string]map[string]*slotBlock{}, free: map[string][]slotBlock{}, next: map[string]int{}}
+	return &SlotAllocator{blocks: map[string]map[string]*slotBlock{}, free: map[string]map[int][]int{}, next: map[string]int{}}
 }
 
-func (a *SlotAllocator) begin() { a.gen++ }
-
-// end frees the blocks of owners the build did not ask for.
-func (a *SlotAllocator) end() {
-	for m, owners := range a.blocks {
-		for owner, b := range owners {
-			if b.gen != a.gen {
-				delete(owners, owner)
-				a.free[m] = append(a.free[m], slotBlock{base: b.base, size: b.size})
-			}
-		}
+// release frees owner's block in slot map m.
+func (a *SlotAllocator) release(m, owner string) {
+	if b, ok := a.blocks[m][owner]; ok {
+		delete(a.blocks[m], owner)
+		a.putFree(m, *b)
 	}
 }
 
-// keep marks the blocks of an unchanged fragment in use by this build.
-func (a *SlotAllocator) keep(uses []slotUse) {
-	for _, u := range uses {
-		u.blk.gen = a.gen
+func (a *SlotAllocator) putFree(m string, b slotBlock) {
+	if a.free[m] == nil {
+		a.free[m] = map[int][]int{}
 	}
+	a.free[m][b.size] = append(a.free[m][b.size], b.base)
 }
 
 // get returns owner's block in slot map m, with room for n.
@@ -415,29 +421,22 @@ func (a *SlotAllocator) get(m, owner string, n int) *slotBlock {
 	}
 	if b, ok := a.blocks[m][owner]; ok {
 		if b.size >= n {
-			b.gen = a.gen
 			return b
 		}
-		a.free[m] = append(a.free[m], slotBlock{base: b.base, size: b.size})
+		a.putFree(m, *b)
 	}
 	size := 4
 	for size < n {
 		size *= 2
 	}
-	var b slotBlock
-	found := false
-	for i, f := range a.free[m] {
-		if f.size == size {
-			b, found = f, true
-			a.free[m] = append(a.free[m][:i], a.free[m][i+1:]...)
-			break
-		}
-	}
-	if !found {
-		b = slotBlock{base: a.next[m], size: size}
+	b := slotBlock{size: size}
+	if free := a.free[m][size]; len(free) > 0 {
+		b.base = free[len(free)-1]
+		a.free[m][size] = free[:len(free)-1]
+	} else {
+		b.base = a.next[m]
 		a.next[m] += size
 	}
-	b.gen = a.gen
 	a.blocks[m][owner] = &b
 	return &b
 }
