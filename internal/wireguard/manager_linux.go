@@ -80,6 +80,9 @@ func NewManager(ctx context.Context, cfg Config, client kubernetes.Interface, re
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
 	}
+	if err := checkPort(cfg.Port); err != nil {
+		return nil, err
+	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500 - Overhead
 	}

@@ -192,3 +192,12 @@ func RotationDue(created time.Time, period time.Duration, rotate string, now tim
 	// request names is new enough.
 	return created.Truncate(time.Second).Before(t) && !t.After(now), nil
 }
+
+// checkPort refuses a listen port that is not one (it would be published
+// wrapped around into another port).
+func checkPort(port int) error {
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("wireguard: port %d: want 1 to 65535", port)
+	}
+	return nil
+}

@@ -306,3 +306,11 @@ func ipnet(t *testing.T, s string) net.IPNet {
 	}
 	return *n
 }
+
+func TestCheckPortRefusesWhatIsNotAPort(t *testing.T) {
+	for port, ok := range map[int]bool{1: true, DefaultPort: true, 65535: true, 0: false, -1: false, 65536: false, 117407: false} {
+		if err := checkPort(port); (err == nil) != ok {
+			t.Errorf("checkPort(%d) = %v, want ok=%v", port, err, ok)
+		}
+	}
+}
