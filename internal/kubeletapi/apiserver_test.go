@@ -54,7 +54,11 @@ func TestThroughARealAPIServer(t *testing.T) {
 		}
 	})
 	t.Run("an exit code passes through the API server", func(t *testing.T) {
-		ex, err := remotecommand.NewSPDYExecutor(admin, "POST", execURL("exit", "3"))
+		// kubectl's way (WebSocket v5). Over SPDY through the API server the
+		// status on the error stream can be lost when the backend closes right
+		// after writing it (an upstream race, kubernetes/kubernetes#137404);
+		// the direct SPDY path is tested in server_test.go.
+		ex, err := remotecommand.NewWebSocketExecutor(admin, "GET", execURL("exit", "3").String())
 		if err != nil {
 			t.Fatal(err)
 		}
