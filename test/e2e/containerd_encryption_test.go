@@ -142,9 +142,25 @@ func TestContainerdEncryption(t *testing.T) {
 		// The request's path is the marker and encPayload bytes of "M".
 		// Debian's wget by its path: busybox sh runs its own applet for a
 		// bare "wget", and busybox-static's wget dies of SIGSEGV with -T.
-		script := fmt.Sprintf(`p=$(head -c %d /dev/zero | tr '\0' M); /usr/bin/wget -q -T 10 -t 1 -O- "http://%s/%s$p"`, encPayload, bIP, marker)
-		out := c.kubectl(t, "exec", "enc-a", "--", "sh", "-c", script)
+		// One try: a retry would hide a lost first packet. The timeout is
+		// generous for a 2-core machine running many clusters at once.
+		script := fmt.Sprintf(`p=$(head -c %d /dev/zero | tr '\0' M); /usr/bin/wget -q -T 30 -t 1 -O- "http://%s/%s$p"`, encPayload, bIP, marker)
+		out, err := c.podnet("kubectl", "--", "exec", "enc-a", "--", "sh", "-c", script)
 		pcap, innerPcap := capture.stop(t), inner.stop(t)
+		if err != nil {
+			in := summarize(t, innerPcap, cfg.NodeIP(1), cfg.NodeIP(2), cfg.PodCIDR)
+			sum := summarize(t, pcap, cfg.NodeIP(1), cfg.NodeIP(2), cfg.PodCIDR)
+			t.Logf("capture on %s: %d packets, %d with a pod address; on eth0: %d packets, %d of WireGuard, %d with a pod address",
+				wireguard.Device, in.packets, in.podPackets, sum.packets, sum.wgPackets, sum.podPackets)
+			st, _ := c.podnet("status", "encryption")
+			t.Logf("podnet status encryption:\n%s", st)
+			for i := 1; i <= cfg.Nodes; i++ {
+				tbl, _ := exec.Command("ip", "netns", "exec", cfg.NodeNSName(i), "nft", "list", "table", "inet", wireguard.Table).CombinedOutput()
+				routes, _ := exec.Command("ip", "netns", "exec", cfg.NodeNSName(i), "ip", "route").CombinedOutput()
+				t.Logf("%s:\n%s\n%s", cfg.NodeName(i), tbl, routes)
+			}
+			t.Fatalf("enc-a -> enc-b (%s) through the tunnel: %v\n%s", bIP, err, out)
+		}
 		after := peerBytes(t, c, cfg)
 		if who, client, ok := testserver.ParseReply(out); !ok || who != "enc-b" || !strings.HasPrefix(client, aIP+":") {
 			t.Fatalf("enc-a -> enc-b (%s): %q, want enc-b seeing %s", bIP, out, aIP)
