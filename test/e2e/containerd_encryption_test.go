@@ -71,18 +71,10 @@ const encPayload = 100_000
 
 func TestContainerdEncryption(t *testing.T) {
 	needContainerd(t)
-	c, err := up("cre-"+randHex(3), "--node-runtime", "containerd", "--encryption", "wireguard", "--encryption-strict",
+	c, cfg := upOwn(t, "cre-"+randHex(3), "--node-runtime containerd --encryption wireguard --encryption-strict",
+		"--node-runtime", "containerd", "--encryption", "wireguard", "--encryption-strict",
 		"--pod-cidr", "10.176.0.0/16", "--service-cidr", "10.186.0.0/16", "--node-network", "172.29.56.0/24",
 		"--world-network", "198.18.56.0/24")
-	if err != nil {
-		t.Fatalf("podnet up --node-runtime containerd --encryption wireguard: %v", err)
-	}
-	t.Cleanup(c.down)
-	t.Logf("podnet up --node-runtime containerd --encryption wireguard --encryption-strict: %s", c.upTime.Round(100*time.Millisecond))
-	cfg, err := localcluster.Load(c.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c.apply(t, fmt.Sprintf(encPods, cfg.NodeName(1), cfg.NodeName(2)))
 	c.kubectl(t, "wait", "--for=condition=Ready", "pod/enc-a", "pod/enc-b", "--timeout=120s")
 	aIP := c.kubectl(t, "get", "pod", "enc-a", "-o", "jsonpath={.status.podIP}")

@@ -58,18 +58,10 @@ func TestContainerdLifecycle(t *testing.T) {
 	needContainerd(t)
 	hostDirsBefore := existing(crinode.HostCNIConfDir, crinode.HostCNIBinDir, crinode.HostCNILibDir,
 		filepath.Dir(crinode.HostCNIConfDir), filepath.Dir(crinode.HostCNIBinDir), crinode.HostWireGuardDir)
-	c, err := up("crl-"+randHex(3), "--node-runtime", "containerd", "--service-proxy", "podnet", "--routing-mode", "vxlan",
+	c, cfg := upOwn(t, "crl-"+randHex(3), "--node-runtime containerd",
+		"--node-runtime", "containerd", "--service-proxy", "podnet", "--routing-mode", "vxlan",
 		"--pod-cidr", "10.174.0.0/16", "--service-cidr", "10.175.0.0/16", "--node-network", "172.26.0.0/24",
 		"--world-network", "198.51.103.0/24")
-	if err != nil {
-		t.Fatalf("podnet up --node-runtime containerd: %v", err)
-	}
-	t.Cleanup(c.down)
-	t.Logf("podnet up --node-runtime containerd: %s", c.upTime.Round(100*time.Millisecond))
-	cfg, err := localcluster.Load(c.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c.apply(t, spreadDeployment+"---"+lifecycleService)
 	c.runningPods(t, "default", "app=spread", 4, false)
 	nodePort := c.kubectl(t, "get", "svc", "spread", "-o", "jsonpath={.spec.ports[0].nodePort}")

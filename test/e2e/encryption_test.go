@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podnet/podnet/internal/proc"
+	"github.com/podnet/podnet/internal/trace"
 	"github.com/podnet/podnet/internal/wireguard"
 )
 
@@ -510,6 +511,16 @@ func TestEncryptionVXLAN(t *testing.T) {
 
 	t.Run("a marker between pods on two nodes is only seen as WireGuard on the node network", func(t *testing.T) {
 		e.checkEncrypted(t, "vxlan", a, b)
+	})
+
+	t.Run("podnet trace names the WireGuard route", func(t *testing.T) {
+		r, code, out := e.c.traceJSON(t, "-n", e.ns, a.name, b.ip+":80")
+		if code > 1 || len(r.Paths) != 1 {
+			t.Fatalf("podnet trace %s %s:80: exit %d, %d paths:\n%s", a.name, b.ip, code, len(r.Paths), out)
+		}
+		if rt := r.Paths[0].Route; rt.Kind != trace.RouteWireGuard || rt.From != a.node || rt.To != b.node || rt.Unencrypted != "" {
+			t.Errorf("route %+v, want kind %s from %s to %s, encrypted", rt, trace.RouteWireGuard, a.node, b.node)
+		}
 	})
 
 	t.Run("without strict mode a node with an unusable key is reached in the clear, and the capture sees it", func(t *testing.T) {

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/podnet/podnet/internal/localcluster"
 )
 
 var lbWorldPlan = []string{"--node-network", "172.28.124.0/24", "--pod-cidr", "10.196.0.0/16",
@@ -34,15 +32,8 @@ func TestLoadBalancerFromTheWorld(t *testing.T) {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
-	c, err := up("e2e-lbw-"+randHex(2), append([]string{"-f", filepath.Join(repoRoot, "examples", "seed")}, lbWorldPlan...)...)
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	t.Cleanup(c.down)
-	cfg, err := localcluster.Load(c.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cfg := upOwn(t, "e2e-lbw-"+randHex(2), "-f examples/seed (LoadBalancer world)",
+		append([]string{"-f", filepath.Join(repoRoot, "examples", "seed")}, lbWorldPlan...)...)
 	w := &lbWorld{c: c, cfg: cfg}
 	t.Run("the seed's web-lb answers at its address", w.testSeed)
 	t.Run("two Services share one address and each port has its own backend", w.testSharing)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podnet/podnet/internal/localcluster"
 	"github.com/podnet/podnet/internal/proc"
 )
 
@@ -25,15 +24,7 @@ func TestKillEverythingThenDownThenUp(t *testing.T) {
 		t.Skip(skipWhy)
 	}
 	plan := []string{"--node-network", "172.28.88.0/24", "--pod-cidr", "10.166.0.0/16", "--service-cidr", "10.167.0.0/16", "--world-network", "198.18.0.0/24"}
-	c, err := up("e2e-crash-"+randHex(2), append(plan, "--routing-mode", "vxlan")...)
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	t.Cleanup(c.down)
-	cfg, err := localcluster.Load(c.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cfg := upOwn(t, "e2e-crash-"+randHex(2), "(vxlan)", append(plan, "--routing-mode", "vxlan")...)
 	id := cfg.ID()
 	c.apply(t, `
 apiVersion: v1

@@ -155,6 +155,24 @@ func up(name string, args ...string) (*cluster, error) {
 	return c, nil
 }
 
+// upOwn starts a cluster of the test's own (podnet up args), takes it
+// down when the test ends, and returns it with its configuration; what
+// names the cluster in the messages.
+func upOwn(t *testing.T, name, what string, args ...string) (*cluster, *localcluster.Config) {
+	t.Helper()
+	c, err := up(name, args...)
+	if err != nil {
+		t.Fatalf("podnet up %s: %v", what, err)
+	}
+	t.Cleanup(c.down)
+	t.Logf("podnet up %s: %s", what, c.upTime.Round(100*time.Millisecond))
+	cfg, err := localcluster.Load(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cfg
+}
+
 func (c *cluster) down() {
 	out, err := c.podnet("down")
 	if err != nil {

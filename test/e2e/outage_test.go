@@ -145,15 +145,7 @@ func outageLength(t *testing.T) time.Duration {
 
 func setupOutage(t *testing.T) *outageFixture {
 	t.Helper()
-	c, err := up("e2e-outage-"+randHex(2), outagePlan...)
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	t.Cleanup(c.down)
-	cfg, err := localcluster.Load(c.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cfg := upOwn(t, "e2e-outage-"+randHex(2), "(outage)", outagePlan...)
 	f := &outageFixture{c: c, cfg: cfg, cs: c.client(t)}
 	c.apply(t, outageManifest(cfg))
 	pod := func(p v1.Pod) *npPod {
