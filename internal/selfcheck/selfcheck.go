@@ -146,7 +146,12 @@ func (c *check) addPod(ctx context.Context, cn *libcni.CNIConfig, list *libcni.N
 // and checks that b saw a's own address.
 func (c *check) reach(ctx context.Context, a, b *pod) error {
 	if ping, err := exec.LookPath("ping"); err == nil {
-		out, err := exec.CommandContext(ctx, "nsenter", "--net="+a.path, ping, "-c", "1", "-W", "2", b.ip.String()).CombinedOutput()
+		// One reply within 3 s, asked for once a second: a veth just set
+		// up can drop packets until the kernel's link watcher activates
+		// its queue (up to a second later when both ends have the same
+		// ifindex in their namespaces, as the first pod of a fresh node
+		// namespace does). One lost echo failed this check once under load.
+		out, err := exec.CommandContext(ctx, "nsenter", "--net="+a.path, ping, "-c", "1", "-w", "3", b.ip.String()).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("ping pod 0 -> pod 1 failed: %w\n%s", err, out)
 		}
