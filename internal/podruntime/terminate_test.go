@@ -89,11 +89,14 @@ func lameDuckPod(t *testing.T) (*testRun, *statusLog, string) {
 	t.Helper()
 	dir := t.TempDir()
 	lameDuck, probes := filepath.Join(dir, "lame-duck"), filepath.Join(dir, "probes")
+	// Ready only once the shell has set its trap: a SIGTERM before that
+	// would end it at once (exit 143), as it did once on a loaded machine.
+	trapped := filepath.Join(dir, "trapped")
 	healthy := []string{"test", "!", "-f", lameDuck}
 	app := v1.Container{Name: "app", Command: []string{"sh", "-c",
-		"trap 'touch " + lameDuck + "; sleep 4; exit 0' TERM; while :; do sleep 0.1; done"},
+		"trap 'touch " + lameDuck + "; sleep 4; exit 0' TERM; touch " + trapped + "; while :; do sleep 0.1; done"},
 		ReadinessProbe: &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{
-			Command: []string{"sh", "-c", "echo probe >> " + probes + "; test ! -f " + lameDuck}}},
+			Command: []string{"sh", "-c", "echo probe >> " + probes + "; test -f " + trapped + " && test ! -f " + lameDuck}}},
 			PeriodSeconds: 1, FailureThreshold: 1},
 		LivenessProbe: &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: healthy}},
 			PeriodSeconds: 1, FailureThreshold: 1}}
